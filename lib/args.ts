@@ -1,0 +1,38 @@
+// Flags shared by the scripts (the nuxt/cli `_shared.ts` pattern).
+import type { ArgsDef } from "citty";
+import { UsageError } from "./errors.ts";
+
+export const connectionArgs = {
+  uri: { type: "string", description: "API endpoint; overrides EHURI (API 1.0) or CSURI (API 2.0)", valueHint: "URL" },
+  "auth-file": { type: "string", description: "File holding one line user:secret; overrides EHAUTH / CSAUTH", valueHint: "PATH" },
+  timeout: { type: "string", description: "Seconds to wait for each answer", default: "120", valueHint: "SECONDS" },
+  verbose: { type: "boolean", description: "Log each HTTP exchange (credentials masked) and error stacks" },
+} as const satisfies ArgsDef;
+
+export const apiArgs = {
+  api: { type: "string", description: "API generation, 1 or 2 (default: 2 when CSURI is set, else 1)", valueHint: "1|2" },
+} as const satisfies ArgsDef;
+
+export const jsonArgs = {
+  json: { type: "boolean", description: "Print JSON instead of KEY VALUE lines" },
+} as const satisfies ArgsDef;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isUuid(text: string): boolean {
+  return UUID.test(text);
+}
+
+/** Drive and user identifiers are UUIDs; anything else never reaches a URL. */
+export function checkUuid(text: string | undefined, what: string): string {
+  if (!text) throw new UsageError(`missing ${what}`);
+  if (!UUID.test(text)) throw new UsageError(`invalid ${what} '${text.slice(0, 60)}': expected a UUID like 8f9b42b1-1c5a-4a1e-9d8a-0123456789ab`);
+  return text.toLowerCase();
+}
+
+/** A positive number of seconds (fractions allowed), as milliseconds. */
+export function parseSeconds(text: string | undefined, what: string, fallback: number): number {
+  if (text === undefined || text === "") return fallback * 1000;
+  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0) throw new UsageError(`invalid ${what} '${text}': expected a positive number of seconds`);
+  return Math.round(Number(text) * 1000);
+}

@@ -1,0 +1,36 @@
+// From parsed flags and the environment to a ready HTTP client.
+import { resolveConfig, type Config } from "./config.ts";
+import { HttpClient } from "./http.ts";
+import { parseSeconds } from "./args.ts";
+import type { RunContext } from "./cli.ts";
+
+export interface ConnectArgs {
+  uri?: string;
+  "auth-file"?: string;
+  timeout?: string;
+  api?: string;
+  location?: string;
+}
+
+export interface Connection {
+  config: Config;
+  client: HttpClient;
+  /** API 2.0: the client for the direct (upload/download) host. */
+  direct?: HttpClient;
+}
+
+export async function connect(args: ConnectArgs, ctx: RunContext, forceApi?: 1 | 2): Promise<Connection> {
+  const timeoutMs = parseSeconds(args.timeout, "--timeout", 120);
+  const config = await resolveConfig({
+    env: ctx.io.env,
+    api: forceApi ? String(forceApi) : args.api,
+    uri: args.uri,
+    authFile: args["auth-file"],
+    location: args.location,
+  });
+  ctx.addSecret(config.secret);
+  const options = { credentials: config, log: ctx.log, verbose: ctx.verbose, timeoutMs };
+  const client = new HttpClient(config.base, options);
+  const direct = config.direct ? new HttpClient(config.direct, options) : undefined;
+  return { config, client, direct };
+}

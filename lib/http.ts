@@ -1,0 +1,150 @@
+// The one request path every script uses: Basic auth, timeouts, safe redirects, typed errors.
+import type { ConsolaInstance } from "consola";
+import { ApiError, SERVER_KINDS, type ErrorKind, type ServerKind } from "./errors.ts";
+import { checkTransport, isLoopbackHost, type Credentials } from "./config.ts";
+import { parseRecord, parseRecords, type KvRecord } from "./kv.ts";
+
+export interface HttpOptions {
+  credentials: Credentials;
+  log?: ConsolaInstance;
+  /** Log each exchange (credentials masked). */
+  verbose?: boolean;
+  /** Per-request timeout; each request may pass its own. */
+  timeoutMs?: number;
+}
+
+export interface RequestOptions {
+  body?: RequestInit["body"];
+  headers?: Record<string, string>;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Statuses that are not errors (default: any 2xx). */
+  ok?: (status: number) => boolean;
+}
+
+const STATUS_KIND: Record<number, ServerKind> = {
+  400: "usage", 401: "auth", 402: "billing", 403: "auth", 404: "missing", 405: "method",
+  409: "busy", 500: "failed", 502: "system", 503: "system", 504: "system", 507: "full",
+};
+const MAX_REDIRECTS = 5;
+const MAX_ERROR_BODY = 64 * 1024;
+
+function isServerKind(text: string): text is ServerKind {
+  return (SERVER_KINDS as readonly string[]).includes(text);
+}
+
+/** Turn a failed answer into its kind and message: header first, then an `errors:KIND` body, then the status. */
+export function classifyError(status: number, header: string | null, body: string): { kind: ErrorKind; message: string } {
+  let message = body.trim();
+  let bodyKind: string | undefined;
+  const prefixed = /^errors?(?::([a-z]+))?\s+([\s\S]*)$/i.exec(message);
+  if (prefixed) {
+    bodyKind = prefixed[1]?.toLowerCase();
+    message = (prefixed[2] ?? "").trim();
+  }
+  // one line, printable, bounded: the message ends up in a terminal
+  message = message.replace(/\s*[\r\n]+\s*/g, " ").replace(/[\x00-\x1f\x7f]/g, "").slice(0, 500);
+  const headerKind = header?.trim().toLowerCase();
+  let kind: ErrorKind =
+    headerKind && isServerKind(headerKind)
+      ? headerKind
+      : bodyKind && isServerKind(bodyKind)
+        ? bodyKind
+        : (STATUS_KIND[status] ?? (status >= 500 ? "system" : "unexpected"));
+  // some servers answer 400 (or 500) with "could not be found" for a missing object (jclouds ElasticStackErrorHandler)
+  if ((kind === "usage" || status === 400) && /could not be found/i.test(message)) kind = "missing";
+  return { kind, message };
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const cause = (error as { cause?: unknown }).cause;
+    const code = (error as { code?: string }).code;
+    const text = error.message + (code && !error.message.includes(code) ? ` (${code})` : "");
+    return cause instanceof Error && !text.includes(cause.message) ? `${text}: ${cause.message}` : text;
+  }
+  return String(error);
+}
+
+export class HttpClient {
+  private readonly authorization: string;
+  constructor(
+    readonly base: URL,
+    private readonly options: HttpOptions,
+  ) {
+    checkTransport(base, "endpoint");
+    const { user, secret } = options.credentials;
+    this.authorization = `Basic ${Buffer.from(`${user}:${secret}`).toString("base64")}`;
+  }
+
+  url(path: string): URL {
+    return new URL(path.replace(/^\/+/, ""), this.base);
+  }
+
+  /** Send one request; any non-ok answer or network failure becomes an ApiError. */
+  async request(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
+    const started = this.url(path);
+    const shownPath = started.pathname;
+    let url = started;
+    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? 120_000;
+    const signals = [AbortSignal.timeout(timeoutMs)];
+    if (options.signal) signals.push(options.signal);
+    const signal = AbortSignal.any(signals);
+    for (let hop = 0; ; hop++) {
+      // Credentials go only to the origin the user named; never to a redirect target elsewhere.
+      const sameOrigin = url.origin === started.origin;
+      const headers: Record<string, string> = { ...options.headers };
+      if (sameOrigin) headers.authorization = this.authorization;
+      this.trace(`> ${method} ${url.href}`, headers);
+      let response: Response;
+      try {
+        response = await fetch(url, { method, body: options.body, headers, redirect: "manual", signal });
+      } catch (error) {
+        const name = (error as Error)?.name;
+        if (name === "TimeoutError" || (name === "AbortError" && !options.signal?.aborted)) {
+          throw new ApiError("timeout", `no answer within ${Math.round(timeoutMs / 1000)} s`, undefined, method, shownPath);
+        }
+        if (name === "AbortError") throw error;
+        throw new ApiError("network", describe(error), undefined, method, shownPath);
+      }
+      this.trace(`< ${response.status} ${response.statusText}`, Object.fromEntries(response.headers));
+      const location = response.headers.get("location");
+      if (response.status >= 300 && response.status < 400 && location && (method === "GET" || method === "HEAD")) {
+        await response.body?.cancel();
+        if (hop >= MAX_REDIRECTS) throw new ApiError("protocol", `more than ${MAX_REDIRECTS} redirects`, response.status, method, shownPath);
+        const next = new URL(location, url);
+        if (next.protocol !== "https:" && !(next.protocol === "http:" && isLoopbackHost(next.hostname))) {
+          throw new ApiError("protocol", `refusing redirect to ${next.origin} (not https)`, response.status, method, shownPath);
+        }
+        url = next;
+        continue;
+      }
+      const ok = options.ok ? options.ok(response.status) : response.status >= 200 && response.status < 300;
+      if (ok) return response;
+      const body = (await response.text().catch(() => "")).slice(0, MAX_ERROR_BODY);
+      const { kind, message } = classifyError(response.status, response.headers.get("x-elastic-error"), body);
+      throw new ApiError(kind, message, response.status, method, shownPath);
+    }
+  }
+
+  async text(method: string, path: string, options?: RequestOptions): Promise<string> {
+    const response = await this.request(method, path, options);
+    return response.text();
+  }
+
+  async record(method: string, path: string, options?: RequestOptions): Promise<KvRecord> {
+    return parseRecord(await this.text(method, path, options));
+  }
+
+  async records(method: string, path: string, options?: RequestOptions): Promise<KvRecord[]> {
+    return parseRecords(await this.text(method, path, options));
+  }
+
+  private trace(line: string, headers: Record<string, string>): void {
+    if (!this.options.verbose || !this.options.log) return;
+    const shown = Object.entries(headers).map(([key, value]) =>
+      `  ${key}: ${key.toLowerCase() === "authorization" ? value.replace(/ .*/, " ****") : value}`,
+    );
+    this.options.log.info([line, ...shown].join("\n"));
+  }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bun
+// Destroy a drive (API 1.0 POST /drives/DRIVE/destroy). Asks first on a terminal; elsewhere needs --yes.
+import { defineCommand } from "citty";
+import { contextOf, runMain } from "../lib/cli.ts";
+import { checkUuid, connectionArgs } from "../lib/args.ts";
+import { connect } from "../lib/connect.ts";
+import { destroyDrive, driveInfo } from "../lib/drives.ts";
+import { OperationError, UsageError } from "../lib/errors.ts";
+import { confirm } from "../lib/prompt.ts";
+
+const command = defineCommand({
+  meta: { name: "destroy", description: "Destroy a drive and its data. Asks on a terminal; without one, refuses unless --yes" },
+  args: {
+    drive: { type: "positional", description: "Drive UUID" },
+    yes: { type: "boolean", alias: "y", description: "Do not ask (needed when stdin is not a terminal)" },
+    ...connectionArgs,
+  },
+  async run(context) {
+    const ctx = contextOf(context);
+    const { args } = context;
+    const drive = checkUuid(args.drive, "drive");
+    if (!args.yes && !ctx.io.stdinIsTTY) {
+      throw new UsageError(`refusing to destroy drive ${drive} without a terminal to ask on: pass --yes`);
+    }
+    const { client } = await connect(args, ctx, 1);
+    if (!args.yes) {
+      const info = await driveInfo(client, drive);
+      const name = info.name ? ` '${info.name}'` : "";
+      if (!(await confirm(ctx, `Destroy drive ${drive}${name} and all its data?`))) {
+        throw new OperationError(`drive ${drive} not destroyed: the answer was not yes`);
+      }
+    }
+    await destroyDrive(client, drive);
+    ctx.log.success(`destroyed drive ${drive}`);
+  },
+});
+
+export default command;
+if (import.meta.main) runMain(command);
