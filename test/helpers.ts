@@ -35,7 +35,7 @@ export async function run(command: CommandDef<any>, argv: string[], options: Run
     stdout: out.writer,
     stderr: err.writer,
     env: { NO_COLOR: "1", ...options.env },
-    stdin: () => new Blob([stdin as BlobPart]).stream() as ReadableStream<Uint8Array>,
+    stdin: () => new Blob([stdin as Uint8Array<ArrayBuffer>]).stream() as ReadableStream<Uint8Array>,
     stdinIsTTY: options.stdinIsTTY ?? false,
     stderrIsTTY: options.stderrIsTTY ?? false,
     cwd: options.cwd ?? process.cwd(),
@@ -52,7 +52,7 @@ export async function spawnScript(script: string, argv: string[], options: RunOp
   const child = Bun.spawn(["bun", `${ROOT}scripts/${script}.ts`, ...argv], {
     cwd: options.cwd ?? ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: "1", ...options.env } as Record<string, string>,
-    stdin: options.stdin === undefined ? "ignore" : new Blob([options.stdin as BlobPart]),
+    stdin: options.stdin === undefined ? "ignore" : new Blob([options.stdin as Uint8Array<ArrayBuffer>]),
     stdout: "pipe",
     stderr: "pipe",
   });

@@ -1,0 +1,35 @@
+// What upload.ts and download.ts ask of a transfer engine (API 1.0 chunked, or API 2.0 direct).
+export type CompressMode = "auto" | "always" | "never";
+
+export interface UploadRequest {
+  /** Image path: a regular file or a block device. */
+  file: string;
+  /** API 1.0: bytes per write (default 4M). */
+  chunk: number;
+  /** Upload into this existing drive instead of creating one. */
+  drive?: string;
+  /** Name of a new drive (default: the file's base name). */
+  name: string;
+  /** Resume: start at this byte of the image (and of the drive). */
+  offset?: number;
+  /** Writes in flight at once (API 1.0); undefined: the engine's default. */
+  concurrency?: number;
+  compress: CompressMode;
+  quiet: boolean;
+  /** Read the drive back and compare it with the image. */
+  verify: boolean;
+}
+
+export interface DownloadRequest {
+  drive: string;
+  /** Output path; undefined: API 1.0 uses the drive UUID, API 2.0 the server's file name. */
+  file?: string;
+  /** API 1.0: bytes per read (at most 4M). */
+  chunk: number;
+  /** Start at this byte (the vendor tool's -o). */
+  offset?: number;
+  concurrency?: number;
+  /** Overwrite an existing output file. */
+  force: boolean;
+  quiet: boolean;
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bun
+// Download a whole drive to a file: API 1.0 in parallel reads into a sparse FILE.part, or API 2.0
+// in one direct GET. Never overwrites FILE without --force. Prints the file's path on stdout.
+import { defineCommand } from "citty";
+import { contextOf, runMain } from "../lib/cli.ts";
+import { apiArgs, checkUuid, connectionArgs, jsonArgs } from "../lib/args.ts";
+import { connect } from "../lib/connect.ts";
+import { UsageError } from "../lib/errors.ts";
+import { parseSize } from "../lib/size.ts";
+import { MAX_PIECE } from "../lib/drives.ts";
+import type { DownloadRequest } from "../lib/transfer.ts";
+import { downloadChunked } from "../lib/download1.ts";
+import { downloadDirect } from "../lib/direct.ts";
+import { transferArgs } from "./upload.ts";
+
+const command = defineCommand({
+  meta: { name: "download", description: "Download a whole drive to FILE (API 1.0 default: the drive UUID; API 2.0: the server's name)" },
+  args: {
+    drive: { type: "positional", description: "Drive UUID" },
+    file: { type: "positional", description: "Output file", required: false },
+    chunk: { type: "string", alias: "c", description: "API 1.0: bytes per read (at most 4M)", default: "4M", valueHint: "SIZE" },
+    offset: { type: "string", alias: "o", description: "API 1.0: start at this byte", valueHint: "OFFSET" },
+    force: { type: "boolean", alias: "f", description: "Overwrite FILE if it exists" },
+    ...transferArgs,
+    ...apiArgs,
+    ...connectionArgs,
+    ...jsonArgs,
+  },
+  async run(context) {
+    const ctx = contextOf(context);
+    const { args } = context;
+    const chunk = parseSize(args.chunk, "--chunk");
+    if (chunk < 4096 || chunk > MAX_PIECE || chunk % 512 !== 0) {
+      throw new UsageError(`invalid --chunk ${args.chunk}: expected a multiple of 512 from 4k to 4M`);
+    }
+    const concurrency = args.concurrency === undefined ? undefined : Number(args.concurrency);
+    if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)) {
+      throw new UsageError(`invalid --concurrency '${args.concurrency}': expected 1 to 64`);
+    }
+    const request: DownloadRequest = {
+      drive: checkUuid(args.drive, "drive"),
+      file: args.file,
+      chunk,
+      offset: args.offset === undefined ? undefined : parseSize(args.offset, "--offset"),
+      concurrency,
+      force: Boolean(args.force),
+      quiet: Boolean(args.quiet),
+    };
+    const connection = await connect(args, ctx);
+    const path = connection.config.api === 1 ? await downloadChunked(ctx, connection, request) : await downloadDirect(ctx, connection, request);
+    ctx.print(args.json ? JSON.stringify({ path }) : path);
+  },
+});
+
+export default command;
+if (import.meta.main) runMain(command);

@@ -1,0 +1,70 @@
+#!/usr/bin/env bun
+// Upload a whole image to a new or existing drive: API 1.0 in parallel gzipped chunks with
+// retries and resume, or API 2.0 in one direct POST. Prints the drive UUID alone on stdout.
+import { basename } from "node:path";
+import { defineCommand } from "citty";
+import { contextOf, runMain } from "../lib/cli.ts";
+import { apiArgs, checkUuid, connectionArgs, jsonArgs } from "../lib/args.ts";
+import { connect } from "../lib/connect.ts";
+import { UsageError } from "../lib/errors.ts";
+import { parseSize } from "../lib/size.ts";
+import { MAX_PIECE } from "../lib/drives.ts";
+import type { CompressMode, UploadRequest } from "../lib/transfer.ts";
+import { uploadChunked } from "../lib/upload1.ts";
+import { uploadDirect } from "../lib/direct.ts";
+
+export const transferArgs = {
+  quiet: { type: "boolean", alias: "q", description: "No progress display" },
+  location: { type: "string", description: "API 2.0: CloudSigma location such as zrh (https://LOC.cloudsigma.com/api/2.0/)", valueHint: "LOC" },
+  concurrency: { type: "string", description: "API 1.0: requests in flight at once (default chosen by benchmark)", valueHint: "N" },
+} as const;
+
+const command = defineCommand({
+  meta: { name: "upload", description: "Upload an image file (or block device) to a new drive, or to an existing one with -d" },
+  args: {
+    file: { type: "positional", description: "Image file or block device" },
+    chunk: { type: "string", alias: "c", description: "API 1.0: bytes per write (k/M/G/T allowed, at most 4M)", default: "4M", valueHint: "SIZE" },
+    drive: { type: "string", alias: "d", description: "Existing drive UUID to write into (its old data is overwritten)", valueHint: "DRIVE" },
+    name: { type: "string", alias: "n", description: "Name of the new drive (default: the file's base name)", valueHint: "NAME" },
+    offset: { type: "string", alias: "o", description: "API 1.0: resume from this byte of the image", valueHint: "OFFSET" },
+    compress: { type: "string", description: "API 1.0: gzip each chunk: auto (when it pays), always, never", default: "auto", valueHint: "auto|always|never" },
+    verify: { type: "boolean", description: "Read the drive back and compare it with the image" },
+    ...transferArgs,
+    ...apiArgs,
+    ...connectionArgs,
+    ...jsonArgs,
+  },
+  async run(context) {
+    const ctx = contextOf(context);
+    const { args } = context;
+    if (!args.file) throw new UsageError("missing FILE (the image to upload)");
+    const chunk = parseSize(args.chunk, "--chunk");
+    if (chunk < 4096 || chunk > MAX_PIECE || chunk % 512 !== 0) {
+      throw new UsageError(`invalid --chunk ${args.chunk}: expected a multiple of 512 from 4k to 4M`);
+    }
+    const compress = args.compress as CompressMode;
+    if (!["auto", "always", "never"].includes(compress)) throw new UsageError(`invalid --compress '${args.compress}': expected auto, always or never`);
+    const concurrency = args.concurrency === undefined ? undefined : Number(args.concurrency);
+    if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)) {
+      throw new UsageError(`invalid --concurrency '${args.concurrency}': expected 1 to 64`);
+    }
+    const request: UploadRequest = {
+      file: args.file,
+      chunk,
+      drive: args.drive === undefined ? undefined : checkUuid(args.drive, "--drive"),
+      name: args.name ?? basename(args.file),
+      offset: args.offset === undefined ? undefined : parseSize(args.offset, "--offset"),
+      concurrency,
+      compress,
+      quiet: Boolean(args.quiet),
+      verify: Boolean(args.verify),
+    };
+    if (request.name.trim() === "" || /[\r\n]/.test(request.name)) throw new UsageError("invalid --name: empty or holding a newline");
+    const connection = await connect(args, ctx);
+    const drive = connection.config.api === 1 ? await uploadChunked(ctx, connection, request) : await uploadDirect(ctx, connection, request);
+    ctx.print(args.json ? JSON.stringify({ drive }) : drive);
+  },
+});
+
+export default command;
+if (import.meta.main) runMain(command);
