@@ -96,7 +96,7 @@ function dropConnection(): Response {
   return new Response(
     new ReadableStream({
       start(controller) {
-        controller.error(new Error("stub: connection dropped on purpose"));
+        controller.error(new Error("stub: connection dropped on purpose (an injected fault, expected in tests)"));
       },
     }),
     { headers: { "content-length": "1" } },
@@ -118,6 +118,7 @@ export class DriveStub {
   private server!: Server<undefined>;
   private dir!: string;
   private linkFreeAt = 0;
+  private stopped = false;
   private readonly tasks = new Set<Promise<void>>();
 
   constructor(options: StubOptions = {}) {
@@ -153,6 +154,7 @@ export class DriveStub {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     this.server?.stop(true);
     await Promise.allSettled([...this.tasks]);
     for (const drive of this.drives.values()) closeSync(drive.fd);
@@ -460,7 +462,7 @@ export class DriveStub {
     const stub = this;
     async function* sourceSteps(): AsyncGenerator<Uint8Array> {
       for (let offset = 0; offset < source.size; offset += step) {
-        if (!stub.drives.has(source.uuid)) return;
+        if (stub.stopped || !stub.drives.has(source.uuid)) return;
         yield stub.readDrive(source.uuid, offset, step);
         imaging.done = Math.min(source.size, offset + step);
         if (pause > 0) await Bun.sleep(pause);
