@@ -17,6 +17,13 @@ export const jsonArgs = {
   json: { type: "boolean", description: "Print JSON instead of KEY VALUE lines" },
 } as const satisfies ArgsDef;
 
+/** Flags upload.ts and download.ts share. */
+export const transferArgs = {
+  quiet: { type: "boolean", alias: "q", description: "No progress display" },
+  location: { type: "string", description: "API 2.0: CloudSigma location such as zrh (https://LOC.cloudsigma.com/api/2.0/)", valueHint: "LOC" },
+  concurrency: { type: "string", description: "API 1.0: requests in flight at once (default chosen by benchmark)", valueHint: "N" },
+} as const satisfies ArgsDef;
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function isUuid(text: string): boolean {

@@ -146,7 +146,9 @@ export async function execute<T extends ArgsDef>(command: CommandDef<T>, argv: s
   try {
     if (wantsHelp(argv)) {
       const usage = await renderUsage(command as CommandDef<ArgsDef>);
-      io.stdout.write(`${usage}\n`);
+      // citty colours its usage; only a terminal should get escape codes
+      const plain = io.stdout !== process.stdout || !process.stdout.isTTY || io.env.NO_COLOR;
+      io.stdout.write(`${plain ? usage.replace(/\u001b\[[0-9;]*m/g, "") : usage}\n`);
       return 0;
     }
     const argsDef = ((typeof command.args === "function" ? await command.args() : await command.args) ?? {}) as ArgsDef;

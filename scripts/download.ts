@@ -3,7 +3,7 @@
 // in one direct GET. Never overwrites FILE without --force. Prints the file's path on stdout.
 import { defineCommand } from "citty";
 import { contextOf, runMain } from "../lib/cli.ts";
-import { apiArgs, checkUuid, connectionArgs, jsonArgs } from "../lib/args.ts";
+import { apiArgs, checkUuid, connectionArgs, jsonArgs, transferArgs } from "../lib/args.ts";
 import { connect } from "../lib/connect.ts";
 import { UsageError } from "../lib/errors.ts";
 import { parseSize } from "../lib/size.ts";
@@ -11,7 +11,6 @@ import { MAX_PIECE } from "../lib/drives.ts";
 import type { DownloadRequest } from "../lib/transfer.ts";
 import { downloadChunked } from "../lib/download1.ts";
 import { downloadDirect } from "../lib/direct.ts";
-import { transferArgs } from "./upload.ts";
 
 const command = defineCommand({
   meta: { name: "download", description: "Download a whole drive to FILE (API 1.0 default: the drive UUID; API 2.0: the server's name)" },

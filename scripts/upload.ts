@@ -4,7 +4,7 @@
 import { basename } from "node:path";
 import { defineCommand } from "citty";
 import { contextOf, runMain } from "../lib/cli.ts";
-import { apiArgs, checkUuid, connectionArgs, jsonArgs } from "../lib/args.ts";
+import { apiArgs, checkUuid, connectionArgs, jsonArgs, transferArgs } from "../lib/args.ts";
 import { connect } from "../lib/connect.ts";
 import { UsageError } from "../lib/errors.ts";
 import { parseSize } from "../lib/size.ts";
@@ -12,12 +12,6 @@ import { MAX_PIECE } from "../lib/drives.ts";
 import type { CompressMode, UploadRequest } from "../lib/transfer.ts";
 import { uploadChunked } from "../lib/upload1.ts";
 import { uploadDirect } from "../lib/direct.ts";
-
-export const transferArgs = {
-  quiet: { type: "boolean", alias: "q", description: "No progress display" },
-  location: { type: "string", description: "API 2.0: CloudSigma location such as zrh (https://LOC.cloudsigma.com/api/2.0/)", valueHint: "LOC" },
-  concurrency: { type: "string", description: "API 1.0: requests in flight at once (default chosen by benchmark)", valueHint: "N" },
-} as const;
 
 const command = defineCommand({
   meta: { name: "upload", description: "Upload an image file (or block device) to a new drive, or to an existing one with -d" },
