@@ -56,14 +56,24 @@ export function classifyError(status: number, header: string | null, body: strin
   return { kind, message };
 }
 
-function describe(error: unknown): string {
-  if (error instanceof Error) {
-    const cause = (error as { cause?: unknown }).cause;
-    const code = (error as { code?: string }).code;
-    const text = error.message + (code && !error.message.includes(code) ? ` (${code})` : "");
-    return cause instanceof Error && !text.includes(cause.message) ? `${text}: ${cause.message}` : text;
-  }
-  return String(error);
+const NETWORK_CODES: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host name lookup failed",
+  ETIMEDOUT: "connection timed out",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  EPIPE: "connection closed while sending",
+};
+
+/** A network failure in a few words, with the host it concerned. */
+function describeNetworkError(error: unknown, url: URL): string {
+  const code = (error as { code?: string })?.code;
+  const known = code ? NETWORK_CODES[code] : undefined;
+  if (known) return `${known} (${code}) by ${url.host}`;
+  const message = error instanceof Error ? error.message : String(error);
+  return `${message.replace(/\.? For more information.*$/, "")}${code && !message.includes(code) ? ` (${code})` : ""} (${url.host})`;
 }
 
 export class HttpClient {
@@ -105,7 +115,7 @@ export class HttpClient {
           throw new ApiError("timeout", `no answer within ${Math.round(timeoutMs / 1000)} s`, undefined, method, shownPath);
         }
         if (name === "AbortError") throw error;
-        throw new ApiError("network", describe(error), undefined, method, shownPath);
+        throw new ApiError("network", describeNetworkError(error, url), undefined, method, shownPath);
       }
       this.trace(`< ${response.status} ${response.statusText}`, Object.fromEntries(response.headers));
       const location = response.headers.get("location");

@@ -13,6 +13,8 @@ export function imagingPercent(value: string | undefined): number | undefined {
   return match ? Math.min(100, Number(match[1])) : undefined;
 }
 
+const LOG_EVERY_MS = 5000;
+
 const command = defineCommand({
   meta: { name: "image", description: "Copy SOURCE drive onto DRIVE on the server, optionally gzipping or gunzipping it" },
   args: {
@@ -45,6 +47,7 @@ const command = defineCommand({
     const started = performance.now();
     const live = ctx.io.stderrIsTTY && !args.quiet;
     let lastLogged = "";
+    let lastLogAt = -Infinity;
     // bounded: stops at the time limit at the latest
     for (;;) {
       const info = await driveInfo(client, drive, true);
@@ -53,8 +56,12 @@ const command = defineCommand({
       const percent = imagingPercent(state);
       const shown = percent === undefined ? state : `${percent}%`;
       if (live) ctx.io.stderr.write(`\r\u001b[2Kimaging ${drive}: ${shown}`);
-      else if (!args.quiet && shown !== lastLogged) ctx.log.info(`imaging ${drive}: ${shown}`);
-      lastLogged = shown;
+      else if (!args.quiet && shown !== lastLogged && performance.now() - lastLogAt >= LOG_EVERY_MS) {
+        // logs and CI output: a line every few seconds, not one per check
+        ctx.log.info(`imaging ${drive}: ${shown}`);
+        lastLogged = shown;
+        lastLogAt = performance.now();
+      }
       const elapsed = performance.now() - started;
       if (elapsed >= limitMs) {
         if (live) ctx.io.stderr.write("\n");

@@ -456,7 +456,8 @@ export class DriveStub {
 
   /** Copy in steps, so progress can be watched; gzip or gunzip on the way. */
   private async runImaging(target: StubDrive, source: StubDrive, conversion: string | undefined): Promise<void> {
-    const step = this.options.imagingStepBytes ?? 4 * 1024 * 1024;
+    // about a hundred steps whatever the size, so a large sparse drive images in seconds
+    const step = this.options.imagingStepBytes ?? Math.min(64 * 1024 * 1024, Math.max(4 * 1024 * 1024, Math.ceil(source.size / 100 / 4096) * 4096));
     const pause = this.options.imagingStepMs ?? 20;
     const imaging = target.imaging as NonNullable<StubDrive["imaging"]>;
     const stub = this;
@@ -469,7 +470,7 @@ export class DriveStub {
       }
     }
     const output: AsyncIterable<Uint8Array> = conversion
-      ? Readable.from(sourceSteps()).pipe(conversion === "gzip" ? zlib.createGzip() : zlib.createGunzip())
+      ? Readable.from(sourceSteps()).pipe(conversion === "gzip" ? zlib.createGzip({ level: 1 }) : zlib.createGunzip())
       : sourceSteps();
     let at = 0;
     try {
