@@ -326,8 +326,11 @@ describe("as real processes", () => {
     expect(back.stdout).toBe("bytes from a pipe");
     const listed = await spawnScript("list", [], { env });
     expect(listed.stdout).toContain(`${uuid}\n`);
+    const renamed = await spawnScript("set", [uuid, "--name", "spawned and renamed", "--tags", "t1"], { env });
+    expect(renamed.status).toBe(0);
+    expect(parseRecord(renamed.stdout)).toMatchObject({ name: "spawned and renamed", tags: "t1" });
     const shown = await spawnScript("info", [uuid, "--json"], { env });
-    expect(JSON.parse(shown.stdout).name).toBe("spawned");
+    expect(JSON.parse(shown.stdout).name).toBe("spawned and renamed");
     expect((await spawnScript("destroy", [uuid], { env })).status).toBe(2);
     expect((await spawnScript("destroy", [uuid, "--yes"], { env })).status).toBe(0);
   });
@@ -348,4 +351,32 @@ describe("as real processes", () => {
     expect(failed.status).toBe(1);
     expect(failed.stderr).toContain("404 missing");
   });
+});
+
+test("`bun run stub` prints the lines to export, and they work", async () => {
+  const child = Bun.spawn(["bun", new URL("./stub/main.ts", import.meta.url).pathname, "--quiet"], {
+    stdout: "pipe",
+    stderr: "ignore",
+    env: { PATH: process.env.PATH, HOME: process.env.HOME },
+  });
+  try {
+    const reader = child.stdout.getReader();
+    let text = "";
+    // the two export lines come first; stop at them (or at the end of the stream)
+    for (let i = 0; i < 100 && (text.match(/\n/g) ?? []).length < 2; i++) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    reader.releaseLock();
+    const exported = Object.fromEntries([...text.matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1], m[2]]));
+    expect(exported.EHURI).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    expect(exported.EHAUTH).toMatch(/^[0-9a-f-]{36}:.+$/);
+    const created = await run(create, ["--name", "via main", "--size", "1M"], { env: exported });
+    expect(created.status).toBe(0);
+    expect((await run(list, [], { env: exported })).stdout).toContain(parseRecord(created.stdout).drive as string);
+  } finally {
+    child.kill();
+    await child.exited;
+  }
 });
