@@ -1,0 +1,32 @@
+import { expect, test } from "bun:test";
+import { checkArgv } from "../lib/cli.ts";
+import { progressLine } from "../lib/progress.ts";
+import { UsageError } from "../lib/errors.ts";
+
+const argsDef = {
+  drive: { type: "positional" },
+  file: { type: "positional", required: false },
+  chunk: { type: "string", alias: "c" },
+  "auth-file": { type: "string" },
+  force: { type: "boolean", alias: "f" },
+} as const;
+
+test("known flags in every spelling citty accepts pass; unknown ones and extra arguments are refused", () => {
+  const ok = [
+    ["D"], ["D", "F"], ["D", "-c", "4M"], ["D", "--chunk", "4M"], ["D", "--auth-file", "p"],
+    ["D", "--authFile", "p"], ["D", "--no-force"], ["D", "-f"], ["D", "-"], ["D", "--", "-weird-name"],
+  ];
+  for (const argv of ok) expect(() => checkArgv(argsDef, argv)).not.toThrow();
+  expect(() => checkArgv(argsDef, ["D", "--bogus"])).toThrow(/unknown option '--bogus'/);
+  expect(() => checkArgv(argsDef, ["D", "-x"])).toThrow(UsageError);
+  expect(() => checkArgv(argsDef, ["D", "F", "G"])).toThrow(/too many arguments/);
+  expect(() => checkArgv(argsDef, ["D", "--chunk"])).toThrow(/needs a value/);
+  expect(() => checkArgv(argsDef, ["D", "--", "a", "b"])).toThrow(/too many/);
+});
+
+test("the progress line: bytes, percent, MB/s, ETA, note", () => {
+  const line = progressLine("upload", 512 * 1024 * 1024, 1024 * 1024 * 1024, 10_000, "3 zero chunks skipped");
+  expect(line).toBe("upload 512 MiB / 1.0 GiB  50.0%  53.7 MB/s  ETA 00:10  3 zero chunks skipped");
+  expect(progressLine("download", 0, 100, 0)).toBe("download 0 B / 100 B  0.0%  0.0 MB/s  ETA --:--");
+  expect(progressLine("x", 1, 1000 * 1024 * 1024 * 1024, 1000)).toContain("ETA ");
+});
