@@ -1,9 +1,166 @@
-// API 1.0 chunked download engine (issue: chunked transfer engine). Being built.
+// API 1.0 chunked download: parallel reads of up to 4 MiB, each checked for its exact length
+// (Bun's fetch does not notice a body shorter than its Content-Length), written at their offsets
+// into FILE.part with zero 4 KiB blocks left as holes (the file stays as sparse as the drive),
+// renamed to FILE only when complete. A journal of finished chunks lets a rerun resume the .part.
+import { open, rename, stat, type FileHandle } from "node:fs/promises";
+import { basename, resolve } from "node:path";
 import type { RunContext } from "./cli.ts";
 import type { Connection } from "./connect.ts";
-import { OperationError } from "./errors.ts";
+import { driveInfo, readPiece, sizeOf } from "./drives.ts";
+import { ApiError, OperationError } from "./errors.ts";
+import { BufferPool, dataRuns, onInterrupt, runLimited } from "./chunks.ts";
+import { checkOutputPath, exists } from "./files.ts";
+import { Journal, journalPath } from "./journal.ts";
+import { createProgress } from "./progress.ts";
+import { withRetry } from "./retry.ts";
+import { humanBytes } from "./size.ts";
 import type { DownloadRequest } from "./transfer.ts";
 
-export async function downloadChunked(_ctx: RunContext, _connection: Connection, _request: DownloadRequest): Promise<string> {
-  throw new OperationError("API 1.0 download is not available yet");
+/** Reads in flight by default: picked from bench/RESULTS.md. */
+export const DEFAULT_DOWNLOAD_CONCURRENCY = 8;
+
+async function writeAll(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+export async function downloadChunked(ctx: RunContext, connection: Connection, request: DownloadRequest): Promise<string> {
+  const client = connection.client;
+  const drive = request.drive;
+  const path = resolve(ctx.io.cwd, request.file ?? drive);
+  // before anything is sent: an existing FILE is only replaced on request
+  await checkOutputPath(path, request.force);
+  const part = `${path}.part`;
+
+  const size = sizeOf(await driveInfo(client, drive), drive);
+  const offset = request.offset ?? 0;
+  if (offset > size) throw new OperationError(`--offset ${offset} is beyond the end of drive ${drive} (${size} bytes)`);
+  const chunk = request.chunk;
+  const concurrency = request.concurrency ?? DEFAULT_DOWNLOAD_CONCURRENCY;
+
+  const journalFile = journalPath(ctx.io.cwd, `download\0${drive}\0${path}`);
+  const key = { kind: "download" as const, file: path, size, chunk, drive };
+  let journal = Journal.load(journalFile);
+  const partExists = await exists(part);
+  if (journal && !(journal.matches(key) && partExists)) journal = undefined;
+  // resuming: an existing .part is kept when the journal says what it holds, or when -o says so (the vendor way)
+  const resuming = partExists && (journal !== undefined || request.offset !== undefined);
+  if (partExists && !resuming) ctx.log.warn(`${basename(part)} exists without a record of what it holds: starting it over`);
+  if (journal) ctx.log.info(`resuming the download of drive ${drive} into ${basename(part)}: ${journal.done.size} chunks already done`);
+  journal ??= Journal.create(journalFile, { v: 1, ...key });
+  const theJournal = journal;
+
+  let handle: FileHandle;
+  try {
+    handle = await open(part, resuming ? "r+" : "w+", 0o644);
+    // the full size at once: everything not written stays a hole
+    await handle.truncate(size);
+  } catch (error) {
+    throw new OperationError(`cannot write ${part}: ${(error as Error).message}`);
+  }
+
+  const count = Math.ceil(size / chunk);
+  const first = Math.floor(offset / chunk);
+  const pieceOf = (index: number) => [Math.max(index * chunk, offset), Math.min((index + 1) * chunk, size)] as const;
+  let done = offset;
+  for (const index of theJournal.done) if (index >= first) done += pieceOf(index)[1] - pieceOf(index)[0];
+  let retries = 0;
+  let holes = 0;
+  const progress = createProgress(ctx, { label: "download", total: size, quiet: request.quiet });
+  const controller = new AbortController();
+  let interrupted: string | undefined;
+  const removeHandlers = onInterrupt((signal) => {
+    interrupted = signal;
+    controller.abort(new OperationError(`interrupted (${signal})`));
+  });
+  const pool = new BufferPool(chunk);
+  const started = performance.now();
+
+  const fetchPiece = async (index: number) => {
+    const [start, end] = pieceOf(index);
+    const length = end - start;
+    const bytes = await withRetry(
+      async () => {
+        const answer = await readPiece(client, drive, start, length, { signal: controller.signal });
+        if (answer.length !== length) {
+          // a cut connection can look like a complete answer: count the bytes, and ask again
+          throw new ApiError("protocol", `short answer: ${answer.length} of ${length} bytes`, undefined, "GET", `/drives/${drive}/read/${start}/${length}`, true);
+        }
+        return answer;
+      },
+      {
+        signal: controller.signal,
+        onRetry: (error, retry, delay) => {
+          retries++;
+          const text = `read at ${start} failed (${(error as Error).message}); retry ${retry} in ${(delay / 1000).toFixed(1)} s`;
+          if (retry > 1) ctx.log.warn(text);
+          else ctx.log.debug(text);
+        },
+      },
+    );
+    const runs = dataRuns(bytes, start);
+    for (const [from, to] of runs) await writeAll(handle, bytes.subarray(from, to), start + from);
+    if (resuming) {
+      // a hole here may hold stale bytes from a run that stopped mid-chunk: zero what is not zero
+      const existing = pool.take();
+      try {
+        let at = 0;
+        for (const [from, to] of [...runs, [length, length] as const]) {
+          if (from > at) {
+            const { bytesRead } = await handle.read(existing, 0, from - at, start + at);
+            const stale = dataRuns(existing.subarray(0, bytesRead), start + at);
+            for (const [a, b] of stale) await writeAll(handle, new Uint8Array(b - a), start + at + a);
+          }
+          at = to;
+        }
+      } finally {
+        pool.give(existing);
+      }
+    }
+    if (runs.length === 0) holes++;
+    theJournal.markDone(index);
+    done += length;
+    progress.update(done, retries ? `${retries} retries` : undefined);
+  };
+
+  const pending = (function* () {
+    for (let index = first; index < count; index++) if (!theJournal.done.has(index)) yield index;
+  })();
+  try {
+    await runLimited(pending, concurrency, fetchPiece, () => controller.abort(), () => controller.signal.aborted);
+    if (interrupted) throw new OperationError(`interrupted (${interrupted})`);
+    await handle.sync();
+  } catch (error) {
+    theJournal.close();
+    await handle.close().catch(() => undefined);
+    progress.finish();
+    const reason = interrupted ? `interrupted (${interrupted})` : (error as Error).message;
+    throw new OperationError(
+      `download of drive ${drive} stopped at ${humanBytes(done)} of ${humanBytes(size)}: ${reason}; ` +
+        `${basename(part)} is kept: rerun the same command in ${ctx.io.cwd} to resume`,
+    );
+  } finally {
+    removeHandlers();
+  }
+  await handle.close();
+  // the final name appears only now, complete; a FILE that showed up meanwhile is still protected
+  if (!request.force && (await exists(path))) {
+    throw new OperationError(`${path} appeared during the download: the drive's data is in ${part} (pass --force to replace ${basename(path)})`);
+  }
+  try {
+    await rename(part, path);
+  } catch (error) {
+    throw new OperationError(`cannot rename ${part} to ${path}: ${(error as Error).message}`);
+  }
+  theJournal.remove();
+  const seconds = (performance.now() - started) / 1000;
+  const allocated = (await stat(path)).blocks * 512;
+  progress.finish(
+    `downloaded drive ${drive} (${humanBytes(size)}) to ${path} in ${seconds.toFixed(1)} s, ${humanBytes(allocated)} allocated` +
+      `${holes ? `, ${holes} zero chunks left as holes` : ""}${retries ? `, ${retries} retries` : ""}`,
+  );
+  return path;
 }

@@ -1,9 +1,288 @@
-// API 1.0 chunked upload engine (issue: chunked transfer engine). Being built.
+// API 1.0 chunked upload: the image goes out in parallel writes of one chunk each, read from disk
+// as they are sent (memory: concurrency x chunk), gzipped when that pays, all-zero chunks left out
+// on a drive this run created, each write retried on passing errors, every finished chunk
+// recorded in a journal so that rerunning the same command resumes.
+import { basename, resolve } from "node:path";
 import type { RunContext } from "./cli.ts";
 import type { Connection } from "./connect.ts";
-import { OperationError } from "./errors.ts";
+import { createDrive, driveInfo, MAX_PIECE, readPiece, sizeOf, writePiece } from "./drives.ts";
+import { ApiError, OperationError, UsageError } from "./errors.ts";
+import type { HttpClient } from "./http.ts";
+import { BufferPool, onInterrupt, openImage, runLimited, type ImageSource } from "./chunks.ts";
+import { CompressionPlan } from "./gzip.ts";
+import { Journal, journalPath } from "./journal.ts";
+import { createProgress } from "./progress.ts";
+import { withRetry } from "./retry.ts";
+import { humanBytes } from "./size.ts";
 import type { UploadRequest } from "./transfer.ts";
 
-export async function uploadChunked(_ctx: RunContext, _connection: Connection, _request: UploadRequest): Promise<string> {
-  throw new OperationError("API 1.0 upload is not available yet");
+/** Writes in flight by default: picked from bench/RESULTS.md (enough to hide 100 ms per request, memory 8 x 4 MiB). */
+export const DEFAULT_UPLOAD_CONCURRENCY = 8;
+
+/** Chunks of the image, as indices on the chunk grid, and the byte range each covers. */
+function* chunkIndices(first: number, count: number): Generator<number> {
+  for (let index = first; index < count; index++) yield index;
+}
+
+/** The gzip of `length` zero bytes, made once: zero chunks written to an existing drive cost a few bytes each. */
+function zeroBodies(): (length: number) => Uint8Array {
+  const cache = new Map<number, Uint8Array>();
+  return (length) => {
+    let body = cache.get(length);
+    if (!body) {
+      body = Bun.gzipSync(new Uint8Array(length), { level: 1 });
+      cache.set(length, body);
+    }
+    return body;
+  };
+}
+
+function resumeCommand(file: string, drive: string, offset: number): string {
+  return `upload.ts -d ${drive} -o ${offset} ${/^[\w./-]+$/.test(file) ? file : `'${file.replace(/'/g, "'\\''")}'`}`;
+}
+
+export async function uploadChunked(ctx: RunContext, connection: Connection, request: UploadRequest): Promise<string> {
+  const client = connection.client;
+  const image = await openImage(resolve(ctx.io.cwd, request.file), request.file);
+  try {
+    return await upload(ctx, client, request, image);
+  } finally {
+    await image.close();
+  }
+}
+
+async function upload(ctx: RunContext, client: HttpClient, request: UploadRequest, image: ImageSource): Promise<string> {
+  if (image.size === 0) throw new UsageError(`${request.file} is empty (0 bytes): there is nothing to upload`);
+  const offset = request.offset ?? 0;
+  if (offset > image.size) throw new UsageError(`invalid --offset ${offset}: beyond the end of ${request.file} (${image.size} bytes)`);
+  const chunk = request.chunk;
+  const concurrency = request.concurrency ?? DEFAULT_UPLOAD_CONCURRENCY;
+  const plan = new CompressionPlan(request.compress, concurrency);
+
+  // the journal: one per image and target, in the directory the command runs in
+  const path = journalPath(ctx.io.cwd, `upload\0${image.path}\0${request.drive ?? "new"}`);
+  const key = { kind: "upload" as const, file: image.path, size: image.size, mtimeMs: image.mtimeMs, chunk, drive: request.drive };
+  let journal = Journal.load(path);
+  if (journal && !journal.matches(key)) {
+    ctx.log.warn(`${request.file} or --chunk changed since the interrupted upload to drive ${journal.header.drive}: starting over`);
+    journal = undefined;
+  }
+
+  const timed = async <T>(call: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    const result = await call();
+    plan.noteLatency(performance.now() - started);
+    return result;
+  };
+
+  let drive = "";
+  let created = false;
+  if (journal) {
+    drive = journal.header.drive;
+    created = Boolean(journal.header.created);
+    try {
+      const size = sizeOf(await timed(() => driveInfo(client, drive)), drive);
+      if (size < image.size) throw new OperationError(`drive ${drive} is ${size} bytes now, smaller than ${request.file} (${image.size} bytes)`);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.kind === "missing") || !created) throw error;
+      ctx.log.warn(`drive ${drive} of the interrupted upload is gone: starting over on a new drive`);
+      journal = undefined;
+    }
+    if (journal) ctx.log.info(`resuming the upload into drive ${drive}: ${journal.done.size} chunks already done`);
+  }
+  if (!journal) {
+    if (request.drive) {
+      drive = request.drive;
+      created = false;
+      const size = sizeOf(await timed(() => driveInfo(client, request.drive as string)), request.drive);
+      if (size < image.size) throw new OperationError(`drive ${drive} is ${size} bytes, smaller than ${request.file} (${image.size} bytes)`);
+    } else {
+      const record = await timed(() => createDrive(client, { name: request.name, size: String(image.size) }));
+      drive = record.drive as string;
+      created = true;
+      ctx.log.info(`created drive ${drive} (${humanBytes(image.size)})`);
+    }
+    journal = Journal.create(path, { v: 1, ...key, drive, created });
+  }
+  const theJournal = journal;
+  const target = drive;
+  const fresh = created;
+
+  const count = Math.ceil(image.size / chunk);
+  const first = Math.floor(offset / chunk);
+  const pieceOf = (index: number) => [Math.max(index * chunk, offset), Math.min((index + 1) * chunk, image.size)] as const;
+  let done = offset;
+  for (const index of theJournal.done) if (index >= first) done += pieceOf(index)[1] - pieceOf(index)[0];
+  let skipped = 0;
+  let retries = 0;
+  let wireBytes = 0;
+
+  const progress = createProgress(ctx, { label: "upload", total: image.size, quiet: request.quiet });
+  const note = () => [skipped ? `${skipped} zero chunks skipped` : "", retries ? `${retries} retries` : ""].filter(Boolean).join(", ") || undefined;
+  const controller = new AbortController();
+  let interrupted: string | undefined;
+  const removeHandlers = onInterrupt((signal) => {
+    interrupted = signal;
+    controller.abort(new OperationError(`interrupted (${signal})`));
+  });
+  const pool = new BufferPool(chunk);
+  /** Zero chunks left out in this run (not journaled). */
+  const settled = new Set<number>();
+  const zeroBody = zeroBodies();
+  const started = performance.now();
+
+  const send = async (index: number) => {
+    const [start, end] = pieceOf(index);
+    const length = end - start;
+    const hole = image.dataMap !== undefined && image.dataMap.nextData(start) >= end;
+    if (hole && fresh) {
+      skipped++;
+      settled.add(index);
+    } else {
+      const buffer = pool.take();
+      try {
+        const bytes = buffer.subarray(0, length);
+        let zero = hole;
+        if (!hole) {
+          await image.read(buffer, length, start);
+          zero = isZeroFast(bytes);
+        }
+        if (zero && fresh) {
+          skipped++;
+          settled.add(index);
+        } else {
+          const { body, gzipped } = zero
+            ? request.compress === "never"
+              ? { body: bytes.fill(0), gzipped: false }
+              : { body: zeroBody(length), gzipped: true }
+            : plan.encode(bytes);
+          await withRetry(
+            async () => {
+              const begun = performance.now();
+              plan.requestStarted();
+              let ok = false;
+              try {
+                await writePiece(client, target, start, body, { gzipped, signal: controller.signal });
+                ok = true;
+              } finally {
+                plan.requestFinished(body.length, performance.now() - begun, ok);
+              }
+            },
+            {
+              signal: controller.signal,
+              onRetry: (error, retry, delay) => {
+                retries++;
+                const text = `write at ${start} failed (${(error as Error).message}); retry ${retry} in ${(delay / 1000).toFixed(1)} s`;
+                if (retry > 1) ctx.log.warn(text);
+                else ctx.log.debug(text);
+              },
+            },
+          );
+          wireBytes += body.length;
+          // only what was sent is journaled: a zero chunk left out costs nothing to check again
+          theJournal.markDone(index);
+        }
+      } finally {
+        pool.give(buffer);
+      }
+    }
+    done += length;
+    progress.update(done, note());
+  };
+
+  const pending = (function* () {
+    for (const index of chunkIndices(first, count)) if (!theJournal.done.has(index)) yield index;
+  })();
+  try {
+    await runLimited(pending, concurrency, send, () => controller.abort(), () => controller.signal.aborted);
+    if (interrupted) throw new OperationError(`interrupted (${interrupted})`);
+  } catch (error) {
+    theJournal.close();
+    progress.finish();
+    let resumeAt = image.size;
+    for (let index = first; index < count; index++) {
+      if (!theJournal.done.has(index) && !settled.has(index)) {
+        resumeAt = pieceOf(index)[0];
+        break;
+      }
+    }
+    const reason = interrupted ? `interrupted (${interrupted})` : (error as Error).message;
+    throw new OperationError(
+      `upload to drive ${target} stopped at ${humanBytes(done)} of ${humanBytes(image.size)}: ${reason}; ` +
+        `to resume, rerun the same command in ${ctx.io.cwd} (journal ${basename(theJournal.path)}), or run: ${resumeCommand(request.file, target, resumeAt)}`,
+    );
+  } finally {
+    removeHandlers();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  progress.finish(
+    `uploaded ${humanBytes(image.size - offset)} to drive ${target} in ${seconds.toFixed(1)} s, ${humanBytes(wireBytes)} sent` +
+      `${skipped ? `, ${skipped} zero chunks skipped` : ""}${retries ? `, ${retries} retries` : ""}` +
+      `${plan.switches.length ? ` (${plan.switches.join(", ")})` : request.compress === "auto" ? ` (${plan.describe()})` : ""}`,
+  );
+  // the upload is complete: a failed verify must not turn a rerun into a no-op resume
+  theJournal.remove();
+  if (request.verify) await verifyUpload(ctx, client, target, image, request.file, concurrency, request.quiet);
+  return target;
+}
+
+/** isAllZero on a pool buffer (always 4-byte aligned, so the word loop applies). */
+function isZeroFast(bytes: Uint8Array): boolean {
+  const words = bytes.length >>> 2;
+  const view = new Uint32Array(bytes.buffer, bytes.byteOffset, words);
+  for (let i = 0; i < words; i++) if (view[i] !== 0) return false;
+  for (let i = words * 4; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
+}
+
+/** Read the whole drive range of the image back in parallel 4 MiB reads; name the first byte that differs. */
+async function verifyUpload(
+  ctx: RunContext,
+  client: HttpClient,
+  drive: string,
+  image: ImageSource,
+  shown: string,
+  concurrency: number,
+  quiet: boolean,
+): Promise<void> {
+  const count = Math.ceil(image.size / MAX_PIECE);
+  const pool = new BufferPool(MAX_PIECE);
+  const progress = createProgress(ctx, { label: "verify", total: image.size, quiet });
+  let checked = 0;
+  let firstDifference = Infinity;
+  const controller = new AbortController();
+  const compare = async (index: number) => {
+    const start = index * MAX_PIECE;
+    if (start >= firstDifference) return;
+    const length = Math.min(MAX_PIECE, image.size - start);
+    const remote = await withRetry(
+      async () => {
+        const bytes = await readPiece(client, drive, start, length, { signal: controller.signal });
+        if (bytes.length !== length) {
+          throw new ApiError("protocol", `short answer: ${bytes.length} of ${length} bytes`, undefined, "GET", `/drives/${drive}/read/${start}/${length}`, true);
+        }
+        return bytes;
+      },
+      { signal: controller.signal },
+    );
+    const local = pool.take();
+    try {
+      await image.read(local, length, start);
+      if (!Buffer.from(remote.buffer, remote.byteOffset, length).equals(Buffer.from(local.buffer, 0, length))) {
+        let at = 0;
+        while (at < length && remote[at] === local[at]) at++;
+        firstDifference = Math.min(firstDifference, start + at);
+      }
+    } finally {
+      pool.give(local);
+    }
+    checked += length;
+    progress.update(checked);
+  };
+  await runLimited(chunkIndices(0, count), concurrency, compare, () => controller.abort(), () => controller.signal.aborted);
+  progress.finish();
+  if (firstDifference !== Infinity) {
+    throw new OperationError(`verify failed: drive ${drive} differs from ${shown} first at byte ${firstDifference}`);
+  }
+  if (!quiet) ctx.log.success(`verified: drive ${drive} matches ${shown} (${humanBytes(image.size)})`);
 }

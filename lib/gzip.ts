@@ -1,0 +1,168 @@
+// How each upload chunk goes on the wire: raw, or gzipped at some level. `never` and `always` are
+// fixed; `auto` measures the link and the compressor while the upload runs and picks the level
+// with the best predicted throughput: raw on a fast link (the link outruns any gzip level on this
+// kind of machine), level 6 on a ~10 MB/s WAN link (BUN-FACTS.md). A chunk that gzip cannot shrink
+// enough (already-compressed data) goes raw whatever the level.
+import type { CompressMode } from "./transfer.ts";
+
+/** 0 means raw. */
+export type Level = 0 | 1 | 6 | 9;
+const LEVELS: readonly Level[] = [0, 1, 6, 9];
+
+/** `--compress always`: the vendor tools' gzip default, which the 10 MB/s benchmark also picks. */
+export const ALWAYS_LEVEL = 6;
+/** `auto` starts cheap: level 1 costs little on a fast link and already helps on a slow one. */
+const START_LEVEL: Level = 1;
+/** Send raw when gzip saves less than this share of a chunk. */
+const MIN_SAVING = 0.08;
+/** Switch only for a predicted gain above this, so noise does not flip the level back and forth. */
+const HYSTERESIS = 1.15;
+
+// Starting points before anything is measured: 4 MiB chunks of real binaries, Bun.gzipSync (BUN-FACTS.md).
+const PRIOR_RATIO: Record<Level, number> = { 0: 1, 1: 0.4, 6: 0.3, 9: 0.29 };
+const PRIOR_SPEED: Record<Level, number> = { 0: Infinity, 1: 209e6, 6: 58e6, 9: 15e6 };
+
+export interface Encoded {
+  body: Uint8Array;
+  gzipped: boolean;
+}
+
+function ewma(old: number | undefined, value: number, weight = 0.25): number {
+  return old === undefined ? value : old + (value - old) * weight;
+}
+
+export class CompressionPlan {
+  private current: Level;
+  private readonly ratio = new Map<Level, number>();
+  private readonly speed = new Map<Level, number>();
+  /** Shortest request seen: the fixed cost of one request (round trip and server overhead), ms. */
+  private latencyMs = Infinity;
+  private meanChunk: number | undefined;
+  // the running measurement of the link since the last decision
+  private inFlight = 0;
+  private lastChange = performance.now();
+  private busyIntegral = 0;
+  private epochStart = performance.now();
+  private epochRequests = 0;
+  private epochWire = 0;
+  private epochMs = 0;
+  /** Levels used, for the summary. */
+  readonly switches: string[] = [];
+
+  constructor(
+    readonly mode: CompressMode,
+    private readonly slots: number,
+  ) {
+    this.current = mode === "never" ? 0 : mode === "always" ? ALWAYS_LEVEL : START_LEVEL;
+  }
+
+  get level(): Level {
+    return this.current;
+  }
+
+  /** Encode one non-zero chunk for the wire. */
+  encode(raw: Uint8Array): Encoded {
+    const level = this.current;
+    this.meanChunk = ewma(this.meanChunk, raw.length);
+    if (level === 0) return { body: raw, gzipped: false };
+    const started = performance.now();
+    const packed = Bun.gzipSync(raw as Uint8Array<ArrayBuffer>, { level });
+    const seconds = Math.max(1e-4, (performance.now() - started) / 1000);
+    this.ratio.set(level, ewma(this.ratio.get(level), packed.length / raw.length));
+    this.speed.set(level, ewma(this.speed.get(level), raw.length / seconds));
+    if (this.mode === "auto" && packed.length > raw.length * (1 - MIN_SAVING)) return { body: raw, gzipped: false };
+    return { body: packed, gzipped: true };
+  }
+
+  /** A request without a body (info, create): its time is mostly the fixed cost per request. */
+  noteLatency(ms: number): void {
+    this.latencyMs = Math.min(this.latencyMs, ms);
+  }
+
+  requestStarted(): void {
+    this.advance();
+    this.inFlight++;
+  }
+
+  /** A write finished (or failed): `wire` bytes took `ms`. */
+  requestFinished(wire: number, ms: number, ok: boolean): void {
+    this.advance();
+    this.inFlight--;
+    if (!ok) return;
+    this.latencyMs = Math.min(this.latencyMs, ms);
+    this.epochRequests++;
+    this.epochWire += wire;
+    this.epochMs += ms;
+    if (this.mode === "auto") this.maybeDecide();
+  }
+
+  private advance(): void {
+    const now = performance.now();
+    this.busyIntegral += this.inFlight * (now - this.lastChange);
+    this.lastChange = now;
+  }
+
+  private ratioOf(level: Level): number {
+    if (level === 0) return 1;
+    const measured = this.ratio.get(level);
+    if (measured !== undefined) return measured;
+    // scale the prior by how this data compresses at a level that was measured
+    for (const other of LEVELS) {
+      const seen = this.ratio.get(other);
+      if (other !== 0 && seen !== undefined) return Math.min(1, (PRIOR_RATIO[level] * seen) / PRIOR_RATIO[other]);
+    }
+    return PRIOR_RATIO[level];
+  }
+
+  private speedOf(level: Level): number {
+    return this.speed.get(level) ?? PRIOR_SPEED[level];
+  }
+
+  /**
+   * Image bytes per second each level would move: the smaller of what the compressor can feed
+   * (one core) and what the link carries, where each of the `slots` requests costs the fixed
+   * latency plus its compressed bytes over its share of the link bandwidth.
+   */
+  predict(level: Level, linkBytesPerSecond: number, chunk: number): number {
+    const latency = Number.isFinite(this.latencyMs) ? this.latencyMs / 1000 : 0;
+    const wire = chunk * this.ratioOf(level);
+    const seconds = latency + (this.slots * wire) / linkBytesPerSecond;
+    const send = seconds > 0 ? (this.slots * chunk) / seconds : Infinity;
+    return Math.min(send, this.speedOf(level));
+  }
+
+  private maybeDecide(): void {
+    const elapsed = performance.now() - this.epochStart;
+    if (this.epochRequests < this.slots || (elapsed < 250 && this.epochRequests < 4 * this.slots)) return;
+    const meanMs = this.epochMs / this.epochRequests;
+    const meanWire = this.epochWire / this.epochRequests;
+    const busy = this.busyIntegral / Math.max(1, elapsed);
+    const transfer = Math.max(0.2, meanMs - (Number.isFinite(this.latencyMs) ? this.latencyMs : 0)) / 1000;
+    // the whole link: requests in flight on average, each moving its bytes in the transfer part of its time
+    const link = (Math.max(1, busy) * meanWire) / transfer;
+    const chunk = this.meanChunk ?? meanWire;
+    let best = this.current;
+    let bestRate = this.predict(best, link, chunk);
+    const currentRate = bestRate;
+    for (const level of LEVELS) {
+      const rate = this.predict(level, link, chunk);
+      if (rate > bestRate) {
+        best = level;
+        bestRate = rate;
+      }
+    }
+    if (best !== this.current && bestRate > currentRate * HYSTERESIS) {
+      this.switches.push(`${this.current === 0 ? "raw" : `gzip -${this.current}`} -> ${best === 0 ? "raw" : `gzip -${best}`} (link ~${(link / 1e6).toFixed(1)} MB/s)`);
+      this.current = best;
+    }
+    this.epochStart = performance.now();
+    this.busyIntegral = 0;
+    this.epochRequests = 0;
+    this.epochWire = 0;
+    this.epochMs = 0;
+  }
+
+  describe(): string {
+    return this.current === 0 ? "raw" : `gzip -${this.current}`;
+  }
+}

@@ -1,0 +1,57 @@
+// Retrying one request: bounded exponential backoff with jitter, only for errors that may pass
+// (network, timeouts, 5xx, busy: ApiError.retryable); final kinds (auth, usage, full, missing,
+// billing) are thrown at once so the run stops instead of hammering a server that said no.
+import { ApiError } from "./errors.ts";
+
+export interface RetryPolicy {
+  /** Tries in all, the first included. */
+  attempts: number;
+  /** Delay before the first retry; doubles each time up to capMs. */
+  baseMs: number;
+  capMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 8, baseMs: 200, capMs: 10_000 };
+
+export function isRetryable(error: unknown): boolean {
+  return error instanceof ApiError && error.retryable;
+}
+
+/** The wait before retry number `retry` (1-based): half fixed, half random, so parallel chunks spread out. */
+export function backoffMs(policy: RetryPolicy, retry: number): number {
+  const ceiling = Math.min(policy.capMs, policy.baseMs * 2 ** (retry - 1));
+  return ceiling / 2 + Math.random() * (ceiling / 2);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Run `attempt` until it succeeds, a final error comes, the tries run out, or `signal` aborts. */
+export async function withRetry<T>(
+  attempt: () => Promise<T>,
+  options: { policy?: RetryPolicy; signal?: AbortSignal; onRetry?: (error: unknown, retry: number, delayMs: number) => void } = {},
+): Promise<T> {
+  const policy = options.policy ?? DEFAULT_RETRY;
+  for (let tried = 1; ; tried++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (options.signal?.aborted || !isRetryable(error) || tried >= policy.attempts) throw error;
+      const delay = backoffMs(policy, tried);
+      options.onRetry?.(error, tried, delay);
+      await sleep(delay, options.signal);
+    }
+  }
+}

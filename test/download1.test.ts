@@ -1,0 +1,167 @@
+// API 1.0 chunked download against the stub: exact bytes, sparse output, short answers, retries,
+// resume from FILE.part, never overwriting FILE without --force. Small chunks (-c 64k) keep it quick.
+import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from "bun:test";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import download from "../scripts/download.ts";
+import upload from "../scripts/upload.ts";
+import { run } from "./helpers.ts";
+import { startStub, type DriveStub } from "./stub/server.ts";
+import { imageBytes, sameBytes as same } from "./images.ts";
+
+const CHUNK = 64 * 1024;
+
+let stub: DriveStub;
+let dir: string;
+
+beforeAll(async () => {
+  stub = await startStub();
+});
+afterAll(async () => {
+  await stub.stop();
+});
+beforeEach(async () => {
+  stub.reset();
+  dir = await mkdtemp(join(tmpdir(), "drivekit-download1-"));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const reads = () => stub.requests.filter((r) => r.method === "GET" && /\/read\//.test(r.path));
+const fileBytes = async (path: string) => new Uint8Array(await Bun.file(path).arrayBuffer());
+
+for (const [label, size] of [
+  ["1 byte", 1],
+  ["chunk - 1", CHUNK - 1],
+  ["chunk", CHUNK],
+  ["chunk + 1", CHUNK + 1],
+  ["not a multiple of 4096", 5 * CHUNK + 12345],
+] as const) {
+  test(`round trip: ${label} (${size} bytes) comes back byte for byte`, async () => {
+    const bytes = imageBytes(size, size + 1);
+    const source = join(dir, "disk.img");
+    await Bun.write(source, bytes);
+    const up = await run(upload, [source, "-c", "64k"], { env: stub.env, cwd: dir });
+    expect(up.status).toBe(0);
+    const drive = up.stdout.trim();
+    const result = await run(download, [drive, "out.img", "-c", "64k"], { env: stub.env, cwd: dir });
+    expect(result.stderr).not.toMatch(/error/);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toBe(`${join(dir, "out.img")}\n`);
+    expect(same(await fileBytes(join(dir, "out.img")), bytes)).toBe(true);
+    expect(reads().length).toBe(Math.ceil(size / CHUNK));
+    expect(readdirSync(dir).sort()).toEqual(["disk.img", "out.img"]);
+  });
+}
+
+test("the default FILE is the drive UUID in the current directory", async () => {
+  const bytes = imageBytes(3 * CHUNK, 2);
+  const drive = stub.addDrive(bytes.length, {}, bytes);
+  const result = await run(download, [drive.uuid, "-c", "64k"], { env: stub.env, cwd: dir });
+  expect(result.status).toBe(0);
+  expect(result.stdout.trim()).toBe(join(dir, drive.uuid));
+  expect(same(await fileBytes(join(dir, drive.uuid)), bytes)).toBe(true);
+});
+
+test("zero regions stay holes at 4 KiB granularity: the file is sparse", async () => {
+  const size = 64 * CHUNK;
+  // data in small islands, none of them filling a whole chunk
+  const bytes = new Uint8Array(size);
+  const islands = [[100, 5000], [CHUNK * 3 + 8192, CHUNK * 3 + 12288], [CHUNK * 40 + 1, CHUNK * 40 + 20_000], [size - 10, size]];
+  islands.forEach(([start, end], i) => bytes.set(imageBytes((end as number) - (start as number), i + 3), start));
+  const drive = stub.addDrive(size, {}, bytes);
+  const result = await run(download, [drive.uuid, "sparse.img", "-c", "64k"], { env: stub.env, cwd: dir });
+  expect(result.status).toBe(0);
+  const path = join(dir, "sparse.img");
+  expect(same(await fileBytes(path), bytes)).toBe(true);
+  // the data touches 2 + 1 + 5 + 1 blocks of 4 KiB
+  expect(statSync(path).blocks * 512).toBeLessThanOrEqual(9 * 4096);
+});
+
+test("an existing FILE is refused without --force, before anything is sent; --force replaces it", async () => {
+  const bytes = imageBytes(2 * CHUNK, 4);
+  const drive = stub.addDrive(bytes.length, {}, bytes);
+  const path = join(dir, "taken.img");
+  await Bun.write(path, "precious");
+  const refused = await run(download, [drive.uuid, "taken.img"], { env: stub.env, cwd: dir });
+  expect(refused.status).toBe(2);
+  expect(refused.stderr).toMatch(/exists: pass --force/);
+  expect(stub.requests.length).toBe(0);
+  expect(await Bun.file(path).text()).toBe("precious");
+  const forced = await run(download, [drive.uuid, "taken.img", "--force", "-c", "64k"], { env: stub.env, cwd: dir });
+  expect(forced.status).toBe(0);
+  expect(same(await fileBytes(path), bytes)).toBe(true);
+});
+
+test("a short answer (fetch does not notice a body shorter than promised) is read again", async () => {
+  const bytes = imageBytes(6 * CHUNK, 5);
+  const drive = stub.addDrive(bytes.length, {}, bytes);
+  let cut = 0;
+  stub.handlers.push((request, path) => {
+    if (request.method !== "GET" || path !== `/drives/${drive.uuid}/read/${2 * CHUNK}/${CHUNK}` || cut++ > 0) return undefined;
+    return new Response(bytes.slice(2 * CHUNK, 2 * CHUNK + 1000));
+  });
+  const result = await run(download, [drive.uuid, "short.img", "-c", "64k"], { env: stub.env, cwd: dir });
+  expect(result.status).toBe(0);
+  expect(same(await fileBytes(join(dir, "short.img")), bytes)).toBe(true);
+  expect(reads().length).toBe(7);
+});
+
+test("every 7th read failing (500 and dropped connections) still comes back byte for byte", async () => {
+  const bytes = imageBytes(30 * CHUNK + 77, 6);
+  const drive = stub.addDrive(bytes.length, {}, bytes);
+  stub.fault({ method: "GET", path: /\/read\//, every: 7, action: { status: 503, kind: "system" } });
+  stub.fault({ method: "GET", path: /\/read\//, every: 11, action: { reset: true } });
+  const result = await run(download, [drive.uuid, "flaky.img", "-c", "64k"], { env: stub.env, cwd: dir });
+  expect(result.stderr).not.toMatch(/error/);
+  expect(result.status).toBe(0);
+  expect(same(await fileBytes(join(dir, "flaky.img")), bytes)).toBe(true);
+});
+
+test("a final error stops with exit 1, keeps FILE.part, and a rerun resumes without reading finished chunks again", async () => {
+  const chunks = 30;
+  const bytes = imageBytes(chunks * CHUNK, 8, [[4 * CHUNK, 9 * CHUNK]]);
+  const drive = stub.addDrive(bytes.length, {}, bytes);
+  stub.fault({ method: "GET", path: /\/read\//, every: 12, times: 1, action: { status: 401, kind: "auth" } });
+  const failed = await run(download, [drive.uuid, "resume.img", "-c", "64k", "--concurrency", "2"], { env: stub.env, cwd: dir });
+  expect(failed.status).toBe(1);
+  expect(failed.stderr).toMatch(/401 auth/);
+  expect(failed.stderr).toMatch(/resume\.img\.part is kept: rerun the same command/);
+  expect(existsSync(join(dir, "resume.img"))).toBe(false);
+  expect(existsSync(join(dir, "resume.img.part"))).toBe(true);
+  const readBefore = reads().filter((r) => r.status === 200).length;
+  expect(readBefore).toBeGreaterThanOrEqual(10);
+  // finished = written and journaled; a read in flight when the error came is dropped
+  const [journal] = readdirSync(dir).filter((name) => name.startsWith(".drivekit-journal-"));
+  const finished = (await Bun.file(join(dir, journal as string)).text()).trim().split("\n").length - 1;
+  expect(finished).toBeGreaterThanOrEqual(readBefore - 2);
+
+  stub.reset();
+  const again = await run(download, [drive.uuid, "resume.img", "-c", "64k"], { env: stub.env, cwd: dir });
+  expect(again.stderr).toMatch(/resuming/);
+  expect(again.status).toBe(0);
+  expect(reads().length).toBe(chunks - finished);
+  expect(same(await fileBytes(join(dir, "resume.img")), bytes)).toBe(true);
+  expect(readdirSync(dir)).toEqual(["resume.img"]);
+});
+
+test("-o starts at an offset and keeps what FILE.part holds before it", async () => {
+  const bytes = imageBytes(5 * CHUNK, 10);
+  const drive = stub.addDrive(bytes.length, {}, bytes);
+  const offset = 2 * CHUNK;
+  await Bun.write(join(dir, "vendor.img.part"), bytes.slice(0, offset));
+  const result = await run(download, [drive.uuid, "vendor.img", "-c", "64k", "-o", String(offset)], { env: stub.env, cwd: dir });
+  expect(result.status).toBe(0);
+  expect(reads().length).toBe(3);
+  expect(same(await fileBytes(join(dir, "vendor.img")), bytes)).toBe(true);
+});
+
+test("a missing drive is a one-line error with exit 1", async () => {
+  const result = await run(download, ["8f9b42b1-1c5a-4a1e-9d8a-0123456789ab", "x.img"], { env: stub.env, cwd: dir });
+  expect(result.status).toBe(1);
+  expect(result.stderr.trim().split("\n").length).toBe(1);
+  expect(result.stderr).toMatch(/404 missing/);
+});
