@@ -17,6 +17,8 @@ export interface Connection {
   client: HttpClient;
   /** API 2.0: the client for the direct (upload/download) host. */
   direct?: HttpClient;
+  /** --timeout: how long to wait for an answer (or, in a long transfer, for any progress). */
+  timeoutMs?: number;
 }
 
 export async function connect(args: ConnectArgs, ctx: RunContext, forceApi?: 1 | 2): Promise<Connection> {
@@ -32,5 +34,5 @@ export async function connect(args: ConnectArgs, ctx: RunContext, forceApi?: 1 |
   const options = { credentials: config, log: ctx.log, verbose: ctx.verbose, timeoutMs };
   const client = new HttpClient(config.base, options);
   const direct = config.direct ? new HttpClient(config.direct, options) : undefined;
-  return { config, client, direct };
+  return { config, client, direct, timeoutMs };
 }

@@ -3,6 +3,7 @@
 // Prints the lines to export (stdout); logs requests on stderr; Ctrl-C stops it and deletes its drives.
 import { parseArgs } from "node:util";
 import { startStub } from "./server.ts";
+import { installApi2 } from "./api2.ts";
 
 const { values } = parseArgs({
   options: {
@@ -10,6 +11,8 @@ const { values } = parseArgs({
     latency: { type: "string", default: "0" },
     bandwidth: { type: "string", default: "0" },
     quiet: { type: "boolean", default: false },
+    // API 2.0: images under this many bytes are grown to it on upload, as CloudSigma does
+    "min-drive-size": { type: "string", default: "0" },
   },
 });
 
@@ -29,7 +32,12 @@ if (!values.quiet) {
     return undefined;
   });
 }
+// after the request logger, so API 2.0 requests are logged too
+const api2 = await installApi2(stub, { minDriveSize: Number(values["min-drive-size"]) || 0 });
+console.log(`export CSURI=${api2.uri}`);
+console.log(`export CSAUTH=${stub.user}:${stub.secret}`);
 const stop = async () => {
+  api2.stop();
   await stub.stop();
   process.exit(0);
 };

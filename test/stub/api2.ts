@@ -1,0 +1,233 @@
+// The API 2.0 side of the emulator: CloudSigma's direct upload and download.
+// - `POST /api/2.0/drives/upload/[NAME]` streams the body into a sparse drive file (no whole-body
+//   buffer), 411 without Content-Length, 400 on a short body, grows images under a minimum drive
+//   size, answers the new drive's UUID (JSON by default, as CloudSigma; plain text on request).
+// - `GET /api/2.0/drives/UUID/download/` answers 302 to a second origin (another Bun.serve, another
+//   port) that serves the bytes with Content-Disposition and honours Range, like a signed URL: it
+//   needs no credentials and records what it receives, so tests can prove none were forwarded.
+// Uploaded drives live in the 1.0 stub's drive map, so every 1.0 call sees them too.
+import { closeSync, ftruncateSync, writeSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import type { Server } from "bun";
+import { elasticError, type DriveStub, type StubDrive } from "./server.ts";
+
+const PREFIX = "/api/2.0/";
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export interface Api2Options {
+  /** Images smaller than this are grown (zero-padded) on completion, as CloudSigma does. Default 0. */
+  minDriveSize?: number;
+  /** How the upload answers the UUID: `json` (`{"uuid": ...}`, the default) or `plain` text. */
+  answer?: "json" | "plain";
+}
+
+export interface OriginRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  status: number;
+}
+
+export interface UploadOutcome {
+  status: number;
+  received: number;
+  expected: number;
+  drive?: string;
+}
+
+/** A test's own answer on the download origin; undefined lets the origin answer. */
+export type OriginHook = (request: Request, drive: StubDrive) => Response | undefined | Promise<Response | undefined>;
+
+export class Api2Stub {
+  /** Requests the download origin received, with their headers. */
+  readonly originRequests: OriginRequest[] = [];
+  /** Every finished upload (also a failed one), in order. */
+  readonly uploads: UploadOutcome[] = [];
+  /** The Content-Disposition for a drive (default: `attachment; filename="UUID"`, as CloudSigma). */
+  disposition: (drive: StubDrive) => string | undefined = (drive) => `attachment; filename="${drive.uuid}"`;
+  /** Replace the origin's answer (a server that ignores Range, a cut body...). */
+  originHook?: OriginHook;
+  private origin!: Server<undefined>;
+  private readonly tokens = new Map<string, string>();
+  private readonly waiters: ((outcome: UploadOutcome) => void)[] = [];
+
+  constructor(
+    readonly stub: DriveStub,
+    readonly options: Api2Options = {},
+  ) {}
+
+  /** CSURI for this emulator (the direct host is the same origin, as CLI.md derives for loopback). */
+  get uri(): string {
+    return `${this.stub.url}api/2.0/`;
+  }
+
+  get originUrl(): string {
+    return `http://127.0.0.1:${this.origin.port}/`;
+  }
+
+  get env(): Record<string, string> {
+    return { CSURI: this.uri, CSAUTH: `${this.stub.user}:${this.stub.secret}` };
+  }
+
+  /** The next upload to finish (resolves at once with nothing if `count` already finished). */
+  waitForUploads(count: number): Promise<UploadOutcome | undefined> {
+    if (this.uploads.length >= count) return Promise.resolve(this.uploads[count - 1]);
+    return new Promise((resolve) => {
+      const check = (outcome: UploadOutcome) => {
+        if (this.uploads.length >= count) resolve(outcome);
+        else this.waiters.push(check);
+      };
+      this.waiters.push(check);
+    });
+  }
+
+  async start(): Promise<this> {
+    this.origin = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      idleTimeout: 120,
+      fetch: (request) => this.serveOrigin(request),
+      error: (error) => new Response(`origin failure: ${error.message}\n`, { status: 500 }),
+    });
+    this.stub.handlers.push((request, path) => (path.startsWith(PREFIX) ? this.route(request, path.slice(PREFIX.length)) : undefined));
+    return this;
+  }
+
+  stop(): void {
+    this.origin?.stop(true);
+  }
+
+  private settle(outcome: UploadOutcome): void {
+    this.uploads.push(outcome);
+    const waiting = this.waiters.splice(0);
+    for (const waiter of waiting) waiter(outcome);
+  }
+
+  private authorised(request: Request): boolean {
+    const expected = `Basic ${Buffer.from(`${this.stub.user}:${this.stub.secret}`).toString("base64")}`;
+    return request.headers.get("authorization") === expected;
+  }
+
+  private async route(request: Request, path: string): Promise<Response> {
+    if (!this.authorised(request)) {
+      await request.body?.cancel().catch(() => undefined);
+      return Response.json({ error_type: "auth", error_message: "Authentication failed" }, {
+        status: 401,
+        headers: { "www-authenticate": 'Basic realm="drivekit stub"' },
+      });
+    }
+    const parts = path.split("/");
+    if (parts[0] === "drives" && parts[1] === "upload" && parts.length <= 4) {
+      if (request.method !== "POST") return elasticError(405, "method", "use POST");
+      let name = parts[2] ?? "";
+      try {
+        name = decodeURIComponent(name);
+      } catch {
+        // the name is ignored anyway, as on CloudSigma
+      }
+      return this.upload(request, name || "upload");
+    }
+    if (parts[0] === "drives" && UUID.test(parts[1] ?? "") && parts[2] === "download" && parts.length <= 4 && !parts[3]) {
+      if (request.method !== "GET" && request.method !== "HEAD") return elasticError(405, "method", "use GET");
+      const drive = this.stub.drives.get(parts[1] as string);
+      if (!drive) return elasticError(404, "missing", `Drive ${parts[1]} could not be found.`);
+      const token = crypto.randomUUID();
+      this.tokens.set(token, drive.uuid);
+      return new Response(null, { status: 302, headers: { location: `${this.originUrl}download/${token}` } });
+    }
+    return new Response("stub: unexpected API 2.0 request\n", { status: 418 });
+  }
+
+  private async upload(request: Request, name: string): Promise<Response> {
+    const lengthText = request.headers.get("content-length");
+    if (lengthText === null || (request.headers.get("transfer-encoding") ?? "").toLowerCase().includes("chunked")) {
+      await request.body?.cancel().catch(() => undefined);
+      this.settle({ status: 411, received: 0, expected: -1 });
+      return elasticError(411, "usage", "Content-Length required: it sets the size of the new drive");
+    }
+    const expected = Number(lengthText);
+    const drive = this.stub.addDrive(0, { name });
+    let received = 0;
+    let failure: string | undefined;
+    try {
+      // streamed: each piece goes to the file as it arrives; all-zero pieces are skipped (sparse)
+      for await (const chunk of request.body ?? new ReadableStream<Uint8Array>()) {
+        if (received + chunk.length > expected) {
+          failure = "body longer than Content-Length";
+          break;
+        }
+        if (!isZero(chunk)) writeSync(drive.fd, chunk, 0, chunk.length, received);
+        received += chunk.length;
+        await this.stub.throttle(chunk.length);
+      }
+    } catch (error) {
+      failure = `connection lost: ${(error as Error).message}`;
+    }
+    if (!failure && received < expected) failure = `short body: ${received} of ${expected} bytes`;
+    if (failure) {
+      closeSync(drive.fd);
+      this.stub.drives.delete(drive.uuid);
+      await rm(drive.path, { force: true });
+      this.settle({ status: 400, received, expected });
+      return elasticError(400, "usage", `${failure}; no drive created`);
+    }
+    drive.size = Math.max(expected, this.options.minDriveSize ?? 0);
+    ftruncateSync(drive.fd, drive.size);
+    this.settle({ status: 200, received, expected, drive: drive.uuid });
+    if (this.options.answer === "plain") return new Response(`${drive.uuid}\n`, { headers: { "content-type": "text/plain" } });
+    return Response.json({ uuid: drive.uuid });
+  }
+
+  private async serveOrigin(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    const record: OriginRequest = { method: request.method, path: url.pathname, headers: Object.fromEntries(request.headers), status: 0 };
+    this.originRequests.push(record);
+    const response = await this.originAnswer(request, url.pathname);
+    record.status = response.status;
+    return response;
+  }
+
+  private async originAnswer(request: Request, path: string): Promise<Response> {
+    const match = /^\/download\/([0-9a-f-]{36})$/.exec(path);
+    const uuid = match ? this.tokens.get(match[1] as string) : undefined;
+    const drive = uuid ? this.stub.drives.get(uuid) : undefined;
+    if (!drive) return new Response("no such download link\n", { status: 404 });
+    const hooked = await this.originHook?.(request, drive);
+    if (hooked) return hooked;
+    const headers: Record<string, string> = { "content-type": "application/octet-stream", "accept-ranges": "bytes" };
+    const disposition = this.disposition(drive);
+    if (disposition !== undefined) headers["content-disposition"] = disposition;
+    const file = Bun.file(drive.path);
+    const range = /^bytes=(\d+)-(\d*)$/.exec(request.headers.get("range") ?? "");
+    if (range) {
+      const start = Number(range[1]);
+      const end = range[2] ? Math.min(Number(range[2]), drive.size - 1) : drive.size - 1;
+      if (start >= drive.size || start > end) {
+        return new Response(null, { status: 416, headers: { ...headers, "content-range": `bytes */${drive.size}` } });
+      }
+      await this.stub.throttle(end + 1 - start);
+      return new Response(file.slice(start, end + 1), {
+        status: 206,
+        headers: { ...headers, "content-range": `bytes ${start}-${end}/${drive.size}` },
+      });
+    }
+    await this.stub.throttle(drive.size);
+    return new Response(file.slice(0, drive.size), { headers });
+  }
+}
+
+function isZero(bytes: Uint8Array): boolean {
+  // 32-bit words where aligned (BUN-FACTS: ~3x faster than bytes)
+  const head = bytes.byteOffset % 4 === 0 ? Math.floor(bytes.length / 4) : 0;
+  if (head > 0) {
+    const words = new Uint32Array(bytes.buffer, bytes.byteOffset, head);
+    for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
+  }
+  for (let i = head * 4; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
+}
+
+/** Add the API 2.0 side to a running 1.0 stub. */
+export async function installApi2(stub: DriveStub, options: Api2Options = {}): Promise<Api2Stub> {
+  return new Api2Stub(stub, options).start();
+}
