@@ -5,7 +5,7 @@
 // an operator would run them; the work folder is removed at the end.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { startStub } from "./server.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -49,7 +49,7 @@ try {
   const drive = await step("upload", [`${ROOT}scripts/upload.ts`, image, "-n", "demo disk"], env, work);
   await step("info", [`${ROOT}scripts/info.ts`, drive], env, work);
   const copy = await step("download", [`${ROOT}scripts/download.ts`, drive, "copy.img"], env, work);
-  const [a, b] = await Promise.all([sha256(image), sha256(join(work, copy))]);
+  const [a, b] = await Promise.all([sha256(image), sha256(resolve(work, copy))]);
   console.error(`\nsha256 image ${a}\nsha256 copy  ${b}`);
   if (a !== b) throw new Error("the downloaded copy differs from the image");
   console.error("demo: done: the image went up and came back byte for byte");
