@@ -6,15 +6,16 @@ import { join, resolve } from "node:path";
 import type { RunContext } from "./cli.ts";
 import type { Connection } from "./connect.ts";
 import { ApiError, OperationError, UsageError } from "./errors.ts";
-import { checkOutputPath, exists, readBounded } from "./files.ts";
-import type { HttpClient } from "./http.ts";
+import { checkOutputPath, exists } from "./files.ts";
+import { classifyError, type HttpClient } from "./http.ts";
+import { streamPost, StreamPostError, type StreamPostAnswer } from "./rawpost.ts";
 import { createProgress, type Progress } from "./progress.ts";
 import { humanBytes } from "./size.ts";
 import type { DownloadRequest, UploadRequest } from "./transfer.ts";
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
 const EXACT_UUID = new RegExp(`^${UUID.source}$`, "i");
-/** Bytes read from the image per step: large enough to keep up with curl, small enough for flat memory. */
+/** Bytes compared per step in --verify. */
 const PIECE = 1024 * 1024;
 /** The transfer itself may take hours: HttpClient's whole-request timeout is replaced by a stall watchdog. */
 const NO_TOTAL_LIMIT = 2 ** 31 - 1;
@@ -202,70 +203,78 @@ export async function uploadDirect(ctx: RunContext, connection: Connection, requ
     throw new UsageError(`cannot read ${request.file}: ${(error as Error).message}`);
   }
   // the file name after upload/ is ignored by the server but shows in its logs; curl sends it too
-  const path = `drives/upload/${encodeURIComponent(request.name)}`;
-  const shownPath = client.url(path).pathname;
+  const url = client.url(`drives/upload/${encodeURIComponent(request.name)}`);
+  const { user, secret } = connection.config;
+  const headers = {
+    Authorization: `Basic ${Buffer.from(`${user}:${secret}`).toString("base64")}`,
+    "Content-Type": "application/octet-stream",
+    "User-Agent": "drivekit",
+    Accept: "application/json, text/plain",
+  };
+  if (ctx.verbose) {
+    const shown = Object.entries({ ...headers, Authorization: "Basic ****", "Content-Length": String(size) }).map(([k, v]) => `  ${k}: ${v}`);
+    ctx.log.info([`> POST ${url.href}`, ...shown].join("\n"));
+  }
   const progress = createProgress(ctx, { label: "upload", total: size, quiet: request.quiet });
   const watchdog = new Watchdog(connection.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   const started = performance.now();
   let sent = 0;
   let readFailure: Error | undefined;
-  // A pull stream reads the next piece only when fetch wants it (flat memory) and counts bytes for
-  // progress; the explicit content-length keeps Bun from switching to chunked encoding.
-  const body = new ReadableStream<Uint8Array>(
-    {
-      pull(controller) {
-        if (sent >= size) {
-          controller.close();
-          return;
-        }
-        const piece = new Uint8Array(Math.min(PIECE, size - sent));
-        let n = 0;
-        try {
-          n = readSync(fd, piece, 0, piece.length, sent);
-        } catch (error) {
-          readFailure = new OperationError(`reading ${request.file} at byte ${sent} failed: ${(error as Error).message}`);
-        }
-        if (n === 0 && !readFailure) readFailure = new OperationError(`${request.file} shrank to ${sent} bytes during the upload`);
-        if (readFailure) {
-          controller.error(readFailure);
-          return;
-        }
-        sent += n;
-        watchdog.touch();
-        progress.update(sent);
-        controller.enqueue(n === piece.length ? piece : piece.subarray(0, n));
-      },
-    },
-    { highWaterMark: 0 },
-  );
-  let answer: string;
+  let answer: StreamPostAnswer;
   try {
-    const response = await client.request("POST", path, {
-      body,
-      headers: { "content-type": "application/octet-stream", "content-length": String(size) },
-      timeoutMs: NO_TOTAL_LIMIT,
+    answer = await streamPost({
+      url,
+      headers,
+      size,
       signal: watchdog.signal,
+      fill(buffer, offset, length) {
+        try {
+          const n = readSync(fd, buffer, 0, length, offset);
+          if (n === 0) readFailure = new OperationError(`${request.file} shrank to ${offset} bytes during the upload`);
+          return n;
+        } catch (error) {
+          readFailure = new OperationError(`reading ${request.file} at byte ${offset} failed: ${(error as Error).message}`);
+          return 0;
+        }
+      },
+      onProgress(done) {
+        sent = done;
+        watchdog.touch();
+        progress.update(done);
+      },
     });
-    const bytes = response.body ? await readBounded(response.body, 64 * 1024) : new Uint8Array();
-    answer = bytes ? new TextDecoder().decode(bytes) : "";
+    if (ctx.verbose) ctx.log.info([`< ${answer.status} ${answer.statusText}`, ...[...answer.headers].map(([k, v]) => `  ${k}: ${v}`)].join("\n"));
+    if (answer.status < 200 || answer.status >= 300) {
+      const { kind, message } = classifyError(answer.status, answer.headers.get("x-elastic-error"), answer.body);
+      throw new ApiError(kind, message, answer.status, "POST", url.pathname);
+    }
   } catch (caught) {
-    const error = readFailure ?? watchdog.translate(caught, "POST", shownPath);
+    let error = readFailure ?? watchdog.translate(caught, "POST", url.pathname);
+    if (error instanceof StreamPostError) {
+      error = new ApiError("network", `${error.message}${error.code && !error.message.includes(error.code) ? ` (${error.code})` : ""} (${url.host})`, undefined, "POST", url.pathname);
+    }
     progress.finish();
-    const why = reason(error);
     const partial = error instanceof ApiError ? UUID.exec(error.serverMessage)?.[0]?.toLowerCase() : undefined;
-    const drive = partial ? `; the server named drive ${partial}, which may hold a partial image: check it and destroy it` : "; the server may have created a partial drive: check your drive list";
+    const drive = partial
+      ? `; the server named drive ${partial}, which may hold a partial image: check it and destroy it`
+      : "; the server may have created a partial drive: check your drive list";
     throw new OperationError(
-      `upload of ${request.file} failed after ${humanBytes(sent)} of ${humanBytes(size)}: ${why}; not retried (a new attempt would create another drive)${drive}`,
+      `upload of ${request.file} failed after ${humanBytes(sent)} of ${humanBytes(size)}: ${reason(error)}; not retried (a new attempt would create another drive)${drive}`,
     );
   } finally {
     watchdog.stop();
     closeSync(fd);
   }
-  const uuid = parseUploadAnswer(answer);
+  const uuid = parseUploadAnswer(answer.body);
   if (!uuid) {
     progress.finish();
-    const shown = answer.replace(/[\x00-\x1f\x7f]+/g, " ").trim().slice(0, 200);
+    const shown = answer.body.replace(/[\x00-\x1f\x7f]+/g, " ").trim().slice(0, 200);
     throw new OperationError(`upload of ${request.file} ended, but the answer holds no drive UUID: '${shown}'; not retried: check your drive list`);
+  }
+  if (answer.sent !== size) {
+    // a 2xx before the whole body went out: the drive cannot hold the image
+    progress.finish();
+    throw new OperationError(`the server answered drive ${uuid} after only ${answer.sent} of ${size} bytes; not retried: check that drive and destroy it`);
   }
   progress.finish(`uploaded ${humanBytes(size)} as drive ${uuid} (${rate(size, started)})`);
   if (request.verify) await verifyDirect(ctx, connection, uuid, file, size, request.quiet);
