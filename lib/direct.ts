@@ -348,7 +348,7 @@ async function verifyDirect(ctx: RunContext, connection: Connection, uuid: strin
 interface Target {
   /** Where the finished file goes. */
   path: string;
-  /** What to print: the argument as given, or the server's (sanitised) name. */
+  /** How messages name it: the argument as given, or the server's (sanitised) name. */
   shown: string;
 }
 
@@ -516,6 +516,6 @@ async function finish(ctx: RunContext, target: Target, request: DownloadRequest,
   } catch (error) {
     throw new OperationError(`could not rename ${part} to ${target.path}: ${(error as Error).message}`);
   }
-  ctx.log.debug(`wrote ${target.path}`);
-  return target.shown;
+  // the absolute path, as the API 1.0 engine prints it: usable whatever the caller's folder
+  return target.path;
 }

@@ -136,7 +136,7 @@ describe("upload", () => {
       const out = await freshFolder();
       const fetched = await run(download, [uuid, "--quiet"], { env: api2.env, cwd: out });
       expect(fetched.status).toBe(0);
-      expect(fetched.stdout).toBe(`${uuid}\n`);
+      expect(fetched.stdout).toBe(`${join(out, uuid)}\n`);
       const back = readFileSync(join(out, uuid));
       // padded past the image by the server's minimum drive size: the rest must be zeros
       expect(back.length).toBe(Math.max(size, MIN_SIZE));
@@ -174,6 +174,18 @@ describe("upload", () => {
     const { result } = await uploadBytes(randomBytes(1000, 9), "pad.raw", ["--verify"]);
     expect(result.status).toBe(1);
     expect(result.stderr).toContain("non-zero bytes past the image's end");
+  });
+
+  test("--verbose shows the exchange with the credentials masked", async () => {
+    const path = image("verbose.raw", randomBytes(3000, 6));
+    const result = await run(upload, [path, "--quiet", "--verbose", "--verify"], { env: api2.env });
+    expect(result.status).toBe(0);
+    expect(result.stderr).toContain("> POST http://127.0.0.1:");
+    expect(result.stderr).toContain("Authorization: Basic ****");
+    expect(result.stderr).toContain("Content-Length: 3000");
+    expect(result.stderr).toContain("< 200");
+    expect(result.stderr).not.toContain(stub.secret);
+    expect(result.stderr).not.toContain(Buffer.from(`${stub.user}:${stub.secret}`).toString("base64"));
   });
 
   test("a plain-text UUID answer is accepted too", async () => {
@@ -344,7 +356,7 @@ describe("download", () => {
     const out = await freshFolder();
     const result = await run(download, [drive, "image.raw", "--quiet"], { env: api2.env, cwd: out });
     expect(result.status).toBe(0);
-    expect(result.stdout).toBe("image.raw\n");
+    expect(result.stdout).toBe(`${join(out, "image.raw")}\n`);
     expect(Buffer.from(readFileSync(join(out, "image.raw"))).equals(Buffer.from(content))).toBe(true);
     const first = stub.requests.find((r) => r.path === `/api/2.0/drives/${drive}/download/`);
     expect(first?.status).toBe(302);
@@ -373,7 +385,7 @@ describe("download", () => {
       await Bun.write(join(out, ".keep"), "");
       const result = await run(download, [drive, "--quiet"], { env: api2.env, cwd: out });
       expect({ header, status: result.status, stderr: result.stderr }).toEqual({ header, status: 0, stderr: "" });
-      expect(result.stdout).toBe(`${expected}\n`);
+      expect(result.stdout).toBe(`${join(out, expected)}\n`);
       expect(readdirSync(out).sort()).toEqual([".keep", expected].sort());
       expect(readdirSync(parent)).toEqual(["inner"]);
       expect(statSync(join(out, expected)).size).toBe(SIZE);
@@ -584,7 +596,7 @@ describe("spawned scripts", () => {
     const out = await freshFolder();
     const down = await spawnScript("download", [uuid, "back.raw"], { env: api2.env, cwd: out });
     expect(down.status).toBe(0);
-    expect(down.stdout).toBe("back.raw\n");
+    expect(down.stdout).toBe(`${join(out, "back.raw")}\n`);
     const back = readFileSync(join(out, "back.raw"));
     expect(back.subarray(0, bytes.length).equals(Buffer.from(bytes))).toBe(true);
     expect(back.length).toBe(Math.max(bytes.length, MIN_SIZE));
