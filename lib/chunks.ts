@@ -2,8 +2,9 @@
 // set of chunk buffers (memory stays at concurrency x chunk whatever the image size), zero
 // detection at 4 KiB block granularity, a bounded parallel runner, and Ctrl-C handling.
 import { open, stat, type FileHandle } from "node:fs/promises";
-import { isAllZero } from "./drives.ts";
-import { OperationError, UsageError } from "./errors.ts";
+import { isAllZero, MAX_PIECE } from "./drives.ts";
+import { ApiError, OperationError, UsageError } from "./errors.ts";
+import type { HttpClient } from "./http.ts";
 import { dataMapOf, deviceSize, type DataMap } from "./seek.ts";
 
 /** Filesystems allocate in 4 KiB blocks: zero runs this size (and aligned) can stay holes. */
@@ -149,4 +150,47 @@ export function onInterrupt(stop: (signal: string) => void): () => void {
     process.off("SIGINT", handler);
     process.off("SIGTERM", handler);
   };
+}
+
+/**
+ * One API 1.0 read of `length` bytes into `buffer` (no new 4 MiB buffer per read: memory stays
+ * flat). The answer must hold exactly `length` bytes: Bun's fetch does not notice a body cut
+ * short of its Content-Length, so the bytes are counted here, and a short answer or a connection
+ * lost mid-body is an error worth another try.
+ */
+export async function readInto(
+  client: HttpClient,
+  drive: string,
+  position: number,
+  length: number,
+  buffer: Uint8Array,
+  signal?: AbortSignal,
+): Promise<Uint8Array> {
+  if (length > MAX_PIECE || length > buffer.length) throw new UsageError(`a read is at most 4M (${MAX_PIECE} bytes), not ${length}`);
+  const path = `drives/${drive}/read/${position}/${length}`;
+  const shown = `/${path}`;
+  const response = await client.request("GET", path, { signal });
+  let got = 0;
+  const reader = response.body?.getReader();
+  if (reader) {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        if (got + value.length > length) {
+          await reader.cancel().catch(() => undefined);
+          throw new ApiError("protocol", `the server sent more than the ${length} bytes asked`, response.status, "GET", shown, false);
+        }
+        buffer.set(value, got);
+        got += value.length;
+      }
+    } catch (error) {
+      if (error instanceof ApiError || signal?.aborted) throw error;
+      throw new ApiError("network", `answer cut after ${got} of ${length} bytes: ${(error as Error).message}`, response.status, "GET", shown, true);
+    } finally {
+      reader.releaseLock();
+    }
+  }
+  if (got !== length) throw new ApiError("protocol", `short answer: ${got} of ${length} bytes`, response.status, "GET", shown, true);
+  return buffer.subarray(0, length);
 }

@@ -27,6 +27,77 @@ export interface Encoded {
   gzipped: boolean;
 }
 
+/** The code of one gzip worker: a string, so that a self-contained `bun build` file still carries it. */
+const WORKER_SOURCE = `
+self.onmessage = (event) => {
+  const { id, data, level } = event.data;
+  const started = performance.now();
+  const out = Bun.gzipSync(data, { level });
+  self.postMessage({ id, out, ms: performance.now() - started }, [out.buffer]);
+};`;
+
+interface Packed {
+  out: Uint8Array;
+  /** Time spent compressing, in ms. */
+  ms: number;
+}
+
+/**
+ * Bun.gzipSync runs on the calling thread: on the main thread it would stall every request in
+ * flight (and spoil the link measurement), and it would use one core only. A few workers take it.
+ */
+export class GzipWorkers {
+  private readonly workers: Worker[] = [];
+  private readonly load: number[] = [];
+  private readonly waiting = new Map<number, { resolve: (packed: Packed) => void; reject: (error: Error) => void; worker: number }>();
+  private nextId = 0;
+
+  constructor(readonly count: number) {
+    const url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "application/javascript" }));
+    for (let i = 0; i < count; i++) {
+      const worker = new Worker(url);
+      worker.onmessage = (event: MessageEvent<{ id: number; out: Uint8Array; ms: number }>) => {
+        const job = this.waiting.get(event.data.id);
+        if (!job) return;
+        this.waiting.delete(event.data.id);
+        this.load[job.worker] = (this.load[job.worker] ?? 1) - 1;
+        job.resolve({ out: event.data.out, ms: event.data.ms });
+      };
+      worker.onerror = (event) => {
+        for (const [id, job] of this.waiting) {
+          if (job.worker !== i) continue;
+          this.waiting.delete(id);
+          job.reject(new Error(`gzip worker failed: ${event.message}`));
+        }
+      };
+      this.workers.push(worker);
+      this.load.push(0);
+    }
+  }
+
+  gzip(data: Uint8Array, level: number): Promise<Packed> {
+    let pick = 0;
+    for (let i = 1; i < this.workers.length; i++) if ((this.load[i] ?? 0) < (this.load[pick] ?? 0)) pick = i;
+    const id = this.nextId++;
+    this.load[pick] = (this.load[pick] ?? 0) + 1;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject, worker: pick });
+      // the view is copied into the worker: the caller's buffer is free again at once
+      this.workers[pick]?.postMessage({ id, data, level });
+    });
+  }
+
+  close(): void {
+    for (const worker of this.workers) worker.terminate();
+  }
+}
+
+function inlineGzip(data: Uint8Array, level: number): Packed {
+  const started = performance.now();
+  const out = Bun.gzipSync(data as Uint8Array<ArrayBuffer>, { level: level as 1 | 6 | 9 });
+  return { out, ms: performance.now() - started };
+}
+
 function ewma(old: number | undefined, value: number, weight = 0.25): number {
   return old === undefined ? value : old + (value - old) * weight;
 }
@@ -46,12 +117,19 @@ export class CompressionPlan {
   private epochRequests = 0;
   private epochWire = 0;
   private epochMs = 0;
+  /** The link's estimated capacity in bytes/s, once measured. */
+  private link: number | undefined;
+  private triedRaw = false;
   /** Levels used, for the summary. */
   readonly switches: string[] = [];
 
   constructor(
     readonly mode: CompressMode,
     private readonly slots: number,
+    /** Where gzip runs; undefined: on this thread. */
+    private readonly workers: GzipWorkers | undefined,
+    /** Told each decision and its figures (shown with --verbose). */
+    private readonly trace: (text: string) => void = () => undefined,
   ) {
     this.current = mode === "never" ? 0 : mode === "always" ? ALWAYS_LEVEL : START_LEVEL;
   }
@@ -61,13 +139,12 @@ export class CompressionPlan {
   }
 
   /** Encode one non-zero chunk for the wire. */
-  encode(raw: Uint8Array): Encoded {
+  async encode(raw: Uint8Array): Promise<Encoded> {
     const level = this.current;
     this.meanChunk = ewma(this.meanChunk, raw.length);
     if (level === 0) return { body: raw, gzipped: false };
-    const started = performance.now();
-    const packed = Bun.gzipSync(raw as Uint8Array<ArrayBuffer>, { level });
-    const seconds = Math.max(1e-4, (performance.now() - started) / 1000);
+    const { out: packed, ms } = this.workers ? await this.workers.gzip(raw, level) : inlineGzip(raw, level);
+    const seconds = Math.max(1e-4, ms / 1000);
     this.ratio.set(level, ewma(this.ratio.get(level), packed.length / raw.length));
     this.speed.set(level, ewma(this.speed.get(level), raw.length / seconds));
     if (this.mode === "auto" && packed.length > raw.length * (1 - MIN_SAVING)) return { body: raw, gzipped: false };
@@ -119,8 +196,8 @@ export class CompressionPlan {
   }
 
   /**
-   * Image bytes per second each level would move: the smaller of what the compressor can feed
-   * (one core) and what the link carries, where each of the `slots` requests costs the fixed
+   * Image bytes per second each level would move: the smaller of what the compressors can feed
+   * and what the link carries, where each of the `slots` requests costs the fixed
    * latency plus its compressed bytes over its share of the link bandwidth.
    */
   predict(level: Level, linkBytesPerSecond: number, chunk: number): number {
@@ -128,7 +205,7 @@ export class CompressionPlan {
     const wire = chunk * this.ratioOf(level);
     const seconds = latency + (this.slots * wire) / linkBytesPerSecond;
     const send = seconds > 0 ? (this.slots * chunk) / seconds : Infinity;
-    return Math.min(send, this.speedOf(level));
+    return Math.min(send, this.speedOf(level) * Math.max(1, this.workers?.count ?? 1));
   }
 
   private maybeDecide(): void {
@@ -139,8 +216,19 @@ export class CompressionPlan {
     const busy = this.busyIntegral / Math.max(1, elapsed);
     const transfer = Math.max(0.2, meanMs - (Number.isFinite(this.latencyMs) ? this.latencyMs : 0)) / 1000;
     // the whole link: requests in flight on average, each moving its bytes in the transfer part of its time
-    const link = (Math.max(1, busy) * meanWire) / transfer;
+    const measured = (Math.max(1, busy) * meanWire) / transfer;
+    // few requests in flight while gzipping: the compressor is the bottleneck, and the link
+    // carried less than it could (and request times include the compressor's pauses): a lower bound
+    const compressorBound = this.current !== 0 && busy < 0.6 * this.slots;
+    const link = compressorBound ? Math.max(this.link ?? 0, measured) : measured;
+    this.link = link;
     const chunk = this.meanChunk ?? meanWire;
+    if (compressorBound && !this.triedRaw) {
+      // the link may well be faster than gzip: measure it with raw chunks once, the model decides from there
+      this.triedRaw = true;
+      this.switchTo(0, `compressor-bound at ${busy.toFixed(1)} of ${this.slots} in flight`);
+      return this.newEpoch();
+    }
     let best = this.current;
     let bestRate = this.predict(best, link, chunk);
     const currentRate = bestRate;
@@ -151,10 +239,21 @@ export class CompressionPlan {
         bestRate = rate;
       }
     }
-    if (best !== this.current && bestRate > currentRate * HYSTERESIS) {
-      this.switches.push(`${this.current === 0 ? "raw" : `gzip -${this.current}`} -> ${best === 0 ? "raw" : `gzip -${best}`} (link ~${(link / 1e6).toFixed(1)} MB/s)`);
-      this.current = best;
-    }
+    this.trace(
+      `compress: link ~${(link / 1e6).toFixed(1)} MB/s, latency ${this.latencyMs.toFixed(1)} ms, ${busy.toFixed(1)} in flight; predicted MB/s ` +
+        LEVELS.map((level) => `${level === 0 ? "raw" : `-${level}`} ${(this.predict(level, link, chunk) / 1e6).toFixed(0)}`).join(", "),
+    );
+    if (best !== this.current && bestRate > currentRate * HYSTERESIS) this.switchTo(best, `link ~${(link / 1e6).toFixed(1)} MB/s`);
+    this.newEpoch();
+  }
+
+  private switchTo(level: Level, why: string): void {
+    const name = (l: Level) => (l === 0 ? "raw" : `gzip -${l}`);
+    this.switches.push(`${name(this.current)} -> ${name(level)} (${why})`);
+    this.current = level;
+  }
+
+  private newEpoch(): void {
     this.epochStart = performance.now();
     this.busyIntegral = 0;
     this.epochRequests = 0;

@@ -5,11 +5,11 @@
 import { basename, resolve } from "node:path";
 import type { RunContext } from "./cli.ts";
 import type { Connection } from "./connect.ts";
-import { createDrive, driveInfo, MAX_PIECE, readPiece, sizeOf, writePiece } from "./drives.ts";
+import { createDrive, driveInfo, MAX_PIECE, sizeOf, writePiece } from "./drives.ts";
 import { ApiError, OperationError, UsageError } from "./errors.ts";
 import type { HttpClient } from "./http.ts";
-import { BufferPool, onInterrupt, openImage, runLimited, type ImageSource } from "./chunks.ts";
-import { CompressionPlan } from "./gzip.ts";
+import { BufferPool, onInterrupt, openImage, readInto, runLimited, type ImageSource } from "./chunks.ts";
+import { CompressionPlan, GzipWorkers } from "./gzip.ts";
 import { Journal, journalPath } from "./journal.ts";
 import { createProgress } from "./progress.ts";
 import { withRetry } from "./retry.ts";
@@ -18,6 +18,13 @@ import type { UploadRequest } from "./transfer.ts";
 
 /** Writes in flight by default: picked from bench/RESULTS.md (enough to hide 100 ms per request, memory 8 x 4 MiB). */
 export const DEFAULT_UPLOAD_CONCURRENCY = 8;
+
+/**
+ * Collect garbage after this many bytes: fetch and gzip leave 4 MiB buffers behind that Bun's GC
+ * does not count as pressure, and peak RSS grew to ~150 MiB on a 4 GiB image without this (under
+ * 128 MiB with it, at no measurable cost: bench/RESULTS.md).
+ */
+const GC_EVERY = 16 * 1024 * 1024;
 
 /** Chunks of the image, as indices on the chunk grid, and the byte range each covers. */
 function* chunkIndices(first: number, count: number): Generator<number> {
@@ -57,7 +64,8 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
   if (offset > image.size) throw new UsageError(`invalid --offset ${offset}: beyond the end of ${request.file} (${image.size} bytes)`);
   const chunk = request.chunk;
   const concurrency = request.concurrency ?? DEFAULT_UPLOAD_CONCURRENCY;
-  const plan = new CompressionPlan(request.compress, concurrency);
+  const workers = request.compress === "never" ? undefined : startWorkers(ctx.io.env);
+  const plan = new CompressionPlan(request.compress, concurrency, workers, (text) => ctx.log.debug(text));
 
   // the journal: one per image and target, in the directory the command runs in
   const path = journalPath(ctx.io.cwd, `upload\0${image.path}\0${request.drive ?? "new"}`);
@@ -155,7 +163,7 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
             ? request.compress === "never"
               ? { body: bytes.fill(0), gzipped: false }
               : { body: zeroBody(length), gzipped: true }
-            : plan.encode(bytes);
+            : await plan.encode(bytes);
           await withRetry(
             async () => {
               const begun = performance.now();
@@ -187,9 +195,15 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
       }
     }
     done += length;
+    sinceGc += length;
+    if (sinceGc >= GC_EVERY) {
+      sinceGc = 0;
+      Bun.gc(true);
+    }
     progress.update(done, note());
   };
 
+  let sinceGc = 0;
   const pending = (function* () {
     for (const index of chunkIndices(first, count)) if (!theJournal.done.has(index)) yield index;
   })();
@@ -213,6 +227,7 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
     );
   } finally {
     removeHandlers();
+    workers?.close();
   }
   const seconds = (performance.now() - started) / 1000;
   progress.finish(
@@ -224,6 +239,22 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
   theJournal.remove();
   if (request.verify) await verifyUpload(ctx, client, target, image, request.file, concurrency, request.quiet);
   return target;
+}
+
+/**
+ * Gzip workers would use the second core, but on the 2-core machines measured they did not pay:
+ * level 6 got slower (the stub, the main thread and the workers share two cores) and each worker
+ * added ~60 MiB of RSS (bench/RESULTS.md). So gzip runs on the main thread unless the benchmark's
+ * knob DRIVEKIT_GZIP_WORKERS asks for workers.
+ */
+function startWorkers(env: Record<string, string | undefined>): GzipWorkers | undefined {
+  const count = Number(env.DRIVEKIT_GZIP_WORKERS ?? 0);
+  if (!(count >= 1)) return undefined;
+  try {
+    return new GzipWorkers(count);
+  } catch {
+    return undefined;
+  }
 }
 
 /** isAllZero on a pool buffer (always 4-byte aligned, so the word loop applies). */
@@ -247,6 +278,7 @@ async function verifyUpload(
 ): Promise<void> {
   const count = Math.ceil(image.size / MAX_PIECE);
   const pool = new BufferPool(MAX_PIECE);
+  const remotePool = new BufferPool(MAX_PIECE);
   const progress = createProgress(ctx, { label: "verify", total: image.size, quiet });
   let checked = 0;
   let firstDifference = Infinity;
@@ -255,18 +287,10 @@ async function verifyUpload(
     const start = index * MAX_PIECE;
     if (start >= firstDifference) return;
     const length = Math.min(MAX_PIECE, image.size - start);
-    const remote = await withRetry(
-      async () => {
-        const bytes = await readPiece(client, drive, start, length, { signal: controller.signal });
-        if (bytes.length !== length) {
-          throw new ApiError("protocol", `short answer: ${bytes.length} of ${length} bytes`, undefined, "GET", `/drives/${drive}/read/${start}/${length}`, true);
-        }
-        return bytes;
-      },
-      { signal: controller.signal },
-    );
     const local = pool.take();
+    const buffer = remotePool.take();
     try {
+      const remote = await withRetry(() => readInto(client, drive, start, length, buffer, controller.signal), { signal: controller.signal });
       await image.read(local, length, start);
       if (!Buffer.from(remote.buffer, remote.byteOffset, length).equals(Buffer.from(local.buffer, 0, length))) {
         let at = 0;
@@ -275,6 +299,7 @@ async function verifyUpload(
       }
     } finally {
       pool.give(local);
+      remotePool.give(buffer);
     }
     checked += length;
     progress.update(checked);
