@@ -3,6 +3,8 @@
 // with the best predicted throughput: raw on a fast link (the link outruns any gzip level on this
 // kind of machine), level 6 on a ~10 MB/s WAN link (BUN-FACTS.md). A chunk that gzip cannot shrink
 // enough (already-compressed data) goes raw whatever the level.
+import { promisify } from "node:util";
+import zlib from "node:zlib";
 import type { CompressMode } from "./transfer.ts";
 
 /** 0 means raw. */
@@ -11,12 +13,21 @@ const LEVELS: readonly Level[] = [0, 1, 6, 9];
 
 /** `--compress always`: the vendor tools' gzip default, which the 10 MB/s benchmark also picks. */
 export const ALWAYS_LEVEL = 6;
-/** `auto` starts cheap: level 1 costs little on a fast link and already helps on a slow one. */
-const START_LEVEL: Level = 1;
+/**
+ * `auto` starts at level 6: on a slow link every chunk sent at a weaker level costs bytes that
+ * cannot be won back (level 1 sends ~1/3 more), while on a fast link the first decision, after a
+ * few chunks, finds the compressor to be the bottleneck and turns to raw (bench/RESULTS.md).
+ */
+const START_LEVEL: Level = 6;
 /** Send raw when gzip saves less than this share of a chunk. */
 const MIN_SAVING = 0.08;
 /** Switch only for a predicted gain above this, so noise does not flip the level back and forth. */
 const HYSTERESIS = 1.15;
+/**
+ * From raw to gzip only for a clear gain: raw costs no CPU, and the compressor's speed before it is
+ * measured is a figure from an idle core, optimistic on a machine shared with other work.
+ */
+const RAW_TO_GZIP = 1.5;
 
 // Starting points before anything is measured: 4 MiB chunks of real binaries, Bun.gzipSync (BUN-FACTS.md).
 const PRIOR_RATIO: Record<Level, number> = { 0: 1, 1: 0.4, 6: 0.3, 9: 0.29 };
@@ -27,76 +38,31 @@ export interface Encoded {
   gzipped: boolean;
 }
 
-/** The code of one gzip worker: a string, so that a self-contained `bun build` file still carries it. */
-const WORKER_SOURCE = `
-self.onmessage = (event) => {
-  const { id, data, level } = event.data;
-  const started = performance.now();
-  const out = Bun.gzipSync(data, { level });
-  self.postMessage({ id, out, ms: performance.now() - started }, [out.buffer]);
-};`;
-
 interface Packed {
   out: Uint8Array;
   /** Time spent compressing, in ms. */
   ms: number;
 }
 
+const gzipAsync = promisify(zlib.gzip) as (data: Uint8Array, options: zlib.ZlibOptions) => Promise<Uint8Array>;
+
 /**
- * Bun.gzipSync runs on the calling thread: on the main thread it would stall every request in
- * flight (and spoil the link measurement), and it would use one core only. A few workers take it.
+ * node:zlib's callback gzip runs on the thread pool: the event loop stays free (a 4 MiB level 6
+ * chunk blocks Bun.gzipSync's caller for ~70 ms, which stalls every request in flight and spoils
+ * the link measurement) and a second core can help, at no memory cost; Workers did the same for
+ * ~60 MiB of RSS each (bench/RESULTS.md). Same deflate, same ratio.
  */
-export class GzipWorkers {
-  private readonly workers: Worker[] = [];
-  private readonly load: number[] = [];
-  private readonly waiting = new Map<number, { resolve: (packed: Packed) => void; reject: (error: Error) => void; worker: number }>();
-  private nextId = 0;
-
-  constructor(readonly count: number) {
-    const url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "application/javascript" }));
-    for (let i = 0; i < count; i++) {
-      const worker = new Worker(url);
-      worker.onmessage = (event: MessageEvent<{ id: number; out: Uint8Array; ms: number }>) => {
-        const job = this.waiting.get(event.data.id);
-        if (!job) return;
-        this.waiting.delete(event.data.id);
-        this.load[job.worker] = (this.load[job.worker] ?? 1) - 1;
-        job.resolve({ out: event.data.out, ms: event.data.ms });
-      };
-      worker.onerror = (event) => {
-        for (const [id, job] of this.waiting) {
-          if (job.worker !== i) continue;
-          this.waiting.delete(id);
-          job.reject(new Error(`gzip worker failed: ${event.message}`));
-        }
-      };
-      this.workers.push(worker);
-      this.load.push(0);
-    }
-  }
-
-  gzip(data: Uint8Array, level: number): Promise<Packed> {
-    let pick = 0;
-    for (let i = 1; i < this.workers.length; i++) if ((this.load[i] ?? 0) < (this.load[pick] ?? 0)) pick = i;
-    const id = this.nextId++;
-    this.load[pick] = (this.load[pick] ?? 0) + 1;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject, worker: pick });
-      // the view is copied into the worker: the caller's buffer is free again at once
-      this.workers[pick]?.postMessage({ id, data, level });
-    });
-  }
-
-  close(): void {
-    for (const worker of this.workers) worker.terminate();
-  }
-}
-
-function inlineGzip(data: Uint8Array, level: number): Packed {
+async function gzipOffThread(data: Uint8Array, level: number): Promise<Packed> {
   const started = performance.now();
-  const out = Bun.gzipSync(data as Uint8Array<ArrayBuffer>, { level: level as 1 | 6 | 9 });
+  const out = await gzipAsync(data, { level });
   return { out, ms: performance.now() - started };
 }
+
+/**
+ * Compressions at once: one per core (two here). More would only share the same cores, hold more
+ * 4 MiB buffers, and make each one's time say less about the compressor's speed.
+ */
+const GZIP_PARALLEL = Math.max(1, Math.min(2, navigator.hardwareConcurrency ?? 2));
 
 function ewma(old: number | undefined, value: number, weight = 0.25): number {
   return old === undefined ? value : old + (value - old) * weight;
@@ -120,14 +86,16 @@ export class CompressionPlan {
   /** The link's estimated capacity in bytes/s, once measured. */
   private link: number | undefined;
   private triedRaw = false;
+  private decisions = 0;
+  private compressing = 0;
+  private readonly gzipQueue: Array<() => void> = [];
+  private started = false;
   /** Levels used, for the summary. */
   readonly switches: string[] = [];
 
   constructor(
     readonly mode: CompressMode,
     private readonly slots: number,
-    /** Where gzip runs; undefined: on this thread. */
-    private readonly workers: GzipWorkers | undefined,
     /** Told each decision and its figures (shown with --verbose). */
     private readonly trace: (text: string) => void = () => undefined,
   ) {
@@ -143,7 +111,16 @@ export class CompressionPlan {
     const level = this.current;
     this.meanChunk = ewma(this.meanChunk, raw.length);
     if (level === 0) return { body: raw, gzipped: false };
-    const { out: packed, ms } = this.workers ? await this.workers.gzip(raw, level) : inlineGzip(raw, level);
+    while (this.compressing >= GZIP_PARALLEL) await new Promise<void>((resolve) => this.gzipQueue.push(resolve));
+    this.compressing++;
+    let packed: Uint8Array;
+    let ms: number;
+    try {
+      ({ out: packed, ms } = await gzipOffThread(raw, level));
+    } finally {
+      this.compressing--;
+      this.gzipQueue.shift()?.();
+    }
     const seconds = Math.max(1e-4, ms / 1000);
     this.ratio.set(level, ewma(this.ratio.get(level), packed.length / raw.length));
     this.speed.set(level, ewma(this.speed.get(level), raw.length / seconds));
@@ -157,6 +134,11 @@ export class CompressionPlan {
   }
 
   requestStarted(): void {
+    if (!this.started) {
+      // the clock starts with the first request: creating the drive is not part of the link
+      this.started = true;
+      this.epochStart = this.lastChange = performance.now();
+    }
     this.advance();
     this.inFlight++;
   }
@@ -192,7 +174,8 @@ export class CompressionPlan {
   }
 
   private speedOf(level: Level): number {
-    return this.speed.get(level) ?? PRIOR_SPEED[level];
+    // an idle core's figure is optimistic where the machine is shared (the server, other work): halve it until measured
+    return this.speed.get(level) ?? PRIOR_SPEED[level] / 2;
   }
 
   /**
@@ -205,12 +188,16 @@ export class CompressionPlan {
     const wire = chunk * this.ratioOf(level);
     const seconds = latency + (this.slots * wire) / linkBytesPerSecond;
     const send = seconds > 0 ? (this.slots * chunk) / seconds : Infinity;
-    return Math.min(send, this.speedOf(level) * Math.max(1, this.workers?.count ?? 1));
+    return Math.min(send, this.speedOf(level) * GZIP_PARALLEL);
   }
 
   private maybeDecide(): void {
     const elapsed = performance.now() - this.epochStart;
-    if (this.epochRequests < this.slots || (elapsed < 250 && this.epochRequests < 4 * this.slots)) return;
+    // the first decision comes early (a fast link should not wait long for raw); later ones see a full round
+    const first = this.decisions === 0;
+    if (this.epochRequests < (first ? Math.min(4, this.slots) : this.slots)) return;
+    if (!first && elapsed < 250 && this.epochRequests < 4 * this.slots) return;
+    this.decisions++;
     const meanMs = this.epochMs / this.epochRequests;
     const meanWire = this.epochWire / this.epochRequests;
     const busy = this.busyIntegral / Math.max(1, elapsed);
@@ -219,7 +206,9 @@ export class CompressionPlan {
     const measured = (Math.max(1, busy) * meanWire) / transfer;
     // few requests in flight while gzipping: the compressor is the bottleneck, and the link
     // carried less than it could (and request times include the compressor's pauses): a lower bound
-    const compressorBound = this.current !== 0 && busy < 0.6 * this.slots;
+    // (not while the first chunks are still filling the slots: few in flight then says nothing, and a
+    // raw probe on a slow link would cost bytes that cannot be won back)
+    const compressorBound = !first && this.current !== 0 && busy < 0.6 * this.slots;
     const link = compressorBound ? Math.max(this.link ?? 0, measured) : measured;
     this.link = link;
     const chunk = this.meanChunk ?? meanWire;
@@ -243,7 +232,8 @@ export class CompressionPlan {
       `compress: link ~${(link / 1e6).toFixed(1)} MB/s, latency ${this.latencyMs.toFixed(1)} ms, ${busy.toFixed(1)} in flight; predicted MB/s ` +
         LEVELS.map((level) => `${level === 0 ? "raw" : `-${level}`} ${(this.predict(level, link, chunk) / 1e6).toFixed(0)}`).join(", "),
     );
-    if (best !== this.current && bestRate > currentRate * HYSTERESIS) this.switchTo(best, `link ~${(link / 1e6).toFixed(1)} MB/s`);
+    const margin = this.current === 0 ? RAW_TO_GZIP : HYSTERESIS;
+    if (best !== this.current && bestRate > currentRate * margin) this.switchTo(best, `link ~${(link / 1e6).toFixed(1)} MB/s`);
     this.newEpoch();
   }
 

@@ -9,7 +9,7 @@ import { createDrive, driveInfo, MAX_PIECE, sizeOf, writePiece } from "./drives.
 import { ApiError, OperationError, UsageError } from "./errors.ts";
 import type { HttpClient } from "./http.ts";
 import { BufferPool, onInterrupt, openImage, readInto, runLimited, type ImageSource } from "./chunks.ts";
-import { CompressionPlan, GzipWorkers } from "./gzip.ts";
+import { CompressionPlan } from "./gzip.ts";
 import { Journal, journalPath } from "./journal.ts";
 import { createProgress } from "./progress.ts";
 import { withRetry } from "./retry.ts";
@@ -64,8 +64,7 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
   if (offset > image.size) throw new UsageError(`invalid --offset ${offset}: beyond the end of ${request.file} (${image.size} bytes)`);
   const chunk = request.chunk;
   const concurrency = request.concurrency ?? DEFAULT_UPLOAD_CONCURRENCY;
-  const workers = request.compress === "never" ? undefined : startWorkers(ctx.io.env);
-  const plan = new CompressionPlan(request.compress, concurrency, workers, (text) => ctx.log.debug(text));
+  const plan = new CompressionPlan(request.compress, concurrency, (text) => ctx.log.debug(text));
 
   // the journal: one per image and target, in the directory the command runs in
   const path = journalPath(ctx.io.cwd, `upload\0${image.path}\0${request.drive ?? "new"}`);
@@ -227,7 +226,6 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
     );
   } finally {
     removeHandlers();
-    workers?.close();
   }
   const seconds = (performance.now() - started) / 1000;
   progress.finish(
@@ -239,22 +237,6 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
   theJournal.remove();
   if (request.verify) await verifyUpload(ctx, client, target, image, request.file, concurrency, request.quiet);
   return target;
-}
-
-/**
- * Gzip workers would use the second core, but on the 2-core machines measured they did not pay:
- * level 6 got slower (the stub, the main thread and the workers share two cores) and each worker
- * added ~60 MiB of RSS (bench/RESULTS.md). So gzip runs on the main thread unless the benchmark's
- * knob DRIVEKIT_GZIP_WORKERS asks for workers.
- */
-function startWorkers(env: Record<string, string | undefined>): GzipWorkers | undefined {
-  const count = Number(env.DRIVEKIT_GZIP_WORKERS ?? 0);
-  if (!(count >= 1)) return undefined;
-  try {
-    return new GzipWorkers(count);
-  } catch {
-    return undefined;
-  }
 }
 
 /** isAllZero on a pool buffer (always 4-byte aligned, so the word loop applies). */

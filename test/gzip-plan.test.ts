@@ -1,0 +1,34 @@
+// The compression planner's model (no timing: the figures are fed in).
+import { expect, test } from "bun:test";
+import { CompressionPlan } from "../lib/gzip.ts";
+
+const CHUNK = 4 * 1024 * 1024;
+
+test("fixed modes: never is raw, always is level 6", async () => {
+  const raw = new Uint8Array(CHUNK).fill(97);
+  expect(new CompressionPlan("never", 8).level).toBe(0);
+  const never = await new CompressionPlan("never", 8).encode(raw);
+  expect(never).toEqual({ body: raw, gzipped: false });
+  const always = await new CompressionPlan("always", 8).encode(raw);
+  expect(always.gzipped).toBe(true);
+  expect(Bun.gunzipSync(always.body as Uint8Array<ArrayBuffer>)).toEqual(raw);
+});
+
+test("auto sends a chunk raw when gzip cannot shrink it (already-compressed data)", async () => {
+  const random = new Uint8Array(256 * 1024);
+  for (let i = 0; i < random.length; i += 65536) crypto.getRandomValues(random.subarray(i, i + 65536));
+  const encoded = await new CompressionPlan("auto", 8).encode(random);
+  expect(encoded.gzipped).toBe(false);
+  expect(encoded.body).toBe(random);
+});
+
+test("the model: gzip -6 wins on a 10 MB/s link, raw on a fast one, with 100 ms per request too", () => {
+  const plan = new CompressionPlan("auto", 8);
+  plan.noteLatency(1);
+  const best = (link: number) => ([0, 1, 6, 9] as const).reduce((a, b) => (plan.predict(b, link, CHUNK) > plan.predict(a, link, CHUNK) ? b : a));
+  expect(best(10e6)).toBe(6);
+  expect(best(1e9)).toBe(0);
+  const far = new CompressionPlan("auto", 8);
+  far.noteLatency(100);
+  expect(([0, 1, 6, 9] as const).reduce((a, b) => (far.predict(b, 1e9, CHUNK) > far.predict(a, 1e9, CHUNK) ? b : a))).toBe(0);
+});
