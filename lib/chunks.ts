@@ -86,10 +86,25 @@ export class BufferPool {
  */
 export function dataRuns(bytes: Uint8Array, position: number, block = BLOCK): Array<[number, number]> {
   const runs: Array<[number, number]> = [];
+  // one word view for the whole piece when it is aligned (pool buffers and 4-byte aligned offsets are)
+  const words = bytes.byteOffset % 4 === 0 && position % 4 === 0 && block % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2) : undefined;
   let at = 0;
   while (at < bytes.length) {
     const end = Math.min(bytes.length, at + block - ((position + at) % block));
-    if (!isAllZero(bytes.subarray(at, end))) {
+    let zero = true;
+    if (words) {
+      const wordEnd = end >>> 2;
+      for (let i = at >>> 2; i < wordEnd; i++) {
+        if (words[i] !== 0) {
+          zero = false;
+          break;
+        }
+      }
+      for (let i = wordEnd * 4; zero && i < end; i++) if (bytes[i] !== 0) zero = false;
+    } else {
+      zero = isAllZero(bytes.subarray(at, end));
+    }
+    if (!zero) {
       const last = runs[runs.length - 1];
       if (last && last[1] === at) last[1] = end;
       else runs.push([at, end]);
