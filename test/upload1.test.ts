@@ -218,7 +218,10 @@ test("a spawned upload killed mid-way resumes on rerun: one drive, finished chun
   expect(again.status).toBe(0);
   expect(stub.drives.size).toBe(drivesBefore + 1);
   expect(stub.count("POST", /\/drives\/create/)).toBe(0);
-  expect(writes().length).toBe(chunks - done);
+  // (a write of the killed process may reach the stub late, so count distinct chunks, not requests)
+  const written = new Set(writes().map((r) => Number(r.path.split("/").pop()) / CHUNK));
+  expect(written.size).toBe(chunks - done);
+  expect(writes().length).toBeLessThanOrEqual(chunks - done + 2);
   expect(same(stub.readDrive(again.stdout.trim()), bytes)).toBe(true);
   expect(journals()).toEqual([]);
 });
