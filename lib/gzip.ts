@@ -27,7 +27,7 @@ const HYSTERESIS = 1.15;
  * From raw to gzip only for a clear gain: raw costs no CPU, and the compressor's speed before it is
  * measured is a figure from an idle core, optimistic on a machine shared with other work.
  */
-const RAW_TO_GZIP = 1.5;
+const RAW_TO_GZIP = 2;
 
 // Starting points before anything is measured: 4 MiB chunks of real binaries, Bun.gzipSync (BUN-FACTS.md).
 const PRIOR_RATIO: Record<Level, number> = { 0: 1, 1: 0.4, 6: 0.3, 9: 0.29 };
@@ -86,6 +86,8 @@ export class CompressionPlan {
   /** The link's estimated capacity in bytes/s, once measured. */
   private link: number | undefined;
   private triedRaw = false;
+  /** What the probe write measured, if there was one. */
+  private probedLink: number | undefined;
   private decisions = 0;
   private compressing = 0;
   private readonly gzipQueue: Array<() => void> = [];
@@ -126,6 +128,26 @@ export class CompressionPlan {
     this.speed.set(level, ewma(this.speed.get(level), raw.length / seconds));
     if (this.mode === "auto" && packed.length > raw.length * (1 - MIN_SAVING)) return { body: raw, gzipped: false };
     return { body: packed, gzipped: true };
+  }
+
+  /**
+   * Start from a measured link: one raw write of `bytes` took `ms` (sent alone, before the
+   * parallel chunks). Picks the level the model predicts best; later decisions refine it.
+   */
+  seed(bytes: number, ms: number): void {
+    if (this.mode !== "auto") return;
+    const latency = Number.isFinite(this.latencyMs) ? this.latencyMs : 0;
+    const link = bytes / (Math.max(0.5, ms - latency) / 1000);
+    const chunk = this.meanChunk ?? 4 * 1024 * 1024;
+    let best: Level = this.current;
+    for (const level of LEVELS) if (this.predict(level, link, chunk) > this.predict(best, link, chunk)) best = level;
+    this.trace(
+      `compress: probe ${bytes} bytes in ${ms.toFixed(1)} ms, link ~${(link / 1e6).toFixed(1)} MB/s; predicted MB/s ` +
+        LEVELS.map((level) => `${level === 0 ? "raw" : `-${level}`} ${(this.predict(level, link, chunk) / 1e6).toFixed(0)}`).join(", "),
+    );
+    if (best !== this.current) this.switchTo(best, `probe: link ~${(link / 1e6).toFixed(1)} MB/s`);
+    this.link = link;
+    this.probedLink = link;
   }
 
   /** A request without a body (info, create): its time is mostly the fixed cost per request. */
@@ -212,7 +234,10 @@ export class CompressionPlan {
     const link = compressorBound ? Math.max(this.link ?? 0, measured) : measured;
     this.link = link;
     const chunk = this.meanChunk ?? meanWire;
-    if (compressorBound && !this.triedRaw) {
+    // ...unless a probe found the link slow: then raw cannot win, and raw chunks cost bytes. (Without a
+    // probe, the figures measured while gzip competes for the CPU are too poor to rule raw out.)
+    const rawConceivable = this.probedLink === undefined || this.predict(0, link, chunk) * RAW_TO_GZIP > this.predict(this.current, link, chunk);
+    if (compressorBound && rawConceivable && !this.triedRaw) {
       // the link may well be faster than gzip: measure it with raw chunks once, the model decides from there
       this.triedRaw = true;
       this.switchTo(0, `compressor-bound at ${busy.toFixed(1)} of ${this.slots} in flight`);

@@ -256,3 +256,19 @@ test("--compress never sends raw bodies; always gzips every chunk", async () => 
   expect(writes().every((r) => r.headers["content-encoding"] === "gzip" && r.bytesIn < CHUNK)).toBe(true);
   expect(same(stub.readDrive(always.stdout.trim()), bytes)).toBe(true);
 });
+
+test("auto with big chunks: a raw probe write of 512 KiB measures the link first, then the chunks land whole", async () => {
+  const size = 5 * 1024 * 1024 + 3;
+  const bytes = imageBytes(size, 23);
+  const path = await writeImage("probe.img", bytes);
+  const result = await run(upload, [path, "--verbose"], { env: stub.env, cwd: dir });
+  expect(result.status).toBe(0);
+  expect(result.stderr).toMatch(/compress: probe 524288 bytes/);
+  expect(result.stderr).not.toContain(stub.secret);
+  const [probe, ...rest] = writes();
+  expect(probe?.path.endsWith("/write/0")).toBe(true);
+  expect(probe?.bytesIn).toBe(512 * 1024);
+  expect(probe?.headers["content-encoding"]).toBeUndefined();
+  expect(rest.length).toBe(2);
+  expect(same(stub.readDrive(result.stdout.trim()), bytes)).toBe(true);
+});
