@@ -2,13 +2,15 @@
 // Benchmark: drivekit's API 2.0 upload and download against curl, the tool CloudSigma documents
 // (`curl -X POST -T FILE` and `curl -L -o FILE`), on the same image and the same emulator in one run.
 //
-//   bun run bench:api2 [--sizes 1G,4G] [--runs 3] [--data random|sparse]
+//   bun run bench:api2 [--sizes 1G,4G] [--runs 3] [--data random|sparse] [--store DIR]
 //
 // The emulator runs as its own process (so its memory and CPU are not counted as drivekit's); each
 // client runs as a real process under /usr/bin/time for its wall time and peak RSS. Runs alternate
 // which client goes first, so neither always meets a warmer page cache. Images: `random` is real,
 // incompressible data from /dev/urandom (the stub must write every byte); `sparse` is an image of
 // which one MiB in sixteen holds random data, the rest holes. Work files go to bench/work/api2/.
+// --store DIR puts the emulator's drives and the downloaded files in DIR (e.g. a tmpfs such as
+// /dev/shm/x, to take the disk's write-back out of the comparison); DIR is removed at the end.
 import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -22,6 +24,7 @@ const { values } = parseArgs({
     sizes: { type: "string", default: "1G,4G" },
     runs: { type: "string", default: "3" },
     data: { type: "string", default: "random" },
+    store: { type: "string" },
   },
 });
 const sizes = (values.sizes as string).split(",").map((text) => parseSize(text, "--sizes"));
@@ -77,8 +80,12 @@ async function makeImage(size: number): Promise<string> {
 }
 
 /** Start `bun run stub` as its own process and read the export lines it prints. */
-async function startStub(): Promise<{ env: Record<string, string>; stop: () => void }> {
-  const child = Bun.spawn(["bun", join(ROOT, "test/stub/main.ts"), "--quiet"], { stdout: "pipe", stderr: "ignore" });
+async function startStub(): Promise<{ env: Record<string, string>; stop: () => Promise<unknown> }> {
+  const child = Bun.spawn(["bun", join(ROOT, "test/stub/main.ts"), "--quiet"], {
+    stdout: "pipe",
+    stderr: "ignore",
+    env: { ...process.env, ...(store ? { TMPDIR: store } : {}) },
+  });
   const env: Record<string, string> = {};
   const reader = child.stdout.getReader();
   let text = "";
@@ -90,7 +97,13 @@ async function startStub(): Promise<{ env: Record<string, string>; stop: () => v
   }
   reader.releaseLock();
   if (!env.CSAUTH || !env.CSURI || !env.EHURI) throw new Error("the stub printed no CSURI/CSAUTH");
-  return { env, stop: () => child.kill() };
+  return {
+    env,
+    stop: () => {
+      child.kill();
+      return child.exited;
+    },
+  };
 }
 
 const median = (values: number[]) => {
@@ -102,6 +115,8 @@ const mbps = (size: number, seconds: number) => size / 1e6 / seconds;
 const mib = (kib: number) => (kib / 1024).toFixed(1);
 
 mkdirSync(WORK, { recursive: true });
+const store = values.store ? String(values.store) : undefined;
+if (store) mkdirSync(store, { recursive: true });
 const stub = await startStub();
 const [user, secret] = [stub.env.CSAUTH!.slice(0, stub.env.CSAUTH!.indexOf(":")), stub.env.CSAUTH!.slice(stub.env.CSAUTH!.indexOf(":") + 1)];
 // curl reads the credentials from a config file, not argv (no secret in `ps`)
@@ -127,7 +142,7 @@ const log = (line: string) => {
 };
 
 try {
-  log(`bun ${Bun.version}, ${(await Bun.$`curl --version`.text()).split("\n")[0]}, ${data} data, ${runs} runs, median`);
+  log(`bun ${Bun.version}, ${(await Bun.$`curl --version`.text()).split("\n")[0]?.split(" (")[0]}, ${data} data, ${runs} runs, median; drives and downloads in ${store ?? WORK}`);
   log("");
   log("| image | direction | curl MB/s | drivekit MB/s | ratio drivekit/curl | drivekit peak RSS MiB | curl peak RSS MiB | runs drivekit (s) | runs curl (s) |");
   log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
@@ -152,7 +167,7 @@ try {
     }
     // one drive to download, uploaded by curl so both clients read the same server-side bytes
     const drive = uuidOf((await timed(["curl", "-sS", "-f", "-K", curlConfig, "-X", "POST", "-H", "Content-Type: application/octet-stream", "-T", file, `${env.CSURI}drives/upload/`])).stdout);
-    const out = join(WORK, "download.raw");
+    const out = join(store ?? WORK, "download.raw");
     const curlDownload = async () => {
       down.curl.push(await timed(["curl", "-sS", "-f", "-K", curlConfig, "-L", "-o", out, `${env.CSURI}drives/${drive}/download/`]));
       if (statSync(out).size !== size) throw new Error("curl download has the wrong size");
@@ -184,6 +199,9 @@ try {
   log("");
   log(`drivekit start-up (bun scripts/upload.ts --help), median: ${median(start).toFixed(3)} s`);
 } finally {
-  stub.stop();
+  await stub.stop();
   rmSync(curlConfig, { force: true });
+  rmSync(join(store ?? WORK, "download.raw"), { force: true });
+  // the stub deletes its drives when it stops; a killed one leaves them: never leave a tmpfs full
+  if (store) rmSync(store, { recursive: true, force: true });
 }

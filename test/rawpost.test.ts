@@ -176,6 +176,30 @@ describe.skipIf(!openssl)("streamPost over https", () => {
     }
   });
 
+  test("a trusted certificate for another name is refused", async () => {
+    const made = Bun.spawnSync([
+      openssl as string, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=other.example",
+      "-addext", "subjectAltName=DNS:other.example",
+      "-keyout", join(dir, "other-key.pem"), "-out", join(dir, "other-cert.pem"),
+    ], { stderr: "pipe" });
+    expect(made.exitCode).toBe(0);
+    const otherCert = await Bun.file(join(dir, "other-cert.pem")).text();
+    const other = echoServer({ key: await Bun.file(join(dir, "other-key.pem")).text(), cert: otherCert });
+    try {
+      const error = await streamPost({
+        url: new URL(`https://127.0.0.1:${other.port}/drives/upload/x`),
+        headers: {},
+        size: 10,
+        fill: (buffer, _offset, length) => length,
+        ca: otherCert,
+      }).catch((e) => e);
+      expect(error).toBeInstanceOf(Error);
+      expect(String((error as { code?: string }).code)).toMatch(/ALTNAME|HOST|CERT/);
+    } finally {
+      other.stop(true);
+    }
+  });
+
   test("an untrusted certificate is refused before any byte of the body is sent", async () => {
     let filled = 0;
     const error = await streamPost({
