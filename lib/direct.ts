@@ -1,7 +1,7 @@
 // API 2.0 direct upload and download (CloudSigma): one POST of the raw image to the direct host, one
 // GET (with redirects) to fetch it back. Both stream: memory stays flat whatever the image size.
 import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync, writeSync } from "node:fs";
-import { rename } from "node:fs/promises";
+import { rename, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { RunContext } from "./cli.ts";
 import type { Connection } from "./connect.ts";
@@ -492,9 +492,12 @@ async function receive(
     }
   } catch (error) {
     progress.finish();
-    const got = from + Math.max(written, from === 0 ? partSize(part) : 0);
+    const got = partSize(part);
     const message = reason(watchdog.translate(error, "GET", "download"));
-    throw new OperationError(`download cut short at ${humanBytes(got)} of ${humanBytes(total)}: ${message}; ${part} kept: run the same command again to resume`);
+    // the cut may come before Bun.write made the file, or leave it empty: nothing to resume then
+    if (got === 0) await rm(part, { force: true });
+    const next = got > 0 ? `${part} kept: run the same command again to resume` : "nothing was kept: run the same command again";
+    throw new OperationError(`download cut short at ${humanBytes(got)} of ${humanBytes(total)}: ${message}; ${next}`);
   }
   progress.finish(`downloaded ${humanBytes(from + written)}${from > 0 ? ` (resumed at ${humanBytes(from)})` : ""} (${rate(written, started)})`);
   return written;

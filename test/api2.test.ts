@@ -304,6 +304,23 @@ describe("upload", () => {
   });
 });
 
+test("a server that stops reading the body mid-upload is given up on after --timeout", async () => {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  stub.handlers.unshift(async (request, path) => {
+    if (request.method !== "POST" || !path.includes("/upload/")) return undefined;
+    await held; // never reads the body: the socket fills and the client cannot send more
+    await request.body?.cancel().catch(() => undefined);
+    return new Response("late\n", { status: 500 });
+  });
+  const path = image("stuck.raw", randomBytes(64 * 1024 * 1024, 16));
+  const result = await run(upload, [path, "--quiet", "--timeout", "0.5"], { env: api2.env });
+  release();
+  expect(result.status).toBe(1);
+  expect(result.stderr).toContain("timeout: nothing moved for");
+  expect(result.stderr).toContain("not retried");
+});
+
 describe("the emulator's upload endpoint", () => {
   const auth = () => `Basic ${Buffer.from(`${stub.user}:${stub.secret}`).toString("base64")}`;
 
@@ -517,10 +534,13 @@ describe("download", () => {
       raw.stop();
       stub.handlers.splice(0, stub.handlers.length, ...baseHandlers);
       expect(result.status).toBe(1);
-      expect(result.stderr).toContain("short.raw.part kept");
       expect(result.stderr.trim().split("\n")).toHaveLength(1);
       expect(existsSync(join(out, "short.raw"))).toBe(false);
-      const kept = readFileSync(join(out, "short.raw.part"));
+      // on a loaded machine the cut can come before the first byte reached the file
+      const partExists = existsSync(join(out, "short.raw.part"));
+      expect(result.stderr).toContain(partExists ? "short.raw.part kept" : "nothing was kept");
+      const kept = partExists ? readFileSync(join(out, "short.raw.part")) : Buffer.alloc(0);
+      expect(partExists ? kept.length > 0 : true).toBe(true);
       expect(kept.length).toBeLessThanOrEqual(cut);
       expect(kept.equals(Buffer.from(content.subarray(0, kept.length)))).toBe(true);
 
