@@ -195,6 +195,14 @@ describe("upload", () => {
     expect(stub.drives.has(uuid)).toBe(true);
   });
 
+  test("-n NAME goes into the upload path, percent-encoded (the server ignores it, its logs show it)", async () => {
+    stub.requests.length = 0;
+    const { result, uuid } = await uploadBytes(randomBytes(100, 17), "named.raw", ["-n", "web 01/root?#"]);
+    expect(result.status).toBe(0);
+    expect(stub.requests.find((r) => r.method === "POST")?.path).toBe("/api/2.0/drives/upload/web%2001%2Froot%3F%23");
+    expect(stub.drives.get(uuid)?.fields.name).toBe("web 01/root?#");
+  });
+
   test("--json prints {drive}", async () => {
     const { result } = await uploadBytes(randomBytes(100, 4), "json.raw", ["--json"]);
     expect(result.status).toBe(0);
