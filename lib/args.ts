@@ -5,7 +5,7 @@ import { UsageError } from "./errors.ts";
 export const connectionArgs = {
   uri: { type: "string", description: "API endpoint; overrides EHURI (API 1.0) or CSURI (API 2.0)", valueHint: "URL" },
   "auth-file": { type: "string", description: "File holding one line user:secret; overrides EHAUTH / CSAUTH", valueHint: "PATH" },
-  timeout: { type: "string", description: "Seconds to wait for each answer", default: "120", valueHint: "SECONDS" },
+  timeout: { type: "string", description: "Seconds to wait for an answer (in a transfer: for any progress)", default: "120", valueHint: "SECONDS" },
   verbose: { type: "boolean", description: "Log each HTTP exchange (credentials masked) and error stacks" },
 } as const satisfies ArgsDef;
 

@@ -5,16 +5,43 @@ import { parseArgs } from "node:util";
 import { startStub } from "./server.ts";
 import { installApi2 } from "./api2.ts";
 
-const { values } = parseArgs({
-  options: {
-    port: { type: "string", default: process.env.STUB_PORT ?? "0" },
-    latency: { type: "string", default: "0" },
-    bandwidth: { type: "string", default: "0" },
-    quiet: { type: "boolean", default: false },
-    // API 2.0: images under this many bytes are grown to it on upload, as CloudSigma does
-    "min-drive-size": { type: "string", default: "0" },
-  },
-});
+const USAGE = `Usage: bun run stub [--port N] [--latency MS] [--bandwidth BYTES_PER_S] [--min-drive-size BYTES] [--quiet]
+
+The drive API emulator (API 1.0 drive calls, API 2.0 upload and download) on 127.0.0.1.
+Prints the EHURI/EHAUTH and CSURI/CSAUTH lines to export on stdout, then logs requests on stderr.
+  --port N                 listen on N (default: a free port; also STUB_PORT)
+  --latency MS             delay every answer by MS milliseconds (a far server)
+  --bandwidth B            one limit of B bytes/s shared by all bodies (a WAN link)
+  --min-drive-size B       API 2.0: grow uploaded images under B bytes to B
+  --quiet                  do not log requests
+STUB_USER and STUB_SECRET fix the credentials (default: random).`;
+
+function parseOptions() {
+  return parseArgs({
+    options: {
+      help: { type: "boolean", short: "h", default: false },
+      port: { type: "string", default: process.env.STUB_PORT ?? "0" },
+      latency: { type: "string", default: "0" },
+      bandwidth: { type: "string", default: "0" },
+      quiet: { type: "boolean", default: false },
+      // API 2.0: images under this many bytes are grown to it on upload, as CloudSigma does
+      "min-drive-size": { type: "string", default: "0" },
+    },
+  });
+}
+
+let parsed: ReturnType<typeof parseOptions>;
+try {
+  parsed = parseOptions();
+} catch (error) {
+  console.error(`stub: error: ${(error as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+const { values } = parsed;
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 
 const stub = await startStub({
   latencyMs: Number(values.latency) || 0,
