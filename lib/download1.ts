@@ -151,7 +151,9 @@ export async function downloadChunked(ctx: RunContext, connection: Connection, r
   try {
     await runLimited(pending, concurrency, fetchPiece, () => controller.abort(), () => controller.signal.aborted);
     if (interrupted) throw new OperationError(`interrupted (${interrupted})`);
-    await handle.sync();
+    // no fsync: FILE.part and the rename guard against a stopped or crashed run, as with curl or
+    // wget; waiting for the disk to write back a whole drive doubled the time on loopback
+    // (bench/RESULTS.md) and is the page cache's business
   } catch (error) {
     theJournal.close();
     await handle.close().catch(() => undefined);
