@@ -272,3 +272,24 @@ test("auto with big chunks: a raw probe write of 512 KiB measures the link first
   expect(rest.length).toBe(2);
   expect(same(stub.readDrive(result.stdout.trim()), bytes)).toBe(true);
 });
+
+test("Ctrl-C (SIGINT) stops a spawned upload cleanly: exit 1, one error line with the resume hint, journal kept", async () => {
+  const bytes = imageBytes(40 * CHUNK, 29);
+  const path = await writeImage("interrupted.img", bytes);
+  stub.fault({ method: "POST", path: /\/write\//, action: { delayMs: 40 } });
+  const child = Bun.spawn(["bun", `${ROOT}scripts/upload.ts`, path, "-c", "64k", "--concurrency", "2"], {
+    cwd: dir,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: "1", ...stub.env } as Record<string, string>,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  for (let i = 0; i < 3000 && writes().filter((r) => r.status === 204).length < 3; i++) await Bun.sleep(10);
+  child.kill("SIGINT");
+  const [stdout, stderr, status] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  expect(status).toBe(1);
+  expect(stdout).toBe("");
+  const errors = stderr.split("\n").filter((line) => /error/.test(line));
+  expect(errors.length).toBe(1);
+  expect(errors[0]).toMatch(/interrupted \(SIGINT\).*rerun the same command.*upload\.ts -d [0-9a-f-]{36} -o \d+ /);
+  expect(journals().length).toBe(1);
+});
