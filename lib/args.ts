@@ -1,6 +1,7 @@
 // Flags shared by the scripts (the nuxt/cli `_shared.ts` pattern).
 import type { ArgsDef } from "citty";
 import { UsageError } from "./errors.ts";
+import { parseSize } from "./size.ts";
 
 export const connectionArgs = {
   uri: { type: "string", description: "API endpoint; overrides EHURI (API 1.0) or CSURI (API 2.0)", valueHint: "URL" },
@@ -42,4 +43,21 @@ export function parseSeconds(text: string | undefined, what: string, fallback: n
   if (text === undefined || text === "") return fallback * 1000;
   if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0) throw new UsageError(`invalid ${what} '${text}': expected a positive number of seconds`);
   return Math.round(Number(text) * 1000);
+}
+
+/** -c/--chunk for the chunked engine: a multiple of 512 from 4k to the API's 4M limit per request. */
+export function parseChunk(text: string): number {
+  const chunk = parseSize(text, "--chunk");
+  if (chunk < 4096 || chunk > 4 * 1024 * 1024 || chunk % 512 !== 0) {
+    throw new UsageError(`invalid --chunk ${text}: expected a multiple of 512 from 4k to 4M`);
+  }
+  return chunk;
+}
+
+/** --concurrency: requests in flight, 1 to 64; undefined leaves the engine's default. */
+export function parseConcurrency(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < 1 || value > 64) throw new UsageError(`invalid --concurrency '${text}': expected 1 to 64`);
+  return value;
 }

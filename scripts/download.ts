@@ -3,11 +3,9 @@
 // in one direct GET. Never overwrites FILE without --force. Prints the file's path on stdout.
 import { defineCommand } from "citty";
 import { contextOf, runMain } from "../lib/cli.ts";
-import { apiArgs, checkUuid, connectionArgs, jsonArgs, transferArgs } from "../lib/args.ts";
+import { apiArgs, checkUuid, connectionArgs, jsonArgs, parseChunk, parseConcurrency, transferArgs } from "../lib/args.ts";
 import { connect } from "../lib/connect.ts";
-import { UsageError } from "../lib/errors.ts";
 import { parseSize } from "../lib/size.ts";
-import { MAX_PIECE } from "../lib/drives.ts";
 import type { DownloadRequest } from "../lib/transfer.ts";
 import { downloadChunked } from "../lib/download1.ts";
 import { downloadDirect } from "../lib/direct.ts";
@@ -28,14 +26,8 @@ const command = defineCommand({
   async run(context) {
     const ctx = contextOf(context);
     const { args } = context;
-    const chunk = parseSize(args.chunk, "--chunk");
-    if (chunk < 4096 || chunk > MAX_PIECE || chunk % 512 !== 0) {
-      throw new UsageError(`invalid --chunk ${args.chunk}: expected a multiple of 512 from 4k to 4M`);
-    }
-    const concurrency = args.concurrency === undefined ? undefined : Number(args.concurrency);
-    if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)) {
-      throw new UsageError(`invalid --concurrency '${args.concurrency}': expected 1 to 64`);
-    }
+    const chunk = parseChunk(args.chunk);
+    const concurrency = parseConcurrency(args.concurrency);
     const request: DownloadRequest = {
       drive: checkUuid(args.drive, "drive"),
       file: args.file,

@@ -4,11 +4,10 @@
 import { basename } from "node:path";
 import { defineCommand } from "citty";
 import { contextOf, runMain } from "../lib/cli.ts";
-import { apiArgs, checkUuid, connectionArgs, jsonArgs, transferArgs } from "../lib/args.ts";
+import { apiArgs, checkUuid, connectionArgs, jsonArgs, parseChunk, parseConcurrency, transferArgs } from "../lib/args.ts";
 import { connect } from "../lib/connect.ts";
 import { UsageError } from "../lib/errors.ts";
 import { parseSize } from "../lib/size.ts";
-import { MAX_PIECE } from "../lib/drives.ts";
 import type { CompressMode, UploadRequest } from "../lib/transfer.ts";
 import { uploadChunked } from "../lib/upload1.ts";
 import { uploadDirect } from "../lib/direct.ts";
@@ -32,16 +31,10 @@ const command = defineCommand({
     const ctx = contextOf(context);
     const { args } = context;
     if (!args.file) throw new UsageError("missing FILE (the image to upload)");
-    const chunk = parseSize(args.chunk, "--chunk");
-    if (chunk < 4096 || chunk > MAX_PIECE || chunk % 512 !== 0) {
-      throw new UsageError(`invalid --chunk ${args.chunk}: expected a multiple of 512 from 4k to 4M`);
-    }
+    const chunk = parseChunk(args.chunk);
     const compress = args.compress as CompressMode;
     if (!["auto", "always", "never"].includes(compress)) throw new UsageError(`invalid --compress '${args.compress}': expected auto, always or never`);
-    const concurrency = args.concurrency === undefined ? undefined : Number(args.concurrency);
-    if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)) {
-      throw new UsageError(`invalid --concurrency '${args.concurrency}': expected 1 to 64`);
-    }
+    const concurrency = parseConcurrency(args.concurrency);
     const request: UploadRequest = {
       file: args.file,
       chunk,

@@ -30,3 +30,13 @@ test("the progress line: bytes, percent, MB/s, ETA, note", () => {
   expect(progressLine("download", 0, 100, 0)).toBe("download 0 B / 100 B  0.0%  0.0 MB/s  ETA --:--");
   expect(progressLine("x", 1, 1000 * 1024 * 1024 * 1024, 1000)).toContain("ETA ");
 });
+
+test("--chunk and --concurrency bounds", async () => {
+  const { parseChunk, parseConcurrency } = await import("../lib/args.ts");
+  expect(parseChunk("4M")).toBe(4194304);
+  expect(parseChunk("64k")).toBe(65536);
+  for (const bad of ["4095", "5M", "1000000", "2k"]) expect(() => parseChunk(bad)).toThrow(/--chunk/);
+  expect(parseConcurrency(undefined)).toBeUndefined();
+  expect(parseConcurrency("8")).toBe(8);
+  for (const bad of ["0", "65", "2.5", "x", ""]) expect(() => parseConcurrency(bad)).toThrow(/--concurrency/);
+});
