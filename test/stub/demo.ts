@@ -1,12 +1,14 @@
 #!/usr/bin/env bun
 // `bun run demo`: the main job end to end on the built-in emulator, no cloud account needed.
 // Makes a 64 MiB sample image (text, random data, zero runs), uploads it with scripts/upload.ts,
-// downloads it with scripts/download.ts, and checks both files hash the same. Real processes, as
-// an operator would run them; the work folder is removed at the end.
+// downloads it with scripts/download.ts, and checks both files hash the same: over API 1.0 (parallel
+// chunks), then API 2.0 (one direct transfer). Real processes, as an operator would run them; the
+// work folder is removed at the end.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startStub } from "./server.ts";
+import { installApi2 } from "./api2.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const MiB = 1024 * 1024;
@@ -30,8 +32,10 @@ async function sha256(path: string): Promise<string> {
 }
 
 async function step(title: string, argv: string[], env: Record<string, string>, cwd: string): Promise<string> {
-  console.error(`\n$ bun ${argv.join(" ")}`);
-  const child = Bun.spawn(["bun", ...argv], { cwd, env: { ...process.env, ...env }, stdout: "pipe", stderr: "inherit" });
+  console.error(`\n$ bun ${argv.map((arg) => (/\s/.test(arg) ? `'${arg}'` : arg)).join(" ")}`);
+  // the user's own endpoint settings must not leak into the demo
+  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(EH|CS)(URI|AUTH|DIRECT)$/.test(key)));
+  const child = Bun.spawn(["bun", ...argv], { cwd, env: { ...base, ...env }, stdout: "pipe", stderr: "inherit" });
   const [out, status] = await Promise.all([new Response(child.stdout).text(), child.exited]);
   if (out.trim()) console.error(out.trimEnd());
   if (status !== 0) throw new Error(`${title} failed with exit status ${status}`);
@@ -39,24 +43,29 @@ async function step(title: string, argv: string[], env: Record<string, string>, 
 }
 
 const stub = await startStub();
+const api2 = await installApi2(stub);
 const work = await mkdtemp(join(tmpdir(), "drivekit-demo-"));
 let failed = false;
 try {
   const image = join(work, "disk.img");
   await Bun.write(image, sampleImage(64 * MiB));
-  const env = stub.env;
+  const image1 = await sha256(image);
   console.error(`emulator on ${stub.url}; sample image ${image} (64 MiB)`);
-  const drive = await step("upload", [`${ROOT}scripts/upload.ts`, image, "-n", "demo disk"], env, work);
-  await step("info", [`${ROOT}scripts/info.ts`, drive], env, work);
-  const copy = await step("download", [`${ROOT}scripts/download.ts`, drive, "copy.img"], env, work);
-  const [a, b] = await Promise.all([sha256(image), sha256(resolve(work, copy))]);
-  console.error(`\nsha256 image ${a}\nsha256 copy  ${b}`);
-  if (a !== b) throw new Error("the downloaded copy differs from the image");
-  console.error("demo: done: the image went up and came back byte for byte");
+  for (const [api, env] of [["1.0", stub.env], ["2.0", api2.env]] as const) {
+    console.error(`\n== API ${api} ==`);
+    const drive = await step("upload", [`${ROOT}scripts/upload.ts`, image, "-n", "demo disk"], env, work);
+    if (api === "1.0") await step("info", [`${ROOT}scripts/info.ts`, drive], env, work);
+    const copy = await step("download", [`${ROOT}scripts/download.ts`, drive, `copy-${api}.img`], env, work);
+    const hash = await sha256(resolve(work, copy));
+    console.error(`\nsha256 image ${image1}\nsha256 copy  ${hash}`);
+    if (hash !== image1) throw new Error(`the copy downloaded over API ${api} differs from the image`);
+  }
+  console.error("\ndemo: done: the image went up and came back byte for byte over both APIs");
 } catch (error) {
   failed = true;
   console.error(`demo: error: ${(error as Error).message}`);
 } finally {
+  api2.stop();
   await stub.stop();
   await rm(work, { recursive: true, force: true });
 }
