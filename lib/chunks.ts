@@ -152,6 +152,35 @@ export async function runLimited<T>(
  * Ctrl-C and SIGTERM call `stop` (which lets the run end cleanly, the journal written, the
  * resume hint shown); a second signal exits at once. Returns the function that removes the handlers.
  */
+/** The chunk grid of `size` bytes from `offset`: chunk indices and the byte range each covers. */
+export function chunkGrid(size: number, chunk: number, offset: number) {
+  const count = Math.ceil(size / chunk);
+  const first = Math.floor(offset / chunk);
+  const pieceOf = (index: number) => [Math.max(index * chunk, offset), Math.min((index + 1) * chunk, size)] as const;
+  /** Bytes already done: all before the offset, and the finished chunks after it. */
+  const doneBytes = (finished: Iterable<number>) => {
+    let done = offset;
+    for (const index of finished) {
+      if (index < first) continue;
+      const [start, end] = pieceOf(index);
+      done += end - start;
+    }
+    return done;
+  };
+  return { count, first, pieceOf, doneBytes };
+}
+
+/** An AbortController that Ctrl-C or SIGTERM aborts; `interrupted()` names the signal that came. */
+export function abortOnInterrupt(): { controller: AbortController; interrupted: () => string | undefined; remove: () => void } {
+  const controller = new AbortController();
+  let received: string | undefined;
+  const remove = onInterrupt((signal) => {
+    received = signal;
+    controller.abort(new OperationError(`interrupted (${signal})`));
+  });
+  return { controller, interrupted: () => received, remove };
+}
+
 export function onInterrupt(stop: (signal: string) => void): () => void {
   let seen = false;
   const handler = (signal: NodeJS.Signals) => {

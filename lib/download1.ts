@@ -9,7 +9,7 @@ import type { RunContext } from "./cli.ts";
 import type { Connection } from "./connect.ts";
 import { driveInfo, sizeOf } from "./drives.ts";
 import { OperationError } from "./errors.ts";
-import { BufferPool, dataRuns, onInterrupt, readInto, runLimited } from "./chunks.ts";
+import { BufferPool, dataRuns, abortOnInterrupt, chunkGrid, readInto, runLimited } from "./chunks.ts";
 import { checkOutputPath, exists } from "./files.ts";
 import { Journal, journalPath } from "./journal.ts";
 import { createProgress } from "./progress.ts";
@@ -71,20 +71,12 @@ export async function downloadChunked(ctx: RunContext, connection: Connection, r
     throw new OperationError(`cannot write ${part}: ${(error as Error).message}`);
   }
 
-  const count = Math.ceil(size / chunk);
-  const first = Math.floor(offset / chunk);
-  const pieceOf = (index: number) => [Math.max(index * chunk, offset), Math.min((index + 1) * chunk, size)] as const;
-  let done = offset;
-  for (const index of theJournal.done) if (index >= first) done += pieceOf(index)[1] - pieceOf(index)[0];
+  const { count, first, pieceOf, doneBytes } = chunkGrid(size, chunk, offset);
+  let done = doneBytes(theJournal.done);
   let retries = 0;
   let holes = 0;
   const progress = createProgress(ctx, { label: "download", total: size, quiet: request.quiet });
-  const controller = new AbortController();
-  let interrupted: string | undefined;
-  const removeHandlers = onInterrupt((signal) => {
-    interrupted = signal;
-    controller.abort(new OperationError(`interrupted (${signal})`));
-  });
+  const { controller, interrupted, remove: removeHandlers } = abortOnInterrupt();
   const pool = new BufferPool(chunk);
   /** For reading back what an interrupted run left in FILE.part. */
   const spare = new BufferPool(chunk);
@@ -150,7 +142,7 @@ export async function downloadChunked(ctx: RunContext, connection: Connection, r
   })();
   try {
     await runLimited(pending, concurrency, fetchPiece, () => controller.abort(), () => controller.signal.aborted);
-    if (interrupted) throw new OperationError(`interrupted (${interrupted})`);
+    if (interrupted()) throw new OperationError(`interrupted (${interrupted()})`);
     // no fsync: FILE.part and the rename guard against a stopped or crashed run, as with curl or
     // wget; waiting for the disk to write back a whole drive doubled the time on loopback
     // (bench/RESULTS.md) and is the page cache's business
@@ -158,7 +150,7 @@ export async function downloadChunked(ctx: RunContext, connection: Connection, r
     theJournal.close();
     await handle.close().catch(() => undefined);
     progress.finish();
-    const reason = interrupted ? `interrupted (${interrupted})` : (error as Error).message;
+    const reason = interrupted() ? `interrupted (${interrupted()})` : (error as Error).message;
     throw new OperationError(
       `download of drive ${drive} stopped at ${humanBytes(done)} of ${humanBytes(size)}: ${reason}; ` +
         `${basename(part)} is kept: rerun the same command in ${ctx.io.cwd} to resume`,

@@ -8,7 +8,7 @@ import type { Connection } from "./connect.ts";
 import { createDrive, driveInfo, MAX_PIECE, sizeOf, writePiece } from "./drives.ts";
 import { ApiError, OperationError, UsageError } from "./errors.ts";
 import type { HttpClient } from "./http.ts";
-import { BufferPool, onInterrupt, openImage, readInto, runLimited, type ImageSource } from "./chunks.ts";
+import { BufferPool, abortOnInterrupt, chunkGrid, openImage, readInto, runLimited, type ImageSource } from "./chunks.ts";
 import { CompressionPlan } from "./gzip.ts";
 import { Journal, journalPath } from "./journal.ts";
 import { createProgress } from "./progress.ts";
@@ -115,23 +115,15 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
   const target = drive;
   const fresh = created;
 
-  const count = Math.ceil(image.size / chunk);
-  const first = Math.floor(offset / chunk);
-  const pieceOf = (index: number) => [Math.max(index * chunk, offset), Math.min((index + 1) * chunk, image.size)] as const;
-  let done = offset;
-  for (const index of theJournal.done) if (index >= first) done += pieceOf(index)[1] - pieceOf(index)[0];
+  const { count, first, pieceOf, doneBytes } = chunkGrid(image.size, chunk, offset);
+  let done = doneBytes(theJournal.done);
   let skipped = 0;
   let retries = 0;
   let wireBytes = 0;
 
   const progress = createProgress(ctx, { label: "upload", total: image.size, quiet: request.quiet });
   const note = () => [skipped ? `${skipped} zero chunks skipped` : "", retries ? `${retries} retries` : ""].filter(Boolean).join(", ") || undefined;
-  const controller = new AbortController();
-  let interrupted: string | undefined;
-  const removeHandlers = onInterrupt((signal) => {
-    interrupted = signal;
-    controller.abort(new OperationError(`interrupted (${signal})`));
-  });
+  const { controller, interrupted, remove: removeHandlers } = abortOnInterrupt();
   const pool = new BufferPool(chunk);
   /** Zero chunks left out in this run (not journaled). */
   const settled = new Set<number>();
@@ -210,7 +202,7 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
     if (request.compress === "auto") wireBytes += await probeLink(image, chunk, offset, first, count, theJournal, (start, body) =>
       writePiece(client, target, start, body, { signal: controller.signal }), plan);
     await runLimited(pending, concurrency, send, () => controller.abort(), () => controller.signal.aborted);
-    if (interrupted) throw new OperationError(`interrupted (${interrupted})`);
+    if (interrupted()) throw new OperationError(`interrupted (${interrupted()})`);
   } catch (error) {
     theJournal.close();
     progress.finish();
@@ -221,7 +213,7 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
         break;
       }
     }
-    const reason = interrupted ? `interrupted (${interrupted})` : (error as Error).message;
+    const reason = interrupted() ? `interrupted (${interrupted()})` : (error as Error).message;
     throw new OperationError(
       `upload to drive ${target} stopped at ${humanBytes(done)} of ${humanBytes(image.size)}: ${reason}; ` +
         `to resume, rerun the same command in ${ctx.io.cwd} (journal ${basename(theJournal.path)}), or run: ${resumeCommand(request.file, target, resumeAt)}`,
