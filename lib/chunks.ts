@@ -125,12 +125,15 @@ export async function runLimited<T>(
   task: (item: T) => Promise<void>,
   onFailure: (error: unknown) => void,
   stopped: () => boolean,
+  /** Lanes wanted now (at most `limit`); a lane past it finishes its item and retires for good. */
+  lanes?: () => number,
 ): Promise<void> {
   const iterator = items[Symbol.iterator]();
   let failure: { error: unknown } | undefined;
-  const lane = async () => {
+  const lane = async (_: unknown, index: number) => {
     for (;;) {
       if (failure || stopped()) return;
+      if (index > 0 && lanes && index >= lanes()) return;
       const next = iterator.next();
       if (next.done) return;
       try {
