@@ -23,8 +23,10 @@ export const DEFAULT_DOWNLOAD_CONCURRENCY = 6;
 /**
  * Collect garbage after this many bytes: each answer leaves buffers behind that Bun's GC does not
  * count as pressure; peak RSS reached ~210 MiB on a 4 GiB drive without this, ~120 MiB with it.
+ * A full collection costs time: every 8 MiB held loopback downloads near 2x the baseline, every
+ * 16 MiB lets them reach 3.4x for a few MiB more (bench/RESULTS.md).
  */
-const GC_EVERY = 8 * 1024 * 1024;
+const GC_EVERY = 16 * 1024 * 1024;
 
 /**
  * Synchronous on purpose: a fragmented filesystem image gives hundreds of data runs per 4 MiB
