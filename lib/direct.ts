@@ -5,6 +5,7 @@ import { rename, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { RunContext } from "./cli.ts";
 import type { Connection } from "./connect.ts";
+import { isAllZero } from "./drives.ts";
 import { ApiError, OperationError, UsageError } from "./errors.ts";
 import { checkOutputPath, exists } from "./files.ts";
 import { classifyError, type HttpClient } from "./http.ts";
@@ -170,16 +171,6 @@ function directClient(connection: Connection): HttpClient {
 function reason(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return message.replace(/\.? For more information.*$/s, "");
-}
-
-const ZEROS = new Uint8Array(PIECE);
-
-function isAllZero(bytes: Uint8Array): boolean {
-  for (let at = 0; at < bytes.length; at += ZEROS.length) {
-    const piece = bytes.subarray(at, Math.min(bytes.length, at + ZEROS.length));
-    if (Buffer.compare(piece, ZEROS.subarray(0, piece.length)) !== 0) return false;
-  }
-  return true;
 }
 
 function rate(bytes: number, startedMs: number): string {

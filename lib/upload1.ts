@@ -5,7 +5,7 @@
 import { basename, resolve } from "node:path";
 import type { RunContext } from "./cli.ts";
 import type { Connection } from "./connect.ts";
-import { createDrive, driveInfo, MAX_PIECE, sizeOf, writePiece } from "./drives.ts";
+import { createDrive, driveInfo, isAllZero, MAX_PIECE, sizeOf, writePiece } from "./drives.ts";
 import { ApiError, OperationError, UsageError } from "./errors.ts";
 import type { HttpClient } from "./http.ts";
 import { BufferPool, abortOnInterrupt, chunkGrid, openImage, readInto, runLimited, type ImageSource } from "./chunks.ts";
@@ -147,7 +147,7 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
         let zero = hole;
         if (!hole) {
           await image.read(buffer, length, start);
-          zero = isZeroFast(bytes);
+          zero = isAllZero(bytes);
         }
         if (zero && fresh) {
           skipped++;
@@ -270,7 +270,7 @@ async function probeLink(
     if (image.dataMap && image.dataMap.nextData(start) >= start + length) continue;
     const bytes = new Uint8Array(length);
     await image.read(bytes, length, start);
-    if (isZeroFast(bytes)) continue;
+    if (isAllZero(bytes)) continue;
     const began = performance.now();
     try {
       await write(start, bytes);
@@ -283,15 +283,6 @@ async function probeLink(
     return length;
   }
   return 0;
-}
-
-/** isAllZero on a pool buffer (always 4-byte aligned, so the word loop applies). */
-function isZeroFast(bytes: Uint8Array): boolean {
-  const words = bytes.length >>> 2;
-  const view = new Uint32Array(bytes.buffer, bytes.byteOffset, words);
-  for (let i = 0; i < words; i++) if (view[i] !== 0) return false;
-  for (let i = words * 4; i < bytes.length; i++) if (bytes[i] !== 0) return false;
-  return true;
 }
 
 /** Read the whole drive range of the image back in parallel 4 MiB reads; name the first byte that differs. */

@@ -9,6 +9,7 @@
 import { closeSync, ftruncateSync, writeSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import type { Server } from "bun";
+import { isAllZero } from "../../lib/drives.ts";
 import { elasticError, type DriveStub, type StubDrive } from "./server.ts";
 
 const PREFIX = "/api/2.0/";
@@ -156,7 +157,7 @@ export class Api2Stub {
           failure = "body longer than Content-Length";
           break;
         }
-        if (!isZero(chunk)) writeSync(drive.fd, chunk, 0, chunk.length, received);
+        if (!isAllZero(chunk)) writeSync(drive.fd, chunk, 0, chunk.length, received);
         received += chunk.length;
         await this.stub.throttle(chunk.length);
       }
@@ -214,17 +215,6 @@ export class Api2Stub {
     await this.stub.throttle(drive.size);
     return new Response(file.slice(0, drive.size), { headers });
   }
-}
-
-function isZero(bytes: Uint8Array): boolean {
-  // 32-bit words where aligned (BUN-FACTS: ~3x faster than bytes)
-  const head = bytes.byteOffset % 4 === 0 ? Math.floor(bytes.length / 4) : 0;
-  if (head > 0) {
-    const words = new Uint32Array(bytes.buffer, bytes.byteOffset, head);
-    for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
-  }
-  for (let i = head * 4; i < bytes.length; i++) if (bytes[i] !== 0) return false;
-  return true;
 }
 
 /** Add the API 2.0 side to a running 1.0 stub. */
