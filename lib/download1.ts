@@ -13,7 +13,7 @@ import { BufferPool, dataRuns, abortOnInterrupt, chunkGrid, readInto, runLimited
 import { checkOutputPath, exists } from "./files.ts";
 import { Journal, journalPath } from "./journal.ts";
 import { createProgress } from "./progress.ts";
-import { withRetry } from "./retry.ts";
+import { logRetry, withRetry } from "./retry.ts";
 import { humanBytes } from "./size.ts";
 import type { DownloadRequest } from "./transfer.ts";
 
@@ -98,15 +98,7 @@ export async function downloadChunked(ctx: RunContext, connection: Connection, r
     const length = end - start;
     const bytes = await withRetry(
       () => readInto(client, drive, start, length, buffer, controller.signal),
-      {
-        signal: controller.signal,
-        onRetry: (error, retry, delay) => {
-          retries++;
-          const text = `read at ${start} failed (${(error as Error).message}); retry ${retry} in ${(delay / 1000).toFixed(1)} s`;
-          if (retry > 1) ctx.log.warn(text);
-          else ctx.log.debug(text);
-        },
-      },
+      { signal: controller.signal, onRetry: logRetry(ctx.log, `read at ${start}`, () => retries++) },
     );
     const runs = dataRuns(bytes, start);
     for (const [from, to] of runs) writeAll(handle.fd, bytes.subarray(from, to), start + from);

@@ -1,6 +1,7 @@
 // Retrying one request: bounded exponential backoff with jitter, only for errors that may pass
 // (network, timeouts, 5xx, busy: ApiError.retryable); final kinds (auth, usage, full, missing,
 // billing) are thrown at once so the run stops instead of hammering a server that said no.
+import type { ConsolaInstance } from "consola";
 import { ApiError } from "./errors.ts";
 
 export interface RetryPolicy {
@@ -36,6 +37,19 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     };
     signal?.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+/**
+ * The `onRetry` of one chunk's request: counts it, and says so on stderr; the first retry of a
+ * request only with --verbose (one passing error is routine), the later ones as warnings.
+ */
+export function logRetry(log: ConsolaInstance, what: string, count: () => void) {
+  return (error: unknown, retry: number, delayMs: number): void => {
+    count();
+    const text = `${what} failed (${(error as Error).message}); retry ${retry} in ${(delayMs / 1000).toFixed(1)} s`;
+    if (retry > 1) log.warn(text);
+    else log.debug(text);
+  };
 }
 
 /** Run `attempt` until it succeeds, a final error comes, the tries run out, or `signal` aborts. */
