@@ -12,7 +12,7 @@ import { BufferPool, abortOnInterrupt, chunkGrid, openImage, readInto, runLimite
 import { CompressionPlan } from "./gzip.ts";
 import { Journal, journalPath } from "./journal.ts";
 import { createProgress } from "./progress.ts";
-import { isRetryable, withRetry } from "./retry.ts";
+import { isRetryable, logRetry, withRetry } from "./retry.ts";
 import { humanBytes } from "./size.ts";
 import type { UploadRequest } from "./transfer.ts";
 
@@ -170,15 +170,7 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
                 plan.requestFinished(body.length, performance.now() - begun, ok);
               }
             },
-            {
-              signal: controller.signal,
-              onRetry: (error, retry, delay) => {
-                retries++;
-                const text = `write at ${start} failed (${(error as Error).message}); retry ${retry} in ${(delay / 1000).toFixed(1)} s`;
-                if (retry > 1) ctx.log.warn(text);
-                else ctx.log.debug(text);
-              },
-            },
+            { signal: controller.signal, onRetry: logRetry(ctx.log, `write at ${start}`, () => retries++) },
           );
           wireBytes += body.length;
           // only what was sent is journaled: a zero chunk left out costs nothing to check again
