@@ -81,7 +81,7 @@ async function makeImage(size: number): Promise<string> {
 
 /** Start `bun run stub` as its own process and read the export lines it prints. */
 async function startStub(): Promise<{ env: Record<string, string>; stop: () => Promise<unknown> }> {
-  const child = Bun.spawn(["bun", join(ROOT, "test/stub/main.ts"), "--quiet"], {
+  const child = Bun.spawn(["bun", join(ROOT, "emulator/main.ts"), "--quiet"], {
     stdout: "pipe",
     stderr: "ignore",
     env: { ...process.env, ...(store ? { TMPDIR: store } : {}) },

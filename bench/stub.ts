@@ -5,7 +5,7 @@
 // drives, so the disk does not fill up over many runs). Options: --latency MS, --bandwidth BYTES/S.
 import { closeSync, rmSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { startStub } from "../test/stub/server.ts";
+import { startStub } from "../emulator/server.ts";
 
 const { values } = parseArgs({ options: { latency: { type: "string", default: "0" }, bandwidth: { type: "string", default: "0" } } });
 const stub = await startStub({ latencyMs: Number(values.latency) || 0, bandwidth: Number(values.bandwidth) || 0 });

@@ -1,8 +1,12 @@
-// Endpoint and credentials (CLI.md "Configuration"): environment first, --uri / --auth-file override.
+// Endpoint and credentials: environment first (the vendor tools' EHURI/EHAUTH, CSURI/CSAUTH), --uri
+// and --auth-file override.
 // The secret never comes from argv and is never printed.
 import { UsageError } from "./errors.ts";
 
 export type Api = 1 | 2;
+
+/** --timeout's default: how long to wait for an answer (in a long transfer: for any progress). */
+export const DEFAULT_TIMEOUT_SECONDS = 120;
 export type Env = Record<string, string | undefined>;
 
 export interface Credentials {
@@ -105,4 +109,11 @@ export async function resolveConfig(input: ConfigInput): Promise<Config> {
     config.direct = directText && !input.location ? parseBase(directText, "CSDIRECT") : deriveDirect(base);
   }
   return config;
+}
+
+/** A positive number of seconds (fractions allowed), as milliseconds. */
+export function parseSeconds(text: string | undefined, what: string, fallback = DEFAULT_TIMEOUT_SECONDS): number {
+  if (text === undefined || text === "") return fallback * 1000;
+  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0) throw new UsageError(`invalid ${what} '${text}': expected a positive number of seconds`);
+  return Math.round(Number(text) * 1000);
 }

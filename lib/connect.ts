@@ -1,8 +1,8 @@
 // From parsed flags and the environment to a ready HTTP client.
-import { resolveConfig, type Config } from "./config.ts";
+import { parseSeconds, resolveConfig, type Config } from "./config.ts";
 import { HttpClient } from "./http.ts";
-import { parseSeconds } from "./args.ts";
-import type { RunContext } from "./cli.ts";
+import { UsageError } from "./errors.ts";
+import type { Context } from "./context.ts";
 
 export interface ConnectArgs {
   uri?: string;
@@ -18,13 +18,13 @@ export interface Connection {
   /** API 2.0: the client for the direct (upload/download) host. */
   direct?: HttpClient;
   /** --timeout: how long to wait for an answer (or, in a long transfer, for any progress). */
-  timeoutMs?: number;
+  timeoutMs: number;
 }
 
-export async function connect(args: ConnectArgs, ctx: RunContext, forceApi?: 1 | 2): Promise<Connection> {
-  const timeoutMs = parseSeconds(args.timeout, "--timeout", 120);
+export async function connect(args: ConnectArgs, ctx: Context, forceApi?: 1 | 2): Promise<Connection> {
+  const timeoutMs = parseSeconds(args.timeout, "--timeout");
   const config = await resolveConfig({
-    env: ctx.io.env,
+    env: ctx.env,
     api: forceApi ? String(forceApi) : args.api,
     uri: args.uri,
     authFile: args["auth-file"],
@@ -35,4 +35,10 @@ export async function connect(args: ConnectArgs, ctx: RunContext, forceApi?: 1 |
   const client = new HttpClient(config.base, options);
   const direct = config.direct ? new HttpClient(config.direct, options) : undefined;
   return { config, client, direct, timeoutMs };
+}
+
+/** API 2.0: the client for the direct (upload/download) host. */
+export function directClient(connection: Connection): HttpClient {
+  if (!connection.direct) throw new UsageError("API 2.0 needs a direct host (CSDIRECT, or CSURI to derive it)");
+  return connection.direct;
 }

@@ -39,3 +39,9 @@ export class ApiError extends OperationError {
 export function exitStatusOf(error: unknown): number {
   return error instanceof UsageError ? 2 : 1;
 }
+
+/** An error's message for a one-line report; Bun's network errors end in a hint about `verbose: true` that means nothing to our users. */
+export function messageOf(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/\.? For more information.*$/s, "");
+}

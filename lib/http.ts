@@ -1,7 +1,7 @@
 // The one request path every script uses: Basic auth, timeouts, safe redirects, typed errors.
 import type { ConsolaInstance } from "consola";
-import { ApiError, SERVER_KINDS, type ErrorKind, type ServerKind } from "./errors.ts";
-import { checkTransport, isLoopbackHost, type Credentials } from "./config.ts";
+import { ApiError, messageOf, SERVER_KINDS, type ErrorKind, type ServerKind } from "./errors.ts";
+import { checkTransport, DEFAULT_TIMEOUT_SECONDS, isLoopbackHost, type Credentials } from "./config.ts";
 import { parseRecord, parseRecords, type KvRecord } from "./kv.ts";
 
 export interface HttpOptions {
@@ -68,12 +68,12 @@ const NETWORK_CODES: Record<string, string> = {
 };
 
 /** A network failure in a few words, with the host it concerned. */
-function describeNetworkError(error: unknown, url: URL): string {
+export function describeNetworkError(error: unknown, url: URL): string {
   const code = (error as { code?: string })?.code;
   const known = code ? NETWORK_CODES[code] : undefined;
   if (known) return `${known} (${code}) by ${url.host}`;
-  const message = error instanceof Error ? error.message : String(error);
-  return `${message.replace(/\.? For more information.*$/, "")}${code && !message.includes(code) ? ` (${code})` : ""} (${url.host})`;
+  const message = messageOf(error);
+  return `${message}${code && !message.includes(code) ? ` (${code})` : ""} (${url.host})`;
 }
 
 export class HttpClient {
@@ -96,7 +96,7 @@ export class HttpClient {
     const started = this.url(path);
     const shownPath = started.pathname;
     let url = started;
-    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? 120_000;
+    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_SECONDS * 1000;
     const signals = [AbortSignal.timeout(timeoutMs)];
     if (options.signal) signals.push(options.signal);
     const signal = AbortSignal.any(signals);
@@ -150,7 +150,13 @@ export class HttpClient {
     return parseRecords(await this.text(method, path, options));
   }
 
-  private trace(line: string, headers: Record<string, string>): void {
+  /** The Authorization header, for requests this client does not send itself (a streamed socket POST). */
+  authorizationFor(url: URL): Record<string, string> {
+    return url.origin === this.base.origin ? { authorization: this.authorization } : {};
+  }
+
+  /** With --verbose: log one side of an exchange, the Authorization value masked. */
+  trace(line: string, headers: Record<string, string>): void {
     if (!this.options.verbose || !this.options.log) return;
     const shown = Object.entries(headers).map(([key, value]) =>
       `  ${key}: ${key.toLowerCase() === "authorization" ? value.replace(/ .*/, " ****") : value}`,

@@ -50,3 +50,9 @@ export function humanBytes(bytes: number): string {
   }
   return unit === 0 ? `${bytes} B` : `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
 }
+
+/** "12.3 s, 87.0 MB/s" for `bytes` moved since `startedMs` (a performance.now() reading). */
+export function formatRate(bytes: number, startedMs: number): string {
+  const seconds = Math.max(0.001, (performance.now() - startedMs) / 1000);
+  return `${seconds.toFixed(1)} s, ${(bytes / 1e6 / seconds).toFixed(1)} MB/s`;
+}

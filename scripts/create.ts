@@ -1,12 +1,12 @@
 #!/usr/bin/env bun
 // Create a drive (API 1.0 POST /drives/create) and print its info.
 import { defineCommand } from "citty";
-import { contextOf, runMain } from "../lib/cli.ts";
-import { connectionArgs, jsonArgs } from "../lib/args.ts";
+import { contextOf, runMain } from "../lib/cli/runner.ts";
+import { connectionArgs, jsonArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
-import { createDrive } from "../lib/drives.ts";
-import { createOnlyArgs, driveFieldArgs, fieldsFromFlags } from "../lib/fields.ts";
-import { printRecords } from "../lib/output.ts";
+import { createDrive } from "../lib/api1/drives.ts";
+import { createOnlyArgs, driveFieldArgs, fieldsFromFlags } from "../lib/cli/fields.ts";
+import { printRecords } from "../lib/cli/output.ts";
 import { UsageError } from "../lib/errors.ts";
 
 const command = defineCommand({

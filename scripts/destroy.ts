@@ -1,12 +1,13 @@
 #!/usr/bin/env bun
 // Destroy a drive (API 1.0 POST /drives/DRIVE/destroy). Asks first on a terminal; elsewhere needs --yes.
 import { defineCommand } from "citty";
-import { contextOf, runMain } from "../lib/cli.ts";
-import { checkUuid, connectionArgs } from "../lib/args.ts";
+import { contextOf, runMain } from "../lib/cli/runner.ts";
+import { connectionArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
-import { destroyDrive, driveInfo } from "../lib/drives.ts";
+import { destroyDrive, driveInfo } from "../lib/api1/drives.ts";
 import { OperationError, UsageError } from "../lib/errors.ts";
-import { confirm } from "../lib/prompt.ts";
+import { confirm } from "../lib/cli/prompt.ts";
+import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
   meta: { name: "destroy", description: "Destroy a drive and its data. Asks on a terminal; without one, refuses unless --yes" },

@@ -2,13 +2,14 @@
 // Download a whole drive to a file: API 1.0 in parallel reads into a sparse FILE.part, or API 2.0
 // in one direct GET. Never overwrites FILE without --force. Prints the file's path on stdout.
 import { defineCommand } from "citty";
-import { contextOf, runMain } from "../lib/cli.ts";
-import { apiArgs, checkUuid, connectionArgs, jsonArgs, parseChunk, parseConcurrency, transferArgs } from "../lib/args.ts";
+import { contextOf, runMain } from "../lib/cli/runner.ts";
+import { apiArgs, connectionArgs, jsonArgs, parseChunk, parseConcurrency, transferArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
 import { parseSize } from "../lib/size.ts";
 import type { DownloadRequest } from "../lib/transfer.ts";
-import { downloadChunked } from "../lib/download1.ts";
-import { downloadDirect } from "../lib/direct.ts";
+import { downloadChunked } from "../lib/api1/download.ts";
+import { downloadDirect } from "../lib/api2/download.ts";
+import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
   meta: { name: "download", description: "Download a whole drive to FILE (API 1.0 default: the drive UUID; API 2.0: the server's name)" },

@@ -1,11 +1,13 @@
 #!/usr/bin/env bun
 // Image a drive from another (API 1.0 POST /drives/DRIVE/image/SOURCE[/CONVERSION]); --wait follows it.
 import { defineCommand } from "citty";
-import { contextOf, runMain } from "../lib/cli.ts";
-import { checkUuid, connectionArgs, parseSeconds } from "../lib/args.ts";
+import { contextOf, runMain } from "../lib/cli/runner.ts";
+import { connectionArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
-import { driveInfo, imageDrive, type Conversion } from "../lib/drives.ts";
+import { driveInfo, imageDrive, type Conversion } from "../lib/api1/drives.ts";
 import { OperationError, UsageError } from "../lib/errors.ts";
+import { checkUuid } from "../lib/uuid.ts";
+import { parseSeconds } from "../lib/config.ts";
 
 /** `imaging` is `true`, `queued` or a percentage such as `45%` (info/full); absent when done. */
 export function imagingPercent(value: string | undefined): number | undefined {

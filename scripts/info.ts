@@ -1,12 +1,13 @@
 #!/usr/bin/env bun
 // Show one drive's info, its full info (imaging percentage), or every drive's (API 1.0).
 import { defineCommand } from "citty";
-import { contextOf, runMain } from "../lib/cli.ts";
-import { checkUuid, connectionArgs, jsonArgs } from "../lib/args.ts";
+import { contextOf, runMain } from "../lib/cli/runner.ts";
+import { connectionArgs, jsonArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
-import { allDrivesInfo, driveInfo } from "../lib/drives.ts";
-import { printRecords } from "../lib/output.ts";
+import { allDrivesInfo, driveInfo } from "../lib/api1/drives.ts";
+import { printRecords } from "../lib/cli/output.ts";
 import { UsageError } from "../lib/errors.ts";
+import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
   meta: { name: "info", description: "Print a drive's info as KEY VALUE lines, or all drives' (records split by a blank line)" },

@@ -1,10 +1,10 @@
 #!/usr/bin/env bun
 // List the account's drives (API 1.0 GET /drives/list): one UUID a line.
 import { defineCommand } from "citty";
-import { contextOf, runMain } from "../lib/cli.ts";
-import { connectionArgs, jsonArgs } from "../lib/args.ts";
+import { contextOf, runMain } from "../lib/cli/runner.ts";
+import { connectionArgs, jsonArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
-import { listDrives } from "../lib/drives.ts";
+import { listDrives } from "../lib/api1/drives.ts";
 
 const command = defineCommand({
   meta: { name: "list", description: "List the UUIDs of your drives, one a line (API 1.0)" },

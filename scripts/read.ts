@@ -1,13 +1,14 @@
 #!/usr/bin/env bun
 // Read up to 4M from a drive (API 1.0 GET /drives/DRIVE/read/OFFSET/SIZE) to stdout or a file.
 import { defineCommand } from "citty";
-import { contextOf, runMain } from "../lib/cli.ts";
-import { checkUuid, connectionArgs } from "../lib/args.ts";
+import { contextOf, runMain } from "../lib/cli/runner.ts";
+import { connectionArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
-import { MAX_PIECE, readPiece } from "../lib/drives.ts";
+import { MAX_PIECE, readPiece } from "../lib/api1/drives.ts";
 import { UsageError } from "../lib/errors.ts";
 import { parseSize } from "../lib/size.ts";
 import { checkOutputPath, writeFileAtomically } from "../lib/files.ts";
+import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
   meta: { name: "read", description: "Read SIZE bytes (at most 4M) at OFFSET of a drive; raw bytes to stdout or -o FILE" },

@@ -1,13 +1,14 @@
 #!/usr/bin/env bun
 // Change a drive's fields (API 1.0 POST /drives/DRIVE/set) and print its info.
 import { defineCommand } from "citty";
-import { contextOf, runMain } from "../lib/cli.ts";
-import { checkUuid, connectionArgs, jsonArgs } from "../lib/args.ts";
+import { contextOf, runMain } from "../lib/cli/runner.ts";
+import { connectionArgs, jsonArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
-import { setDrive } from "../lib/drives.ts";
-import { driveFieldArgs, fieldsFromFlags } from "../lib/fields.ts";
-import { printRecords } from "../lib/output.ts";
+import { setDrive } from "../lib/api1/drives.ts";
+import { driveFieldArgs, fieldsFromFlags } from "../lib/cli/fields.ts";
+import { printRecords } from "../lib/cli/output.ts";
 import { UsageError } from "../lib/errors.ts";
+import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
   meta: { name: "set", description: "Set a drive's name, size, claim type, readers, tags or user:* fields; print its info" },

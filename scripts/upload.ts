@@ -3,14 +3,15 @@
 // retries and resume, or API 2.0 in one direct POST. Prints the drive UUID alone on stdout.
 import { basename } from "node:path";
 import { defineCommand } from "citty";
-import { contextOf, runMain } from "../lib/cli.ts";
-import { apiArgs, checkUuid, connectionArgs, jsonArgs, parseChunk, parseConcurrency, transferArgs } from "../lib/args.ts";
+import { contextOf, runMain } from "../lib/cli/runner.ts";
+import { apiArgs, connectionArgs, jsonArgs, parseChunk, parseConcurrency, transferArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
 import { UsageError } from "../lib/errors.ts";
 import { parseSize } from "../lib/size.ts";
 import type { CompressMode, UploadRequest } from "../lib/transfer.ts";
-import { uploadChunked } from "../lib/upload1.ts";
-import { uploadDirect } from "../lib/direct.ts";
+import { uploadChunked } from "../lib/api1/upload.ts";
+import { uploadDirect } from "../lib/api2/upload-direct.ts";
+import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
   meta: { name: "upload", description: "Upload an image file (or block device) to a new drive, or to an existing one with -d" },

@@ -1,13 +1,14 @@
 #!/usr/bin/env bun
 // Write one piece (at most 4M) to a drive at OFFSET (API 1.0 POST /drives/DRIVE/write/OFFSET), gzipped.
 import { defineCommand } from "citty";
-import { contextOf, runMain } from "../lib/cli.ts";
-import { checkUuid, connectionArgs } from "../lib/args.ts";
+import { contextOf, runMain } from "../lib/cli/runner.ts";
+import { connectionArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
-import { MAX_PIECE, writePiece } from "../lib/drives.ts";
+import { MAX_PIECE, writePiece } from "../lib/api1/drives.ts";
 import { UsageError } from "../lib/errors.ts";
 import { parseSize } from "../lib/size.ts";
 import { readBounded } from "../lib/files.ts";
+import { checkUuid } from "../lib/uuid.ts";
 
 const SIZE_SYNTAX = /^\d+[a-zA-Z]?$/;
 

@@ -1,6 +1,6 @@
 // Running commands in-process (captured stdout/stderr, chosen env and stdin) and as real processes.
 import type { CommandDef } from "citty";
-import { execute, type Io } from "../lib/cli.ts";
+import { execute, type Io } from "../lib/cli/runner.ts";
 
 export interface RunResult {
   status: number;

@@ -14,7 +14,7 @@ import image from "../scripts/image.ts";
 import read from "../scripts/read.ts";
 import write from "../scripts/write.ts";
 import { parseRecord, parseRecords } from "../lib/kv.ts";
-import { startStub, type DriveStub } from "./stub/server.ts";
+import { startStub, type DriveStub } from "../emulator/server.ts";
 import { run, spawnScript } from "./helpers.ts";
 
 let stub: DriveStub;
@@ -354,7 +354,7 @@ describe("as real processes", () => {
 });
 
 test("`bun run stub` prints the lines to export, and they work", async () => {
-  const child = Bun.spawn(["bun", new URL("./stub/main.ts", import.meta.url).pathname, "--quiet"], {
+  const child = Bun.spawn(["bun", new URL("../emulator/main.ts", import.meta.url).pathname, "--quiet"], {
     stdout: "pipe",
     stderr: "ignore",
     env: { PATH: process.env.PATH, HOME: process.env.HOME },

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import zlib from "node:zlib";
 import type { Server } from "bun";
-import { formatRecord, formatRecords, parseRecord, type KvRecord } from "../../lib/kv.ts";
+import { formatRecord, formatRecords, parseRecord, type KvRecord } from "../lib/kv.ts";
 
 export const MAX_READ = 4 * 1024 * 1024;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

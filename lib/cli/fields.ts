@@ -1,9 +1,9 @@
 // Drive fields as flags (create, set): each value checked before anything is sent.
 import type { ArgsDef } from "citty";
-import { UsageError } from "./errors.ts";
-import { checkPair, type KvRecord } from "./kv.ts";
-import { parseSize } from "./size.ts";
-import { checkUuid } from "./args.ts";
+import { UsageError } from "../errors.ts";
+import { checkPair, type KvRecord } from "../kv.ts";
+import { parseSize } from "../size.ts";
+import { checkUuid } from "../uuid.ts";
 
 export const EVERYONE = "ffffffff-ffff-ffff-ffff-ffffffffffff";
 

@@ -5,7 +5,7 @@
 // enough (already-compressed data) goes raw whatever the level.
 import { promisify } from "node:util";
 import zlib from "node:zlib";
-import type { CompressMode } from "./transfer.ts";
+import type { CompressMode } from "../transfer.ts";
 
 /** 0 means raw. */
 export type Level = 0 | 1 | 6 | 9;

@@ -10,7 +10,7 @@ import { join, resolve } from "node:path";
 import { startStub } from "./server.ts";
 import { installApi2 } from "./api2.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
+const ROOT = new URL("../", import.meta.url).pathname;
 const MiB = 1024 * 1024;
 
 function sampleImage(size: number): Uint8Array {

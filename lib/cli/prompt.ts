@@ -1,5 +1,5 @@
 // A yes/no question on stderr, answered on stdin (stdout stays for results).
-import type { RunContext } from "./cli.ts";
+import type { RunContext } from "./runner.ts";
 
 const MAX_ANSWER = 256;
 

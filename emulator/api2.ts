@@ -9,8 +9,8 @@
 import { closeSync, ftruncateSync, writeSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import type { Server } from "bun";
-import { isAllZero } from "../../lib/drives.ts";
 import { elasticError, type DriveStub, type StubDrive } from "./server.ts";
+import { isAllZero } from "../lib/bytes.ts";
 
 const PREFIX = "/api/2.0/";
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

@@ -1,6 +1,6 @@
 // The compression planner's model (no timing: the figures are fed in).
 import { expect, test } from "bun:test";
-import { CompressionPlan } from "../lib/gzip.ts";
+import { CompressionPlan } from "../../lib/api1/compression.ts";
 
 const CHUNK = 4 * 1024 * 1024;
 

@@ -1,21 +1,8 @@
 // Progress on stderr: a live line on a terminal, a log line every few seconds elsewhere.
-import type { RunContext } from "./cli.ts";
-import { humanBytes } from "./size.ts";
-
-export interface ProgressOptions {
-  label: string;
-  total: number;
-  quiet?: boolean;
-  /** Milliseconds between log lines when stderr is not a terminal. */
-  logEveryMs?: number;
-}
-
-export interface Progress {
-  /** Set the bytes done so far (not an increment) and an optional note such as "3 zero chunks skipped". */
-  update(done: number, note?: string): void;
-  /** Clear the live line; log a last summary. */
-  finish(summary?: string): void;
-}
+import type { ConsolaInstance } from "consola";
+import type { Progress, ProgressOptions } from "../context.ts";
+import type { Io } from "./runner.ts";
+import { humanBytes } from "../size.ts";
 
 function formatEta(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return "--:--";
@@ -40,7 +27,7 @@ export function progressLine(label: string, done: number, total: number, elapsed
   return parts.join("  ");
 }
 
-export function createProgress(ctx: RunContext, options: ProgressOptions): Progress {
+export function createProgress(ctx: { io: Pick<Io, "stderr" | "stderrIsTTY">; log: ConsolaInstance }, options: ProgressOptions): Progress {
   const started = performance.now();
   const live = ctx.io.stderrIsTTY;
   const every = live ? 200 : (options.logEveryMs ?? 5000);

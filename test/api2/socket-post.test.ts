@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseAnswer, streamPost } from "../lib/rawpost.ts";
+import { parseAnswer, streamPost } from "../../lib/api2/socket-post.ts";
 
 function pattern(size: number): Uint8Array {
   const bytes = new Uint8Array(size);

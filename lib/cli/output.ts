@@ -1,6 +1,6 @@
 // Printing drive records on stdout: KEY VALUE lines (records split by a blank line) or JSON.
-import type { RunContext } from "./cli.ts";
-import { formatRecords, recordToJson, type KvRecord } from "./kv.ts";
+import type { RunContext } from "./runner.ts";
+import { formatRecords, recordToJson, type KvRecord } from "../kv.ts";
 
 export function printRecords(ctx: RunContext, records: KvRecord[], json: boolean, single: boolean): void {
   if (json) {

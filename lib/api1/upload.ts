@@ -3,18 +3,19 @@
 // on a drive this run created, each write retried on passing errors, every finished chunk
 // recorded in a journal so that rerunning the same command resumes.
 import { basename, resolve } from "node:path";
-import type { RunContext } from "./cli.ts";
-import type { Connection } from "./connect.ts";
-import { createDrive, driveInfo, isAllZero, MAX_PIECE, sizeOf, writePiece } from "./drives.ts";
-import { ApiError, OperationError, UsageError } from "./errors.ts";
-import type { HttpClient } from "./http.ts";
-import { BufferPool, abortOnInterrupt, chunkGrid, openImage, readInto, runLimited, type ImageSource } from "./chunks.ts";
-import { CompressionPlan } from "./gzip.ts";
-import { Journal, journalPath } from "./journal.ts";
-import { createProgress } from "./progress.ts";
-import { isRetryable, logRetry, withRetry } from "./retry.ts";
-import { humanBytes } from "./size.ts";
-import type { UploadRequest } from "./transfer.ts";
+import type { Context } from "../context.ts";
+import type { Connection } from "../connect.ts";
+import { createDrive, driveInfo, MAX_PIECE, sizeOf, writePiece, readInto } from "./drives.ts";
+import { ApiError, OperationError, UsageError } from "../errors.ts";
+import type { HttpClient } from "../http.ts";
+import { abortOnInterrupt, chunkGrid, runLimited } from "../chunks/engine.ts";
+import { CompressionPlan } from "./compression.ts";
+import { Journal, journalPath } from "../chunks/journal.ts";
+import { isRetryable, logRetry, withRetry } from "../retry.ts";
+import { humanBytes } from "../size.ts";
+import type { UploadRequest } from "../transfer.ts";
+import { isAllZero, BufferPool } from "../bytes.ts";
+import { openImage, type ImageSource } from "../chunks/image.ts";
 
 /** Writes in flight by default: picked from bench/RESULTS.md (enough to hide 100 ms per request, memory 8 x 4 MiB). */
 export const DEFAULT_UPLOAD_CONCURRENCY = 8;
@@ -51,9 +52,9 @@ function resumeCommand(file: string, drive: string, offset: number): string {
   return `upload.ts -d ${drive} -o ${offset} ${/^[\w./-]+$/.test(file) ? file : `'${file.replace(/'/g, "'\\''")}'`}`;
 }
 
-export async function uploadChunked(ctx: RunContext, connection: Connection, request: UploadRequest): Promise<string> {
+export async function uploadChunked(ctx: Context, connection: Connection, request: UploadRequest): Promise<string> {
   const client = connection.client;
-  const image = await openImage(resolve(ctx.io.cwd, request.file), request.file);
+  const image = await openImage(resolve(ctx.cwd, request.file), request.file);
   try {
     return await upload(ctx, client, request, image);
   } finally {
@@ -61,7 +62,7 @@ export async function uploadChunked(ctx: RunContext, connection: Connection, req
   }
 }
 
-async function upload(ctx: RunContext, client: HttpClient, request: UploadRequest, image: ImageSource): Promise<string> {
+async function upload(ctx: Context, client: HttpClient, request: UploadRequest, image: ImageSource): Promise<string> {
   if (image.size === 0) throw new UsageError(`${request.file} is empty (0 bytes): there is nothing to upload`);
   const offset = request.offset ?? 0;
   if (offset > image.size) throw new UsageError(`invalid --offset ${offset}: beyond the end of ${request.file} (${image.size} bytes)`);
@@ -70,7 +71,7 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
   const plan = new CompressionPlan(request.compress, concurrency, (text) => ctx.log.debug(text));
 
   // the journal: one per image and target, in the directory the command runs in
-  const path = journalPath(ctx.io.cwd, `upload\0${image.path}\0${request.drive ?? "new"}`);
+  const path = journalPath(ctx.cwd, `upload\0${image.path}\0${request.drive ?? "new"}`);
   const key = { kind: "upload" as const, file: image.path, size: image.size, mtimeMs: image.mtimeMs, chunk, drive: request.drive };
   let journal = Journal.load(path);
   if (journal && !journal.matches(key)) {
@@ -124,7 +125,7 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
   let retries = 0;
   let wireBytes = 0;
 
-  const progress = createProgress(ctx, { label: "upload", total: image.size, quiet: request.quiet });
+  const progress = ctx.progress({ label: "upload", total: image.size, quiet: request.quiet });
   const note = () => [skipped ? `${skipped} zero chunks skipped` : "", retries ? `${retries} retries` : ""].filter(Boolean).join(", ") || undefined;
   const { controller, interrupted, remove: removeHandlers } = abortOnInterrupt();
   const pool = new BufferPool(chunk);
@@ -216,7 +217,7 @@ async function upload(ctx: RunContext, client: HttpClient, request: UploadReques
     const reason = interrupted() ? `interrupted (${interrupted()})` : (error as Error).message;
     throw new OperationError(
       `upload to drive ${target} stopped at ${humanBytes(done)} of ${humanBytes(image.size)}: ${reason}; ` +
-        `to resume, rerun the same command in ${ctx.io.cwd} (journal ${basename(theJournal.path)}), or run: ${resumeCommand(request.file, target, resumeAt)}`,
+        `to resume, rerun the same command in ${ctx.cwd} (journal ${basename(theJournal.path)}), or run: ${resumeCommand(request.file, target, resumeAt)}`,
     );
   } finally {
     removeHandlers();
@@ -279,7 +280,7 @@ async function probeLink(
 
 /** Read the whole drive range of the image back in parallel 4 MiB reads; name the first byte that differs. */
 async function verifyUpload(
-  ctx: RunContext,
+  ctx: Context,
   client: HttpClient,
   drive: string,
   image: ImageSource,
@@ -290,7 +291,7 @@ async function verifyUpload(
   const count = Math.ceil(image.size / MAX_PIECE);
   const pool = new BufferPool(MAX_PIECE);
   const remotePool = new BufferPool(MAX_PIECE);
-  const progress = createProgress(ctx, { label: "verify", total: image.size, quiet });
+  const progress = ctx.progress({ label: "verify", total: image.size, quiet });
   let checked = 0;
   let firstDifference = Infinity;
   const controller = new AbortController();

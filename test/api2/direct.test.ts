@@ -4,12 +4,13 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import upload from "../scripts/upload.ts";
-import download from "../scripts/download.ts";
-import { startStub, type DriveStub } from "./stub/server.ts";
-import { installApi2, type Api2Stub } from "./stub/api2.ts";
-import { run, spawnScript } from "./helpers.ts";
-import { dispositionName, parseContentRange, parseUploadAnswer, safeFileName } from "../lib/direct.ts";
+import upload from "../../scripts/upload.ts";
+import download from "../../scripts/download.ts";
+import { startStub, type DriveStub } from "../../emulator/server.ts";
+import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
+import { run, spawnScript } from "../helpers.ts";
+import { dispositionName, parseContentRange, safeFileName } from "../../lib/api2/download.ts";
+import { parseUploadAnswer } from "../../lib/api2/upload-direct.ts";
 
 const UUID_LINE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n$/;
 const MIN_SIZE = 256 * 1024;
@@ -181,8 +182,8 @@ describe("upload", () => {
     const result = await run(upload, [path, "--quiet", "--verbose", "--verify"], { env: api2.env });
     expect(result.status).toBe(0);
     expect(result.stderr).toContain("> POST http://127.0.0.1:");
-    expect(result.stderr).toContain("Authorization: Basic ****");
-    expect(result.stderr).toContain("Content-Length: 3000");
+    expect(result.stderr).toContain("authorization: Basic ****");
+    expect(result.stderr).toContain("content-length: 3000");
     expect(result.stderr).toContain("< 200");
     expect(result.stderr).not.toContain(stub.secret);
     expect(result.stderr).not.toContain(Buffer.from(`${stub.user}:${stub.secret}`).toString("base64"));

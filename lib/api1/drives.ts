@@ -1,8 +1,8 @@
-// API 1.0 drive calls (seeds/001, API.md): one function per call, arguments already checked.
-import { OperationError, UsageError } from "./errors.ts";
-import type { HttpClient, RequestOptions } from "./http.ts";
-import { formatRecord, type KvRecord } from "./kv.ts";
-import { isUuid } from "./args.ts";
+// API 1.0 drive calls: one function per call, arguments already checked.
+import { ApiError, OperationError, UsageError } from "../errors.ts";
+import type { HttpClient, RequestOptions } from "../http.ts";
+import { formatRecord, type KvRecord } from "../kv.ts";
+import { isUuid } from "../uuid.ts";
 
 /** The API never serves more than this in one read, and the vendor tools write this much at a time. */
 export const MAX_PIECE = 4 * 1024 * 1024;
@@ -84,14 +84,45 @@ export async function writePiece(client: HttpClient, drive: string, offset: numb
   await response.body?.cancel();
 }
 
-/** True when every byte is zero; scans 32-bit words (about 3 GB/s here, BUN-FACTS.md). */
-export function isAllZero(bytes: Uint8Array): boolean {
-  // a view that is not 4-byte aligned cannot be read as words: scan it byte by byte
-  const words = bytes.byteOffset % 4 === 0 ? Math.floor(bytes.length / 4) : 0;
-  if (words > 0) {
-    const view = new Uint32Array(bytes.buffer, bytes.byteOffset, words);
-    for (let i = 0; i < view.length; i++) if (view[i] !== 0) return false;
+/**
+ * One API 1.0 read of `length` bytes into `buffer` (no new 4 MiB buffer per read: memory stays
+ * flat). The answer must hold exactly `length` bytes: Bun's fetch does not notice a body cut
+ * short of its Content-Length, so the bytes are counted here, and a short answer or a connection
+ * lost mid-body is an error worth another try.
+ */
+export async function readInto(
+  client: HttpClient,
+  drive: string,
+  position: number,
+  length: number,
+  buffer: Uint8Array,
+  signal?: AbortSignal,
+): Promise<Uint8Array> {
+  if (length > MAX_PIECE || length > buffer.length) throw new UsageError(`a read is at most 4M (${MAX_PIECE} bytes), not ${length}`);
+  const path = `drives/${drive}/read/${position}/${length}`;
+  const shown = `/${path}`;
+  const response = await client.request("GET", path, { signal });
+  let got = 0;
+  const reader = response.body?.getReader();
+  if (reader) {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        if (got + value.length > length) {
+          await reader.cancel().catch(() => undefined);
+          throw new ApiError("protocol", `the server sent more than the ${length} bytes asked`, response.status, "GET", shown, false);
+        }
+        buffer.set(value, got);
+        got += value.length;
+      }
+    } catch (error) {
+      if (error instanceof ApiError || signal?.aborted) throw error;
+      throw new ApiError("network", `answer cut after ${got} of ${length} bytes: ${(error as Error).message}`, response.status, "GET", shown, true);
+    } finally {
+      reader.releaseLock();
+    }
   }
-  for (let i = words * 4; i < bytes.length; i++) if (bytes[i] !== 0) return false;
-  return true;
+  if (got !== length) throw new ApiError("protocol", `short answer: ${got} of ${length} bytes`, response.status, "GET", shown, true);
+  return buffer.subarray(0, length);
 }

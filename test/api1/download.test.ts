@@ -5,11 +5,11 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import download from "../scripts/download.ts";
-import upload from "../scripts/upload.ts";
-import { run } from "./helpers.ts";
-import { startStub, type DriveStub } from "./stub/server.ts";
-import { imageBytes, sameBytes as same } from "./images.ts";
+import download from "../../scripts/download.ts";
+import upload from "../../scripts/upload.ts";
+import { run } from "../helpers.ts";
+import { startStub, type DriveStub } from "../../emulator/server.ts";
+import { imageBytes, sameBytes as same } from "../images.ts";
 
 const CHUNK = 64 * 1024;
 

@@ -5,17 +5,17 @@
 import { writeSync } from "node:fs";
 import { open, rename, stat, type FileHandle } from "node:fs/promises";
 import { basename, resolve } from "node:path";
-import type { RunContext } from "./cli.ts";
-import type { Connection } from "./connect.ts";
-import { driveInfo, sizeOf } from "./drives.ts";
-import { OperationError } from "./errors.ts";
-import { BufferPool, dataRuns, abortOnInterrupt, chunkGrid, readInto, runLimited } from "./chunks.ts";
-import { checkOutputPath, exists } from "./files.ts";
-import { Journal, journalPath } from "./journal.ts";
-import { createProgress } from "./progress.ts";
-import { logRetry, withRetry } from "./retry.ts";
-import { humanBytes } from "./size.ts";
-import type { DownloadRequest } from "./transfer.ts";
+import type { Context } from "../context.ts";
+import type { Connection } from "../connect.ts";
+import { driveInfo, sizeOf, readInto } from "./drives.ts";
+import { OperationError } from "../errors.ts";
+import { abortOnInterrupt, chunkGrid, runLimited } from "../chunks/engine.ts";
+import { checkOutputPath, exists } from "../files.ts";
+import { Journal, journalPath } from "../chunks/journal.ts";
+import { logRetry, withRetry } from "../retry.ts";
+import { humanBytes } from "../size.ts";
+import type { DownloadRequest } from "../transfer.ts";
+import { BufferPool, dataRuns } from "../bytes.ts";
 
 /** Reads in flight by default: picked from bench/RESULTS.md (8 was no faster on loopback and cost ~20 MiB more RSS). */
 export const DEFAULT_DOWNLOAD_CONCURRENCY = 6;
@@ -38,10 +38,10 @@ function writeAll(fd: number, bytes: Uint8Array, position: number): void {
   while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, position + done);
 }
 
-export async function downloadChunked(ctx: RunContext, connection: Connection, request: DownloadRequest): Promise<string> {
+export async function downloadChunked(ctx: Context, connection: Connection, request: DownloadRequest): Promise<string> {
   const client = connection.client;
   const drive = request.drive;
-  const path = resolve(ctx.io.cwd, request.file ?? drive);
+  const path = resolve(ctx.cwd, request.file ?? drive);
   // before anything is sent: an existing FILE is only replaced on request
   await checkOutputPath(path, request.force);
   const part = `${path}.part`;
@@ -52,7 +52,7 @@ export async function downloadChunked(ctx: RunContext, connection: Connection, r
   const chunk = request.chunk;
   const concurrency = request.concurrency ?? DEFAULT_DOWNLOAD_CONCURRENCY;
 
-  const journalFile = journalPath(ctx.io.cwd, `download\0${drive}\0${path}`);
+  const journalFile = journalPath(ctx.cwd, `download\0${drive}\0${path}`);
   const key = { kind: "download" as const, file: path, size, chunk, drive };
   let journal = Journal.load(journalFile);
   const partExists = await exists(part);
@@ -77,7 +77,7 @@ export async function downloadChunked(ctx: RunContext, connection: Connection, r
   let done = doneBytes(theJournal.done);
   let retries = 0;
   let holes = 0;
-  const progress = createProgress(ctx, { label: "download", total: size, quiet: request.quiet });
+  const progress = ctx.progress({ label: "download", total: size, quiet: request.quiet });
   const { controller, interrupted, remove: removeHandlers } = abortOnInterrupt();
   const pool = new BufferPool(chunk);
   /** For reading back what an interrupted run left in FILE.part. */
@@ -147,7 +147,7 @@ export async function downloadChunked(ctx: RunContext, connection: Connection, r
     const reason = interrupted() ? `interrupted (${interrupted()})` : (error as Error).message;
     throw new OperationError(
       `download of drive ${drive} stopped at ${humanBytes(done)} of ${humanBytes(size)}: ${reason}; ` +
-        `${basename(part)} is kept: rerun the same command in ${ctx.io.cwd} to resume`,
+        `${basename(part)} is kept: rerun the same command in ${ctx.cwd} to resume`,
     );
   } finally {
     removeHandlers();

@@ -1,12 +1,13 @@
 // Flags shared by the scripts (the nuxt/cli `_shared.ts` pattern).
 import type { ArgsDef } from "citty";
-import { UsageError } from "./errors.ts";
-import { parseSize } from "./size.ts";
+import { UsageError } from "../errors.ts";
+import { parseSize } from "../size.ts";
+import { DEFAULT_TIMEOUT_SECONDS } from "../config.ts";
 
 export const connectionArgs = {
   uri: { type: "string", description: "API endpoint; overrides EHURI (API 1.0) or CSURI (API 2.0)", valueHint: "URL" },
   "auth-file": { type: "string", description: "File holding one line user:secret; overrides EHAUTH / CSAUTH", valueHint: "PATH" },
-  timeout: { type: "string", description: "Seconds to wait for an answer (in a transfer: for any progress)", default: "120", valueHint: "SECONDS" },
+  timeout: { type: "string", description: "Seconds to wait for an answer (in a transfer: for any progress)", default: String(DEFAULT_TIMEOUT_SECONDS), valueHint: "SECONDS" },
   verbose: { type: "boolean", description: "Log each HTTP exchange (credentials masked) and error stacks" },
 } as const satisfies ArgsDef;
 
@@ -24,26 +25,6 @@ export const transferArgs = {
   location: { type: "string", description: "API 2.0: CloudSigma location such as zrh (https://LOC.cloudsigma.com/api/2.0/)", valueHint: "LOC" },
   concurrency: { type: "string", description: "API 1.0: requests in flight at once (default chosen by benchmark)", valueHint: "N" },
 } as const satisfies ArgsDef;
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function isUuid(text: string): boolean {
-  return UUID.test(text);
-}
-
-/** Drive and user identifiers are UUIDs; anything else never reaches a URL. */
-export function checkUuid(text: string | undefined, what: string): string {
-  if (!text) throw new UsageError(`missing ${what}`);
-  if (!UUID.test(text)) throw new UsageError(`invalid ${what} '${text.slice(0, 60)}': expected a UUID like 8f9b42b1-1c5a-4a1e-9d8a-0123456789ab`);
-  return text.toLowerCase();
-}
-
-/** A positive number of seconds (fractions allowed), as milliseconds. */
-export function parseSeconds(text: string | undefined, what: string, fallback: number): number {
-  if (text === undefined || text === "") return fallback * 1000;
-  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0) throw new UsageError(`invalid ${what} '${text}': expected a positive number of seconds`);
-  return Math.round(Number(text) * 1000);
-}
 
 /** -c/--chunk for the chunked engine: a multiple of 512 from 4k to the API's 4M limit per request. */
 export function parseChunk(text: string): number {

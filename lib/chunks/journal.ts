@@ -5,7 +5,7 @@
 // record exact even after kill -9 (a torn last line is ignored), at one small write per chunk.
 import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { OperationError } from "./errors.ts";
+import { OperationError } from "../errors.ts";
 
 export interface JournalHeader {
   v: 1;

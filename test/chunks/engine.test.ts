@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { runLimited } from "../lib/chunks.ts";
+import { runLimited } from "../../lib/chunks/engine.ts";
 
 test("runLimited runs up to the limit, and retires lanes when fewer are wanted", async () => {
   let running = 0;

@@ -5,13 +5,13 @@ import { closeSync, ftruncateSync, openSync, readdirSync, readFileSync, statSync
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import upload from "../scripts/upload.ts";
-import { run } from "./helpers.ts";
-import { imageBytes, sameBytes as same } from "./images.ts";
-import { startStub, type DriveStub } from "./stub/server.ts";
+import upload from "../../scripts/upload.ts";
+import { run } from "../helpers.ts";
+import { imageBytes, sameBytes as same } from "../images.ts";
+import { startStub, type DriveStub } from "../../emulator/server.ts";
 
 const CHUNK = 64 * 1024;
-const ROOT = new URL("..", import.meta.url).pathname;
+const ROOT = new URL("../..", import.meta.url).pathname;
 
 let stub: DriveStub;
 let dir: string;

@@ -1,8 +1,10 @@
-// Running a command: strict argument checks, one-line errors, exit statuses (CLI.md), and the
-// stdout/stderr/env a command uses, so tests can run commands in-process.
+// Running a command: strict argument checks, one-line errors, exit statuses (0 done, 1 failed,
+// 2 wrong call), and the stdout/stderr/env a command uses, so tests can run commands in-process.
 import { createConsola, type ConsolaInstance } from "consola";
 import { renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
-import { exitStatusOf, UsageError } from "./errors.ts";
+import { exitStatusOf, UsageError } from "../errors.ts";
+import type { Context } from "../context.ts";
+import { createProgress } from "./progress.ts";
 
 export interface Writer {
   write(chunk: string | Uint8Array): unknown;
@@ -20,16 +22,13 @@ export interface Io {
   cwd: string;
 }
 
-export interface RunContext {
+/** The engines' Context, plus what only commands use: the raw I/O and stdout. */
+export interface RunContext extends Context {
   io: Io;
-  log: ConsolaInstance;
-  verbose: boolean;
   /** Print a result line (or raw text) on stdout. */
   print(text: string): void;
   /** Mask the secret anywhere in a message before it is shown. */
   redact(text: string): string;
-  /** Register a secret so that no message shows it. */
-  addSecret(secret: string): void;
 }
 
 export function processIo(): Io {
@@ -137,6 +136,9 @@ export async function execute<T extends ArgsDef>(command: CommandDef<T>, argv: s
     io,
     log,
     verbose,
+    cwd: io.cwd,
+    env: io.env,
+    progress: (options) => createProgress({ io, log }, options),
     print: (text) => void io.stdout.write(text.endsWith("\n") ? text : `${text}\n`),
     redact,
     addSecret: (secret) => {

@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
-import { checkArgv } from "../lib/cli.ts";
-import { progressLine } from "../lib/progress.ts";
-import { UsageError } from "../lib/errors.ts";
+import { checkArgv } from "../../lib/cli/runner.ts";
+import { progressLine } from "../../lib/cli/progress.ts";
+import { UsageError } from "../../lib/errors.ts";
 
 const argsDef = {
   drive: { type: "positional" },
@@ -32,7 +32,7 @@ test("the progress line: bytes, percent, MB/s, ETA, note", () => {
 });
 
 test("--chunk and --concurrency bounds", async () => {
-  const { parseChunk, parseConcurrency } = await import("../lib/args.ts");
+  const { parseChunk, parseConcurrency } = await import("../../lib/cli/args.ts");
   expect(parseChunk("4M")).toBe(4194304);
   expect(parseChunk("64k")).toBe(65536);
   for (const bad of ["4095", "5M", "1000000", "2k"]) expect(() => parseChunk(bad)).toThrow(/--chunk/);

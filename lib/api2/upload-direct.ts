@@ -1,0 +1,195 @@
+// API 2.0 direct upload: one streamed POST of the raw image to the direct host; the answer names
+// the new drive. Never retried (a second POST would make a second drive). --verify streams the
+// drive back and compares.
+import { closeSync, openSync, readSync } from "node:fs";
+import { resolve } from "node:path";
+import type { Context, Progress } from "../context.ts";
+import { directClient, type Connection } from "../connect.ts";
+import { isAllZero } from "../bytes.ts";
+import { ApiError, messageOf, OperationError, UsageError } from "../errors.ts";
+import { classifyError, describeNetworkError } from "../http.ts";
+import { imageSize } from "../chunks/image.ts";
+import { formatRate, humanBytes } from "../size.ts";
+import type { UploadRequest } from "../transfer.ts";
+import { streamPost, StreamPostError, type StreamPostAnswer } from "./socket-post.ts";
+import { NO_TOTAL_LIMIT, Watchdog } from "./watchdog.ts";
+import { contentLength } from "./download.ts";
+
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
+const EXACT_UUID = new RegExp(`^${UUID.source}$`, "i");
+/** Bytes compared per step in --verify. */
+const PIECE = 1024 * 1024;
+
+/** The new drive's UUID from the upload answer: JSON (a string, `{uuid}`, `{objects: [{uuid}]}`) or plain text. */
+export function parseUploadAnswer(text: string): string | undefined {
+  const trimmed = text.trim();
+  let value: unknown = trimmed;
+  try {
+    value = JSON.parse(trimmed);
+  } catch {
+    // plain text, as curl users see it
+  }
+  const pick = (item: unknown): unknown => {
+    if (typeof item === "string") return item.trim();
+    if (Array.isArray(item)) return item.length === 1 ? pick(item[0]) : undefined;
+    if (item && typeof item === "object") {
+      const record = item as Record<string, unknown>;
+      if (typeof record.uuid === "string") return record.uuid;
+      if (typeof record.drive === "string") return record.drive;
+      if (Array.isArray(record.objects)) return pick(record.objects);
+    }
+    return undefined;
+  };
+  const uuid = pick(value);
+  return typeof uuid === "string" && EXACT_UUID.test(uuid) ? uuid.toLowerCase() : undefined;
+}
+
+export async function uploadDirect(ctx: Context, connection: Connection, request: UploadRequest): Promise<string> {
+  const client = directClient(connection);
+  if (request.drive) throw new UsageError("-d/--drive is API 1.0 only: an API 2.0 upload always creates a new drive");
+  if (request.offset) throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 upload sends the whole image in one request");
+  const file = resolve(ctx.cwd, request.file);
+  const size = imageSize(file);
+  if (size === 0) throw new UsageError(`${request.file} is empty: nothing to upload`);
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch (error) {
+    throw new UsageError(`cannot read ${request.file}: ${(error as Error).message}`);
+  }
+  // the file name after upload/ is ignored by the server but shows in its logs; curl sends it too
+  const url = client.url(`drives/upload/${encodeURIComponent(request.name)}`);
+  const headers = {
+    ...client.authorizationFor(url),
+    "content-type": "application/octet-stream",
+    "user-agent": "drivekit",
+    accept: "application/json, text/plain",
+  };
+  client.trace(`> POST ${url.href}`, { ...headers, "content-length": String(size) });
+  const progress = ctx.progress({ label: "upload", total: size, quiet: request.quiet });
+  const watchdog = new Watchdog(connection.timeoutMs);
+  const started = performance.now();
+  let sent = 0;
+  let readFailure: Error | undefined;
+  let answer: StreamPostAnswer;
+  try {
+    answer = await streamPost({
+      url,
+      headers,
+      size,
+      signal: watchdog.signal,
+      fill(buffer, offset, length) {
+        try {
+          const n = readSync(fd, buffer, 0, length, offset);
+          if (n === 0) readFailure = new OperationError(`${request.file} shrank to ${offset} bytes during the upload`);
+          return n;
+        } catch (error) {
+          readFailure = new OperationError(`reading ${request.file} at byte ${offset} failed: ${(error as Error).message}`);
+          return 0;
+        }
+      },
+      onProgress(done) {
+        sent = done;
+        watchdog.touch();
+        progress.update(done);
+      },
+    });
+    client.trace(`< ${answer.status} ${answer.statusText}`, Object.fromEntries(answer.headers));
+    if (answer.status < 200 || answer.status >= 300) {
+      const { kind, message } = classifyError(answer.status, answer.headers.get("x-elastic-error"), answer.body);
+      throw new ApiError(kind, message, answer.status, "POST", url.pathname);
+    }
+  } catch (caught) {
+    let error = readFailure ?? watchdog.translate(caught, "POST", url.pathname);
+    if (error instanceof StreamPostError) {
+      error = new ApiError("network", describeNetworkError(error, url), undefined, "POST", url.pathname);
+    }
+    progress.finish();
+    const partial = error instanceof ApiError ? UUID.exec(error.serverMessage)?.[0]?.toLowerCase() : undefined;
+    const drive = partial
+      ? `; the server named drive ${partial}, which may hold a partial image: check it and destroy it`
+      : "; the server may have created a partial drive: check your drive list";
+    throw new OperationError(
+      `upload of ${request.file} failed after ${humanBytes(sent)} of ${humanBytes(size)}: ${messageOf(error)}; not retried (a new attempt would create another drive)${drive}`,
+    );
+  } finally {
+    watchdog.stop();
+    closeSync(fd);
+  }
+  const uuid = parseUploadAnswer(answer.body);
+  if (!uuid) {
+    progress.finish();
+    const shown = answer.body.replace(/[\x00-\x1f\x7f]+/g, " ").trim().slice(0, 200);
+    throw new OperationError(`upload of ${request.file} ended, but the answer holds no drive UUID: '${shown}'; not retried: check your drive list`);
+  }
+  if (answer.sent !== size) {
+    // a 2xx before the whole body went out: the drive cannot hold the image
+    progress.finish();
+    throw new OperationError(`the server answered drive ${uuid} after only ${answer.sent} of ${size} bytes; not retried: check that drive and destroy it`);
+  }
+  progress.finish(`uploaded ${humanBytes(size)} as drive ${uuid} (${formatRate(size, started)})`);
+  if (request.verify) await verifyDirect(ctx, connection, uuid, file, size, request.quiet);
+  return uuid;
+}
+
+/**
+ * Read the new drive back and compare it with the image, streaming both. The drive may be longer
+ * (a server grows small images to its minimum drive size): the extra bytes must all be zero.
+ */
+async function verifyDirect(ctx: Context, connection: Connection, uuid: string, file: string, size: number, quiet: boolean): Promise<void> {
+  const client = directClient(connection);
+  const path = `drives/${uuid}/download/`;
+  const watchdog = new Watchdog(connection.timeoutMs);
+  const started = performance.now();
+  const fd = openSync(file, "r");
+  let done = 0;
+  let progress: Progress | undefined;
+  const mismatch = (at: number, why: string) =>
+    new OperationError(`verify failed: drive ${uuid} ${why} at byte ${at} (the upload itself finished; the drive is kept)`);
+  try {
+    const response = await client.request("GET", path, {
+      headers: { "accept-encoding": "identity" },
+      timeoutMs: NO_TOTAL_LIMIT,
+      signal: watchdog.signal,
+    });
+    const total = contentLength(response);
+    if (total !== undefined && total < size) throw mismatch(total, `is shorter than the image (${total} of ${size} bytes)`);
+    progress = ctx.progress({ label: "verify", total: total ?? size, quiet });
+    const local = new Uint8Array(PIECE);
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    for (;;) {
+      const { value, done: end } = await reader.read();
+      if (end) break;
+      watchdog.touch();
+      let at = 0;
+      while (at < value.length) {
+        if (done >= size) {
+          const rest = value.subarray(at);
+          if (!isAllZero(rest)) throw mismatch(done + rest.findIndex((byte) => byte !== 0), "holds non-zero bytes past the image's end");
+          done += rest.length;
+          break;
+        }
+        const want = Math.min(value.length - at, size - done, local.length);
+        const n = readSync(fd, local, 0, want, done);
+        if (n !== want) throw new OperationError(`verify: ${file} changed size while verifying`);
+        const theirs = value.subarray(at, at + n);
+        if (!Buffer.from(theirs.buffer, theirs.byteOffset, n).equals(Buffer.from(local.buffer, 0, n))) {
+          const index = theirs.findIndex((byte, i) => byte !== local[i]);
+          throw mismatch(done + index, "differs from the image");
+        }
+        at += n;
+        done += n;
+      }
+      progress.update(done);
+    }
+    if (done < size) throw mismatch(done, `ended early (${done} of ${size} bytes)`);
+    if (total !== undefined && done !== total) throw mismatch(done, `download ended at ${done} of ${total} bytes`);
+    progress.finish(`verified drive ${uuid} against ${file} (${formatRate(done, started)})`);
+  } catch (error) {
+    progress?.finish();
+    throw watchdog.translate(error, "GET", client.url(path).pathname);
+  } finally {
+    watchdog.stop();
+    closeSync(fd);
+  }
+}

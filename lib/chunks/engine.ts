@@ -1,0 +1,87 @@
+// The chunk engine's parts: a bounded parallel runner, the chunk grid, and Ctrl-C handling.
+import { OperationError } from "../errors.ts";
+
+/**
+ * Run `task` for each item with at most `limit` at once. The first failure stops new starts
+ * (`stopped()` turns true, `onFailure` runs, e.g. to abort requests in flight); the ones running
+ * finish or fail, then the first failure is thrown.
+ */
+export async function runLimited<T>(
+  items: Iterable<T>,
+  limit: number,
+  task: (item: T) => Promise<void>,
+  onFailure: (error: unknown) => void,
+  stopped: () => boolean,
+  /** Lanes wanted now (at most `limit`); a lane past it finishes its item and retires for good. */
+  lanes?: () => number,
+): Promise<void> {
+  const iterator = items[Symbol.iterator]();
+  let failure: { error: unknown } | undefined;
+  const lane = async (_: unknown, index: number) => {
+    for (;;) {
+      if (failure || stopped()) return;
+      if (index > 0 && lanes && index >= lanes()) return;
+      const next = iterator.next();
+      if (next.done) return;
+      try {
+        await task(next.value);
+      } catch (error) {
+        if (!failure) {
+          failure = { error };
+          onFailure(error);
+        }
+        return;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, limit) }, lane));
+  if (failure) throw failure.error;
+}
+
+/** The chunk grid of `size` bytes from `offset`: chunk indices and the byte range each covers. */
+export function chunkGrid(size: number, chunk: number, offset: number) {
+  const count = Math.ceil(size / chunk);
+  const first = Math.floor(offset / chunk);
+  const pieceOf = (index: number) => [Math.max(index * chunk, offset), Math.min((index + 1) * chunk, size)] as const;
+  /** Bytes already done: all before the offset, and the finished chunks after it. */
+  const doneBytes = (finished: Iterable<number>) => {
+    let done = offset;
+    for (const index of finished) {
+      if (index < first) continue;
+      const [start, end] = pieceOf(index);
+      done += end - start;
+    }
+    return done;
+  };
+  return { count, first, pieceOf, doneBytes };
+}
+
+/** An AbortController that Ctrl-C or SIGTERM aborts; `interrupted()` names the signal that came. */
+export function abortOnInterrupt(): { controller: AbortController; interrupted: () => string | undefined; remove: () => void } {
+  const controller = new AbortController();
+  let received: string | undefined;
+  const remove = onInterrupt((signal) => {
+    received = signal;
+    controller.abort(new OperationError(`interrupted (${signal})`));
+  });
+  return { controller, interrupted: () => received, remove };
+}
+
+/**
+ * Ctrl-C and SIGTERM call `stop` (which lets the run end cleanly, the journal written, the
+ * resume hint shown); a second signal exits at once. Returns the function that removes the handlers.
+ */
+export function onInterrupt(stop: (signal: string) => void): () => void {
+  let seen = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (seen) process.exit(130);
+    seen = true;
+    stop(signal);
+  };
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
+  return () => {
+    process.off("SIGINT", handler);
+    process.off("SIGTERM", handler);
+  };
+}

@@ -1,0 +1,88 @@
+// The image being read by a chunked upload: a regular file or a block device, never held in
+// memory; for regular files, a map of where the data is so that holes go unread.
+import { readFileSync, statSync } from "node:fs";
+import { open, stat, type FileHandle } from "node:fs/promises";
+import { OperationError, UsageError } from "../errors.ts";
+import { dataMapOf, deviceSize, type DataMap } from "./holes.ts";
+
+export interface ImageSource {
+  path: string;
+  size: number;
+  mtimeMs: number;
+  isDevice: boolean;
+  /** Where the data is (regular files with SEEK_DATA only): lets holes go unread. */
+  dataMap?: DataMap;
+  /** Fill `buffer[0, length)` with the image's bytes at `position`. */
+  read(buffer: Uint8Array, length: number, position: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function fillFrom(handle: FileHandle, path: string, buffer: Uint8Array, length: number, position: number): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
+    if (bytesRead === 0) throw new OperationError(`${path}: the image ended at byte ${position + done}, before its size (it shrank while being read?)`);
+    done += bytesRead;
+  }
+}
+
+/** Open an image for reading: a regular file or a block device, never held in memory. */
+export async function openImage(path: string, shown = path): Promise<ImageSource> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    throw new UsageError(code === "ENOENT" ? `${shown}: no such file` : `${shown}: ${(error as Error).message}`);
+  }
+  if (!info.isFile() && !info.isBlockDevice()) throw new UsageError(`${shown}: not a regular file or a block device`);
+  let handle: FileHandle;
+  try {
+    handle = await open(path, "r");
+  } catch (error) {
+    throw new OperationError(`cannot open ${shown}: ${(error as Error).message}`);
+  }
+  let size = info.size;
+  if (info.isBlockDevice()) {
+    const measured = await deviceSize(handle.fd);
+    if (measured === undefined) {
+      await handle.close();
+      throw new OperationError(`${shown}: cannot tell the size of this block device`);
+    }
+    size = measured;
+  }
+  const dataMap = info.isFile() ? await dataMapOf(handle.fd, size) : undefined;
+  return {
+    path,
+    size,
+    mtimeMs: Math.floor(info.mtimeMs),
+    isDevice: info.isBlockDevice(),
+    dataMap,
+    read: (buffer, length, position) => fillFrom(handle, shown, buffer, length, position),
+    close: () => handle.close(),
+  };
+}
+
+/** Bytes in a regular file or a block device (whose stat size is 0: ask sysfs). */
+export function imageSize(path: string): number {
+  let info: ReturnType<typeof statSync>;
+  try {
+    info = statSync(path);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    throw new UsageError(`cannot read ${path}: ${code === "ENOENT" ? "no such file" : ((error as Error).message ?? code)}`);
+  }
+  if (info.isFile()) return info.size;
+  if (info.isBlockDevice()) {
+    const rdev = Number(info.rdev);
+    // glibc's gnu_dev_major / gnu_dev_minor
+    const major = ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
+    const minor = (rdev & 0xff) | ((rdev >>> 12) & ~0xff);
+    try {
+      return Number(readFileSync(`/sys/dev/block/${major}:${minor}/size`, "utf8").trim()) * 512;
+    } catch {
+      throw new UsageError(`cannot tell the size of block device ${path} (no /sys/dev/block/${major}:${minor}/size)`);
+    }
+  }
+  throw new UsageError(`${path} is not a regular file or a block device`);
+}
