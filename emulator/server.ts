@@ -38,6 +38,12 @@ export interface StubDrive {
   fd: number;
   /** Imaging in progress: bytes of the source done out of total, or queued. */
   imaging?: { done: number; total: number; queued: boolean };
+  /**
+   * API 2.0 lifecycle status, `unmounted` when unset: creating, uploading, cloning, resizing,
+   * mounted... The 2.0 view of a drive maps the 1.0 fields: `name`, `media` (default disk),
+   * `meta` = the `user:KEY` fields, `tags` = the space-separated `tags` field.
+   */
+  status?: string;
 }
 
 export interface RequestRecord {
