@@ -10,6 +10,8 @@ export interface UploadRequest {
   drive?: string;
   /** Name of a new drive (default: the file's base name). */
   name: string;
+  /** API 1.0: the new drive's storage tier (the vendor tool's -t, e.g. ssd). */
+  tier?: string;
   /** Resume: start at this byte of the image (and of the drive). */
   offset?: number;
   /** Writes in flight at once (API 1.0); undefined: the engine's default. */

@@ -9,7 +9,7 @@ import type { Context } from "../context.ts";
 import type { Connection } from "../connect.ts";
 import { driveInfo, sizeOf, readInto } from "./drives.ts";
 import { OperationError } from "../errors.ts";
-import { abortOnInterrupt, chunkGrid, runLimited } from "../chunks/engine.ts";
+import { chunkGrid, runChunks } from "../chunks/engine.ts";
 import { checkOutputPath, exists } from "../files.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
 import { logRetry, withRetry } from "../retry.ts";
@@ -19,14 +19,6 @@ import { BufferPool, dataRuns } from "../bytes.ts";
 
 /** Reads in flight by default: picked from bench/RESULTS.md (8 was no faster on loopback and cost ~20 MiB more RSS). */
 export const DEFAULT_DOWNLOAD_CONCURRENCY = 6;
-
-/**
- * Collect garbage after this many bytes: each answer leaves buffers behind that Bun's GC does not
- * count as pressure; peak RSS reached ~210 MiB on a 4 GiB drive without this, ~120 MiB with it.
- * A full collection costs time: every 8 MiB held loopback downloads near 2x the baseline, every
- * 16 MiB lets them reach 3.4x for a few MiB more (bench/RESULTS.md).
- */
-const GC_EVERY = 16 * 1024 * 1024;
 
 /**
  * Synchronous on purpose: a fragmented filesystem image gives hundreds of data runs per 4 MiB
@@ -60,10 +52,8 @@ export async function downloadChunked(ctx: Context, connection: Connection, requ
   // resuming: an existing .part is kept when the journal says what it holds, or when -o says so (the vendor way)
   const resuming = partExists && (journal !== undefined || request.offset !== undefined);
   if (partExists && !resuming) ctx.log.warn(`${basename(part)} exists without a record of what it holds: starting it over`);
-  if (journal) ctx.log.info(`resuming the download of drive ${drive} into ${basename(part)}: ${journal.done.size} chunks already done`);
-  journal ??= Journal.create(journalFile, { v: 1, ...key });
-  const theJournal = journal;
 
+  // the .part first: a folder that does not exist must not leave a journal behind
   let handle: FileHandle;
   try {
     handle = await open(part, resuming ? "r+" : "w+", 0o644);
@@ -72,33 +62,37 @@ export async function downloadChunked(ctx: Context, connection: Connection, requ
   } catch (error) {
     throw new OperationError(`cannot write ${part}: ${(error as Error).message}`);
   }
+  if (journal) ctx.log.info(`resuming the download of drive ${drive} into ${basename(part)}: ${journal.done.size} chunks already done`);
+  try {
+    journal ??= Journal.create(journalFile, { v: 1, ...key });
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+  const theJournal = journal;
 
   const { count, first, pieceOf, doneBytes } = chunkGrid(size, chunk, offset);
-  let done = doneBytes(theJournal.done);
   let retries = 0;
   let holes = 0;
-  const progress = ctx.progress({ label: "download", total: size, quiet: request.quiet });
-  const { controller, interrupted, remove: removeHandlers } = abortOnInterrupt();
   const pool = new BufferPool(chunk);
   /** For reading back what an interrupted run left in FILE.part. */
   const spare = new BufferPool(chunk);
-  const started = performance.now();
 
-  const fetchPiece = async (index: number) => {
+  const fetchPiece = async (index: number, signal: AbortSignal): Promise<number> => {
     const buffer = pool.take();
     try {
-      await fetchInto(index, buffer);
+      return await fetchInto(index, buffer, signal);
     } finally {
       pool.give(buffer);
     }
   };
 
-  const fetchInto = async (index: number, buffer: Uint8Array) => {
+  const fetchInto = async (index: number, buffer: Uint8Array, signal: AbortSignal): Promise<number> => {
     const [start, end] = pieceOf(index);
     const length = end - start;
     const bytes = await withRetry(
-      () => readInto(client, drive, start, length, buffer, controller.signal),
-      { signal: controller.signal, onRetry: logRetry(ctx.log, `read at ${start}`, () => retries++) },
+      () => readInto(client, drive, start, length, buffer, signal),
+      { signal, onRetry: logRetry(ctx.log, `read at ${start}`, () => retries++) },
     );
     const runs = dataRuns(bytes, start);
     for (const [from, to] of runs) writeAll(handle.fd, bytes.subarray(from, to), start + from);
@@ -121,37 +115,31 @@ export async function downloadChunked(ctx: Context, connection: Connection, requ
     }
     if (runs.length === 0) holes++;
     theJournal.markDone(index);
-    done += length;
-    sinceGc += length;
-    if (sinceGc >= GC_EVERY) {
-      sinceGc = 0;
-      Bun.gc(true);
-    }
-    progress.update(done, retries ? `${retries} retries` : undefined);
+    return length;
   };
 
-  let sinceGc = 0;
   const pending = (function* () {
     for (let index = first; index < count; index++) if (!theJournal.done.has(index)) yield index;
   })();
-  try {
-    await runLimited(pending, concurrency, fetchPiece, () => controller.abort(), () => controller.signal.aborted);
-    if (interrupted()) throw new OperationError(`interrupted (${interrupted()})`);
-    // no fsync: FILE.part and the rename guard against a stopped or crashed run, as with curl or
-    // wget; waiting for the disk to write back a whole drive doubled the time on loopback
-    // (bench/RESULTS.md) and is the page cache's business
-  } catch (error) {
-    theJournal.close();
-    await handle.close().catch(() => undefined);
-    progress.finish();
-    const reason = interrupted() ? `interrupted (${interrupted()})` : (error as Error).message;
-    throw new OperationError(
-      `download of drive ${drive} stopped at ${humanBytes(done)} of ${humanBytes(size)}: ${reason}; ` +
-        `${basename(part)} is kept: rerun the same command in ${ctx.cwd} to resume`,
-    );
-  } finally {
-    removeHandlers();
-  }
+  // no fsync at the end: FILE.part and the rename guard against a stopped or crashed run, as with
+  // curl or wget; waiting for the disk to write back a whole drive doubled the time on loopback
+  // (bench/RESULTS.md) and is the page cache's business
+  const { seconds, progress } = await runChunks(ctx, {
+    label: "download",
+    what: `download of drive ${drive}`,
+    total: size,
+    done: doneBytes(theJournal.done),
+    pending,
+    concurrency,
+    quiet: request.quiet,
+    work: fetchPiece,
+    note: () => (retries ? `${retries} retries` : undefined),
+    async onStop() {
+      theJournal.close();
+      await handle.close().catch(() => undefined);
+    },
+    resumeHint: () => `${basename(part)} is kept: rerun the same command in ${ctx.cwd} to resume`,
+  });
   await handle.close();
   // the final name appears only now, complete; a FILE that showed up meanwhile is still protected
   if (!request.force && (await exists(path))) {
@@ -163,7 +151,6 @@ export async function downloadChunked(ctx: Context, connection: Connection, requ
     throw new OperationError(`cannot rename ${part} to ${path}: ${(error as Error).message}`);
   }
   theJournal.remove();
-  const seconds = (performance.now() - started) / 1000;
   const allocated = (await stat(path)).blocks * 512;
   progress.finish(
     `downloaded drive ${drive} (${humanBytes(size)}) to ${path} in ${seconds.toFixed(1)} s, ${humanBytes(allocated)} allocated` +

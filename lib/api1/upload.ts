@@ -8,7 +8,7 @@ import type { Connection } from "../connect.ts";
 import { createDrive, driveInfo, MAX_PIECE, sizeOf, writePiece, readInto } from "./drives.ts";
 import { ApiError, OperationError, UsageError } from "../errors.ts";
 import type { HttpClient } from "../http.ts";
-import { abortOnInterrupt, chunkGrid, runLimited } from "../chunks/engine.ts";
+import { chunkGrid, runChunks, runLimited } from "../chunks/engine.ts";
 import { CompressionPlan } from "./compression.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
 import { isRetryable, logRetry, withRetry } from "../retry.ts";
@@ -22,13 +22,6 @@ export const DEFAULT_UPLOAD_CONCURRENCY = 8;
 
 /** Writes in flight once `--compress auto` has chosen gzip (a slow link). */
 const GZIP_LANES = 4;
-
-/**
- * Collect garbage after this many bytes: fetch and gzip leave 4 MiB buffers behind that Bun's GC
- * does not count as pressure, and peak RSS grew to ~150 MiB on a 4 GiB image without this (under
- * 128 MiB with it, at no measurable cost: bench/RESULTS.md).
- */
-const GC_EVERY = 16 * 1024 * 1024;
 
 /** Chunks of the image, as indices on the chunk grid, and the byte range each covers. */
 function* chunkIndices(first: number, count: number): Generator<number> {
@@ -62,6 +55,58 @@ export async function uploadChunked(ctx: Context, connection: Connection, reques
   }
 }
 
+interface Target {
+  drive: string;
+  /** This run (or the one it resumes) created the drive: it held zeros to start with. */
+  created: boolean;
+  journal: Journal;
+}
+
+/**
+ * Where the chunks go: the drive of an interrupted run (its journal in this folder), the drive
+ * given with -d, or a new drive of the image's size; every case checked against the image.
+ */
+async function resolveTarget(
+  ctx: Context,
+  client: HttpClient,
+  request: UploadRequest,
+  image: ImageSource,
+  timed: <T>(call: () => Promise<T>) => Promise<T>,
+): Promise<Target> {
+  const path = journalPath(ctx.cwd, `upload\0${image.path}\0${request.drive ?? "new"}`);
+  const key = { kind: "upload" as const, file: image.path, size: image.size, mtimeMs: image.mtimeMs, chunk: request.chunk, drive: request.drive };
+  const tooSmall = (drive: string, size: number) =>
+    new OperationError(`drive ${drive} is ${size} bytes, smaller than ${request.file} (${image.size} bytes)`);
+  const journal = Journal.load(path);
+  if (journal && !journal.matches(key)) {
+    ctx.log.warn(`${request.file} or --chunk changed since the interrupted upload to drive ${journal.header.drive}: starting over`);
+  } else if (journal) {
+    const { drive } = journal.header;
+    const created = Boolean(journal.header.created);
+    try {
+      const size = sizeOf(await timed(() => driveInfo(client, drive)), drive);
+      if (size < image.size) throw tooSmall(drive, size);
+      ctx.log.info(`resuming the upload into drive ${drive}: ${journal.done.size} chunks already done`);
+      return { drive, created, journal };
+    } catch (error) {
+      if (!(error instanceof ApiError && error.kind === "missing") || !created) throw error;
+      ctx.log.warn(`drive ${drive} of the interrupted upload is gone: starting over on a new drive`);
+    }
+  }
+  if (request.drive) {
+    const drive = request.drive;
+    const size = sizeOf(await timed(() => driveInfo(client, drive)), drive);
+    if (size < image.size) throw tooSmall(drive, size);
+    return { drive, created: false, journal: Journal.create(path, { v: 1, ...key, drive, created: false }) };
+  }
+  const fields: Record<string, string> = { name: request.name, size: String(image.size) };
+  if (request.tier) fields.tier = request.tier;
+  const record = await timed(() => createDrive(client, fields));
+  const drive = record.drive as string;
+  ctx.log.info(`created drive ${drive} (${humanBytes(image.size)})`);
+  return { drive, created: true, journal: Journal.create(path, { v: 1, ...key, drive, created: true }) };
+}
+
 async function upload(ctx: Context, client: HttpClient, request: UploadRequest, image: ImageSource): Promise<string> {
   if (image.size === 0) throw new UsageError(`${request.file} is empty (0 bytes): there is nothing to upload`);
   const offset = request.offset ?? 0;
@@ -69,167 +114,114 @@ async function upload(ctx: Context, client: HttpClient, request: UploadRequest, 
   const chunk = request.chunk;
   const concurrency = request.concurrency ?? DEFAULT_UPLOAD_CONCURRENCY;
   const plan = new CompressionPlan(request.compress, concurrency, (text) => ctx.log.debug(text));
-
-  // the journal: one per image and target, in the directory the command runs in
-  const path = journalPath(ctx.cwd, `upload\0${image.path}\0${request.drive ?? "new"}`);
-  const key = { kind: "upload" as const, file: image.path, size: image.size, mtimeMs: image.mtimeMs, chunk, drive: request.drive };
-  let journal = Journal.load(path);
-  if (journal && !journal.matches(key)) {
-    ctx.log.warn(`${request.file} or --chunk changed since the interrupted upload to drive ${journal.header.drive}: starting over`);
-    journal = undefined;
-  }
-
   const timed = async <T>(call: () => Promise<T>): Promise<T> => {
     const started = performance.now();
     const result = await call();
     plan.noteLatency(performance.now() - started);
     return result;
   };
-
-  let drive = "";
-  let created = false;
-  if (journal) {
-    drive = journal.header.drive;
-    created = Boolean(journal.header.created);
-    try {
-      const size = sizeOf(await timed(() => driveInfo(client, drive)), drive);
-      if (size < image.size) throw new OperationError(`drive ${drive} is ${size} bytes now, smaller than ${request.file} (${image.size} bytes)`);
-    } catch (error) {
-      if (!(error instanceof ApiError && error.kind === "missing") || !created) throw error;
-      ctx.log.warn(`drive ${drive} of the interrupted upload is gone: starting over on a new drive`);
-      journal = undefined;
-    }
-    if (journal) ctx.log.info(`resuming the upload into drive ${drive}: ${journal.done.size} chunks already done`);
-  }
-  if (!journal) {
-    if (request.drive) {
-      drive = request.drive;
-      created = false;
-      const size = sizeOf(await timed(() => driveInfo(client, request.drive as string)), request.drive);
-      if (size < image.size) throw new OperationError(`drive ${drive} is ${size} bytes, smaller than ${request.file} (${image.size} bytes)`);
-    } else {
-      const record = await timed(() => createDrive(client, { name: request.name, size: String(image.size) }));
-      drive = record.drive as string;
-      created = true;
-      ctx.log.info(`created drive ${drive} (${humanBytes(image.size)})`);
-    }
-    journal = Journal.create(path, { v: 1, ...key, drive, created });
-  }
-  const theJournal = journal;
-  const target = drive;
-  const fresh = created;
+  const { drive: target, created: fresh, journal } = await resolveTarget(ctx, client, request, image, timed);
 
   const { count, first, pieceOf, doneBytes } = chunkGrid(image.size, chunk, offset);
-  let done = doneBytes(theJournal.done);
   let skipped = 0;
   let retries = 0;
   let wireBytes = 0;
-
-  const progress = ctx.progress({ label: "upload", total: image.size, quiet: request.quiet });
-  const note = () => [skipped ? `${skipped} zero chunks skipped` : "", retries ? `${retries} retries` : ""].filter(Boolean).join(", ") || undefined;
-  const { controller, interrupted, remove: removeHandlers } = abortOnInterrupt();
   const pool = new BufferPool(chunk);
   /** Zero chunks left out in this run (not journaled). */
   const settled = new Set<number>();
   const zeroBody = zeroBodies();
-  const started = performance.now();
 
-  const send = async (index: number) => {
+  const send = async (index: number, signal: AbortSignal): Promise<number> => {
     const [start, end] = pieceOf(index);
     const length = end - start;
     const hole = image.dataMap !== undefined && image.dataMap.nextData(start) >= end;
     if (hole && fresh) {
       skipped++;
       settled.add(index);
-    } else {
-      const buffer = pool.take();
-      try {
-        const bytes = buffer.subarray(0, length);
-        let zero = hole;
-        if (!hole) {
-          await image.read(buffer, length, start);
-          zero = isAllZero(bytes);
-        }
-        if (zero && fresh) {
-          skipped++;
-          settled.add(index);
-        } else {
-          const { body, gzipped } = zero
-            ? request.compress === "never"
-              ? { body: bytes.fill(0), gzipped: false }
-              : { body: zeroBody(length), gzipped: true }
-            : await plan.encode(bytes);
-          await withRetry(
-            async () => {
-              const begun = performance.now();
-              plan.requestStarted();
-              let ok = false;
-              try {
-                await writePiece(client, target, start, body, { gzipped, signal: controller.signal });
-                ok = true;
-              } finally {
-                plan.requestFinished(body.length, performance.now() - begun, ok);
-              }
-            },
-            { signal: controller.signal, onRetry: logRetry(ctx.log, `write at ${start}`, () => retries++) },
-          );
-          wireBytes += body.length;
-          // only what was sent is journaled: a zero chunk left out costs nothing to check again
-          theJournal.markDone(index);
-        }
-      } finally {
-        pool.give(buffer);
+      return length;
+    }
+    const buffer = pool.take();
+    try {
+      const bytes = buffer.subarray(0, length);
+      let zero = hole;
+      if (!hole) {
+        await image.read(buffer, length, start);
+        zero = isAllZero(bytes);
       }
+      if (zero && fresh) {
+        skipped++;
+        settled.add(index);
+        return length;
+      }
+      const { body, gzipped } = zero
+        ? request.compress === "never"
+          ? { body: bytes.fill(0), gzipped: false }
+          : { body: zeroBody(length), gzipped: true }
+        : await plan.encode(bytes);
+      await withRetry(
+        async () => {
+          const begun = performance.now();
+          plan.requestStarted();
+          let ok = false;
+          try {
+            await writePiece(client, target, start, body, { gzipped, signal });
+            ok = true;
+          } finally {
+            plan.requestFinished(body.length, performance.now() - begun, ok);
+          }
+        },
+        { signal, onRetry: logRetry(ctx.log, `write at ${start}`, () => retries++) },
+      );
+      wireBytes += body.length;
+      // only what was sent is journaled: a zero chunk left out costs nothing to check again
+      journal.markDone(index);
+      return length;
+    } finally {
+      pool.give(buffer);
     }
-    done += length;
-    sinceGc += length;
-    if (sinceGc >= GC_EVERY) {
-      sinceGc = 0;
-      Bun.gc(true);
-    }
-    progress.update(done, note());
   };
 
-  let sinceGc = 0;
   const pending = (function* () {
-    for (const index of chunkIndices(first, count)) if (!theJournal.done.has(index)) yield index;
+    for (const index of chunkIndices(first, count)) if (!journal.done.has(index)) yield index;
   })();
-  try {
-    if (request.compress === "auto") wireBytes += await probeLink(image, chunk, offset, first, count, theJournal, (start, body) =>
-      writePiece(client, target, start, body, { signal: controller.signal }), plan);
+  const { seconds, progress } = await runChunks(ctx, {
+    label: "upload",
+    what: `upload to drive ${target}`,
+    total: image.size,
+    done: doneBytes(journal.done),
+    pending,
+    concurrency,
     // Once auto settles on gzip the link is the bottleneck: fewer writes in flight move as much and
     // hold fewer raw and compressed chunks (bench/RESULTS.md: 4 lanes, same speed, ~100 MiB on 10 MB/s).
-    const lanes = request.concurrency === undefined && request.compress === "auto"
+    lanes: request.concurrency === undefined && request.compress === "auto"
       ? () => (plan.level === 0 ? concurrency : Math.min(concurrency, GZIP_LANES))
-      : undefined;
-    await runLimited(pending, concurrency, send, () => controller.abort(), () => controller.signal.aborted, lanes);
-    if (interrupted()) throw new OperationError(`interrupted (${interrupted()})`);
-  } catch (error) {
-    theJournal.close();
-    progress.finish();
-    let resumeAt = image.size;
-    for (let index = first; index < count; index++) {
-      if (!theJournal.done.has(index) && !settled.has(index)) {
-        resumeAt = pieceOf(index)[0];
-        break;
+      : undefined,
+    quiet: request.quiet,
+    async prepare(signal) {
+      if (request.compress !== "auto") return;
+      wireBytes += await probeLink(image, chunk, offset, first, count, journal, (start, body) => writePiece(client, target, start, body, { signal }), plan);
+    },
+    work: send,
+    note: () => [skipped ? `${skipped} zero chunks skipped` : "", retries ? `${retries} retries` : ""].filter(Boolean).join(", ") || undefined,
+    onStop: () => journal.close(),
+    resumeHint() {
+      let resumeAt = image.size;
+      for (let index = first; index < count; index++) {
+        if (!journal.done.has(index) && !settled.has(index)) {
+          resumeAt = pieceOf(index)[0];
+          break;
+        }
       }
-    }
-    const reason = interrupted() ? `interrupted (${interrupted()})` : (error as Error).message;
-    throw new OperationError(
-      `upload to drive ${target} stopped at ${humanBytes(done)} of ${humanBytes(image.size)}: ${reason}; ` +
-        `to resume, rerun the same command in ${ctx.cwd} (journal ${basename(theJournal.path)}), or run: ${resumeCommand(request.file, target, resumeAt)}`,
-    );
-  } finally {
-    removeHandlers();
-  }
-  const seconds = (performance.now() - started) / 1000;
+      return `to resume, rerun the same command in ${ctx.cwd} (journal ${basename(journal.path)}), or run: ${resumeCommand(request.file, target, resumeAt)}`;
+    },
+  });
   progress.finish(
     `uploaded ${humanBytes(image.size - offset)} to drive ${target} in ${seconds.toFixed(1)} s, ${humanBytes(wireBytes)} sent` +
       `${skipped ? `, ${skipped} zero chunks skipped` : ""}${retries ? `, ${retries} retries` : ""}` +
       `${plan.switches.length ? ` (${plan.switches.join(", ")})` : request.compress === "auto" ? ` (${plan.describe()})` : ""}`,
   );
   // the upload is complete: a failed verify must not turn a rerun into a no-op resume
-  theJournal.remove();
+  journal.remove();
   if (request.verify) await verifyUpload(ctx, client, target, image, request.file, concurrency, request.quiet);
   return target;
 }

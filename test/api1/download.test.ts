@@ -168,3 +168,12 @@ test("a missing drive is a one-line error with exit 1", async () => {
   expect(result.stderr.trim().split("\n").length).toBe(1);
   expect(result.stderr).toMatch(/404 missing/);
 });
+
+test("a FILE in a folder that does not exist fails with exit 1 and leaves no journal behind", async () => {
+  const drive = stub.addDrive(3 * CHUNK);
+  const result = await run(download, [drive.uuid, "no/such/folder/x.img", "-c", "64k"], { env: stub.env, cwd: dir });
+  expect(result.status).toBe(1);
+  expect(result.stderr.trim().split("\n").length).toBe(1);
+  expect(result.stderr).toContain("cannot write");
+  expect(readdirSync(dir)).toEqual([]);
+});
