@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the vendor's 1.0 download tool does (API.md): read the size from info, then one read per
+# What the vendor's 1.0 download tool does: read the size from info, then one read per
 # 4 MiB chunk, one at a time, appended to the file.
 # Usage: EHURI=... EHAUTH=user:secret baseline-download.sh DRIVE FILE
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the vendor's 1.0 upload tool does (API.md): create the drive, then for each 4 MiB chunk,
+# What the vendor's 1.0 upload tool does: create the drive, then for each 4 MiB chunk,
 # one at a time, cut it with dd, gzip it, and POST it with curl. No retries, no parallelism, no
 # zero skipping. Usage: EHURI=... EHAUTH=user:secret baseline-upload.sh FILE; prints the drive UUID.
 set -euo pipefail

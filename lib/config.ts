@@ -81,7 +81,7 @@ export function pickApi(input: Pick<ConfigInput, "api" | "env" | "location">): A
   throw new UsageError(`invalid --api '${input.api}': expected 1 or 2`);
 }
 
-/** `direct.` + the host for CloudSigma names, else the API origin itself (CLI.md). */
+/** `direct.` + the host for CloudSigma names, else the API origin itself (the CloudSigma convention; loopback, IP literals and other hosts serve both). */
 export function deriveDirect(base: URL): URL {
   const direct = new URL(base.href);
   const host = direct.hostname.toLowerCase();

@@ -1,4 +1,4 @@
-// The API 1.0 KEY VALUE text format (API.md, test/fixtures/README.md):
+// The API 1.0 KEY VALUE text format (its rules, from real recorded bodies: test/fixtures/README.md):
 // one pair a line, the key ends at the first space, records split by a blank line,
 // a newline inside a value travels as the two characters `\n`, the last line may lack its newline.
 import { UsageError } from "./errors.ts";

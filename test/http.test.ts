@@ -23,7 +23,7 @@ async function failure(promise: Promise<unknown>): Promise<ApiError> {
   throw new Error("expected an ApiError");
 }
 
-// Every row of the error table in API.md: status, X-Elastic-Error kind, retry or not.
+// Every row of the error table of the ElasticStack API documentation: status, X-Elastic-Error kind, retry or not.
 const TABLE = [
   [400, "usage", false],
   [401, "auth", false],

@@ -1,8 +1,9 @@
 // How each upload chunk goes on the wire: raw, or gzipped at some level. `never` and `always` are
 // fixed; `auto` measures the link and the compressor while the upload runs and picks the level
 // with the best predicted throughput: raw on a fast link (the link outruns any gzip level on this
-// kind of machine), level 6 on a ~10 MB/s WAN link (BUN-FACTS.md). A chunk that gzip cannot shrink
-// enough (already-compressed data) goes raw whatever the level.
+// kind of machine), level 6 on a ~10 MB/s WAN link (level 1 sent ~46% more bytes there, level 9
+// cost too much CPU: bench/RESULTS.md). A chunk that gzip cannot shrink enough (already-compressed
+// data) goes raw whatever the level.
 import { promisify } from "node:util";
 import zlib from "node:zlib";
 import type { CompressMode } from "../transfer.ts";
@@ -29,7 +30,8 @@ const HYSTERESIS = 1.15;
  */
 const RAW_TO_GZIP = 2;
 
-// Starting points before anything is measured: 4 MiB chunks of real binaries, Bun.gzipSync (BUN-FACTS.md).
+// Starting points before anything is measured: 4 MiB chunks of real binaries through Bun.gzipSync
+// on this project's machine (ratio and bytes per second of input).
 const PRIOR_RATIO: Record<Level, number> = { 0: 1, 1: 0.4, 6: 0.3, 9: 0.29 };
 const PRIOR_SPEED: Record<Level, number> = { 0: Infinity, 1: 209e6, 6: 58e6, 9: 15e6 };
 

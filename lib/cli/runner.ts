@@ -50,7 +50,7 @@ export function contextOf(context: { data?: unknown }): RunContext {
   return data;
 }
 
-/** One plain line per message on stderr: `upload: error: ...` (CLI.md: an error is one line). */
+/** One plain line per message on stderr: `upload: error: ...` (an error is one line: scripts and cron mails read it). */
 function createLogger(io: Io, tag: string, verbose: boolean): ConsolaInstance {
   const colors = io.stderrIsTTY && !io.env.NO_COLOR;
   const paint = (code: number, text: string) => (colors ? `\u001b[${code}m${text}\u001b[39m` : text);
