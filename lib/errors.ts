@@ -1,4 +1,4 @@
-// The two kinds of failure a script can end with, and their exit statuses (CLI.md):
+// The two kinds of failure a script can end with, and their exit statuses:
 // 2 when the call itself is wrong (nothing was sent), 1 when the operation failed.
 
 /** The call is wrong: bad flag, argument, size, UUID or configuration. Exit status 2. */
@@ -14,7 +14,8 @@ export class OperationError extends Error {
 /** The kinds a drive API error can carry in `X-Elastic-Error`, plus our own client-side kinds. */
 export const SERVER_KINDS = ["usage", "auth", "billing", "missing", "method", "busy", "failed", "system", "full"] as const;
 export type ServerKind = (typeof SERVER_KINDS)[number];
-export type ErrorKind = ServerKind | "network" | "timeout" | "protocol" | "unexpected";
+/** `permission` (403) and `conflict` (409) come from API 2.0 answers, whose bodies are JSON error lists. */
+export type ErrorKind = ServerKind | "permission" | "conflict" | "network" | "timeout" | "protocol" | "unexpected";
 
 /** Kinds where the same request may succeed if sent again. */
 const RETRYABLE: ReadonlySet<ErrorKind> = new Set(["busy", "failed", "system", "network", "timeout"]);
@@ -29,14 +30,35 @@ export class ApiError extends OperationError {
     readonly method: string,
     readonly path: string,
     readonly retryable: boolean = RETRYABLE.has(kind) || (status !== undefined && status >= 500 && kind !== "full"),
+    /** API 2.0: the answer's `X-REQUEST-ID`, which the provider's support asks for. */
+    readonly requestId?: string,
+    /** API 2.0: the server's own `error_type` (`backend`, `notexist`, `permission`...), shown instead of the kind. */
+    readonly errorType?: string,
   ) {
     const where = `${method} ${path}`;
-    const code = status === undefined ? kind : `${status} ${kind}`;
-    super(`${where} failed: ${code}${serverMessage ? `: ${serverMessage}` : ""}`);
+    const shownKind = errorType || kind;
+    const code = status === undefined ? shownKind : `${status} ${shownKind}`;
+    const id = requestId ? ` (X-REQUEST-ID ${requestId})` : "";
+    super(`${where} failed: ${code}${serverMessage ? `: ${serverMessage}` : ""}${id}`);
   }
 }
 
+/** The run was stopped by Ctrl-C or SIGTERM: shells and CI tell that from a failure by 130 / 143. */
+export class InterruptedError extends OperationError {
+  override name = "InterruptedError";
+  constructor(
+    message: string,
+    readonly signal: string,
+  ) {
+    super(message);
+  }
+}
+
+/** 128 + the signal's number, as a shell reports a process it killed. */
+const SIGNAL_STATUS: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+
 export function exitStatusOf(error: unknown): number {
+  if (error instanceof InterruptedError) return SIGNAL_STATUS[error.signal] ?? 1;
   return error instanceof UsageError ? 2 : 1;
 }
 

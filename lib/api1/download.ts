@@ -12,6 +12,8 @@ import { OperationError } from "../errors.ts";
 import { chunkGrid, runChunks } from "../chunks/engine.ts";
 import { checkOutputPath, exists } from "../files.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
+import { RunLock } from "../chunks/lock.ts";
+import type { HttpClient } from "../http.ts";
 import { logRetry, withRetry } from "../retry.ts";
 import { humanBytes } from "../size.ts";
 import type { DownloadRequest } from "../transfer.ts";
@@ -41,10 +43,25 @@ export async function downloadChunked(ctx: Context, connection: Connection, requ
   const size = sizeOf(await driveInfo(client, drive), drive);
   const offset = request.offset ?? 0;
   if (offset > size) throw new OperationError(`--offset ${offset} is beyond the end of drive ${drive} (${size} bytes)`);
+  const journalFile = journalPath(ctx.cwd, `download\0${drive}\0${path}`);
+  const lock = RunLock.acquire(journalFile, `a download into ${basename(part)}`);
+  try {
+    return await downloadInto(ctx, client, request, { path, part, size, journalFile });
+  } finally {
+    lock.release();
+  }
+}
+
+async function downloadInto(
+  ctx: Context,
+  client: HttpClient,
+  request: DownloadRequest,
+  { path, part, size, journalFile }: { path: string; part: string; size: number; journalFile: string },
+): Promise<string> {
+  const drive = request.drive;
+  const offset = request.offset ?? 0;
   const chunk = request.chunk;
   const concurrency = request.concurrency ?? DEFAULT_DOWNLOAD_CONCURRENCY;
-
-  const journalFile = journalPath(ctx.cwd, `download\0${drive}\0${path}`);
   const key = { kind: "download" as const, file: path, size, chunk, drive };
   let journal = Journal.load(journalFile);
   const partExists = await exists(part);

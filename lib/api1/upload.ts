@@ -11,6 +11,7 @@ import type { HttpClient } from "../http.ts";
 import { chunkGrid, runChunks, runLimited } from "../chunks/engine.ts";
 import { CompressionPlan } from "./compression.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
+import { RunLock } from "../chunks/lock.ts";
 import { isRetryable, logRetry, withRetry } from "../retry.ts";
 import { humanBytes } from "../size.ts";
 import type { UploadRequest } from "../transfer.ts";
@@ -45,11 +46,21 @@ function resumeCommand(file: string, drive: string, offset: number): string {
   return `upload.ts -d ${drive} -o ${offset} ${/^[\w./-]+$/.test(file) ? file : `'${file.replace(/'/g, "'\\''")}'`}`;
 }
 
+/** The journal of an upload: one per image and target, in the folder the command runs in. */
+function uploadJournal(ctx: Context, image: ImageSource, request: UploadRequest): string {
+  return journalPath(ctx.cwd, `upload\0${image.path}\0${request.drive ?? "new"}`);
+}
+
 export async function uploadChunked(ctx: Context, connection: Connection, request: UploadRequest): Promise<string> {
   const client = connection.client;
   const image = await openImage(resolve(ctx.cwd, request.file), request.file);
   try {
-    return await upload(ctx, client, request, image);
+    const lock = RunLock.acquire(uploadJournal(ctx, image, request), `the upload of ${request.file}`);
+    try {
+      return await upload(ctx, client, request, image);
+    } finally {
+      lock.release();
+    }
   } finally {
     await image.close();
   }
@@ -73,7 +84,7 @@ async function resolveTarget(
   image: ImageSource,
   timed: <T>(call: () => Promise<T>) => Promise<T>,
 ): Promise<Target> {
-  const path = journalPath(ctx.cwd, `upload\0${image.path}\0${request.drive ?? "new"}`);
+  const path = uploadJournal(ctx, image, request);
   const key = { kind: "upload" as const, file: image.path, size: image.size, mtimeMs: image.mtimeMs, chunk: request.chunk, drive: request.drive };
   const tooSmall = (drive: string, size: number) =>
     new OperationError(`drive ${drive} is ${size} bytes, smaller than ${request.file} (${image.size} bytes)`);

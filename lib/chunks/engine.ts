@@ -1,7 +1,7 @@
 // The chunk engine: a bounded parallel runner, the chunk grid, Ctrl-C handling, and `runChunks`,
 // which every chunked transfer (API 1.0 upload and download, API 2.0 chunked upload) runs on.
 import type { Context, Progress } from "../context.ts";
-import { messageOf, OperationError } from "../errors.ts";
+import { InterruptedError, messageOf, OperationError } from "../errors.ts";
 import { humanBytes } from "../size.ts";
 
 /**
@@ -158,8 +158,10 @@ export async function runChunks(ctx: Context, run: ChunkRun): Promise<ChunkRunRe
   } catch (error) {
     await run.onStop?.();
     progress.finish();
-    const reason = interrupted() ? `interrupted (${interrupted()})` : messageOf(error);
-    throw new OperationError(`${run.what} stopped at ${humanBytes(done)} of ${humanBytes(run.total)}: ${reason}; ${run.resumeHint()}`);
+    const signal = interrupted();
+    const reason = signal ? `interrupted (${signal})` : messageOf(error);
+    const message = `${run.what} stopped at ${humanBytes(done)} of ${humanBytes(run.total)}: ${reason}; ${run.resumeHint()}`;
+    throw signal ? new InterruptedError(message, signal) : new OperationError(message);
   } finally {
     remove();
   }

@@ -10,6 +10,7 @@ import upload from "../../scripts/upload.ts";
 import { run } from "../helpers.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { imageBytes, sameBytes as same } from "../images.ts";
+import { journalPath } from "../../lib/chunks/journal.ts";
 
 const CHUNK = 64 * 1024;
 
@@ -176,4 +177,21 @@ test("a FILE in a folder that does not exist fails with exit 1 and leaves no jou
   expect(result.stderr.trim().split("\n").length).toBe(1);
   expect(result.stderr).toContain("cannot write");
   expect(readdirSync(dir)).toEqual([]);
+});
+
+test("a download into a .part another live process is writing refuses at once, naming that process", async () => {
+  const drive = stub.addDrive(3 * CHUNK, {}, imageBytes(3 * CHUNK, 41));
+  const other = Bun.spawn(["sleep", "30"]);
+  try {
+    const target = join(dir, "busy.img");
+    await Bun.write(`${journalPath(dir, `download\0${drive.uuid}\0${target}`)}.lock`, `${other.pid}\n`);
+    const result = await run(download, [drive.uuid, "busy.img", "-c", "64k"], { env: stub.env, cwd: dir });
+    expect(result.status).toBe(1);
+    expect(result.stderr.trim().split("\n").length).toBe(1);
+    expect(result.stderr).toContain(`already running in process ${other.pid}`);
+    expect(reads().length).toBe(0);
+    expect(existsSync(target)).toBe(false);
+  } finally {
+    other.kill();
+  }
 });

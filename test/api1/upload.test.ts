@@ -8,6 +8,7 @@ import { join } from "node:path";
 import upload from "../../scripts/upload.ts";
 import { run } from "../helpers.ts";
 import { imageBytes, sameBytes as same } from "../images.ts";
+import { journalPath } from "../../lib/chunks/journal.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
 
 const CHUNK = 64 * 1024;
@@ -273,23 +274,59 @@ test("auto with big chunks: a raw probe write of 512 KiB measures the link first
   expect(same(stub.readDrive(result.stdout.trim()), bytes)).toBe(true);
 });
 
-test("Ctrl-C (SIGINT) stops a spawned upload cleanly: exit 1, one error line with the resume hint, journal kept", async () => {
-  const bytes = imageBytes(40 * CHUNK, 29);
-  const path = await writeImage("interrupted.img", bytes);
+for (const [signal, exitStatus] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  test(`${signal} stops a spawned upload cleanly: exit ${exitStatus}, one error line with the resume hint, journal kept`, async () => {
+    const bytes = imageBytes(40 * CHUNK, 29);
+    const path = await writeImage("interrupted.img", bytes);
+    stub.fault({ method: "POST", path: /\/write\//, action: { delayMs: 40 } });
+    const child = Bun.spawn(["bun", `${ROOT}scripts/upload.ts`, path, "-c", "64k", "--concurrency", "2"], {
+      cwd: dir,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: "1", ...stub.env } as Record<string, string>,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    for (let i = 0; i < 3000 && writes().filter((r) => r.status === 204).length < 3; i++) await Bun.sleep(10);
+    child.kill(signal);
+    const [stdout, stderr, status] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    expect(status).toBe(exitStatus);
+    expect(stdout).toBe("");
+    const errors = stderr.split("\n").filter((line) => /error/.test(line));
+    expect(errors.length).toBe(1);
+    expect(errors[0]).toMatch(new RegExp(`interrupted \\(${signal}\\).*rerun the same command.*upload\\.ts -d [0-9a-f-]{36} -o \\d+ `));
+    expect(journals().length).toBe(1);
+  });
+}
+
+test("a second run of the same upload while the first runs refuses at once, naming the first one's pid", async () => {
+  const bytes = imageBytes(40 * CHUNK, 31);
+  const path = await writeImage("overlap.img", bytes);
   stub.fault({ method: "POST", path: /\/write\//, action: { delayMs: 40 } });
-  const child = Bun.spawn(["bun", `${ROOT}scripts/upload.ts`, path, "-c", "64k", "--concurrency", "2"], {
+  const first = Bun.spawn(["bun", `${ROOT}scripts/upload.ts`, path, "-c", "64k", "--concurrency", "2"], {
     cwd: dir,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: "1", ...stub.env } as Record<string, string>,
     stdout: "pipe",
     stderr: "pipe",
   });
-  for (let i = 0; i < 3000 && writes().filter((r) => r.status === 204).length < 3; i++) await Bun.sleep(10);
-  child.kill("SIGINT");
-  const [stdout, stderr, status] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-  expect(status).toBe(1);
-  expect(stdout).toBe("");
-  const errors = stderr.split("\n").filter((line) => /error/.test(line));
-  expect(errors.length).toBe(1);
-  expect(errors[0]).toMatch(/interrupted \(SIGINT\).*rerun the same command.*upload\.ts -d [0-9a-f-]{36} -o \d+ /);
-  expect(journals().length).toBe(1);
+  for (let i = 0; i < 3000 && writes().length < 2; i++) await Bun.sleep(10);
+  const creates = stub.count("POST", /\/drives\/create/);
+  const second = await run(upload, [path, "-c", "64k"], { env: stub.env, cwd: dir });
+  expect(second.status).toBe(1);
+  expect(second.stderr.trim().split("\n").length).toBe(1);
+  expect(second.stderr).toContain(`already running in process ${first.pid}`);
+  expect(stub.count("POST", /\/drives\/create/)).toBe(creates);
+  expect(await first.exited).toBe(0);
+  expect(same(stub.readDrive((await new Response(first.stdout).text()).trim()), bytes)).toBe(true);
+});
+
+test("a lock left by a process that is gone (kill -9, reboot) is taken over without asking", async () => {
+  const bytes = imageBytes(3 * CHUNK, 37);
+  const path = await writeImage("stale.img", bytes);
+  const gone = Bun.spawn(["true"]);
+  await gone.exited;
+  const lock = `${journalPath(dir, `upload\0${path}\0new`)}.lock`;
+  await Bun.write(lock, `${gone.pid}\n`);
+  const result = await run(upload, [path, "-c", "64k"], { env: stub.env, cwd: dir });
+  expect(result.status).toBe(0);
+  expect(same(stub.readDrive(result.stdout.trim()), bytes)).toBe(true);
+  expect(readdirSync(dir).filter((name) => name.endsWith(".lock"))).toEqual([]);
 });
