@@ -43,6 +43,26 @@ export function processIo(): Io {
   };
 }
 
+/** Secrets at least this long are masked wherever they appear; shorter ones could be any word. */
+const BARE_SECRET_LENGTH = 8;
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/**
+ * Mask the places a secret can show up in a message: a Basic authorization value, a URL's
+ * userinfo, a `user:secret` pair (an echoed auth line). A long secret is also masked anywhere;
+ * a short one (a one-letter password) only there, or every "p" in "no space left" would go.
+ */
+export function maskSecrets(text: string, secrets: readonly string[]): string {
+  let out = text.replace(/\bBasic\s+[A-Za-z0-9+/=]{4,}/g, "Basic ****").replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@]+@/gi, "$1****@");
+  for (const secret of secrets) {
+    out = secret.length >= BARE_SECRET_LENGTH
+      ? out.split(secret).join("****")
+      : out.replace(new RegExp(`:${escapeRegExp(secret)}(?=$|[\\s'"\\],;)])`, "g"), ":****");
+  }
+  return out;
+}
+
 /** citty hands `data` through untyped; every command reads its context with this. */
 export function contextOf(context: { data?: unknown }): RunContext {
   const data = context.data as RunContext | undefined;
@@ -131,7 +151,7 @@ export async function execute<T extends ArgsDef>(command: CommandDef<T>, argv: s
   const verbose = argv.includes("--verbose");
   const log = createLogger(io, meta.name ?? "drivekit", verbose);
   const secrets: string[] = [];
-  const redact = (text: string) => secrets.reduce((out, secret) => out.split(secret).join("****"), text);
+  const redact = (text: string) => maskSecrets(text, secrets);
   const context: RunContext = {
     io,
     log,

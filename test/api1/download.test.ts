@@ -195,3 +195,16 @@ test("a download into a .part another live process is writing refuses at once, n
     other.kill();
   }
 });
+
+test("a one-letter secret does not mangle the error line (masking is where a secret can show, not every 'p')", async () => {
+  const shortStub = await startStub({ secret: "p" });
+  try {
+    const result = await run(download, ["8f9b42b1-1c5a-4a1e-9d8a-0123456789ab", "x.img", "--verbose"], { env: shortStub.env, cwd: dir });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain("Please re-validate your entry");
+    expect(result.stderr).toContain("authorization: Basic ****");
+    expect(result.stderr).not.toContain(Buffer.from(`${shortStub.user}:p`).toString("base64"));
+  } finally {
+    await shortStub.stop();
+  }
+});

@@ -1,5 +1,5 @@
-import { expect, test } from "bun:test";
-import { checkArgv } from "../../lib/cli/runner.ts";
+import { describe, expect, test } from "bun:test";
+import { checkArgv, maskSecrets } from "../../lib/cli/runner.ts";
 import { progressLine } from "../../lib/cli/progress.ts";
 import { UsageError } from "../../lib/errors.ts";
 
@@ -39,4 +39,24 @@ test("--chunk and --concurrency bounds", async () => {
   expect(parseConcurrency(undefined)).toBeUndefined();
   expect(parseConcurrency("8")).toBe(8);
   for (const bad of ["0", "65", "2.5", "x", ""]) expect(() => parseConcurrency(bad)).toThrow(/--concurrency/);
+});
+
+describe("maskSecrets", () => {
+  test("a one-letter secret leaves ordinary words alone", () => {
+    const message = "upload stopped at 16 MiB: no space left on device; x.img.part is kept";
+    expect(maskSecrets(message, ["p"])).toBe(message);
+  });
+
+  test("a one-letter secret is masked where a secret shows: a user:secret pair", () => {
+    expect(maskSecrets("auth file line 'ops:p' is not valid", ["p"])).toBe("auth file line 'ops:****' is not valid");
+  });
+
+  test("a Basic authorization value and a URL's userinfo are masked whatever the secret", () => {
+    const text = "authorization: Basic b3BzOnA= sent to https://ops:p@api.example.com/drives";
+    expect(maskSecrets(text, ["p"])).toBe("authorization: Basic **** sent to https://****@api.example.com/drives");
+  });
+
+  test("a long secret is masked anywhere it appears", () => {
+    expect(maskSecrets("server said: bad key hunter2-very-secret", ["hunter2-very-secret"])).toBe("server said: bad key ****");
+  });
 });
