@@ -11,6 +11,7 @@ import { rm } from "node:fs/promises";
 import type { Server } from "bun";
 import { elasticError, type DriveStub, type StubDrive } from "./server.ts";
 import { isAllZero } from "../lib/bytes.ts";
+import { ChunkUploadStub, type ChunkUploadOptions } from "./api2-upload.ts";
 
 const PREFIX = "/api/2.0/";
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -20,6 +21,8 @@ export interface Api2Options {
   minDriveSize?: number;
   /** How the upload answers the UUID: `json` (`{"uuid": ...}`, the default) or `plain` text. */
   answer?: "json" | "plain";
+  /** The chunked upload (initupload/, upload_chunk, one-time links): emulator/api2-upload.ts. */
+  chunked?: ChunkUploadOptions;
 }
 
 export interface OriginRequest {
@@ -51,11 +54,15 @@ export class Api2Stub {
   private origin!: Server<undefined>;
   private readonly tokens = new Map<string, string>();
   private readonly waiters: ((outcome: UploadOutcome) => void)[] = [];
+  /** The chunked upload: its links, and what they received. */
+  readonly chunked: ChunkUploadStub;
 
   constructor(
     readonly stub: DriveStub,
     readonly options: Api2Options = {},
-  ) {}
+  ) {
+    this.chunked = new ChunkUploadStub(stub, options.chunked);
+  }
 
   /** CSURI for this emulator (the direct host is the same origin, as CLI.md derives for loopback). */
   get uri(): string {
@@ -110,6 +117,8 @@ export class Api2Stub {
   }
 
   private async route(request: Request, path: string): Promise<Response> {
+    // a one-time upload link needs no credentials: the token is the permission
+    if (this.chunked.isLinkPath(path)) return this.chunked.receive(request, path);
     if (!this.authorised(request)) {
       await request.body?.cancel().catch(() => undefined);
       return Response.json({ error_type: "auth", error_message: "Authentication failed" }, {
@@ -117,6 +126,8 @@ export class Api2Stub {
         headers: { "www-authenticate": 'Basic realm="drivekit stub"' },
       });
     }
+    const chunked = this.chunked.route(request, path, new URL(request.url).search);
+    if (chunked) return chunked;
     const parts = path.split("/");
     if (parts[0] === "drives" && parts[1] === "upload" && parts.length <= 4) {
       if (request.method !== "POST") return elasticError(405, "method", "use POST");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
-// Upload a whole image to a new or existing drive: API 1.0 in parallel gzipped chunks with
-// retries and resume, or API 2.0 in one direct POST. Prints the drive UUID alone on stdout.
+// Upload a whole image to a new or existing drive: API 1.0 in parallel gzipped chunks, API 2.0 in
+// parallel chunks through one-time links (or, with --direct, one POST); both retry and resume.
+// Prints the drive UUID alone on stdout.
 import { basename } from "node:path";
 import { defineCommand } from "citty";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
@@ -11,19 +12,23 @@ import { parseSize } from "../lib/size.ts";
 import type { CompressMode, UploadRequest } from "../lib/transfer.ts";
 import { uploadChunked } from "../lib/api1/upload.ts";
 import { uploadDirect } from "../lib/api2/upload-direct.ts";
+import { DEFAULT_API2_CHUNK, parseApi2Chunk, uploadChunked2 } from "../lib/api2/upload.ts";
 import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
   meta: { name: "upload", description: "Upload an image file (or block device) to a new drive, or to an existing one with -d" },
   args: {
     file: { type: "positional", description: "Image file or block device" },
-    chunk: { type: "string", alias: "c", description: "API 1.0: bytes per write (k/M/G/T allowed, at most 4M)", default: "4M", valueHint: "SIZE" },
+    chunk: { type: "string", alias: "c", description: `Bytes per chunk (k/M/G/T allowed); API 1.0: at most 4M, default 4M; API 2.0: 64k to 256M, default ${DEFAULT_API2_CHUNK / 2 ** 20}M`, valueHint: "SIZE" },
     drive: { type: "string", alias: "d", description: "Existing drive UUID to write into (its old data is overwritten)", valueHint: "DRIVE" },
     name: { type: "string", alias: "n", description: "Name of the new drive (default: the file's base name)", valueHint: "NAME" },
     offset: { type: "string", alias: "o", description: "API 1.0: resume from this byte of the image", valueHint: "OFFSET" },
     compress: { type: "string", description: "API 1.0: gzip each chunk: auto (when it pays), always, never", default: "auto", valueHint: "auto|always|never" },
     verify: { type: "boolean", description: "Read the drive back and compare it with the image" },
+    direct: { type: "boolean", description: "API 2.0: one streamed POST to the direct host instead of chunks (not resumable)" },
+    wait: { type: "boolean", description: "API 2.0: wait until the drive leaves status uploading (--no-wait: do not)", default: true },
     ...transferArgs,
+    concurrency: { ...transferArgs.concurrency, description: "Chunks in flight at once (default chosen by benchmark for each API)" },
     ...apiArgs,
     ...connectionArgs,
     ...jsonArgs,
@@ -32,13 +37,12 @@ const command = defineCommand({
     const ctx = contextOf(context);
     const { args } = context;
     if (!args.file) throw new UsageError("missing FILE (the image to upload)");
-    const chunk = parseChunk(args.chunk);
     const compress = args.compress as CompressMode;
     if (!["auto", "always", "never"].includes(compress)) throw new UsageError(`invalid --compress '${args.compress}': expected auto, always or never`);
     const concurrency = parseConcurrency(args.concurrency);
     const request: UploadRequest = {
       file: args.file,
-      chunk,
+      chunk: 0,
       drive: args.drive === undefined ? undefined : checkUuid(args.drive, "--drive"),
       name: args.name ?? basename(args.file),
       offset: args.offset === undefined ? undefined : parseSize(args.offset, "--offset"),
@@ -49,7 +53,17 @@ const command = defineCommand({
     };
     if (request.name.trim() === "" || /[\r\n]/.test(request.name)) throw new UsageError("invalid --name: empty or holding a newline");
     const connection = await connect(args, ctx);
-    const drive = connection.config.api === 1 ? await uploadChunked(ctx, connection, request) : await uploadDirect(ctx, connection, request);
+    let drive: string;
+    if (connection.config.api === 1) {
+      if (args.direct) throw new UsageError("--direct is API 2.0 only");
+      drive = await uploadChunked(ctx, connection, { ...request, chunk: parseChunk(args.chunk ?? "4M") });
+    } else if (args.direct) {
+      drive = await uploadDirect(ctx, connection, request);
+    } else {
+      if (request.offset !== undefined) throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 upload resumes by chunks (rerun the same command, or -d DRIVE)");
+      const chunk = parseApi2Chunk(args.chunk ?? `${DEFAULT_API2_CHUNK}`);
+      drive = await uploadChunked2(ctx, connection, { ...request, chunk, wait: args.wait !== false });
+    }
     ctx.print(args.json ? JSON.stringify({ drive }) : drive);
   },
 });

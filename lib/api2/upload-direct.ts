@@ -136,7 +136,7 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
  * Read the new drive back and compare it with the image, streaming both. The drive may be longer
  * (a server grows small images to its minimum drive size): the extra bytes must all be zero.
  */
-async function verifyDirect(ctx: Context, connection: Connection, uuid: string, file: string, size: number, quiet: boolean): Promise<void> {
+export async function verifyDirect(ctx: Context, connection: Connection, uuid: string, file: string, size: number, quiet: boolean): Promise<void> {
   const client = directClient(connection);
   const path = `drives/${uuid}/download/`;
   const watchdog = new Watchdog(connection.timeoutMs);

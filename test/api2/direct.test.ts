@@ -68,7 +68,7 @@ afterEach(() => {
 
 async function uploadBytes(bytes: Uint8Array, name = `img-${bytes.length}.raw`, extra: string[] = []) {
   const path = image(name, bytes);
-  const result = await run(upload, [path, "--quiet", ...extra], { env: api2.env });
+  const result = await run(upload, [path, "--direct", "--quiet", ...extra], { env: api2.env });
   return { path, result, uuid: result.stdout.trim() };
 }
 
@@ -179,7 +179,7 @@ describe("upload", () => {
 
   test("--verbose shows the exchange with the credentials masked", async () => {
     const path = image("verbose.raw", randomBytes(3000, 6));
-    const result = await run(upload, [path, "--quiet", "--verbose", "--verify"], { env: api2.env });
+    const result = await run(upload, [path, "--direct", "--quiet", "--verbose", "--verify"], { env: api2.env });
     expect(result.status).toBe(0);
     expect(result.stderr).toContain("> POST http://127.0.0.1:");
     expect(result.stderr).toContain("authorization: Basic ****");
@@ -214,7 +214,7 @@ describe("upload", () => {
     const path = image("progress.raw", randomBytes(2 * 1024 * 1024, 5));
     // a slow link (about 0.7 s for the image), so the 200 ms live line shows at least once
     stub.options.bandwidth = 3_000_000;
-    const result = await run(upload, [path], { env: api2.env, stderrIsTTY: true }).finally(() => {
+    const result = await run(upload, [path, "--direct"], { env: api2.env, stderrIsTTY: true }).finally(() => {
       stub.options.bandwidth = undefined;
     });
     expect(result.status).toBe(0);
@@ -283,11 +283,11 @@ describe("upload", () => {
       [good, "-o", "4096"],
     ];
     for (const argv of cases) {
-      const result = await run(upload, argv, { env: api2.env });
+      const result = await run(upload, [...argv, "--direct"], { env: api2.env });
       expect({ argv, status: result.status }).toEqual({ argv, status: 2 });
     }
     // plain http to a host other than loopback: credentials would travel in clear
-    const result = await run(upload, [good], { env: { ...api2.env, CSDIRECT: "http://192.0.2.10/api/2.0/" } });
+    const result = await run(upload, [good, "--direct"], { env: { ...api2.env, CSDIRECT: "http://192.0.2.10/api/2.0/" } });
     expect(result.status).toBe(2);
     expect(result.stderr).toContain("plain http");
     const viaUri = await run(download, [crypto.randomUUID()], { env: { ...api2.env, CSURI: "http://example.com/api/2.0/" } });
@@ -305,7 +305,7 @@ describe("upload", () => {
       return new Response(crypto.randomUUID());
     });
     const path = image("stall.raw", randomBytes(1000, 15));
-    const result = await run(upload, [path, "--quiet", "--timeout", "0.3"], { env: api2.env });
+    const result = await run(upload, [path, "--direct", "--quiet", "--timeout", "0.3"], { env: api2.env });
     release();
     expect(result.status).toBe(1);
     expect(result.stderr).toContain("timeout");
@@ -323,7 +323,7 @@ test("a server that stops reading the body mid-upload is given up on after --tim
     return new Response("late\n", { status: 500 });
   });
   const path = image("stuck.raw", randomBytes(64 * 1024 * 1024, 16));
-  const result = await run(upload, [path, "--quiet", "--timeout", "0.5"], { env: api2.env });
+  const result = await run(upload, [path, "--direct", "--quiet", "--timeout", "0.5"], { env: api2.env });
   release();
   expect(result.status).toBe(1);
   expect(result.stderr).toContain("timeout: nothing moved for");
@@ -617,7 +617,7 @@ describe("spawned scripts", () => {
   test("upload then download as real processes", async () => {
     const bytes = randomBytes(700_001, 21);
     const path = image("spawned.raw", bytes);
-    const up = await spawnScript("upload", [path, "--verify"], { env: api2.env });
+    const up = await spawnScript("upload", [path, "--direct", "--verify"], { env: api2.env });
     expect(up.status).toBe(0);
     expect(up.stdout).toMatch(UUID_LINE);
     expect(up.stderr).toContain("verified drive");

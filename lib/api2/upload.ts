@@ -1,0 +1,395 @@
+// API 2.0 chunked upload, the protocol of CloudSigma's own client: `initupload/` makes a drive in
+// status `uploading`; each chunk gets a one-time link (`drives/UUID/action/?do=upload_chunk`, 416
+// when the server already holds it) and its raw bytes go to that link without credentials. Links
+// are asked for ahead of the chunk POSTs, so their round trip hides behind the bytes in flight;
+// each chunk retries on passing errors; a journal records the finished chunks so that rerunning
+// the same command resumes into the same drive; all-zero chunks are sent too (the drive leaves
+// `uploading` only once every chunk is in).
+import { basename, resolve } from "node:path";
+import type { Context } from "../context.ts";
+import type { Connection } from "../connect.ts";
+import { closeSync, openSync, readSync } from "node:fs";
+import { ApiError, OperationError, UsageError } from "../errors.ts";
+import { classifyError, describeNetworkError, type HttpClient } from "../http.ts";
+import { isLoopbackHost } from "../config.ts";
+import { runChunks } from "../chunks/engine.ts";
+import { Journal, journalPath } from "../chunks/journal.ts";
+import { RunLock } from "../chunks/lock.ts";
+import { openImage, type ImageSource } from "../chunks/image.ts";
+import { logRetry, withRetry } from "../retry.ts";
+import { formatRate, humanBytes, parseSize } from "../size.ts";
+import type { UploadRequest } from "../transfer.ts";
+import { verifyDirect } from "./upload-direct.ts";
+import { streamPost, type StreamPostAnswer } from "./socket-post.ts";
+import { Watchdog } from "./watchdog.ts";
+
+/** Bytes per chunk by default (bench/RESULTS-api2-upload.md). */
+export const DEFAULT_API2_CHUNK = 8 * 1024 * 1024;
+/** Chunk POSTs in flight by default: enough to hide 100 ms per request (bench/RESULTS-api2-upload.md). */
+export const DEFAULT_API2_CONCURRENCY = 6;
+/** Largest chunk accepted: memory is about concurrency x chunk. */
+const MAX_API2_CHUNK = 256 * 1024 * 1024;
+/** Bytes read from the image and handed to the socket at a time, per chunk in flight. */
+const PIECE = 1024 * 1024;
+/** A link is valid about 5 minutes: one asked for longer ago than this is asked for again. */
+const LINK_REUSE_MS = 4 * 60_000;
+/** New links asked for one chunk whose link the server called expired, before giving up. */
+const LINK_RENEWALS = 3;
+
+export interface Api2UploadRequest extends UploadRequest {
+  /** Wait until the drive leaves `uploading` (bounded by --timeout). */
+  wait: boolean;
+}
+
+/** -c/--chunk for API 2.0: a multiple of 1 KiB from 64k to 256M (the 1.0 limit of 4M does not apply). */
+export function parseApi2Chunk(text: string): number {
+  const chunk = parseSize(text, "--chunk");
+  if (chunk < 64 * 1024 || chunk > MAX_API2_CHUNK || chunk % 1024 !== 0) {
+    throw new UsageError(`invalid --chunk ${text}: expected a multiple of 1k from 64k to 256M for API 2.0`);
+  }
+  return chunk;
+}
+
+/**
+ * The 2.0 chunk grid: `max(1, size // chunk)` chunks from 0, each `chunk` bytes except the last,
+ * which runs to the end of the image (up to one chunk larger, never smaller, than the others).
+ */
+export function api2Grid(size: number, chunk: number) {
+  const count = Math.max(1, Math.floor(size / chunk));
+  const rangeOf = (index: number): [number, number] => [index * chunk, index === count - 1 ? size : (index + 1) * chunk];
+  return { count, rangeOf };
+}
+
+/** The drive as `GET drives/UUID/` shows it (the fields this upload reads). */
+interface Api2Drive {
+  uuid: string;
+  size: number;
+  status: string;
+}
+
+/** A minimal 2.0 "get drive", private to the upload. */
+async function getDrive(client: HttpClient, uuid: string, signal?: AbortSignal): Promise<Api2Drive> {
+  const response = await client.request("GET", `drives/${uuid}/`, { signal, headers: { accept: "application/json" } });
+  const body = (await response.json().catch(() => undefined)) as Partial<Api2Drive> | undefined;
+  if (!body || typeof body.size !== "number" || typeof body.status !== "string") {
+    throw new ApiError("protocol", "the drive's answer holds no size or status", response.status, "GET", client.url(`drives/${uuid}/`).pathname);
+  }
+  return { uuid, size: body.size, status: body.status };
+}
+
+/** An image's size as a server may keep it: exact, or rounded up to a KiB. */
+function sizeMatches(driveSize: number, imageSize: number): boolean {
+  return driveSize === imageSize || driveSize === Math.ceil(imageSize / 1024) * 1024;
+}
+
+/** 409 on a 2.0 call means the drive is in the wrong state: sending again will not change that. */
+function finalConflict(error: unknown): unknown {
+  if (error instanceof ApiError && error.status === 409 && error.retryable) {
+    return new ApiError(error.kind, error.serverMessage, error.status, error.method, error.path, false);
+  }
+  return error;
+}
+
+const HELD = Symbol("held");
+type LinkAnswer = URL | typeof HELD;
+
+/** The journal of an upload: one per image and target, in the folder the command runs in (apart from 1.0's). */
+function uploadJournal(ctx: Context, image: ImageSource, request: Api2UploadRequest): string {
+  return journalPath(ctx.cwd, `upload-api2\0${image.path}\0${request.drive ?? "new"}`);
+}
+
+function quoted(file: string): string {
+  return /^[\w./-]+$/.test(file) ? file : `'${file.replace(/'/g, "'\\''")}'`;
+}
+
+export async function uploadChunked2(ctx: Context, connection: Connection, request: Api2UploadRequest): Promise<string> {
+  if (request.offset) throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 upload resumes by chunks (rerun the command, or -d DRIVE)");
+  const image = await openImage(resolve(ctx.cwd, request.file), request.file);
+  try {
+    if (image.size === 0) throw new UsageError(`${request.file} is empty (0 bytes): there is nothing to upload`);
+    // two runs of one upload must not share its journal
+    const lock = RunLock.acquire(uploadJournal(ctx, image, request), `the upload of ${request.file}`);
+    try {
+      return await upload(ctx, connection, request, image);
+    } finally {
+      lock.release();
+    }
+  } finally {
+    await image.close();
+  }
+}
+
+async function upload(ctx: Context, connection: Connection, request: Api2UploadRequest, image: ImageSource): Promise<string> {
+  const client = connection.client;
+  const chunk = request.chunk;
+  const concurrency = request.concurrency ?? DEFAULT_API2_CONCURRENCY;
+  const { count, rangeOf } = api2Grid(image.size, chunk);
+  const { journal, drive, complete } = await target(ctx, client, request, image);
+  const fd = openSync(image.path, "r");
+  try {
+    return await send(ctx, connection, request, image, fd, journal, drive, complete);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function send(
+  ctx: Context,
+  connection: Connection,
+  request: Api2UploadRequest,
+  image: ImageSource,
+  fd: number,
+  journal: Journal,
+  drive: string,
+  complete: boolean,
+): Promise<string> {
+  const client = connection.client;
+  const chunk = request.chunk;
+  const concurrency = request.concurrency ?? DEFAULT_API2_CONCURRENCY;
+  const { count, rangeOf } = api2Grid(image.size, chunk);
+
+  let sent = 0;
+  let held = 0;
+  let retries = 0;
+  let renewed = 0;
+  let sentBytes = 0;
+  const apiOrigin = client.base.origin;
+
+  /** Ask for chunk `index`'s one-time link; HELD when the server has the chunk already (416). */
+  const requestLink = async (index: number, signal: AbortSignal): Promise<LinkAnswer> => {
+    let response: Response;
+    try {
+      response = await client.request("POST", `drives/${drive}/action/?do=upload_chunk`, {
+        body: JSON.stringify({ chunk_number: index, chunk_size: chunk }),
+        headers: { "content-type": "application/json", accept: "application/json" },
+        ok: (status) => (status >= 200 && status < 300) || status === 416,
+        signal,
+      });
+    } catch (error) {
+      throw finalConflict(error);
+    }
+    if (response.status === 416) {
+      await response.body?.cancel().catch(() => undefined);
+      return HELD;
+    }
+    const answer = (await response.json().catch(() => undefined)) as { link?: unknown } | undefined;
+    const where = client.url(`drives/${drive}/action/`).pathname;
+    if (typeof answer?.link !== "string" || answer.link === "") throw new ApiError("protocol", `no link in the answer for chunk ${index}`, response.status, "POST", where);
+    const url = new URL(answer.link, apiOrigin);
+    if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHost(url.hostname))) {
+      throw new ApiError("protocol", `refusing the upload link to ${url.origin} (not https)`, response.status, "POST", where);
+    }
+    return url;
+  };
+
+  /**
+   * POST one chunk's bytes to its link, with no credentials, read from the image as the socket
+   * takes them (one small buffer per POST: memory does not grow with the chunk size); "expired"
+   * when the link is no good any more. --timeout bounds the time without progress.
+   */
+  const postChunk = async (url: URL, start: number, length: number, signal: AbortSignal): Promise<"ok" | "expired"> => {
+    const headers = { "content-type": "application/octet-stream", "user-agent": "drivekit" };
+    client.trace(`> POST ${url.origin}${url.pathname.replace(/[^/]{16,}/g, "…")}`, { ...headers, "content-length": String(length) });
+    const hole = image.dataMap !== undefined && image.dataMap.nextData(start) >= start + length;
+    const watchdog = new Watchdog(connection.timeoutMs);
+    let readFailure: Error | undefined;
+    let answer: StreamPostAnswer;
+    try {
+      answer = await streamPost({
+        url,
+        headers,
+        size: length,
+        signal: AbortSignal.any([signal, watchdog.signal]),
+        pieceSize: PIECE,
+        fill(buffer, offset, want) {
+          // a hole in the image is zeros without reading the disk; the zeros still go out
+          if (hole) {
+            buffer.fill(0, 0, want);
+            return want;
+          }
+          try {
+            const n = readSync(fd, buffer, 0, want, start + offset);
+            if (n === 0) readFailure = new OperationError(`${request.file} shrank to ${start + offset} bytes during the upload`);
+            return n;
+          } catch (error) {
+            readFailure = new OperationError(`reading ${request.file} at byte ${start + offset} failed: ${(error as Error).message}`);
+            return 0;
+          }
+        },
+        onProgress: () => watchdog.touch(),
+      });
+    } catch (error) {
+      if (readFailure) throw readFailure;
+      if (signal.aborted) throw error;
+      const translated = watchdog.translate(error, "POST", "(upload link)");
+      if (translated instanceof ApiError) throw translated;
+      throw new ApiError("network", describeNetworkError(error, url), undefined, "POST", "(upload link)");
+    } finally {
+      watchdog.stop();
+    }
+    if (readFailure) throw readFailure;
+    client.trace(`< ${answer.status} ${answer.statusText}`, Object.fromEntries(answer.headers));
+    if (answer.status >= 200 && answer.status < 300) {
+      if (answer.sent !== length) throw new ApiError("protocol", `the link answered ${answer.status} after ${answer.sent} of ${length} bytes`, answer.status, "POST", "(upload link)");
+      return "ok";
+    }
+    if (answer.status === 404 || answer.status === 410) return "expired";
+    const { kind, message } = classifyError(answer.status, answer.headers.get("x-elastic-error"), answer.body);
+    const id = answer.headers.get("x-request-id")?.replace(/[^\x21-\x7e]/g, "").slice(0, 100);
+    const retryable = answer.status >= 500 || answer.status === 408 || answer.status === 429;
+    throw new ApiError(kind, `${message}${id ? ` (X-REQUEST-ID ${id})` : ""}`, answer.status, "POST", "(upload link)", retryable);
+  };
+
+  const pending = Array.from({ length: count }, (_, index) => index).filter((index) => !journal.done.has(index));
+  const position = new Map(pending.map((index, at) => [index, at]));
+  // links asked for ahead of their chunk: one window's worth beyond the chunks in flight
+  const prefetched = new Map<number, { answer: Promise<LinkAnswer>; at: number }>();
+  const prefetch = (index: number, signal: AbortSignal) => {
+    if (prefetched.has(index) || signal.aborted) return;
+    const answer = requestLink(index, signal);
+    answer.catch(() => undefined); // awaited later, or replaced: never an unhandled rejection
+    prefetched.set(index, { answer, at: performance.now() });
+  };
+  const takeLink = (index: number, signal: AbortSignal): Promise<LinkAnswer> => {
+    const early = prefetched.get(index);
+    prefetched.delete(index);
+    if (early && performance.now() - early.at < LINK_REUSE_MS) return early.answer;
+    return requestLink(index, signal);
+  };
+
+  const work = async (index: number, signal: AbortSignal): Promise<number> => {
+    const [start, end] = rangeOf(index);
+    const length = end - start;
+    const at = position.get(index) ?? 0;
+    for (let ahead = at + 1; ahead <= at + concurrency && ahead < pending.length; ahead++) prefetch(pending[ahead] as number, signal);
+    let link: Promise<LinkAnswer> | undefined = takeLink(index, signal);
+    link.catch(() => undefined);
+    const outcome = await withRetry(
+      async () => {
+        let answer = await (link ?? requestLink(index, signal));
+        link = undefined;
+        for (let renewals = 0; ; renewals++) {
+          if (answer === HELD) return "held";
+          if ((await postChunk(answer, start, length, signal)) === "ok") return "sent";
+          if (renewals >= LINK_RENEWALS) {
+            throw new ApiError("protocol", `the server refused ${renewals + 1} links for chunk ${index} as expired or unknown`, undefined, "POST", "(upload link)", false);
+          }
+          renewed++;
+          ctx.log.debug(`chunk ${index}: the link expired; asking for a new one`);
+          answer = await requestLink(index, signal);
+        }
+      },
+      { signal, onRetry: logRetry(ctx.log, `chunk ${index}`, () => retries++) },
+    );
+    if (outcome === "held") held++;
+    else {
+      sent++;
+      sentBytes += length;
+    }
+    journal.markDone(index);
+    return length;
+  };
+
+  const doneBefore = [...journal.done].reduce((sum, index) => (index < count ? sum + rangeOf(index)[1] - rangeOf(index)[0] : sum), 0);
+  const note = () =>
+    [held ? `${held} chunks already on the server` : "", retries ? `${retries} retries` : "", renewed ? `${renewed} links renewed` : ""].filter(Boolean).join(", ") ||
+    undefined;
+  const started = performance.now();
+  if (complete) {
+    ctx.log.info(`drive ${drive} already holds every chunk of ${request.file}`);
+  } else {
+    const { progress } = await runChunks(ctx, {
+      label: "upload",
+      what: `upload to drive ${drive}`,
+      total: image.size,
+      done: doneBefore,
+      pending,
+      concurrency,
+      quiet: request.quiet,
+      work,
+      note,
+      onStop: () => journal.close(),
+      resumeHint: () =>
+        `to resume, rerun the same command in ${ctx.cwd} (journal ${basename(journal.path)}), or run: upload.ts --api 2 -d ${drive}` +
+        `${chunk === DEFAULT_API2_CHUNK ? "" : ` -c ${chunk}`} ${quoted(request.file)}`,
+    });
+    progress.finish(
+      `uploaded ${humanBytes(image.size - doneBefore)} to drive ${drive} (${formatRate(sentBytes, started)}), ${sent} chunks sent` +
+        `${held ? `, ${held} already on the server` : ""}${retries ? `, ${retries} retries` : ""}${renewed ? `, ${renewed} links renewed` : ""}`,
+    );
+  }
+  // every chunk is in: a failed wait or verify must not turn a rerun into a fresh upload
+  journal.remove();
+  if (request.wait) await waitUntilReady(ctx, client, drive, connection.timeoutMs);
+  if (request.verify) await verifyDirect(ctx, connection, drive, image.path, image.size, request.quiet);
+  return drive;
+}
+
+/** The drive to upload into (new, resumed from the journal, or -d) and its journal. */
+async function target(
+  ctx: Context,
+  client: HttpClient,
+  request: Api2UploadRequest,
+  image: ImageSource,
+): Promise<{ journal: Journal; drive: string; complete: boolean }> {
+  const path = uploadJournal(ctx, image, request);
+  const key = { kind: "upload" as const, file: image.path, size: image.size, mtimeMs: image.mtimeMs, chunk: request.chunk, drive: request.drive };
+  const wrongSize = (drive: string, size: number) =>
+    new OperationError(
+      `drive ${drive} is ${size} bytes, but ${request.file} is ${image.size} bytes: an API 2.0 chunked upload needs a drive started (initupload) for exactly this image's size`,
+    );
+  let journal = Journal.load(path);
+  if (journal && !journal.matches(key)) {
+    ctx.log.warn(`${request.file} or --chunk changed since the interrupted upload to drive ${journal.header.drive}: starting over`);
+    journal = undefined;
+  }
+  if (journal) {
+    const drive = journal.header.drive;
+    try {
+      const info = await getDrive(client, drive);
+      if (!sizeMatches(info.size, image.size)) throw wrongSize(drive, info.size);
+      ctx.log.info(`resuming the upload into drive ${drive}: ${journal.done.size} chunks already done`);
+      return { journal, drive, complete: info.status !== "uploading" };
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404) || !journal.header.created) throw error;
+      ctx.log.warn(`drive ${drive} of the interrupted upload is gone: starting over on a new drive`);
+    }
+  }
+  if (request.drive) {
+    const info = await getDrive(client, request.drive);
+    if (!sizeMatches(info.size, image.size)) throw wrongSize(request.drive, info.size);
+    if (info.status !== "uploading") {
+      throw new OperationError(`drive ${request.drive} is ${info.status}, not uploading: chunks can only go into a drive whose upload (initupload) has not finished`);
+    }
+    return { journal: Journal.create(path, { v: 1, ...key, drive: request.drive, created: false }), drive: request.drive, complete: false };
+  }
+  const response = await client.request("POST", "initupload/", {
+    body: JSON.stringify({ name: request.name, size: image.size, media: "disk" }),
+    headers: { "content-type": "application/json", accept: "application/json" },
+  });
+  const answer = (await response.json().catch(() => undefined)) as { objects?: Array<{ uuid?: unknown }>; uuid?: unknown } | undefined;
+  const uuid = answer?.objects?.[0]?.uuid ?? answer?.uuid;
+  if (typeof uuid !== "string" || !/^[0-9a-f-]{36}$/i.test(uuid)) {
+    throw new ApiError("protocol", "the answer names no drive UUID", response.status, "POST", client.url("initupload/").pathname);
+  }
+  const drive = uuid.toLowerCase();
+  ctx.log.info(`started drive ${drive} (${humanBytes(image.size)}, ${Math.max(1, Math.floor(image.size / request.chunk))} chunks)`);
+  return { journal: Journal.create(path, { v: 1, ...key, drive, created: true }), drive, complete: false };
+}
+
+/** Poll the drive until it leaves `uploading` (the server assembles it), at most `timeoutMs`. */
+async function waitUntilReady(ctx: Context, client: HttpClient, drive: string, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  let status = "";
+  for (let attempt = 0; ; attempt++) {
+    status = (await getDrive(client, drive)).status;
+    if (status !== "uploading" && status !== "creating") return;
+    const left = deadline - performance.now();
+    if (left <= 0) break;
+    if (attempt === 0) ctx.log.info(`waiting for drive ${drive} to leave status ${status}`);
+    await Bun.sleep(Math.min(left, 100 * 2 ** Math.min(attempt, 4)));
+  }
+  throw new OperationError(
+    `drive ${drive} holds every chunk but is still ${status} after ${Math.round(timeoutMs / 1000)} s (--timeout); check it later, or rerun with --no-wait`,
+  );
+}
