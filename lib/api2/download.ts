@@ -1,13 +1,15 @@
 // API 2.0 download: one GET of the drive from the direct host, following redirects (credentials
-// only to the origin named), into FILE.part, renamed only on a full byte count; a rerun resumes
+// only to the origin named), written at its offsets into FILE.part with all-zero 4 KiB blocks left
+// as holes (as sparse as the API 1.0 download), renamed only on a full byte count; a rerun resumes
 // the .part with Range when the server allows it.
-import { closeSync, fstatSync, openSync, statSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, ftruncateSync, openSync, read, statSync, writeSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Context } from "../context.ts";
 import { directClient, type Connection } from "../connect.ts";
 import { messageOf, OperationError, UsageError } from "../errors.ts";
 import { checkOutputPath, exists } from "../files.ts";
+import { BLOCK, dataRuns } from "../bytes.ts";
 import { formatRate, humanBytes } from "../size.ts";
 import type { DownloadRequest } from "../transfer.ts";
 import { NO_TOTAL_LIMIT, Watchdog } from "./watchdog.ts";
@@ -157,7 +159,164 @@ async function acceptPartial(ctx: Context, response: Response, from: number, par
   return "restart";
 }
 
-/** Stream the body into FILE.part from byte `from`; returns the bytes written. */
+/**
+ * Bytes gathered before they are scanned and written: fetch hands the body over in pieces of any
+ * size (53 bytes to 256 KiB seen here), zeros are found per whole 4 KiB block, and one positional
+ * write per data run of a buffer costs fewer syscalls than one per piece.
+ */
+const GATHER = 1024 * 1024;
+
+/**
+ * Synchronous on purpose, as in the API 1.0 download: a filesystem image gives many short data runs
+ * per buffer, and a thread-pool round trip for each would cost more than the copies themselves.
+ */
+function writeAll(fd: number, bytes: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, position + done);
+}
+
+/**
+ * Writes a body into FILE.part at its offsets, all-zero 4 KiB blocks left as holes. What a resume
+ * relies on: the file's size is always the count of bytes received and written (holes included),
+ * so a rerun asks for `Range: bytes=SIZE-`. A buffer's data runs are written before the file is
+ * extended over its trailing zeros, so a crash in between leaves a shorter file, never a longer one.
+ */
+export class SparseWriter {
+  private readonly buffer = new Uint8Array(GATHER);
+  private fill = 0;
+  /** Where the buffer's first byte goes: everything before it is in the file. */
+  private start: number;
+  /** The first buffer ends on the 4 KiB grid, so later ones start on it (aligned word scans). */
+  private limit: number;
+
+  constructor(
+    private readonly fd: number,
+    from: number,
+  ) {
+    this.start = from;
+    this.limit = GATHER - (from % BLOCK);
+  }
+
+  /** Bytes received so far, the buffered ones included. */
+  get received(): number {
+    return this.start + this.fill;
+  }
+
+  /** Bytes in the file (its size). */
+  get written(): number {
+    return this.start;
+  }
+
+  /** Where the next bytes can be read to directly (never empty). */
+  space(): Uint8Array {
+    return this.buffer.subarray(this.fill, this.limit);
+  }
+
+  /** `n` bytes were put into space(). */
+  commit(n: number): void {
+    this.fill += n;
+    if (this.fill === this.limit) this.flush();
+  }
+
+  add(chunk: Uint8Array): void {
+    let at = 0;
+    while (at < chunk.length) {
+      const n = Math.min(chunk.length - at, this.limit - this.fill);
+      this.buffer.set(n === chunk.length ? chunk : chunk.subarray(at, at + n), this.fill);
+      this.fill += n;
+      at += n;
+      if (this.fill === this.limit) this.flush();
+    }
+  }
+
+  flush(): void {
+    if (this.fill === 0) return;
+    const bytes = this.buffer.subarray(0, this.fill);
+    const runs = dataRuns(bytes, this.start);
+    for (const [from, to] of runs) writeAll(this.fd, bytes.subarray(from, to), this.start + from);
+    // zeros at the end are not written: extend the file over them, so its size still counts them
+    if ((runs[runs.length - 1]?.[1] ?? 0) !== this.fill) ftruncateSync(this.fd, this.start + this.fill);
+    this.start += this.fill;
+    this.fill = 0;
+    this.limit = GATHER;
+  }
+}
+
+type Pipe2 = (fds: Int32Array) => number;
+let pipe2: Pipe2 | null | undefined;
+const O_CLOEXEC = 0o2000000;
+const F_SETPIPE_SZ = 1031;
+
+/**
+ * A kernel pipe (read end, write end) through bun:ffi, or undefined where libc's pipe2 is missing.
+ * Why a pipe: reading fetch's body as a JS stream allocates a fresh buffer per piece (16 000 a GiB)
+ * and took the script to 73-79 MiB of peak RSS (forced collections brought it to 63-67 MiB at half
+ * the speed); `Bun.write` into a pipe streams natively, and the pipe is read into one reused buffer:
+ * about 20 MiB less, as fast (bench/RESULTS-api2.md).
+ */
+export async function openPipe(): Promise<[number, number] | undefined> {
+  if (pipe2 === undefined) {
+    pipe2 = null;
+    if (process.platform === "linux") {
+      try {
+        const { dlopen, FFIType, ptr } = await import("bun:ffi");
+        for (const name of ["libc.so.6", "libc.so", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1"]) {
+          try {
+            const lib = dlopen(name, {
+              pipe2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+              fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+            });
+            const { pipe2: make, fcntl } = lib.symbols;
+            pipe2 = (fds) => {
+              const status = make(ptr(fds), O_CLOEXEC);
+              // 1 MiB instead of 64 KiB: fewer reads; refused (harmlessly) above the system's limit
+              if (status === 0) fcntl(fds[1] as number, F_SETPIPE_SZ, GATHER);
+              return status;
+            };
+            break;
+          } catch {
+            // try the next name
+          }
+        }
+      } catch {
+        // no FFI in this runtime: the JS stream it is
+      }
+    }
+  }
+  if (!pipe2) return undefined;
+  const fds = new Int32Array(2);
+  return pipe2(fds) === 0 ? [fds[0] as number, fds[1] as number] : undefined;
+}
+
+function readInto(fd: number, into: Uint8Array): Promise<number> {
+  return new Promise((resolve, reject) =>
+    read(fd, into, 0, into.length, null, (error, n) => (error ? reject(error) : resolve(n))),
+  );
+}
+
+/**
+ * `Bun.write` streams the body into the pipe's write end; each read of the other end lands in the
+ * writer's buffer and is handed to `onBytes`. Resolves at the body's end; rejects when the body
+ * fails (cut, reset, the watchdog's abort) or `onBytes` throws; the pipe is closed either way.
+ */
+async function pumpThroughPipe(response: Response, [readFd, writeFd]: [number, number], writer: SparseWriter, onBytes: (n: number) => void): Promise<void> {
+  // the write end closes when the body ends or fails: the reader then sees the end of the pipe
+  const sending = Bun.write(Bun.file(writeFd), response).finally(() => closeSync(writeFd));
+  sending.catch(() => undefined);
+  try {
+    for (;;) {
+      const n = await readInto(readFd, writer.space());
+      if (n === 0) break;
+      onBytes(n);
+    }
+  } finally {
+    // a failure here leaves Bun.write writing into a closed pipe: it fails (EPIPE) and stops
+    closeSync(readFd);
+  }
+  await sending;
+}
+
+/** Stream the body into FILE.part from byte `from`, zero blocks left as holes; returns the bytes written. */
 async function receive(
   ctx: Context,
   response: Response,
@@ -169,51 +328,56 @@ async function receive(
 ): Promise<number> {
   const progress = ctx.progress({ label: "download", total, quiet });
   const started = performance.now();
-  let written = 0;
+  let fd: number | undefined;
+  let writer: SparseWriter | undefined;
   try {
-    if (from === 0) {
-      // Bun.write streams a response natively into the file (fast, flat memory); progress and the
-      // stall watchdog watch the file grow.
-      let seen = 0;
-      const poll = setInterval(() => {
-        const size = partSize(part);
-        if (size !== seen) {
-          seen = size;
-          watchdog.touch();
-          progress.update(size);
-        }
-      }, 200);
-      try {
-        written = await Bun.write(part, response);
-      } finally {
-        clearInterval(poll);
-      }
+    // a fresh start (or a restart) truncates whatever an earlier run left: old bytes never show through a hole
+    fd = openSync(part, from === 0 ? "w" : "r+", 0o644);
+    if (from > 0 && fstatSync(fd).size !== from) throw new OperationError(`${part} changed while resuming`);
+    writer = new SparseWriter(fd, from);
+    const sink = writer;
+    const piece = (length: number) => {
+      if (sink.received + length > total) throw new OperationError(`the server sent more than the ${total} bytes it announced`);
+      watchdog.touch();
+    };
+    const pipe = await openPipe();
+    if (pipe) {
+      await pumpThroughPipe(response, pipe, sink, (n) => {
+        piece(n);
+        sink.commit(n);
+        progress.update(sink.received);
+      });
     } else {
-      // a resumed body is appended at its offset, piece by piece
-      const fd = openSync(part, "r+");
-      try {
-        if (fstatSync(fd).size !== from) throw new OperationError(`${part} changed while resuming`);
-        for await (const chunk of response.body as ReadableStream<Uint8Array>) {
-          let at = 0;
-          while (at < chunk.length) at += writeSync(fd, chunk, at, chunk.length - at, from + written + at);
-          written += chunk.length;
-          watchdog.touch();
-          progress.update(from + written);
-        }
-      } finally {
-        closeSync(fd);
+      for await (const chunk of response.body ?? new ReadableStream<Uint8Array>()) {
+        piece(chunk.length);
+        sink.add(chunk);
+        progress.update(sink.received);
       }
     }
+    writer.flush();
   } catch (error) {
     progress.finish();
-    const got = partSize(part);
+    // what arrived before the cut is right: keep it for the resume
+    try {
+      writer?.flush();
+    } catch {
+      // the disk failed too: the file holds what was written before
+    }
+    const got = writer?.written ?? from;
+    if (fd !== undefined) closeSync(fd);
     const message = messageOf(watchdog.translate(error, "GET", "download"));
-    // the cut may come before Bun.write made the file, or leave it empty: nothing to resume then
+    // a cut before the first byte leaves an empty file: nothing to resume then
     if (got === 0) await rm(part, { force: true });
     const next = got > 0 ? `${part} kept: run the same command again to resume` : "nothing was kept: run the same command again";
     throw new OperationError(`download cut short at ${humanBytes(got)} of ${humanBytes(total)}: ${message}; ${next}`);
   }
-  progress.finish(`downloaded ${humanBytes(from + written)}${from > 0 ? ` (resumed at ${humanBytes(from)})` : ""} (${formatRate(written, started)})`);
+  const allocated = fstatSync(fd).blocks * 512;
+  closeSync(fd);
+  const written = writer.written - from;
+  progress.finish(
+    `downloaded ${humanBytes(writer.written)}${from > 0 ? ` (resumed at ${humanBytes(from)})` : ""} (${formatRate(written, started)}), ` +
+      `${humanBytes(allocated)} allocated`,
+  );
   return written;
 }
 

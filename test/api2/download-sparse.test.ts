@@ -1,0 +1,227 @@
+// API 2.0 download written sparse: zero 4 KiB blocks stay holes, resume stays exact, against the
+// emulator's download origin (emulator/api2.ts).
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import download from "../../scripts/download.ts";
+import { startStub, type DriveStub } from "../../emulator/server.ts";
+import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
+import { run } from "../helpers.ts";
+import { SparseWriter } from "../../lib/api2/download.ts";
+
+const MiB = 1024 * 1024;
+
+let stub: DriveStub;
+let api2: Api2Stub;
+let dir: string;
+let baseHandlers: DriveStub["handlers"];
+
+/** Mostly zeros: a few data stretches (not on the 4 KiB grid) in `size` bytes. */
+function sparseImage(size: number, stretches: Array<[number, number]>, seed = 1): Uint8Array {
+  const bytes = new Uint8Array(size);
+  let x = seed * 2654435761 + 1;
+  for (const [start, length] of stretches) {
+    for (let i = start; i < Math.min(size, start + length); i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      bytes[i] = (x & 0xff) | 1;
+    }
+  }
+  return bytes;
+}
+
+const allocated = (path: string) => statSync(path).blocks * 512;
+const same = (path: string, bytes: Uint8Array) => Buffer.from(readFileSync(path)).equals(Buffer.from(bytes));
+
+beforeAll(async () => {
+  stub = await startStub();
+  api2 = await installApi2(stub);
+  baseHandlers = [...stub.handlers];
+  dir = await mkdtemp(join(tmpdir(), "drivekit-api2-sparse-"));
+});
+
+afterAll(async () => {
+  api2.stop();
+  await stub.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+afterEach(() => {
+  stub.handlers.splice(0, stub.handlers.length, ...baseHandlers);
+  api2.originHook = undefined;
+});
+
+// 8 MiB holding about 300 KiB of data: at most ~80 data blocks, the rest holes
+const SIZE = 8 * MiB;
+const CONTENT = sparseImage(SIZE, [[1000, 5000], [3 * MiB + 17, 200_000], [6 * MiB - 3, 100_000]]);
+let drive: string;
+
+beforeAll(() => {
+  drive = stub.addDrive(SIZE, {}, CONTENT).uuid;
+});
+
+describe("sparse output", () => {
+  test("a mostly-zero drive round trips byte-identical, its zero blocks left as holes", async () => {
+    const out = await mkdtemp(join(dir, "out-"));
+    const result = await run(download, [drive, "disk.raw"], { env: api2.env, cwd: out });
+    expect(result.status).toBe(0);
+    const path = join(out, "disk.raw");
+    expect(statSync(path).size).toBe(SIZE);
+    expect(same(path, CONTENT)).toBe(true);
+    // ~300 KiB of data: a filesystem that allocates 4 KiB blocks needs well under 1 MiB
+    expect(allocated(path)).toBeLessThan(1 * MiB);
+    expect(result.stderr).toContain("allocated");
+    expect(readdirSync(out)).toEqual(["disk.raw"]);
+  });
+
+  test("an image that ends with a zero run (and off the 4 KiB grid) gets its full size", async () => {
+    const size = 5 * MiB + 123;
+    const content = sparseImage(size, [[0, 70_000]], 3);
+    const uuid = stub.addDrive(size, {}, content).uuid;
+    const out = await mkdtemp(join(dir, "out-"));
+    const result = await run(download, [uuid, "tail.raw", "--quiet"], { env: api2.env, cwd: out });
+    expect(result.status).toBe(0);
+    const path = join(out, "tail.raw");
+    expect(statSync(path).size).toBe(size);
+    expect(same(path, content)).toBe(true);
+    expect(allocated(path)).toBeLessThan(1 * MiB);
+  });
+});
+
+/**
+ * A raw origin that announces all of `bytes` but sends only the first `cut`, then closes: a transfer
+ * cut mid-way (Bun.serve cannot be made to send fewer bytes than the Content-Length it sends).
+ */
+function cuttingOrigin(bytes: Uint8Array, cut: number) {
+  const server = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(socket) {
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${bytes.length}\r\nConnection: close\r\n\r\n`);
+        socket.write(bytes.subarray(0, cut));
+        socket.end();
+      },
+      error() {},
+    },
+  });
+  return { url: `http://127.0.0.1:${server.port}/cut`, stop: () => server.stop(true) };
+}
+
+describe("resume", () => {
+  test("a cut download resumes with Range into the same sparse .part: identical, holes kept", async () => {
+    const out = await mkdtemp(join(dir, "out-"));
+    const cut = 3 * MiB + 50_000;
+    const cutting = cuttingOrigin(CONTENT, cut);
+    // the download origin sends the first request on to the cutting one
+    api2.originHook = () => new Response(null, { status: 302, headers: { location: cutting.url } });
+    const first = await run(download, [drive, "cut.raw", "--quiet"], { env: api2.env, cwd: out });
+    cutting.stop();
+    expect(first.status).toBe(1);
+    expect(first.stderr.trim().split("\n")).toHaveLength(1);
+    expect(existsSync(join(out, "cut.raw"))).toBe(false);
+    const part = join(out, "cut.raw.part");
+    // the .part's size is what arrived (the cut may come earlier on a loaded machine), its bytes right
+    const kept = statSync(part).size;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThanOrEqual(cut);
+    expect(same(part, CONTENT.subarray(0, kept))).toBe(true);
+    expect(first.stderr).toContain("cut.raw.part kept");
+
+    api2.originHook = undefined;
+    api2.originRequests.length = 0;
+    const second = await run(download, [drive, "cut.raw"], { env: api2.env, cwd: out });
+    expect(second.status).toBe(0);
+    expect(api2.originRequests.map((r) => [r.headers.range, r.status])).toEqual([[`bytes=${kept}-`, 206]]);
+    const path = join(out, "cut.raw");
+    expect(same(path, CONTENT)).toBe(true);
+    expect(allocated(path)).toBeLessThan(1 * MiB);
+    expect(readdirSync(out)).toEqual(["cut.raw"]);
+  });
+
+  test("a server that ignores Range: the full body from 0, identical and sparse", async () => {
+    const out = await mkdtemp(join(dir, "out-"));
+    // an earlier run's .part holding wrong bytes: none of them may survive the restart
+    writeFileSync(join(out, "norange.raw.part"), new Uint8Array(2 * MiB).fill(0xee));
+    // bytes, not a Bun.file: Bun.serve would answer the Range of a file body by itself
+    api2.originHook = (_request, d) => new Response(stub.readDrive(d.uuid));
+    const result = await run(download, [drive, "norange.raw"], { env: api2.env, cwd: out });
+    expect(result.status).toBe(0);
+    expect(result.stderr).toContain("starting again from 0");
+    const path = join(out, "norange.raw");
+    expect(same(path, CONTENT)).toBe(true);
+    expect(allocated(path)).toBeLessThan(1 * MiB);
+  });
+
+  test("a 206 whose Content-Range is not what was asked: nothing of it is written, a clean restart from 0", async () => {
+    const out = await mkdtemp(join(dir, "out-"));
+    const have = 1 * MiB;
+    writeFileSync(join(out, "badrange.raw.part"), CONTENT.subarray(0, have));
+    api2.originHook = (request, d) =>
+      request.headers.get("range")
+        ? new Response(stub.readDrive(d.uuid, 4096), { status: 206, headers: { "content-range": `bytes 4096-${d.size - 1}/${d.size}` } })
+        : undefined;
+    api2.originRequests.length = 0;
+    const result = await run(download, [drive, "badrange.raw"], { env: api2.env, cwd: out });
+    expect(result.status).toBe(0);
+    expect(result.stderr).toContain("starting again from 0");
+    expect(api2.originRequests.map((r) => [r.headers.range, r.status])).toEqual([
+      [`bytes=${have}-`, 206],
+      [undefined, 200],
+    ]);
+    const path = join(out, "badrange.raw");
+    expect(same(path, CONTENT)).toBe(true);
+    expect(allocated(path)).toBeLessThan(1 * MiB);
+  });
+});
+
+describe("short body", () => {
+  test("a body shorter than Content-Length: exit 1, .part kept with what arrived, no final file", async () => {
+    const out = await mkdtemp(join(dir, "out-"));
+    const cut = 4 * MiB + 1;
+    const server = cuttingOrigin(CONTENT, cut);
+    stub.handlers.unshift((_request, path) =>
+      path.endsWith("/download/") ? new Response(null, { status: 302, headers: { location: server.url } }) : undefined,
+    );
+    const result = await run(download, [drive, "short.raw", "--quiet"], { env: api2.env, cwd: out });
+    server.stop();
+    expect(result.status).toBe(1);
+    expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    expect(existsSync(join(out, "short.raw"))).toBe(false);
+    const part = join(out, "short.raw.part");
+    expect(result.stderr).toContain("short.raw.part kept");
+    const kept = statSync(part).size;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThanOrEqual(cut);
+    expect(same(part, CONTENT.subarray(0, kept))).toBe(true);
+  });
+});
+
+describe("SparseWriter", () => {
+  test("the file's size is always the bytes written, trailing zero blocks included, never written as data", async () => {
+    const path = join(dir, "writer.raw");
+    const fd = openSync(path, "w");
+    try {
+      const writer = new SparseWriter(fd, 0);
+      // 3 MiB of zeros in odd pieces, then one data byte, then zeros to an odd end
+      const zeros = new Uint8Array(3 * MiB);
+      for (let at = 0; at < zeros.length; at += 99_999) writer.add(zeros.subarray(at, at + 99_999));
+      expect(statSync(path).size).toBe(writer.written);
+      expect(writer.written).toBeGreaterThan(0);
+      writer.add(new Uint8Array([7]));
+      writer.add(new Uint8Array(10_000));
+      writer.flush();
+      expect(writer.written).toBe(3 * MiB + 10_001);
+      expect(statSync(path).size).toBe(3 * MiB + 10_001);
+      expect(allocated(path)).toBeLessThanOrEqual(64 * 1024);
+      const back = readFileSync(path);
+      expect(back[3 * MiB]).toBe(7);
+      expect(back.subarray(0, 3 * MiB).every((b) => b === 0)).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+  });
+});
