@@ -9,7 +9,8 @@
 import { closeSync, ftruncateSync, writeSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import type { Server } from "bun";
-import { elasticError, type DriveStub, type StubDrive } from "./server.ts";
+import { elasticError, jsonError, type DriveStub, type StubDrive } from "./server.ts";
+import { Api2Drives } from "./api2-drives.ts";
 import { isAllZero } from "../lib/bytes.ts";
 import { ChunkUploadStub, type ChunkUploadOptions } from "./api2-upload.ts";
 
@@ -21,6 +22,8 @@ export interface Api2Options {
   minDriveSize?: number;
   /** How the upload answers the UUID: `json` (`{"uuid": ...}`, the default) or `plain` text. */
   answer?: "json" | "plain";
+  /** The drive calls (emulator/api2-drives.ts): ms a drive stays creating/cloning/resizing (default 0). */
+  statusDelayMs?: number;
   /** The chunked upload (initupload/, upload_chunk, one-time links): emulator/api2-upload.ts. */
   chunked?: ChunkUploadOptions;
 }
@@ -54,6 +57,9 @@ export class Api2Stub {
   private origin!: Server<undefined>;
   private readonly tokens = new Map<string, string>();
   private readonly waiters: ((outcome: UploadOutcome) => void)[] = [];
+
+  /** The drive calls: list, get, create, update, delete, clone, resize, capabilities. */
+  readonly drives: Api2Drives;
   /** The chunked upload: its links, and what they received. */
   readonly chunked: ChunkUploadStub;
 
@@ -61,6 +67,7 @@ export class Api2Stub {
     readonly stub: DriveStub,
     readonly options: Api2Options = {},
   ) {
+    this.drives = new Api2Drives(stub, { statusDelayMs: options.statusDelayMs });
     this.chunked = new ChunkUploadStub(stub, options.chunked);
   }
 
@@ -102,6 +109,7 @@ export class Api2Stub {
   }
 
   stop(): void {
+    this.drives.stop();
     this.origin?.stop(true);
   }
 
@@ -121,10 +129,7 @@ export class Api2Stub {
     if (this.chunked.isLinkPath(path)) return this.chunked.receive(request, path);
     if (!this.authorised(request)) {
       await request.body?.cancel().catch(() => undefined);
-      return Response.json({ error_type: "auth", error_message: "Authentication failed" }, {
-        status: 401,
-        headers: { "www-authenticate": 'Basic realm="drivekit stub"' },
-      });
+      return jsonError(401, "auth", "Authentication failed", { "www-authenticate": 'Basic realm="drivekit stub"' });
     }
     const chunked = this.chunked.route(request, path, new URL(request.url).search);
     if (chunked) return chunked;
@@ -147,6 +152,8 @@ export class Api2Stub {
       this.tokens.set(token, drive.uuid);
       return new Response(null, { status: 302, headers: { location: `${this.originUrl}download/${token}` } });
     }
+    const drives = await this.drives.route(request, path);
+    if (drives) return drives;
     return new Response("stub: unexpected API 2.0 request\n", { status: 418 });
   }
 

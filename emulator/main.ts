@@ -7,12 +7,14 @@ import { installApi2 } from "./api2.ts";
 
 const USAGE = `Usage: bun run stub [--port N] [--latency MS] [--bandwidth BYTES_PER_S] [--min-drive-size BYTES] [--quiet]
 
-The drive API emulator (API 1.0 drive calls, API 2.0 upload and download) on 127.0.0.1.
+The drive API emulator (API 1.0 drive calls, API 2.0 drive calls, upload and download) on 127.0.0.1.
 Prints the EHURI/EHAUTH and CSURI/CSAUTH lines to export on stdout, then logs requests on stderr.
   --port N                 listen on N (default: a free port; also STUB_PORT)
   --latency MS             delay every answer by MS milliseconds (a far server)
   --bandwidth B            one limit of B bytes/s shared by all bodies (a WAN link)
   --min-drive-size B       API 2.0: grow uploaded images under B bytes to B
+  --status-delay MS        API 2.0: a new, cloned or resized drive is creating/cloning/resizing
+                           for MS milliseconds before it is unmounted (default 1000)
   --quiet                  do not log requests
 STUB_USER and STUB_SECRET fix the credentials (default: random).`;
 
@@ -26,6 +28,7 @@ function parseOptions() {
       quiet: { type: "boolean", default: false },
       // API 2.0: images under this many bytes are grown to it on upload, as CloudSigma does
       "min-drive-size": { type: "string", default: "0" },
+      "status-delay": { type: "string", default: "1000" },
     },
   });
 }
@@ -60,7 +63,10 @@ if (!values.quiet) {
   });
 }
 // after the request logger, so API 2.0 requests are logged too
-const api2 = await installApi2(stub, { minDriveSize: Number(values["min-drive-size"]) || 0 });
+const api2 = await installApi2(stub, {
+  minDriveSize: Number(values["min-drive-size"]) || 0,
+  statusDelayMs: Math.max(0, Number(values["status-delay"]) || 0),
+});
 console.log(`export CSURI=${api2.uri}`);
 console.log(`export CSAUTH=${stub.user}:${stub.secret}`);
 const stop = async () => {

@@ -97,19 +97,32 @@ const kvAnswer = (record: KvRecord | KvRecord[]) =>
 
 const notFound = (what: string) => elasticError(404, "missing", `Drive ${what} could not be found. Please re-validate your entry.`);
 
-/** A connection dropped mid-answer: the client sees a reset. */
+/** API 2.0 errors: a JSON list, as CloudSigma answers (`error_point`, `error_type`, `error_message`). */
+export function jsonError(status: number, type: string, message: string, headers: Record<string, string> = {}): Response {
+  return Response.json([{ error_point: null, error_type: type, error_message: message }], { status, headers });
+}
+
+/** The path prefix of the API 2.0 side (emulator/api2.ts): its answers carry X-REQUEST-ID and JSON errors. */
+export const API2_PREFIX = "/api/2.0/";
+
+/**
+ * A connection dropped mid-answer: the client sees a reset. The stream errors with no Error
+ * object (Bun prints an Error's stack into the test output; an injected fault is not a failure).
+ */
 function dropConnection(): Response {
   return new Response(
     new ReadableStream({
       start(controller) {
-        controller.error(new Error("stub: connection dropped on purpose (an injected fault, expected in tests)"));
+        controller.error(undefined);
       },
     }),
     { headers: { "content-length": "1" } },
   );
 }
 
-const CREATE_FIELDS = new Set(["name", "size", "claim:type", "readers", "tags", "avoid", "encryption:cipher"]);
+// `tier` (disk or ssd): the vendor's upload tool puts `tier disk` (or `-t ssd`) in every create
+const CREATE_FIELDS = new Set(["name", "size", "claim:type", "readers", "tags", "avoid", "encryption:cipher", "tier"]);
+const TIERS = new Set(["disk", "ssd"]);
 const SET_FIELDS = new Set(["name", "size", "claim:type", "readers", "tags"]);
 
 export class DriveStub {
@@ -297,12 +310,23 @@ export class DriveStub {
     let response: Response;
     const fault = this.pickFault(request.method, path);
     if (fault && "delayMs" in fault) await Bun.sleep(fault.delayMs);
+    const api2 = path.startsWith(API2_PREFIX);
     if (fault && "reset" in fault) {
       response = dropConnection();
     } else if (fault && "status" in fault) {
-      response = elasticError(fault.status, fault.kind ?? "system", fault.message ?? "injected fault", fault.headers);
+      response = api2
+        ? jsonError(fault.status, fault.kind ?? "backend", fault.message ?? "injected fault", fault.headers)
+        : elasticError(fault.status, fault.kind ?? "system", fault.message ?? "injected fault", fault.headers);
     } else {
       response = await this.route(request, path);
+    }
+    // every API 2.0 answer names its request, as CloudSigma's do (support asks for the id)
+    if (api2 && !response.headers.has("x-request-id")) {
+      try {
+        response.headers.set("x-request-id", crypto.randomUUID().replace(/-/g, "").slice(0, 16));
+      } catch {
+        // a response with immutable headers (none today): answer without the id
+      }
     }
     record.status = response.status;
     const length = Number(response.headers.get("content-length") ?? 0);
@@ -325,16 +349,22 @@ export class DriveStub {
     const parts = path.slice("/drives/".length).split("/").filter(Boolean);
     const method = request.method;
     const expect = (wanted: string) => (method === wanted ? undefined : elasticError(405, "method", `${method} is not allowed here; use ${wanted}`));
+    // the vendor's elastichosts.sh sends every call as a POST: a bodyless POST on a read-only call is answered as the GET
+    const expectRead = async () => {
+      if (method === "GET") return undefined;
+      if (method === "POST" && (await request.arrayBuffer()).byteLength === 0) return undefined;
+      return elasticError(405, "method", `${method} is not allowed here; use GET (or a POST without a body)`);
+    };
     const [first, action, ...rest] = parts;
-    if (first === "list" && parts.length === 1) return expect("GET") ?? new Response(`${[...this.drives.keys()].join("\n")}\n`);
-    if (first === "info" && parts.length === 1) return expect("GET") ?? kvAnswer([...this.drives.values()].map((d) => this.info(d, false)));
+    if (first === "list" && parts.length === 1) return (await expectRead()) ?? new Response(`${[...this.drives.keys()].join("\n")}\n`);
+    if (first === "info" && parts.length === 1) return (await expectRead()) ?? kvAnswer([...this.drives.values()].map((d) => this.info(d, false)));
     if (first === "create" && parts.length === 1) return expect("POST") ?? (await this.create(request));
     if (!first || !action) return new Response("stub: unexpected request\n", { status: 418 });
     const drive = UUID.test(first) ? this.drives.get(first) : undefined;
     switch (action) {
       case "info":
         if (rest.length > 1 || (rest.length === 1 && rest[0] !== "full")) break;
-        return expect("GET") ?? (drive ? kvAnswer(this.info(drive, rest[0] === "full")) : notFound(first));
+        return (await expectRead()) ?? (drive ? kvAnswer(this.info(drive, rest[0] === "full")) : notFound(first));
       case "set":
         if (rest.length) break;
         return expect("POST") ?? (drive ? await this.set(request, drive) : notFound(first));
@@ -346,7 +376,7 @@ export class DriveStub {
         return expect("POST") ?? (drive ? this.image(drive, rest[0] as string, rest[1]) : notFound(first));
       case "read":
         if (rest.length !== 2) break;
-        return expect("GET") ?? (drive ? this.read(drive, rest[0], rest[1]) : notFound(first));
+        return (await expectRead()) ?? (drive ? this.read(drive, rest[0], rest[1]) : notFound(first));
       case "write":
         if (rest.length > 1) break;
         return expect("POST") ?? (drive ? await this.write(request, drive, rest[0] ?? "0") : notFound(first));
@@ -362,6 +392,7 @@ export class DriveStub {
       if (key === "claim:type" && value !== "exclusive" && value !== "shared") return elasticError(400, "usage", `Invalid claim:type '${value}'`);
       if (key === "encryption:cipher" && value !== "none" && value !== "aes-xts-plain") return elasticError(400, "usage", `Invalid encryption:cipher '${value}'`);
       if ((key === "readers" || key === "avoid") && value.split(" ").some((item) => !UUID.test(item))) return elasticError(400, "usage", `Invalid ${key} '${value}'`);
+      if (key === "tier" && !TIERS.has(value)) return elasticError(400, "usage", `Invalid tier '${value}': expected disk or ssd`);
     }
     if (fields.size !== undefined && !parseStubSize(fields.size)) return elasticError(400, "usage", `Invalid size '${fields.size}'`);
     return undefined;

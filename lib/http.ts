@@ -33,8 +33,50 @@ function isServerKind(text: string): text is ServerKind {
   return (SERVER_KINDS as readonly string[]).includes(text);
 }
 
-/** Turn a failed answer into its kind and message: header first, then an `errors:KIND` body, then the status. */
-export function classifyError(status: number, header: string | null, body: string): { kind: ErrorKind; message: string } {
+/** One line, printable, bounded: a server's message ends up in a terminal. */
+function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, " ").replace(/[\x00-\x1f\x7f]/g, "").slice(0, 500);
+}
+
+/** An API 2.0 error body: `[{"error_point": null, "error_type": "backend", "error_message": "..."}]` (or one such object). */
+export function parseJsonErrors(body: string): { type?: string; message: string } | undefined {
+  const text = body.trim();
+  if (!text.startsWith("[") && !text.startsWith("{")) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const items = (Array.isArray(parsed) ? parsed : [parsed]).filter(
+    (item): item is Record<string, unknown> => typeof item === "object" && item !== null && ("error_message" in item || "error_type" in item),
+  );
+  if (items.length === 0) return undefined;
+  const str = (value: unknown) => (typeof value === "string" || typeof value === "number" ? String(value) : "");
+  const types = [...new Set(items.map((item) => str(item.error_type)).filter(Boolean))];
+  const messages = items.map((item) => {
+    const point = str(item.error_point);
+    const message = str(item.error_message);
+    return point ? `${point}: ${message}` : message;
+  });
+  return { type: types.length ? oneLine(types.join(",")).slice(0, 60) : undefined, message: oneLine(messages.filter(Boolean).join("; ")) };
+}
+
+/** API 2.0 statuses: 401 bad credentials, 403 permission, 404 missing, 409 conflict (never retried blindly). */
+const JSON_STATUS_KIND: Record<number, ErrorKind> = {
+  400: "usage", 401: "auth", 402: "billing", 403: "permission", 404: "missing", 405: "method", 409: "conflict",
+};
+
+/**
+ * Turn a failed answer into its kind and message: an API 2.0 JSON error list first, else the
+ * `X-Elastic-Error` header, then an `errors:KIND` body, then the status.
+ */
+export function classifyError(status: number, header: string | null, body: string): { kind: ErrorKind; message: string; errorType?: string } {
+  const json = parseJsonErrors(body);
+  if (json) {
+    const kind = JSON_STATUS_KIND[status] ?? (status >= 500 ? "system" : status >= 400 ? "usage" : "unexpected");
+    return { kind, message: json.message, errorType: json.type };
+  }
   let message = body.trim();
   let bodyKind: string | undefined;
   const prefixed = /^errors?(?::([a-z]+))?\s+([\s\S]*)$/i.exec(message);
@@ -42,8 +84,7 @@ export function classifyError(status: number, header: string | null, body: strin
     bodyKind = prefixed[1]?.toLowerCase();
     message = (prefixed[2] ?? "").trim();
   }
-  // one line, printable, bounded: the message ends up in a terminal
-  message = message.replace(/\s*[\r\n]+\s*/g, " ").replace(/[\x00-\x1f\x7f]/g, "").slice(0, 500);
+  message = oneLine(message);
   const headerKind = header?.trim().toLowerCase();
   let kind: ErrorKind =
     headerKind && isServerKind(headerKind)
@@ -54,6 +95,12 @@ export function classifyError(status: number, header: string | null, body: strin
   // some servers answer 400 (or 500) with "could not be found" for a missing object (jclouds ElasticStackErrorHandler)
   if ((kind === "usage" || status === 400) && /could not be found/i.test(message)) kind = "missing";
   return { kind, message };
+}
+
+/** The answer's request id (API 2.0 `X-REQUEST-ID`), printable and short, or undefined. */
+export function requestIdOf(headers: Headers): string | undefined {
+  const id = headers.get("x-request-id")?.replace(/[^\x21-\x7e]/g, "").slice(0, 100);
+  return id || undefined;
 }
 
 const NETWORK_CODES: Record<string, string> = {
@@ -94,7 +141,7 @@ export class HttpClient {
   /** Send one request; any non-ok answer or network failure becomes an ApiError. */
   async request(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
     const started = this.url(path);
-    const shownPath = started.pathname;
+    const shownPath = started.pathname + started.search;
     let url = started;
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_SECONDS * 1000;
     const signals = [AbortSignal.timeout(timeoutMs)];
@@ -132,8 +179,8 @@ export class HttpClient {
       const ok = options.ok ? options.ok(response.status) : response.status >= 200 && response.status < 300;
       if (ok) return response;
       const body = (await response.text().catch(() => "")).slice(0, MAX_ERROR_BODY);
-      const { kind, message } = classifyError(response.status, response.headers.get("x-elastic-error"), body);
-      throw new ApiError(kind, message, response.status, method, shownPath);
+      const { kind, message, errorType } = classifyError(response.status, response.headers.get("x-elastic-error"), body);
+      throw new ApiError(kind, message, response.status, method, shownPath, undefined, requestIdOf(response.headers), errorType);
     }
   }
 

@@ -1,19 +1,25 @@
 #!/usr/bin/env bun
-// Show one drive's info, its full info (imaging percentage), or every drive's (API 1.0).
+// Show one drive's info, its full info (API 1.0: the imaging percentage), or every drive's.
+// API 2.0: GET drives/{uuid}/ or drives/detail/?limit=0, flattened to the same KEY VALUE lines.
 import { defineCommand } from "citty";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
-import { connectionArgs, jsonArgs } from "../lib/cli/args.ts";
+import { apiArgs, connectionArgs, jsonArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
 import { allDrivesInfo, driveInfo } from "../lib/api1/drives.ts";
-import { printRecords } from "../lib/cli/output.ts";
+import { getDrive, listDriveDetails } from "../lib/api2/drives.ts";
+import { printDrives2, printRecords } from "../lib/cli/output.ts";
 import { UsageError } from "../lib/errors.ts";
 import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
-  meta: { name: "info", description: "Print a drive's info as KEY VALUE lines, or all drives' (records split by a blank line)" },
+  meta: {
+    name: "info",
+    description: "Print a drive's info as KEY VALUE lines, or all drives' (records split by a blank line); API 2.0 objects flattened (meta:KEY, lists space separated)",
+  },
   args: {
     drive: { type: "positional", description: "Drive UUID; without it, every drive", required: false },
-    full: { type: "boolean", description: "Full info (shows the imaging percentage)" },
+    full: { type: "boolean", description: "API 1.0: full info (shows the imaging percentage); API 2.0 info is always full" },
+    ...apiArgs,
     ...connectionArgs,
     ...jsonArgs,
   },
@@ -22,9 +28,11 @@ const command = defineCommand({
     const { args } = context;
     const drive = args.drive ? checkUuid(args.drive, "drive") : undefined;
     if (args.full && !drive) throw new UsageError("--full needs a DRIVE");
-    const { client } = await connect(args, ctx, 1);
-    if (drive) printRecords(ctx, [await driveInfo(client, drive, Boolean(args.full))], Boolean(args.json), true);
-    else printRecords(ctx, await allDrivesInfo(client), Boolean(args.json), false);
+    const { client, config } = await connect(args, ctx);
+    const json = Boolean(args.json);
+    if (config.api === 2) printDrives2(ctx, drive ? [await getDrive(client, drive)] : await listDriveDetails(client), json, Boolean(drive));
+    else if (drive) printRecords(ctx, [await driveInfo(client, drive, Boolean(args.full))], json, true);
+    else printRecords(ctx, await allDrivesInfo(client), json, false);
   },
 });
 

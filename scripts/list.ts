@@ -1,18 +1,19 @@
 #!/usr/bin/env bun
-// List the account's drives (API 1.0 GET /drives/list): one UUID a line.
+// List the account's drives: one UUID a line (API 1.0 GET drives/list, API 2.0 GET drives/?limit=0, every page).
 import { defineCommand } from "citty";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
-import { connectionArgs, jsonArgs } from "../lib/cli/args.ts";
+import { apiArgs, connectionArgs, jsonArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
 import { listDrives } from "../lib/api1/drives.ts";
+import { listDrives2 } from "../lib/api2/drives.ts";
 
 const command = defineCommand({
-  meta: { name: "list", description: "List the UUIDs of your drives, one a line (API 1.0)" },
-  args: { ...connectionArgs, ...jsonArgs },
+  meta: { name: "list", description: "List the UUIDs of your drives, one a line" },
+  args: { ...apiArgs, ...connectionArgs, ...jsonArgs },
   async run(context) {
     const ctx = contextOf(context);
-    const { client } = await connect(context.args, ctx, 1);
-    const drives = await listDrives(client);
+    const { client, config } = await connect(context.args, ctx);
+    const drives = config.api === 1 ? await listDrives(client) : (await listDrives2(client)).map((drive) => drive.uuid);
     if (context.args.json) ctx.print(JSON.stringify(drives));
     else if (drives.length > 0) ctx.print(drives.join("\n"));
   },

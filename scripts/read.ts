@@ -1,8 +1,9 @@
 #!/usr/bin/env bun
 // Read up to 4M from a drive (API 1.0 GET /drives/DRIVE/read/OFFSET/SIZE) to stdout or a file.
+// API 2.0 has no piece reads: download.ts fetches whole drives there.
 import { defineCommand } from "citty";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
-import { connectionArgs } from "../lib/cli/args.ts";
+import { apiArgs, apiOf, connectionArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
 import { MAX_PIECE, readPiece } from "../lib/api1/drives.ts";
 import { UsageError } from "../lib/errors.ts";
@@ -11,18 +12,20 @@ import { checkOutputPath, writeFileAtomically } from "../lib/files.ts";
 import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
-  meta: { name: "read", description: "Read SIZE bytes (at most 4M) at OFFSET of a drive; raw bytes to stdout or -o FILE" },
+  meta: { name: "read", description: "API 1.0: read SIZE bytes (at most 4M) at OFFSET of a drive; raw bytes to stdout or -o FILE (download.ts: whole drives, either API)" },
   args: {
     drive: { type: "positional", description: "Drive UUID" },
     offset: { type: "positional", description: "Byte offset on the drive (k/M/G/T allowed)", required: true },
     size: { type: "positional", description: "Bytes to read, at most 4M", required: true },
     output: { type: "string", alias: "o", description: "Write to FILE instead of stdout", valueHint: "FILE" },
     force: { type: "boolean", alias: "f", description: "Overwrite FILE if it exists" },
+    ...apiArgs,
     ...connectionArgs,
   },
   async run(context) {
     const ctx = contextOf(context);
     const { args } = context;
+    if (apiOf(args, ctx) === 2) throw new UsageError("read.ts is API 1.0 only: on API 2.0 fetch a whole drive with download.ts (or pass --api 1)");
     const drive = checkUuid(args.drive, "drive");
     const offset = parseSize(args.offset, "OFFSET");
     const size = parseSize(args.size, "SIZE");

@@ -1,20 +1,23 @@
 #!/usr/bin/env bun
-// Change a drive's fields (API 1.0 POST /drives/DRIVE/set) and print its info.
+// Change a drive's fields and print its info: API 1.0 POST drives/DRIVE/set; API 2.0 reads the
+// drive, applies the changes and PUTs the definition (a size change on a mounted drive is refused).
 import { defineCommand } from "citty";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
-import { connectionArgs, jsonArgs } from "../lib/cli/args.ts";
+import { apiArgs, apiOf, connectionArgs, jsonArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
 import { setDrive } from "../lib/api1/drives.ts";
-import { driveFieldArgs, fieldsFromFlags } from "../lib/cli/fields.ts";
-import { printRecords } from "../lib/cli/output.ts";
-import { UsageError } from "../lib/errors.ts";
+import { definitionOf, getDrive, updateDrive2 } from "../lib/api2/drives.ts";
+import { changesFromFlags2, driveFieldArgs, fieldsFromFlags } from "../lib/cli/fields.ts";
+import { printDrives2, printRecords } from "../lib/cli/output.ts";
+import { OperationError, UsageError } from "../lib/errors.ts";
 import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
-  meta: { name: "set", description: "Set a drive's name, size, claim type, readers, tags or user:* fields; print its info" },
+  meta: { name: "set", description: "Set a drive's name, size, tags, meta (user:*) fields and more; print its info" },
   args: {
     drive: { type: "positional", description: "Drive UUID" },
     ...driveFieldArgs,
+    ...apiArgs,
     ...connectionArgs,
     ...jsonArgs,
   },
@@ -22,10 +25,24 @@ const command = defineCommand({
     const ctx = contextOf(context);
     const { args } = context;
     const drive = checkUuid(args.drive, "drive");
-    const fields = fieldsFromFlags(args, context.rawArgs);
-    if (Object.keys(fields).length === 0) throw new UsageError("nothing to set: pass at least one field flag (see --help)");
-    const { client } = await connect(args, ctx, 1);
-    printRecords(ctx, [await setDrive(client, drive, fields)], Boolean(args.json), true);
+    const json = Boolean(args.json);
+    if (apiOf(args, ctx) === 1) {
+      const fields = fieldsFromFlags(args, context.rawArgs);
+      if (Object.keys(fields).length === 0) throw new UsageError("nothing to set: pass at least one field flag (see --help)");
+      const { client } = await connect(args, ctx, 1);
+      printRecords(ctx, [await setDrive(client, drive, fields)], json, true);
+      return;
+    }
+    const { meta, ...changes } = changesFromFlags2(args, context.rawArgs);
+    if (Object.keys(changes).length === 0 && !meta) throw new UsageError("nothing to set: pass at least one field flag (see --help)");
+    const { client } = await connect(args, ctx, 2);
+    const current = await getDrive(client, drive);
+    if (changes.size !== undefined && changes.size !== current.size && current.status === "mounted") {
+      throw new OperationError(`drive ${drive} is mounted: its size cannot change (detach it from its server first); nothing was changed`);
+    }
+    const definition = definitionOf(current, changes);
+    if (meta) definition.meta = { ...definition.meta, ...meta };
+    printDrives2(ctx, [await updateDrive2(client, drive, definition)], json, true);
   },
 });
 

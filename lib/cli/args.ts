@@ -2,7 +2,7 @@
 import type { ArgsDef } from "citty";
 import { UsageError } from "../errors.ts";
 import { parseSize } from "../size.ts";
-import { DEFAULT_TIMEOUT_SECONDS } from "../config.ts";
+import { DEFAULT_TIMEOUT_SECONDS, parseSeconds, pickApi, type Api, type Env } from "../config.ts";
 
 export const connectionArgs = {
   uri: { type: "string", description: "API endpoint; overrides EHURI (API 1.0) or CSURI (API 2.0)", valueHint: "URL" },
@@ -12,8 +12,36 @@ export const connectionArgs = {
 } as const satisfies ArgsDef;
 
 export const apiArgs = {
-  api: { type: "string", description: "API generation, 1 or 2 (default: 2 when CSURI is set, else 1)", valueHint: "1|2" },
+  api: { type: "enum", options: ["1", "2"], description: "API generation, 1 or 2 (default: 2 when CSURI is set, else 1)" },
 } as const satisfies ArgsDef;
+
+/** The API generation a call will use, known before anything is sent (so a refusal can exit 2). */
+export function apiOf(args: { api?: string; location?: string }, ctx: { env: Env }): Api {
+  return pickApi({ api: args.api, env: ctx.env, location: args.location });
+}
+
+/** --wait and its bounds (create, clone, resize; image.ts has the same). Spread after connectionArgs: its --timeout wins. */
+export const waitArgs = {
+  wait: { type: "boolean", description: "Wait until the drive is ready (API 2.0: unmounted; API 1.0 clone: imaged), its status on stderr" },
+  interval: { type: "string", description: "With --wait: seconds between checks", default: "2", valueHint: "SECONDS" },
+  quiet: { type: "boolean", alias: "q", description: "No status display while waiting" },
+  timeout: { type: "string", description: "Seconds to wait for each answer, and with --wait for the whole wait", default: "3600", valueHint: "SECONDS" },
+} as const satisfies ArgsDef;
+
+export interface WaitBounds {
+  /** The whole wait (--timeout). */
+  limitMs: number;
+  /** Between checks (--interval). */
+  intervalMs: number;
+  /** --timeout for each request: the wait's limit, at most the usual 120 s. */
+  requestTimeout: string;
+}
+
+export function waitBounds(args: { timeout?: string; interval?: string }): WaitBounds {
+  const limitMs = parseSeconds(args.timeout, "--timeout", 3600);
+  const intervalMs = parseSeconds(args.interval, "--interval", 2);
+  return { limitMs, intervalMs, requestTimeout: String(Math.min(limitMs, DEFAULT_TIMEOUT_SECONDS * 1000) / 1000) };
+}
 
 export const jsonArgs = {
   json: { type: "boolean", description: "Print JSON instead of KEY VALUE lines" },

@@ -140,6 +140,16 @@ export function checkArgv(argsDef: ArgsDef, argv: string[]): void {
   if (seen > positionals) throw new UsageError(`too many arguments (see --help)`);
 }
 
+/** citty's enum refusal in our words: `invalid --convert 'zip': expected gzip or gunzip`. */
+export function plainCittyMessage(message: string): string {
+  const match = /^Invalid value for argument: --(\S+) \((.*)\)\. Expected one of: (.*)\.$/s.exec(message);
+  if (!match) return message;
+  const [, name, value = "", list = ""] = match;
+  const options = list.split(", ");
+  const expected = options.length > 1 ? `${options.slice(0, -1).join(", ")} or ${options.at(-1)}` : list;
+  return `invalid --${name} '${value.replace(/[\r\n]+/g, " ").slice(0, 60)}': expected ${expected}`;
+}
+
 function wantsHelp(argv: string[]): boolean {
   const end = argv.indexOf("--");
   return (end === -1 ? argv : argv.slice(0, end)).some((arg) => arg === "--help" || arg === "-h");
@@ -180,7 +190,7 @@ export async function execute<T extends ArgsDef>(command: CommandDef<T>, argv: s
   } catch (error) {
     const status = (error as Error)?.name === "CLIError" ? 2 : exitStatusOf(error);
     const message = error instanceof Error ? error.message : String(error);
-    log.error(redact(message.replace(/\u001b\[[0-9;]*m/g, "")));
+    log.error(redact(plainCittyMessage(message.replace(/\u001b\[[0-9;]*m/g, ""))));
     if (verbose && error instanceof Error && error.stack) log.debug(redact(error.stack));
     return status;
   }

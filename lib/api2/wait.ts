@@ -1,0 +1,40 @@
+// Waiting for an API 2.0 drive to settle: poll `GET drives/{uuid}/` until its status is
+// `unmounted` (or `mounted`), reporting every other status (creating, cloning, resizing, uploading...),
+// bounded by a time limit whose error names the last status seen.
+import { OperationError } from "../errors.ts";
+import type { HttpClient } from "../http.ts";
+import { getDrive, type Drive2 } from "./drives.ts";
+
+/** Statuses a drive rests in: the wait ends there. */
+export const SETTLED: ReadonlySet<string> = new Set(["unmounted", "mounted"]);
+
+export interface WaitOptions {
+  /** The whole wait, in milliseconds. */
+  limitMs: number;
+  /** Between two checks. */
+  intervalMs: number;
+  /** Called with each status seen that is not settled (and the seconds waited so far). */
+  onStatus?: (status: string, elapsedSeconds: number) => void;
+  signal?: AbortSignal;
+}
+
+/** Poll until the drive settles; resolves to its last answer; an OperationError at the time limit. */
+export async function waitForDrive(client: HttpClient, drive: string, options: WaitOptions): Promise<Drive2> {
+  const started = performance.now();
+  // bounded: every turn sleeps, and the loop ends at the time limit at the latest
+  for (;;) {
+    const elapsed = performance.now() - started;
+    const left = options.limitMs - elapsed;
+    const answer = await getDrive(client, drive, { timeoutMs: Math.max(1000, Math.min(120_000, left)), signal: options.signal });
+    const status = answer.status ?? "";
+    if (SETTLED.has(status)) return answer;
+    const now = performance.now() - started;
+    options.onStatus?.(status || "(no status)", Math.round(now / 1000));
+    if (now >= options.limitMs) {
+      throw new OperationError(
+        `drive ${drive} is still ${status || "without a status"} after ${Math.round(now / 1000)} s (--timeout); it goes on on the server (check with info.ts)`,
+      );
+    }
+    await Bun.sleep(Math.max(0, Math.min(options.intervalMs, options.limitMs - now)));
+  }
+}
