@@ -31,7 +31,8 @@ export function createProgress(ctx: { io: Pick<Io, "stderr" | "stderrIsTTY">; lo
   const started = performance.now();
   const live = ctx.io.stderrIsTTY;
   const every = live ? 200 : (options.logEveryMs ?? 5000);
-  let last = 0;
+  // a terminal shows the line at once; a log gets its first line after one interval
+  let last = live ? Number.NEGATIVE_INFINITY : started;
   let shown = false;
   let lastNote: string | undefined;
   let lastDone = 0;
