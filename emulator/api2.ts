@@ -71,7 +71,7 @@ export class Api2Stub {
     this.chunked = new ChunkUploadStub(stub, options.chunked);
   }
 
-  /** CSURI for this emulator (the direct host is the same origin, as CLI.md derives for loopback). */
+  /** CSURI for this emulator (the direct host is the same origin: for loopback the direct host is the API origin). */
   get uri(): string {
     return `${this.stub.url}api/2.0/`;
   }
