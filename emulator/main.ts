@@ -7,7 +7,8 @@ import { installApi2 } from "./api2.ts";
 
 const USAGE = `Usage: bun run stub [--port N] [--latency MS] [--bandwidth BYTES_PER_S] [--min-drive-size BYTES] [--quiet]
 
-The drive API emulator (API 1.0 drive calls, API 2.0 drive calls, upload and download) on 127.0.0.1.
+The drive API emulator on 127.0.0.1: API 1.0 drive calls; API 2.0 drive calls, the chunked upload
+(initupload, one-time upload_chunk links), the single-POST upload and the download.
 Prints the EHURI/EHAUTH and CSURI/CSAUTH lines to export on stdout, then logs requests on stderr.
   --port N                 listen on N (default: a free port; also STUB_PORT)
   --latency MS             delay every answer by MS milliseconds (a far server)

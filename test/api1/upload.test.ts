@@ -38,7 +38,7 @@ async function writeImage(name: string, bytes: Uint8Array): Promise<string> {
 }
 
 const writes = () => stub.requests.filter((r) => r.method === "POST" && /\/write\//.test(r.path));
-const journals = () => readdirSync(dir).filter((name) => name.startsWith(".drivekit-journal-"));
+const journals = () => readdirSync(dir).filter((name) => name.startsWith(".drivekit-journal-") && !name.endsWith(".lock"));
 
 test("an empty image is refused before anything is sent", async () => {
   const path = await writeImage("empty.img", new Uint8Array(0));
@@ -225,6 +225,8 @@ test("a spawned upload killed mid-way resumes on rerun: one drive, finished chun
   expect(writes().length).toBeLessThanOrEqual(chunks - done + 2);
   expect(same(stub.readDrive(again.stdout.trim()), bytes)).toBe(true);
   expect(journals()).toEqual([]);
+  // the killed run's lock was taken over and released
+  expect(readdirSync(dir).filter((name) => name.endsWith(".lock"))).toEqual([]);
 });
 
 test("--verify names the first differing byte and exits 1", async () => {

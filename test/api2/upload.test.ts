@@ -51,7 +51,7 @@ async function writeImage(name: string, bytes: Uint8Array): Promise<string> {
 const upload2 = (argv: string[]) => run(upload, ["-c", "64k", ...argv], { env: api2.env, cwd: dir });
 const posted = () => api2.chunked.chunkPosts.filter((post) => post.status === 200);
 const linkRequests = () => stub.requests.filter((r) => r.method === "POST" && /\/action\/$/.test(r.path));
-const journals = () => readdirSync(dir).filter((name) => name.startsWith(".drivekit-journal-"));
+const journals = () => readdirSync(dir).filter((name) => name.startsWith(".drivekit-journal-") && !name.endsWith(".lock"));
 
 for (const [label, size] of [
   ["a multiple of the chunk", 4 * CHUNK],
