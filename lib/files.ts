@@ -52,3 +52,8 @@ export async function readBounded(stream: ReadableStream<Uint8Array>, limit: num
   }
   return out;
 }
+
+/** A path as one shell word, for the commands our messages suggest (resume hints). */
+export function shellWord(path: string): string {
+  return /^[\w./-]+$/.test(path) ? path : `'${path.replace(/'/g, "'\\''")}'`;
+}

@@ -103,6 +103,16 @@ export function requestIdOf(headers: Headers): string | undefined {
   return id || undefined;
 }
 
+/**
+ * The ApiError for a failed answer, whoever received it (fetch here, or a streamed socket POST):
+ * its kind and message, the server's error type and the request id. `retryable` overrides the
+ * kind's default.
+ */
+export function answerError(status: number, headers: Headers, body: string, method: string, path: string, retryable?: boolean): ApiError {
+  const { kind, message, errorType } = classifyError(status, headers.get("x-elastic-error"), body);
+  return new ApiError(kind, message, status, method, path, retryable, requestIdOf(headers), errorType);
+}
+
 const NETWORK_CODES: Record<string, string> = {
   ECONNREFUSED: "connection refused",
   ECONNRESET: "connection reset",
@@ -179,8 +189,7 @@ export class HttpClient {
       const ok = options.ok ? options.ok(response.status) : response.status >= 200 && response.status < 300;
       if (ok) return response;
       const body = (await response.text().catch(() => "")).slice(0, MAX_ERROR_BODY);
-      const { kind, message, errorType } = classifyError(response.status, response.headers.get("x-elastic-error"), body);
-      throw new ApiError(kind, message, response.status, method, shownPath, undefined, requestIdOf(response.headers), errorType);
+      throw answerError(response.status, response.headers, body, method, shownPath);
     }
   }
 

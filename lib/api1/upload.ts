@@ -12,6 +12,7 @@ import { chunkGrid, runChunks, runLimited } from "../chunks/engine.ts";
 import { CompressionPlan } from "./compression.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
 import { RunLock } from "../chunks/lock.ts";
+import { shellWord } from "../files.ts";
 import { isRetryable, logRetry, withRetry } from "../retry.ts";
 import { humanBytes } from "../size.ts";
 import type { UploadRequest } from "../transfer.ts";
@@ -43,7 +44,7 @@ function zeroBodies(): (length: number) => Uint8Array {
 }
 
 function resumeCommand(file: string, drive: string, offset: number): string {
-  return `upload.ts -d ${drive} -o ${offset} ${/^[\w./-]+$/.test(file) ? file : `'${file.replace(/'/g, "'\\''")}'`}`;
+  return `upload.ts -d ${drive} -o ${offset} ${shellWord(file)}`;
 }
 
 /** The journal of an upload: one per image and target, in the folder the command runs in. */

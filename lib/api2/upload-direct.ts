@@ -7,11 +7,11 @@ import type { Context, Progress } from "../context.ts";
 import { directClient, type Connection } from "../connect.ts";
 import { isAllZero } from "../bytes.ts";
 import { ApiError, messageOf, OperationError, UsageError } from "../errors.ts";
-import { classifyError, describeNetworkError } from "../http.ts";
+import { answerError, describeNetworkError } from "../http.ts";
 import { imageSize } from "../chunks/image.ts";
 import { formatRate, humanBytes } from "../size.ts";
 import type { UploadRequest } from "../transfer.ts";
-import { streamPost, StreamPostError, type StreamPostAnswer } from "./socket-post.ts";
+import { fileBody, streamPost, StreamPostError, type StreamPostAnswer } from "./socket-post.ts";
 import { NO_TOTAL_LIMIT, Watchdog } from "./watchdog.ts";
 import { contentLength } from "./download.ts";
 
@@ -70,7 +70,7 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
   const watchdog = new Watchdog(connection.timeoutMs);
   const started = performance.now();
   let sent = 0;
-  let readFailure: Error | undefined;
+  const body = fileBody(fd, request.file);
   let answer: StreamPostAnswer;
   try {
     answer = await streamPost({
@@ -78,16 +78,7 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
       headers,
       size,
       signal: watchdog.signal,
-      fill(buffer, offset, length) {
-        try {
-          const n = readSync(fd, buffer, 0, length, offset);
-          if (n === 0) readFailure = new OperationError(`${request.file} shrank to ${offset} bytes during the upload`);
-          return n;
-        } catch (error) {
-          readFailure = new OperationError(`reading ${request.file} at byte ${offset} failed: ${(error as Error).message}`);
-          return 0;
-        }
-      },
+      fill: body.fill,
       onProgress(done) {
         sent = done;
         watchdog.touch();
@@ -96,11 +87,10 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
     });
     client.trace(`< ${answer.status} ${answer.statusText}`, Object.fromEntries(answer.headers));
     if (answer.status < 200 || answer.status >= 300) {
-      const { kind, message } = classifyError(answer.status, answer.headers.get("x-elastic-error"), answer.body);
-      throw new ApiError(kind, message, answer.status, "POST", url.pathname);
+      throw answerError(answer.status, answer.headers, answer.body, "POST", url.pathname);
     }
   } catch (caught) {
-    let error = readFailure ?? watchdog.translate(caught, "POST", url.pathname);
+    let error = body.failure() ?? watchdog.translate(caught, "POST", url.pathname);
     if (error instanceof StreamPostError) {
       error = new ApiError("network", describeNetworkError(error, url), undefined, "POST", url.pathname);
     }

@@ -8,9 +8,12 @@
 import { basename, resolve } from "node:path";
 import type { Context } from "../context.ts";
 import type { Connection } from "../connect.ts";
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { ApiError, OperationError, UsageError } from "../errors.ts";
-import { classifyError, describeNetworkError, type HttpClient } from "../http.ts";
+import { answerError, describeNetworkError, type HttpClient } from "../http.ts";
+import { shellWord } from "../files.ts";
+import { getDrive } from "./drives.ts";
+import { waitForDrive } from "./wait.ts";
 import { isLoopbackHost } from "../config.ts";
 import { runChunks } from "../chunks/engine.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
@@ -20,14 +23,14 @@ import { logRetry, withRetry } from "../retry.ts";
 import { formatRate, humanBytes, parseSize } from "../size.ts";
 import type { UploadRequest } from "../transfer.ts";
 import { verifyDirect } from "./upload-direct.ts";
-import { streamPost, type StreamPostAnswer } from "./socket-post.ts";
+import { fileBody, streamPost, type StreamPostAnswer } from "./socket-post.ts";
 import { Watchdog } from "./watchdog.ts";
 
 /** Bytes per chunk by default (bench/RESULTS-api2-upload.md). */
 export const DEFAULT_API2_CHUNK = 8 * 1024 * 1024;
 /** Chunk POSTs in flight by default: enough to hide 100 ms per request (bench/RESULTS-api2-upload.md). */
 export const DEFAULT_API2_CONCURRENCY = 6;
-/** Largest chunk accepted: memory is about concurrency x chunk. */
+/** Largest chunk accepted: memory does not grow with it (chunks are read PIECE at a time), but what a stopped run sends again does. */
 const MAX_API2_CHUNK = 256 * 1024 * 1024;
 /** Bytes read from the image and handed to the socket at a time, per chunk in flight. */
 const PIECE = 1024 * 1024;
@@ -60,21 +63,13 @@ export function api2Grid(size: number, chunk: number) {
   return { count, rangeOf };
 }
 
-/** The drive as `GET drives/UUID/` shows it (the fields this upload reads). */
-interface Api2Drive {
-  uuid: string;
-  size: number;
-  status: string;
-}
-
-/** A minimal 2.0 "get drive", private to the upload. */
-async function getDrive(client: HttpClient, uuid: string, signal?: AbortSignal): Promise<Api2Drive> {
-  const response = await client.request("GET", `drives/${uuid}/`, { signal, headers: { accept: "application/json" } });
-  const body = (await response.json().catch(() => undefined)) as Partial<Api2Drive> | undefined;
-  if (!body || typeof body.size !== "number" || typeof body.status !== "string") {
-    throw new ApiError("protocol", "the drive's answer holds no size or status", response.status, "GET", client.url(`drives/${uuid}/`).pathname);
+/** The drive's size and status, which an upload into it needs (getDrive checks the answer's shape). */
+async function sizeAndStatus(client: HttpClient, uuid: string): Promise<{ size: number; status: string }> {
+  const { size, status } = await getDrive(client, uuid);
+  if (size === undefined || status === undefined) {
+    throw new ApiError("protocol", "the drive's answer holds no size or status", undefined, "GET", client.url(`drives/${uuid}/`).pathname);
   }
-  return { uuid, size: body.size, status: body.status };
+  return { size, status };
 }
 
 /** An image's size as a server may keep it: exact, or rounded up to a KiB. */
@@ -90,16 +85,15 @@ function finalConflict(error: unknown): unknown {
   return error;
 }
 
+/** Between two looks at the drive while the server assembles it. */
+const WAIT_INTERVAL_MS = 250;
+
 const HELD = Symbol("held");
 type LinkAnswer = URL | typeof HELD;
 
 /** The journal of an upload: one per image and target, in the folder the command runs in (apart from 1.0's). */
 function uploadJournal(ctx: Context, image: ImageSource, request: Api2UploadRequest): string {
   return journalPath(ctx.cwd, `upload-api2\0${image.path}\0${request.drive ?? "new"}`);
-}
-
-function quoted(file: string): string {
-  return /^[\w./-]+$/.test(file) ? file : `'${file.replace(/'/g, "'\\''")}'`;
 }
 
 export async function uploadChunked2(ctx: Context, connection: Connection, request: Api2UploadRequest): Promise<string> {
@@ -120,11 +114,7 @@ export async function uploadChunked2(ctx: Context, connection: Connection, reque
 }
 
 async function upload(ctx: Context, connection: Connection, request: Api2UploadRequest, image: ImageSource): Promise<string> {
-  const client = connection.client;
-  const chunk = request.chunk;
-  const concurrency = request.concurrency ?? DEFAULT_API2_CONCURRENCY;
-  const { count, rangeOf } = api2Grid(image.size, chunk);
-  const { journal, drive, complete } = await target(ctx, client, request, image);
+  const { journal, drive, complete } = await target(ctx, connection.client, request, image);
   const fd = openSync(image.path, "r");
   try {
     return await send(ctx, connection, request, image, fd, journal, drive, complete);
@@ -192,7 +182,7 @@ async function send(
     client.trace(`> POST ${url.origin}${url.pathname.replace(/[^/]{16,}/g, "…")}`, { ...headers, "content-length": String(length) });
     const hole = image.dataMap !== undefined && image.dataMap.nextData(start) >= start + length;
     const watchdog = new Watchdog(connection.timeoutMs);
-    let readFailure: Error | undefined;
+    const body = fileBody(fd, request.file, start);
     let answer: StreamPostAnswer;
     try {
       answer = await streamPost({
@@ -201,24 +191,12 @@ async function send(
         size: length,
         signal: AbortSignal.any([signal, watchdog.signal]),
         pieceSize: PIECE,
-        fill(buffer, offset, want) {
-          // a hole in the image is zeros without reading the disk; the zeros still go out
-          if (hole) {
-            buffer.fill(0, 0, want);
-            return want;
-          }
-          try {
-            const n = readSync(fd, buffer, 0, want, start + offset);
-            if (n === 0) readFailure = new OperationError(`${request.file} shrank to ${start + offset} bytes during the upload`);
-            return n;
-          } catch (error) {
-            readFailure = new OperationError(`reading ${request.file} at byte ${start + offset} failed: ${(error as Error).message}`);
-            return 0;
-          }
-        },
+        // a hole in the image is zeros without reading the disk; the zeros still go out
+        fill: hole ? (buffer, _offset, want) => (buffer.fill(0, 0, want), want) : body.fill,
         onProgress: () => watchdog.touch(),
       });
     } catch (error) {
+      const readFailure = body.failure();
       if (readFailure) throw readFailure;
       if (signal.aborted) throw error;
       const translated = watchdog.translate(error, "POST", "(upload link)");
@@ -227,6 +205,7 @@ async function send(
     } finally {
       watchdog.stop();
     }
+    const readFailure = body.failure();
     if (readFailure) throw readFailure;
     client.trace(`< ${answer.status} ${answer.statusText}`, Object.fromEntries(answer.headers));
     if (answer.status >= 200 && answer.status < 300) {
@@ -234,10 +213,8 @@ async function send(
       return "ok";
     }
     if (answer.status === 404 || answer.status === 410) return "expired";
-    const { kind, message } = classifyError(answer.status, answer.headers.get("x-elastic-error"), answer.body);
-    const id = answer.headers.get("x-request-id")?.replace(/[^\x21-\x7e]/g, "").slice(0, 100);
     const retryable = answer.status >= 500 || answer.status === 408 || answer.status === 429;
-    throw new ApiError(kind, `${message}${id ? ` (X-REQUEST-ID ${id})` : ""}`, answer.status, "POST", "(upload link)", retryable);
+    throw answerError(answer.status, answer.headers, answer.body, "POST", "(upload link)", retryable);
   };
 
   const pending = Array.from({ length: count }, (_, index) => index).filter((index) => !journal.done.has(index));
@@ -311,7 +288,7 @@ async function send(
       onStop: () => journal.close(),
       resumeHint: () =>
         `to resume, rerun the same command in ${ctx.cwd} (journal ${basename(journal.path)}), or run: upload.ts --api 2 -d ${drive}` +
-        `${chunk === DEFAULT_API2_CHUNK ? "" : ` -c ${chunk}`} ${quoted(request.file)}`,
+        `${chunk === DEFAULT_API2_CHUNK ? "" : ` -c ${chunk}`} ${shellWord(request.file)}`,
     });
     progress.finish(
       `uploaded ${humanBytes(image.size - doneBefore)} to drive ${drive} (${formatRate(sentBytes, started)}), ${sent} chunks sent` +
@@ -320,7 +297,19 @@ async function send(
   }
   // every chunk is in: a failed wait or verify must not turn a rerun into a fresh upload
   journal.remove();
-  if (request.wait) await waitUntilReady(ctx, client, drive, connection.timeoutMs);
+  if (request.wait) {
+    let told = false;
+    await waitForDrive(client, drive, {
+      limitMs: connection.timeoutMs,
+      intervalMs: WAIT_INTERVAL_MS,
+      // the server assembles the drive after the last chunk: any status past that is the drive's own
+      settled: (status) => status !== "uploading" && status !== "creating",
+      onStatus: (status) => {
+        if (!told) ctx.log.info(`waiting for drive ${drive} to leave status ${status}`);
+        told = true;
+      },
+    });
+  }
   if (request.verify) await verifyDirect(ctx, connection, drive, image.path, image.size, request.quiet);
   return drive;
 }
@@ -346,7 +335,7 @@ async function target(
   if (journal) {
     const drive = journal.header.drive;
     try {
-      const info = await getDrive(client, drive);
+      const info = await sizeAndStatus(client, drive);
       if (!sizeMatches(info.size, image.size)) throw wrongSize(drive, info.size);
       ctx.log.info(`resuming the upload into drive ${drive}: ${journal.done.size} chunks already done`);
       return { journal, drive, complete: info.status !== "uploading" };
@@ -356,7 +345,7 @@ async function target(
     }
   }
   if (request.drive) {
-    const info = await getDrive(client, request.drive);
+    const info = await sizeAndStatus(client, request.drive);
     if (!sizeMatches(info.size, image.size)) throw wrongSize(request.drive, info.size);
     if (info.status !== "uploading") {
       throw new OperationError(`drive ${request.drive} is ${info.status}, not uploading: chunks can only go into a drive whose upload (initupload) has not finished`);
@@ -377,19 +366,3 @@ async function target(
   return { journal: Journal.create(path, { v: 1, ...key, drive, created: true }), drive, complete: false };
 }
 
-/** Poll the drive until it leaves `uploading` (the server assembles it), at most `timeoutMs`. */
-async function waitUntilReady(ctx: Context, client: HttpClient, drive: string, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  let status = "";
-  for (let attempt = 0; ; attempt++) {
-    status = (await getDrive(client, drive)).status;
-    if (status !== "uploading" && status !== "creating") return;
-    const left = deadline - performance.now();
-    if (left <= 0) break;
-    if (attempt === 0) ctx.log.info(`waiting for drive ${drive} to leave status ${status}`);
-    await Bun.sleep(Math.min(left, 100 * 2 ** Math.min(attempt, 4)));
-  }
-  throw new OperationError(
-    `drive ${drive} holds every chunk but is still ${status} after ${Math.round(timeoutMs / 1000)} s (--timeout); check it later, or rerun with --no-wait`,
-  );
-}

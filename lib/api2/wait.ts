@@ -16,6 +16,8 @@ export interface WaitOptions {
   /** Called with each status seen that is not settled (and the seconds waited so far). */
   onStatus?: (status: string, elapsedSeconds: number) => void;
   signal?: AbortSignal;
+  /** Which statuses end the wait (default: SETTLED, unmounted or mounted). */
+  settled?: (status: string) => boolean;
 }
 
 /** Poll until the drive settles; resolves to its last answer; an OperationError at the time limit. */
@@ -27,7 +29,7 @@ export async function waitForDrive(client: HttpClient, drive: string, options: W
     const left = options.limitMs - elapsed;
     const answer = await getDrive(client, drive, { timeoutMs: Math.max(1000, Math.min(120_000, left)), signal: options.signal });
     const status = answer.status ?? "";
-    if (SETTLED.has(status)) return answer;
+    if (options.settled ? options.settled(status) : SETTLED.has(status)) return answer;
     const now = performance.now() - started;
     options.onStatus?.(status || "(no status)", Math.round(now / 1000));
     if (now >= options.limitMs) {
