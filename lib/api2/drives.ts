@@ -130,6 +130,13 @@ export async function createDrive2(client: HttpClient, request: CreateDrive2): P
   return firstObject(await json(client, "POST", path, { body }), where("POST", path));
 }
 
+/** `POST initupload/` with `{name, size, media}`: the drive a chunked upload fills (status `uploading`). */
+export async function initUpload(client: HttpClient, request: { name: string; size: number; media: Media }): Promise<Drive2> {
+  const answer = await json(client, "POST", "initupload/", { body: JSON.stringify(request) });
+  // `{"objects": [drive]}` as create answers, or (some servers) the bare object
+  return isObject(answer) && Array.isArray(answer.objects) ? firstObject(answer, where("POST", "initupload/")) : checkDrive(answer, where("POST", "initupload/"));
+}
+
 /** The definition PUT and resize send: name, size and media from the drive, then the changes. */
 export function definitionOf(drive: Drive2, changes: Partial<DriveDefinition> = {}): DriveDefinition {
   const { name, size, media } = drive;

@@ -12,7 +12,7 @@ import { closeSync, openSync } from "node:fs";
 import { ApiError, OperationError, UsageError } from "../errors.ts";
 import { answerError, describeNetworkError, type HttpClient } from "../http.ts";
 import { shellWord } from "../files.ts";
-import { getDrive } from "./drives.ts";
+import { getDrive, initUpload } from "./drives.ts";
 import { waitForDrive } from "./wait.ts";
 import { isLoopbackHost } from "../config.ts";
 import { runChunks } from "../chunks/engine.ts";
@@ -352,16 +352,7 @@ async function target(
     }
     return { journal: Journal.create(path, { v: 1, ...key, drive: request.drive, created: false }), drive: request.drive, complete: false };
   }
-  const response = await client.request("POST", "initupload/", {
-    body: JSON.stringify({ name: request.name, size: image.size, media: "disk" }),
-    headers: { "content-type": "application/json", accept: "application/json" },
-  });
-  const answer = (await response.json().catch(() => undefined)) as { objects?: Array<{ uuid?: unknown }>; uuid?: unknown } | undefined;
-  const uuid = answer?.objects?.[0]?.uuid ?? answer?.uuid;
-  if (typeof uuid !== "string" || !/^[0-9a-f-]{36}$/i.test(uuid)) {
-    throw new ApiError("protocol", "the answer names no drive UUID", response.status, "POST", client.url("initupload/").pathname);
-  }
-  const drive = uuid.toLowerCase();
+  const drive = (await initUpload(client, { name: request.name, size: image.size, media: "disk" })).uuid.toLowerCase();
   ctx.log.info(`started drive ${drive} (${humanBytes(image.size)}, ${Math.max(1, Math.floor(image.size / request.chunk))} chunks)`);
   return { journal: Journal.create(path, { v: 1, ...key, drive, created: true }), drive, complete: false };
 }
