@@ -2,7 +2,6 @@
 // (Bun's fetch does not notice a body shorter than its Content-Length), written at their offsets
 // into FILE.part with zero 4 KiB blocks left as holes (the file stays as sparse as the drive),
 // renamed to FILE only when complete. A journal of finished chunks lets a rerun resume the .part.
-import { writeSync } from "node:fs";
 import { open, rename, stat, type FileHandle } from "node:fs/promises";
 import { basename, resolve } from "node:path";
 import type { Context } from "../context.ts";
@@ -10,7 +9,7 @@ import type { Connection } from "../connect.ts";
 import { driveInfo, sizeOf, readInto } from "./drives.ts";
 import { OperationError } from "../errors.ts";
 import { chunkGrid, runChunks } from "../chunks/engine.ts";
-import { checkOutputPath, exists } from "../files.ts";
+import { checkOutputPath, exists, writeAllAt, writeSparse } from "../files.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
 import { RunLock } from "../chunks/lock.ts";
 import type { HttpClient } from "../http.ts";
@@ -21,16 +20,6 @@ import { BufferPool, dataRuns } from "../bytes.ts";
 
 /** Reads in flight by default: picked from bench/RESULTS.md (8 was no faster on loopback and cost ~20 MiB more RSS). */
 export const DEFAULT_DOWNLOAD_CONCURRENCY = 6;
-
-/**
- * Synchronous on purpose: a fragmented filesystem image gives hundreds of data runs per 4 MiB
- * piece, and a thread-pool round trip for each (async write) cost more than the copies into the
- * page cache themselves (the download ran no faster than the one-at-a-time baseline).
- */
-function writeAll(fd: number, bytes: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, position + done);
-}
 
 export async function downloadChunked(ctx: Context, connection: Connection, request: DownloadRequest): Promise<string> {
   const client = connection.client;
@@ -111,8 +100,7 @@ async function downloadInto(
       () => readInto(client, drive, start, length, buffer, signal),
       { signal, onRetry: logRetry(ctx.log, `read at ${start}`, () => retries++) },
     );
-    const runs = dataRuns(bytes, start);
-    for (const [from, to] of runs) writeAll(handle.fd, bytes.subarray(from, to), start + from);
+    const runs = writeSparse(handle.fd, bytes, start);
     if (resuming) {
       // a hole here may hold stale bytes from a run that stopped mid-chunk: zero what is not zero
       const existing = spare.take();
@@ -122,7 +110,7 @@ async function downloadInto(
           if (from > at) {
             const { bytesRead } = await handle.read(existing, 0, from - at, start + at);
             const stale = dataRuns(existing.subarray(0, bytesRead), start + at);
-            for (const [a, b] of stale) writeAll(handle.fd, new Uint8Array(b - a), start + at + a);
+            for (const [a, b] of stale) writeAllAt(handle.fd, new Uint8Array(b - a), start + at + a);
           }
           at = to;
         }

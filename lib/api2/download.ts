@@ -2,14 +2,14 @@
 // only to the origin named), written at its offsets into FILE.part with all-zero 4 KiB blocks left
 // as holes (as sparse as the API 1.0 download), renamed only on a full byte count; a rerun resumes
 // the .part with Range when the server allows it.
-import { closeSync, fstatSync, ftruncateSync, openSync, read, statSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, ftruncateSync, openSync, read, statSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Context } from "../context.ts";
 import { directClient, type Connection } from "../connect.ts";
 import { messageOf, OperationError, UsageError } from "../errors.ts";
-import { checkOutputPath, exists } from "../files.ts";
-import { BLOCK, dataRuns } from "../bytes.ts";
+import { checkOutputPath, exists, writeSparse } from "../files.ts";
+import { BLOCK } from "../bytes.ts";
 import { formatRate, humanBytes } from "../size.ts";
 import type { DownloadRequest } from "../transfer.ts";
 import { NO_TOTAL_LIMIT, Watchdog } from "./watchdog.ts";
@@ -167,15 +167,6 @@ async function acceptPartial(ctx: Context, response: Response, from: number, par
 const GATHER = 1024 * 1024;
 
 /**
- * Synchronous on purpose, as in the API 1.0 download: a filesystem image gives many short data runs
- * per buffer, and a thread-pool round trip for each would cost more than the copies themselves.
- */
-function writeAll(fd: number, bytes: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, position + done);
-}
-
-/**
  * Writes a body into FILE.part at its offsets, all-zero 4 KiB blocks left as holes. What a resume
  * relies on: the file's size is always the count of bytes received and written (holes included),
  * so a rerun asks for `Range: bytes=SIZE-`. A buffer's data runs are written before the file is
@@ -232,8 +223,7 @@ export class SparseWriter {
   flush(): void {
     if (this.fill === 0) return;
     const bytes = this.buffer.subarray(0, this.fill);
-    const runs = dataRuns(bytes, this.start);
-    for (const [from, to] of runs) writeAll(this.fd, bytes.subarray(from, to), this.start + from);
+    const runs = writeSparse(this.fd, bytes, this.start);
     // zeros at the end are not written: extend the file over them, so its size still counts them
     if ((runs[runs.length - 1]?.[1] ?? 0) !== this.fill) ftruncateSync(this.fd, this.start + this.fill);
     this.start += this.fill;
