@@ -17,8 +17,8 @@ import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { benchImage } from "./images.ts";
+import { median, ROOT, startEmulator, timed as timedUnder } from "./harness.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const WORK = join(ROOT, "bench/work/api2-download");
 const GiB = 2 ** 30;
 
@@ -49,21 +49,6 @@ function flush(): void {
   }
 }
 
-async function timed(argv: string[], env: Record<string, string> = {}): Promise<{ seconds: number; rssKiB: number }> {
-  const timeFile = join(WORK, "time.txt");
-  const child = Bun.spawn(["/usr/bin/time", "-f", "%e %M", "-o", timeFile, ...argv], {
-    cwd: WORK,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1", ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const started = performance.now();
-  const [, stderr, status] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-  const seconds = (performance.now() - started) / 1000;
-  if (status !== 0) throw new Error(`${argv.slice(0, 3).join(" ")} failed (${status}): ${stderr.trim().split("\n").pop()}`);
-  const [, rss] = (await Bun.file(timeFile).text()).trim().split("\n").pop()!.split(" ");
-  return { seconds, rssKiB: Number(rss) };
-}
 
 function randomImage(): string {
   const path = join(WORK, "random-1G.raw");
@@ -77,37 +62,12 @@ function randomImage(): string {
   return path;
 }
 
-async function startStub(): Promise<{ env: Record<string, string>; stop: () => Promise<unknown> }> {
-  const child = Bun.spawn(["bun", join(ROOT, "emulator/main.ts"), "--quiet"], { stdout: "pipe", stderr: "ignore" });
-  const env: Record<string, string> = {};
-  const reader = child.stdout.getReader();
-  let text = "";
-  for (let i = 0; i < 100 && !env.CSAUTH; i++) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += new TextDecoder().decode(value);
-    for (const match of text.matchAll(/^export (\w+)=(.*)$/gm)) env[match[1] as string] = match[2] as string;
-  }
-  reader.releaseLock();
-  if (!env.CSAUTH || !env.CSURI) throw new Error("the stub printed no CSURI/CSAUTH");
-  return {
-    env,
-    stop: () => {
-      child.kill();
-      return child.exited;
-    },
-  };
-}
 
-const median = (numbers: number[]) => {
-  const sorted = [...numbers].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-};
 const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
 
 mkdirSync(WORK, { recursive: true });
-const stub = await startStub();
+const stub = await startEmulator(["--quiet"]);
+const timed = (argv: string[], env: Record<string, string> = {}) => timedUnder(argv, { cwd: WORK, env, timeFile: join(WORK, "time.txt") });
 const auth = stub.env.CSAUTH!;
 const curlConfig = join(WORK, "curl.conf");
 // curl reads the credentials from a config file, not argv (no secret in `ps`)

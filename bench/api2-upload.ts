@@ -17,8 +17,8 @@ import { parseArgs } from "node:util";
 import { parseSize } from "../lib/size.ts";
 import { benchImage } from "./images.ts";
 import { DEFAULT_API2_CHUNK } from "../lib/api2/upload.ts";
+import { median, ROOT, startEmulator, timed as timedUnder } from "./harness.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const WORK = join(ROOT, "bench/work/api2");
 mkdirSync(WORK, { recursive: true });
 
@@ -52,35 +52,6 @@ async function randomImage(bytes: number): Promise<string> {
 
 const image = values.image === "random" ? await randomImage(size) : benchImage(values.size as string, size);
 
-/** The emulator as its own process; its request log (stderr) is kept for counting chunk POSTs. */
-async function startEmulator(options: string[]) {
-  const child = Bun.spawn(["bun", "run", "emulator/main.ts", ...options], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-  const env: Record<string, string> = {};
-  const reader = child.stdout.getReader();
-  let text = "";
-  while (!env.CSAUTH) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("the emulator ended before printing its settings");
-    text += new TextDecoder().decode(value);
-    for (const match of text.matchAll(/^export (\w+)=(\S+)$/gm)) env[match[1] as string] = match[2] as string;
-  }
-  let log = "";
-  void (async () => {
-    for await (const piece of child.stderr) log += new TextDecoder().decode(piece);
-  })();
-  return {
-    env,
-    chunkPosts: () => (log.match(/^POST \/api\/2\.0\/upload\/chunk\//gm) ?? []).length,
-    clearLog: () => (log = ""),
-    async destroy(uuid: string) {
-      await fetch(`${env.EHURI}drives/${uuid}/destroy`, {
-        method: "POST",
-        headers: { authorization: `Basic ${Buffer.from(env.EHAUTH as string).toString("base64")}` },
-      });
-    },
-    stop: () => child.kill("SIGTERM"),
-  };
-}
 
 interface Measure {
   seconds: number;
@@ -88,21 +59,6 @@ interface Measure {
   uuid: string;
 }
 
-async function timed(argv: string[], env: Record<string, string>): Promise<Measure> {
-  const timeFile = join(WORK, "time.txt");
-  const child = Bun.spawn(["/usr/bin/time", "-f", "%e %M", "-o", timeFile, ...argv], {
-    cwd: WORK,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1", ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const started = performance.now();
-  const [stdout, stderr, status] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-  const seconds = (performance.now() - started) / 1000;
-  if (status !== 0) throw new Error(`${argv.slice(0, 3).join(" ")} failed (${status}): ${stderr.trim().split("\n").pop()}`);
-  const [, rss] = (await Bun.file(timeFile).text()).trim().split("\n").pop()!.split(" ");
-  return { seconds, rssMiB: Number(rss) / 1024, uuid: stdout.trim() };
-}
 
 const command: Record<string, string[]> = {
   drivekit: ["bun", join(ROOT, "scripts/upload.ts"), "--api", "2", "--quiet", ...extra, image],
@@ -112,9 +68,24 @@ const command: Record<string, string[]> = {
 
 const emulatorOptions =
   scenario === "latency" ? ["--latency", "100"] : scenario === "bandwidth" ? ["--bandwidth", "10000000"] : [];
-const emulator = await startEmulator(emulatorOptions);
+const started = await startEmulator(emulatorOptions, { log: true });
+/** The emulator, its request log read for counting chunk POSTs. */
+const emulator = {
+  ...started,
+  chunkPosts: () => (started.log().match(/^POST \/api\/2\.0\/upload\/chunk\//gm) ?? []).length,
+  async destroy(uuid: string) {
+    await fetch(`${started.env.EHURI}drives/${uuid}/destroy`, {
+      method: "POST",
+      headers: { authorization: `Basic ${Buffer.from(started.env.EHAUTH as string).toString("base64")}` },
+    });
+  },
+};
+
+async function timed(argv: string[], env: Record<string, string>): Promise<Measure> {
+  const { stdout, seconds, rssKiB } = await timedUnder(argv, { cwd: WORK, env, timeFile: join(WORK, "time.txt") });
+  return { seconds, rssMiB: rssKiB / 1024, uuid: stdout.trim() };
+}
 const mb = size / 1e6;
-const median = (list: number[]) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)] as number;
 console.log(`# ${scenario}: ${values.image} ${values.size} (${image}), emulator ${emulatorOptions.join(" ") || "(no limits)"}, drivekit args '${extra.join(" ")}'`);
 
 try {

@@ -15,8 +15,8 @@ import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseSize } from "../lib/size.ts";
+import { median, ROOT, startEmulator, timed as timedUnder, type Timed } from "./harness.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const WORK = join(ROOT, "bench/work/api2");
 
 const { values } = parseArgs({
@@ -32,27 +32,6 @@ const runs = Math.max(1, Number(values.runs));
 const data = values.data as "random" | "sparse";
 if (data !== "random" && data !== "sparse") throw new Error("--data must be random or sparse");
 
-interface Measure {
-  seconds: number;
-  rssKiB: number;
-}
-
-/** Run a command under /usr/bin/time; its stdout is returned, its wall time and peak RSS measured. */
-async function timed(argv: string[], env: Record<string, string> = {}): Promise<Measure & { stdout: string }> {
-  const timeFile = join(WORK, "time.txt");
-  const child = Bun.spawn(["/usr/bin/time", "-f", "%e %M", "-o", timeFile, ...argv], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1", ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const started = performance.now();
-  const [stdout, stderr, status] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-  const seconds = (performance.now() - started) / 1000;
-  if (status !== 0) throw new Error(`${argv.slice(0, 3).join(" ")} failed (${status}): ${stderr.trim().split("\n").pop()}`);
-  const [, rss] = (await Bun.file(timeFile).text()).trim().split("\n").pop()!.split(" ");
-  return { stdout, seconds, rssKiB: Number(rss) };
-}
 
 async function makeImage(size: number): Promise<string> {
   const path = join(WORK, `image-${data}-${size}.raw`);
@@ -79,45 +58,15 @@ async function makeImage(size: number): Promise<string> {
   return path;
 }
 
-/** Start `bun run stub` as its own process and read the export lines it prints. */
-async function startStub(): Promise<{ env: Record<string, string>; stop: () => Promise<unknown> }> {
-  const child = Bun.spawn(["bun", join(ROOT, "emulator/main.ts"), "--quiet"], {
-    stdout: "pipe",
-    stderr: "ignore",
-    env: { ...process.env, ...(store ? { TMPDIR: store } : {}) },
-  });
-  const env: Record<string, string> = {};
-  const reader = child.stdout.getReader();
-  let text = "";
-  for (let i = 0; i < 100 && !env.CSAUTH; i++) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += new TextDecoder().decode(value);
-    for (const match of text.matchAll(/^export (\w+)=(.*)$/gm)) env[match[1] as string] = match[2] as string;
-  }
-  reader.releaseLock();
-  if (!env.CSAUTH || !env.CSURI || !env.EHURI) throw new Error("the stub printed no CSURI/CSAUTH");
-  return {
-    env,
-    stop: () => {
-      child.kill();
-      return child.exited;
-    },
-  };
-}
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-};
 const mbps = (size: number, seconds: number) => size / 1e6 / seconds;
 const mib = (kib: number) => (kib / 1024).toFixed(1);
 
 mkdirSync(WORK, { recursive: true });
 const store = values.store ? String(values.store) : undefined;
 if (store) mkdirSync(store, { recursive: true });
-const stub = await startStub();
+const stub = await startEmulator(["--quiet"], { env: store ? { TMPDIR: store } : {} });
+const timed = (argv: string[], env: Record<string, string> = {}) => timedUnder(argv, { cwd: ROOT, env, timeFile: join(WORK, "time.txt") });
 const [user, secret] = [stub.env.CSAUTH!.slice(0, stub.env.CSAUTH!.indexOf(":")), stub.env.CSAUTH!.slice(stub.env.CSAUTH!.indexOf(":") + 1)];
 // curl reads the credentials from a config file, not argv (no secret in `ps`)
 const curlConfig = join(WORK, "curl.conf");
@@ -149,8 +98,8 @@ try {
   for (const size of sizes) {
     const file = await makeImage(size);
     const label = `${size / 2 ** 30} GiB`;
-    const up = { curl: [] as Measure[], drivekit: [] as Measure[] };
-    const down = { curl: [] as Measure[], drivekit: [] as Measure[] };
+    const up = { curl: [] as Timed[], drivekit: [] as Timed[] };
+    const down = { curl: [] as Timed[], drivekit: [] as Timed[] };
     const curlUpload = async () => {
       const result = await timed(["curl", "-sS", "-f", "-K", curlConfig, "-X", "POST", "-H", "Content-Type: application/octet-stream", "-T", file, `${env.CSURI}drives/upload/`]);
       up.curl.push(result);
