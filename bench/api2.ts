@@ -1,5 +1,5 @@
 #!/usr/bin/env bun
-// Benchmark: drivekit's API 2.0 upload and download against curl, the tool CloudSigma documents
+// Benchmark: drivekit's API 2.0 single-POST upload (`--direct`) and download against curl, the tool CloudSigma documents
 // (`curl -X POST -T FILE` and `curl -L -o FILE`), on the same image and the same emulator in one run.
 //
 //   bun run bench:api2 [--sizes 1G,4G] [--runs 3] [--data random|sparse] [--store DIR]
@@ -106,7 +106,7 @@ try {
       return uuidOf(result.stdout);
     };
     const drivekitUpload = async () => {
-      const result = await timed(["bun", join(ROOT, "scripts/upload.ts"), file], env);
+      const result = await timed(["bun", join(ROOT, "scripts/upload.ts"), "--direct", file], env);
       up.drivekit.push(result);
       return uuidOf(result.stdout);
     };
