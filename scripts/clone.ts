@@ -8,6 +8,7 @@ import { apiArgs, apiOf, connectionArgs, waitArgs, waitBounds } from "../lib/cli
 import { connect } from "../lib/connect.ts";
 import { createDrive, driveInfo, imageDrive, sizeOf } from "../lib/api1/drives.ts";
 import { cloneDrive2 } from "../lib/api2/drives.ts";
+import { uuidList } from "../lib/cli/fields.ts";
 import { followImagingShowing, waitShowingStatus } from "../lib/cli/status.ts";
 import { OperationError, UsageError } from "../lib/errors.ts";
 import { checkPair } from "../lib/kv.ts";
@@ -32,7 +33,7 @@ const command = defineCommand({
       if (args.name.trim() === "") throw new UsageError("--name must not be empty");
       checkPair("name", args.name);
     }
-    const avoid = args.avoid === undefined ? undefined : args.avoid.split(/[\s,]+/).filter(Boolean).map((item) => checkUuid(item, "--avoid entry"));
+    const avoid = args.avoid === undefined ? undefined : uuidList(args.avoid, "--avoid");
     const bounds = waitBounds(args);
     const connectArgs = { ...args, timeout: bounds.requestTimeout };
     const quiet = Boolean(args.quiet);

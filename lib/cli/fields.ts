@@ -32,9 +32,9 @@ function splitList(text: string): string[] {
   return text.split(/[\s,]+/).filter(Boolean);
 }
 
-function uuidList(text: string, what: string): string {
-  const items = splitList(text);
-  return items.map((item) => checkUuid(item, `${what} entry`)).join(" ");
+/** A list of UUIDs given as one flag value, space or comma separated; each checked. */
+export function uuidList(text: string, what: string): string[] {
+  return splitList(text).map((item) => checkUuid(item, `${what} entry`));
 }
 
 /** Every value of a repeatable flag, in order (citty keeps only the last). */
@@ -84,7 +84,7 @@ export function fieldsFromFlags(flags: FieldFlags, rawArgs: string[]): KvRecord 
     }
     fields["claim:type"] = flags["claim-type"];
   }
-  if (flags.readers !== undefined) fields.readers = uuidList(flags.readers, "--readers");
+  if (flags.readers !== undefined) fields.readers = uuidList(flags.readers, "--readers").join(" ");
   if (flags.tags !== undefined) {
     const tags = splitList(flags.tags);
     for (const tag of tags) if (/[^\x21-\x7e\u00a0-\uffff]/.test(tag)) throw new UsageError(`invalid tag '${tag}'`);
@@ -96,7 +96,7 @@ export function fieldsFromFlags(flags: FieldFlags, rawArgs: string[]): KvRecord 
     }
     fields["encryption:cipher"] = flags.encryption;
   }
-  if (flags.avoid !== undefined) fields.avoid = uuidList(flags.avoid, "--avoid");
+  if (flags.avoid !== undefined) fields.avoid = uuidList(flags.avoid, "--avoid").join(" ");
   if (flags.tier !== undefined) {
     if (flags.tier !== "disk" && flags.tier !== "ssd") throw new UsageError(`invalid --tier '${flags.tier}': expected disk or ssd`);
     fields.tier = flags.tier;
@@ -150,7 +150,7 @@ export function changesFromFlags2(flags: FieldFlags, rawArgs: string[]): DriveCh
     if (flags.media !== "disk" && flags.media !== "cdrom") throw new UsageError(`invalid --media '${flags.media}': expected disk or cdrom`);
     changes.media = flags.media;
   }
-  if (flags.avoid !== undefined) changes.avoid = splitList(flags.avoid).map((item) => checkUuid(item, "--avoid entry"));
+  if (flags.avoid !== undefined) changes.avoid = uuidList(flags.avoid, "--avoid");
   const meta = metaPairs(rawArgs);
   if (meta.length > 0) changes.meta = Object.fromEntries(meta);
   return changes;
