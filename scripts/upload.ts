@@ -14,6 +14,7 @@ import { uploadChunked } from "../lib/api1/upload.ts";
 import { uploadDirect } from "../lib/api2/upload-direct.ts";
 import { DEFAULT_API2_CHUNK, parseApi2Chunk, uploadChunked2 } from "../lib/api2/upload.ts";
 import { checkUuid } from "../lib/uuid.ts";
+import { createOnlyArgs } from "../lib/cli/fields.ts";
 
 const command = defineCommand({
   meta: { name: "upload", description: "Upload an image file (or block device) to a new drive, or to an existing one with -d" },
@@ -23,7 +24,8 @@ const command = defineCommand({
     drive: { type: "string", alias: "d", description: "Existing drive UUID to write into (its old data is overwritten)", valueHint: "DRIVE" },
     name: { type: "string", alias: "n", description: "Name of the new drive (default: the file's base name)", valueHint: "NAME" },
     offset: { type: "string", alias: "o", description: "API 1.0: resume from this byte of the image", valueHint: "OFFSET" },
-    compress: { type: "string", description: "API 1.0: gzip each chunk: auto (when it pays), always, never", default: "auto", valueHint: "auto|always|never" },
+    compress: { type: "enum", options: ["auto", "always", "never"], description: "API 1.0: gzip each chunk: auto (when it pays), always, never", default: "auto" },
+    tier: { ...createOnlyArgs.tier, description: "API 1.0: the new drive's storage tier (the vendor tool's -t)" },
     verify: { type: "boolean", description: "Read the drive back and compare it with the image" },
     direct: { type: "boolean", description: "API 2.0: one streamed POST to the direct host instead of chunks (not resumable)" },
     wait: { type: "boolean", description: "API 2.0: wait until the drive leaves status uploading (--no-wait: do not)", default: true },
@@ -38,7 +40,6 @@ const command = defineCommand({
     const { args } = context;
     if (!args.file) throw new UsageError("missing FILE (the image to upload)");
     const compress = args.compress as CompressMode;
-    if (!["auto", "always", "never"].includes(compress)) throw new UsageError(`invalid --compress '${args.compress}': expected auto, always or never`);
     const concurrency = parseConcurrency(args.concurrency);
     const request: UploadRequest = {
       file: args.file,
@@ -50,10 +51,14 @@ const command = defineCommand({
       compress,
       quiet: Boolean(args.quiet),
       verify: Boolean(args.verify),
+      tier: args.tier,
     };
     if (request.name.trim() === "" || /[\r\n]/.test(request.name)) throw new UsageError("invalid --name: empty or holding a newline");
     const connection = await connect(args, ctx);
     let drive: string;
+    if (connection.config.api === 2 && args.tier !== undefined) {
+      throw new UsageError("-t/--tier is API 1.0 only: API 2.0 storage types (storage_type, e.g. dssd) are not the 1.0 tiers");
+    }
     if (connection.config.api === 1) {
       if (args.direct) throw new UsageError("--direct is API 2.0 only");
       drive = await uploadChunked(ctx, connection, { ...request, chunk: parseChunk(args.chunk ?? "4M") });

@@ -332,3 +332,10 @@ test("a lock left by a process that is gone (kill -9, reboot) is taken over with
   expect(same(stub.readDrive(result.stdout.trim()), bytes)).toBe(true);
   expect(readdirSync(dir).filter((name) => name.endsWith(".lock"))).toEqual([]);
 });
+
+test("-t TIER (the vendor tool's flag) goes into the new drive's create as its tier", async () => {
+  const path = await writeImage("tiered.img", imageBytes(2 * CHUNK, 43));
+  const result = await run(upload, [path, "-c", "64k", "-t", "ssd"], { env: stub.env, cwd: dir });
+  expect(result.status).toBe(0);
+  expect(stub.drives.get(result.stdout.trim())?.fields.tier).toBe("ssd");
+});

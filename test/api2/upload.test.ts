@@ -291,3 +291,13 @@ test("Ctrl-C (SIGINT) stops a spawned upload: exit 130, one line with the resume
   expect(sameBytes(stub.readDrive(again.stdout.trim(), 0, bytes.length), bytes)).toBe(true);
   expect(stub.drives.get(again.stdout.trim())!.status).toBe("unmounted");
 });
+
+test("-t TIER is API 1.0 only: refused with status 2, nothing sent", async () => {
+  const path = await writeImage("tiered.img", imageBytes(4096, 47));
+  stub.requests.length = 0;
+  const result = await upload2([path, "-t", "ssd"]);
+  expect(result.status).toBe(2);
+  expect(result.stderr.trim().split("\n").length).toBe(1);
+  expect(result.stderr).toContain("API 1.0 only");
+  expect(stub.requests.length).toBe(0);
+});
