@@ -27,7 +27,7 @@ export interface RunContext extends Context {
   io: Io;
   /** Print a result line (or raw text) on stdout. */
   print(text: string): void;
-  /** Mask the secret anywhere in a message before it is shown. */
+  /** Mask the secrets in a message before it is shown (maskSecrets). */
   redact(text: string): string;
 }
 
@@ -66,7 +66,7 @@ export function maskSecrets(text: string, secrets: readonly string[]): string {
 /** citty hands `data` through untyped; every command reads its context with this. */
 export function contextOf(context: { data?: unknown }): RunContext {
   const data = context.data as RunContext | undefined;
-  if (!data?.io) throw new Error("command run without a drivekit context (use execute or runMain from lib/cli.ts)");
+  if (!data?.io) throw new Error("command run without a drivekit context (use execute or runMain from lib/cli/runner.ts)");
   return data;
 }
 

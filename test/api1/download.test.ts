@@ -25,7 +25,7 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   stub.reset();
-  dir = await mkdtemp(join(tmpdir(), "drivekit-download1-"));
+  dir = await mkdtemp(join(tmpdir(), "drivekit-api1-download-"));
 });
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true });

@@ -25,7 +25,7 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   stub.reset();
-  dir = await mkdtemp(join(tmpdir(), "drivekit-upload1-"));
+  dir = await mkdtemp(join(tmpdir(), "drivekit-api1-upload-"));
 });
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true });

@@ -1,4 +1,4 @@
-// API 2.0 direct upload and download against the emulator's 2.0 side (test/stub/api2.ts).
+// API 2.0 direct upload and download against the emulator's 2.0 side (emulator/api2.ts).
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
