@@ -27,6 +27,8 @@ export interface StreamPost {
   ca?: string;
   /** Bytes per piece (default 1 MiB). */
   pieceSize?: number;
+  /** A buffer to fill the pieces into (its length is the piece size), so many POSTs can reuse one. */
+  buffer?: Uint8Array;
 }
 
 export interface StreamPostAnswer {
@@ -238,8 +240,8 @@ export async function streamPost(options: StreamPost): Promise<StreamPostAnswer>
     }
     head.push(`Content-Length: ${size}`, "Connection: close", "", "");
     if (await writeAll(new TextEncoder().encode(head.join("\r\n")))) {
-      const piece = Math.max(4096, Math.min(options.pieceSize ?? 1024 * 1024, size || 4096));
-      const buffer = new Uint8Array(piece);
+      const buffer = options.buffer ?? new Uint8Array(Math.max(4096, Math.min(options.pieceSize ?? 1024 * 1024, size || 4096)));
+      const piece = buffer.length;
       while (sent < size) {
         const n = options.fill(buffer, sent, Math.min(piece, size - sent));
         if (n <= 0) throw new StreamPostError(`the body ended at ${sent} of ${size} bytes`);

@@ -111,6 +111,8 @@ export interface ChunkRun {
   concurrency: number;
   lanes?: () => number;
   quiet: boolean;
+  /** Bytes between full GCs (default GC_EVERY); Infinity for a transfer that leaves no garbage behind. */
+  gcEvery?: number;
   /** Before the chunks, with the run's abort signal (e.g. a probe write). */
   prepare?(signal: AbortSignal): Promise<void>;
   /** Do one chunk (read, send, record it); resolves to the bytes it covered. */
@@ -145,7 +147,7 @@ export async function runChunks(ctx: Context, run: ChunkRun): Promise<ChunkRunRe
     const covered = await run.work(index, signal);
     done += covered;
     sinceGc += covered;
-    if (sinceGc >= GC_EVERY) {
+    if (sinceGc >= (run.gcEvery ?? GC_EVERY)) {
       sinceGc = 0;
       Bun.gc(true);
     }
