@@ -1,5 +1,5 @@
 // The layers of lib/, checked on every import, lowest first: the core (lib/*.ts), the chunk
-// engine (lib/chunks), one folder per API generation (lib/api1, lib/api2: neither imports the
+// engine (lib/chunks), the image formats (lib/formats: gzip, zstd, qcow2 in and out), one folder per API generation (lib/api1, lib/api2: neither imports the
 // other), the command-line part (lib/cli), which only scripts import. No layer imports a higher
 // one. The emulator never imports the API clients, so it never tests them with their own code.
 import { expect, test } from "bun:test";
@@ -31,9 +31,10 @@ function layerOf(path: string): string {
 const ALLOWED: Record<string, string[]> = {
   core: ["core"],
   chunks: ["core", "chunks"],
-  api1: ["core", "chunks", "api1"],
-  api2: ["core", "chunks", "api2"],
-  cli: ["core", "chunks", "api1", "api2", "cli"],
+  formats: ["core", "chunks", "formats"],
+  api1: ["core", "chunks", "formats", "api1"],
+  api2: ["core", "chunks", "formats", "api2"],
+  cli: ["core", "chunks", "formats", "api1", "api2", "cli"],
   emulator: ["core", "chunks", "emulator"],
 };
 

@@ -5,12 +5,28 @@ import { open, stat, type FileHandle } from "node:fs/promises";
 import { OperationError, UsageError } from "../errors.ts";
 import { dataMapOf, deviceSize, type DataMap } from "./holes.ts";
 
+/** How an image is stored: as its own bytes, or encoded (decoded on the fly as it is read). */
+export type ImageFormat = "raw" | "gzip" | "zstd" | "qcow2";
+
 export interface ImageSource {
+  /** The resolved path ("-" for stdin): part of the resume journal's identity. */
   path: string;
+  /** Bytes of the decoded image (a drive of this size holds it). */
   size: number;
   mtimeMs: number;
   isDevice: boolean;
-  /** Where the data is (regular files with SEEK_DATA only): lets holes go unread. */
+  format: ImageFormat;
+  /**
+   * Reads must come in ascending, non-overlapping order (a decompressed stream cannot seek back;
+   * bytes between two reads are decoded and dropped). Callers issue each read before their first
+   * await, in chunk order, so that parallel lanes still ask in order.
+   */
+  sequential: boolean;
+  /** The raw file's descriptor, read straight into the socket by the 2.0 POSTs; undefined for decoded images. */
+  fd?: number;
+  /** Opens the same image again from its start (--verify's second pass); undefined when it cannot (stdin). */
+  reopen?(): Promise<ImageSource>;
+  /** Where the data is (raw files with SEEK_DATA, qcow2's allocated clusters): lets holes go unread. */
   dataMap?: DataMap;
   /** Fill `buffer[0, length)` with the image's bytes at `position`. */
   read(buffer: Uint8Array, length: number, position: number): Promise<void>;
@@ -57,6 +73,10 @@ export async function openImage(path: string, shown = path): Promise<ImageSource
     size,
     mtimeMs: Math.floor(info.mtimeMs),
     isDevice: info.isBlockDevice(),
+    format: "raw",
+    sequential: false,
+    fd: handle.fd,
+    reopen: () => openImage(path, shown),
     dataMap,
     read: (buffer, length, position) => fillFrom(handle, shown, buffer, length, position),
     close: () => handle.close(),
