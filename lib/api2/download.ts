@@ -7,7 +7,8 @@ import { rename, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Context } from "../context.ts";
 import { directClient, type Connection } from "../connect.ts";
-import { messageOf, OperationError, UsageError } from "../errors.ts";
+import { InterruptedError, messageOf, OperationError, UsageError } from "../errors.ts";
+import { abortOnInterrupt } from "../chunks/engine.ts";
 import { checkOutputPath, exists, writeSparse } from "../files.ts";
 import { BLOCK } from "../bytes.ts";
 import { formatRate, humanBytes } from "../size.ts";
@@ -90,13 +91,16 @@ export async function downloadDirect(ctx: Context, connection: Connection, reque
   const path = `drives/${request.drive}/download/`;
   const shownPath = client.url(path).pathname;
   const watchdog = new Watchdog(connection.timeoutMs);
+  // Ctrl-C / SIGTERM end the GET like a stall does: .part kept, one line, status 130 / 143
+  const interrupt = abortOnInterrupt();
+  const signal = AbortSignal.any([watchdog.signal, interrupt.controller.signal]);
   const get = (from: number) =>
     client.request("GET", path, {
       // identity: Bun's fetch would otherwise ask for gzip and inflate it, and the byte count would no
       // longer match Content-Length (nor a Range its offsets)
       headers: from > 0 ? { range: `bytes=${from}-`, "accept-encoding": "identity" } : { "accept-encoding": "identity" },
       timeoutMs: NO_TOTAL_LIMIT,
-      signal: watchdog.signal,
+      signal,
       ok: (status) => status === 200 || status === 206 || (from > 0 && status === 416),
     });
   try {
@@ -134,8 +138,16 @@ export async function downloadDirect(ctx: Context, connection: Connection, reque
     const written = await receive(ctx, response, part, from, total, request.quiet, watchdog);
     return await finish(ctx, target, request, part, from + written, total);
   } catch (error) {
+    const stoppedBy = interrupt.interrupted();
+    if (stoppedBy) {
+      const part = target && `${target.path}.part`;
+      const kept = part ? partSize(part) : 0;
+      const next = part && kept > 0 ? `${part} kept: run the same command again to resume` : "nothing was kept: run the same command again";
+      throw new InterruptedError(`download of drive ${request.drive} stopped at ${humanBytes(kept)}: interrupted (${stoppedBy}); ${next}`, stoppedBy);
+    }
     throw watchdog.translate(error, "GET", shownPath);
   } finally {
+    interrupt.remove();
     watchdog.stop();
   }
 }

@@ -6,7 +6,8 @@ import { resolve } from "node:path";
 import type { Context, Progress } from "../context.ts";
 import { directClient, type Connection } from "../connect.ts";
 import { isAllZero } from "../bytes.ts";
-import { ApiError, messageOf, OperationError, UsageError } from "../errors.ts";
+import { ApiError, InterruptedError, messageOf, OperationError, UsageError } from "../errors.ts";
+import { abortOnInterrupt } from "../chunks/engine.ts";
 import { answerError, describeNetworkError } from "../http.ts";
 import { imageSize } from "../chunks/image.ts";
 import { formatRate, humanBytes } from "../size.ts";
@@ -68,6 +69,8 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
   client.trace(`> POST ${url.href}`, { ...headers, "content-length": String(size) });
   const progress = ctx.progress({ label: "upload", total: size, quiet: request.quiet });
   const watchdog = new Watchdog(connection.timeoutMs);
+  // Ctrl-C / SIGTERM end the POST with the same one line as a failure, and status 130 / 143
+  const interrupt = abortOnInterrupt();
   const started = performance.now();
   let sent = 0;
   const body = fileBody(fd, request.file);
@@ -77,7 +80,7 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
       url,
       headers,
       size,
-      signal: watchdog.signal,
+      signal: AbortSignal.any([watchdog.signal, interrupt.controller.signal]),
       fill: body.fill,
       onProgress(done) {
         sent = done;
@@ -99,10 +102,13 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
     const drive = partial
       ? `; the server named drive ${partial}, which may hold a partial image: check it and destroy it`
       : "; the server may have created a partial drive: check your drive list";
-    throw new OperationError(
-      `upload of ${request.file} failed after ${humanBytes(sent)} of ${humanBytes(size)}: ${messageOf(error)}; not retried (a new attempt would create another drive)${drive}`,
-    );
+    const stoppedBy = interrupt.interrupted();
+    const message =
+      `upload of ${request.file} ${stoppedBy ? "stopped" : "failed"} after ${humanBytes(sent)} of ${humanBytes(size)}: ` +
+      `${stoppedBy ? `interrupted (${stoppedBy})` : messageOf(error)}; not retried (a new attempt would create another drive)${drive}`;
+    throw stoppedBy ? new InterruptedError(message, stoppedBy) : new OperationError(message);
   } finally {
+    interrupt.remove();
     watchdog.stop();
     closeSync(fd);
   }
