@@ -7,8 +7,7 @@
 // `meta` = the `user:KEY` fields, `tags` = the space-separated `tags` field, `media` = `media`.
 // Paths it does not own (`initupload/`, `action/?do=upload_chunk`, upload, download) return
 // undefined so the next handler answers them.
-import { closeSync, ftruncateSync, writeSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { ftruncateSync, writeSync } from "node:fs";
 import { jsonError, type DriveStub, type StubDrive } from "./server.ts";
 import { dataMapOf } from "../lib/chunks/holes.ts";
 import { isAllZero } from "../lib/bytes.ts";
@@ -255,9 +254,7 @@ export class Api2Drives {
     if (statusOf(drive) === "mounted") return jsonError(409, "permission", `Drive ${drive.uuid} is mounted on a server; detach it first`);
     const busy = this.busy(drive);
     if (busy) return busy;
-    closeSync(drive.fd);
-    this.stub.drives.delete(drive.uuid);
-    void rm(drive.path, { force: true });
+    this.stub.removeDrive(drive);
     return new Response(null, { status: 204 });
   }
 

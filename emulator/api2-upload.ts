@@ -124,6 +124,12 @@ export class ChunkUploadStub {
     this.finishIfComplete(uuid, session);
   }
 
+  /** Forget every upload and link (a restarted server). */
+  forget(): void {
+    this.sessions.clear();
+    this.links.clear();
+  }
+
   /** Chunks held so far for a drive's upload. */
   held(uuid: string): number[] {
     return [...(this.sessions.get(uuid)?.held ?? [])].sort((a, b) => a - b);

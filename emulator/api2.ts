@@ -6,8 +6,7 @@
 //   port) that serves the bytes with Content-Disposition and honours Range, like a signed URL: it
 //   needs no credentials and records what it receives, so tests can prove none were forwarded.
 // Uploaded drives live in the 1.0 stub's drive map, so every 1.0 call sees them too.
-import { closeSync, ftruncateSync, writeSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { ftruncateSync, writeSync } from "node:fs";
 import type { Server } from "bun";
 import { elasticError, jsonError, type DriveStub, type StubDrive } from "./server.ts";
 import { Api2Drives } from "./api2-drives.ts";
@@ -97,15 +96,27 @@ export class Api2Stub {
   }
 
   async start(): Promise<this> {
+    this.serveOrigin(0);
+    this.stub.handlers.push((request, path) => (path.startsWith(PREFIX) ? this.route(request, path.slice(PREFIX.length)) : undefined));
+    // a restarted server forgets its links and drops the downloads in flight too
+    this.stub.restartListeners.push(() => {
+      this.tokens.clear();
+      this.chunked.forget();
+      const port = this.origin.port as number;
+      this.origin.stop(true);
+      this.serveOrigin(port);
+    });
+    return this;
+  }
+
+  private serveOrigin(port: number): void {
     this.origin = Bun.serve({
       hostname: "127.0.0.1",
-      port: 0,
+      port,
       idleTimeout: 120,
-      fetch: (request) => this.serveOrigin(request),
+      fetch: (request) => this.answerOrigin(request),
       error: (error) => new Response(`origin failure: ${error.message}\n`, { status: 500 }),
     });
-    this.stub.handlers.push((request, path) => (path.startsWith(PREFIX) ? this.route(request, path.slice(PREFIX.length)) : undefined));
-    return this;
   }
 
   stop(): void {
@@ -184,9 +195,7 @@ export class Api2Stub {
     }
     if (!failure && received < expected) failure = `short body: ${received} of ${expected} bytes`;
     if (failure) {
-      closeSync(drive.fd);
-      this.stub.drives.delete(drive.uuid);
-      await rm(drive.path, { force: true });
+      this.stub.removeDrive(drive);
       this.settle({ status: 400, received, expected });
       return elasticError(400, "usage", `${failure}; no drive created`);
     }
@@ -197,11 +206,14 @@ export class Api2Stub {
     return Response.json({ uuid: drive.uuid });
   }
 
-  private async serveOrigin(request: Request): Promise<Response> {
+  private async answerOrigin(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const record: OriginRequest = { method: request.method, path: url.pathname, headers: Object.fromEntries(request.headers), status: 0 };
     this.originRequests.push(record);
-    const response = await this.originAnswer(request, url.pathname);
+    // the stub's faults apply here too (paths /download/TOKEN): a download cut or stalled mid-body
+    const response = await this.stub.withFaults(request, url.pathname, () => this.originAnswer(request, url.pathname), (status, _kind, message, headers) =>
+      new Response(`${message}\n`, { status, headers }),
+    );
     record.status = response.status;
     return response;
   }

@@ -1,7 +1,7 @@
 // An emulator of the drive API (1.0 drive calls), for tests, benchmarks and trying the scripts
 // without a cloud account. One Bun.serve on 127.0.0.1; each test can add its own handlers,
-// inject faults (error answers, dropped connections, slow answers) and count requests.
-// Anything it does not expect gets 418.
+// inject faults (error answers, connections dropped or stalled before or mid-body, slow answers),
+// restart it with its drives gone, and count requests. Anything it does not expect gets 418.
 import { closeSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -10,6 +10,7 @@ import { Readable } from "node:stream";
 import zlib from "node:zlib";
 import type { Server } from "bun";
 import { formatRecord, formatRecords, parseRecord, type KvRecord } from "../lib/kv.ts";
+import { CutServer } from "./cut.ts";
 
 export const MAX_READ = 4 * 1024 * 1024;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -55,10 +56,17 @@ export interface RequestRecord {
   headers: Record<string, string>;
 }
 
+/**
+ * `afterBytes` acts mid-body: on the request's body for a request that carries one (an upload),
+ * else on the answer's body (a download), whose Content-Length still promises the whole (that
+ * answer comes after a 307 to a raw socket: emulator/cut.ts).
+ */
 export type FaultAction =
   | { status: number; kind?: string; message?: string; headers?: Record<string, string> }
-  | { reset: true }
-  | { delayMs: number };
+  /** The connection drops: before the answer, or after `afterBytes` bytes of the body. */
+  | { reset: true; afterBytes?: number }
+  /** Nothing moves for `delayMs`: before the answer, or after `afterBytes` bytes of the body (then the connection drops). */
+  | { delayMs: number; afterBytes?: number };
 
 export interface Fault {
   method?: string;
@@ -72,6 +80,9 @@ export interface Fault {
   matched?: number;
   acted?: number;
 }
+
+/** The error answer of a side of the emulator for an injected `status` fault. */
+export type FaultAnswer = (status: number, kind: string | undefined, message: string, headers?: Record<string, string>) => Response;
 
 /** A test's own handler: return a Response to answer, or undefined to let the emulator answer. */
 export type Handler = (request: Request, path: string) => Response | undefined | Promise<Response | undefined>;
@@ -121,6 +132,21 @@ function dropConnection(): Response {
 }
 
 // `tier` (disk or ssd): the vendor's upload tool puts `tier disk` (or `-t ssd`) in every create
+function carriesBody(request: Request): boolean {
+  return Number(request.headers.get("content-length") ?? 0) > 0 || request.headers.has("transfer-encoding");
+}
+
+/** Read `bytes` of a request's body and stop reading (what a server that fails mid-upload does). */
+async function readPrefix(request: Request, bytes: number): Promise<void> {
+  const reader = request.body?.getReader();
+  // bounded: each read takes at least one byte, or ends
+  for (let read = 0; reader && read < bytes; ) {
+    const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
+    if (done || !value) return;
+    read += value.length;
+  }
+}
+
 const CREATE_FIELDS = new Set(["name", "size", "claim:type", "readers", "tags", "avoid", "encryption:cipher", "tier"]);
 const TIERS = new Set(["disk", "ssd"]);
 const SET_FIELDS = new Set(["name", "size", "claim:type", "readers", "tags"]);
@@ -138,6 +164,12 @@ export class DriveStub {
   private dir!: string;
   private linkFreeAt = 0;
   private stopped = false;
+  /** Drives a restart dropped: their files are gone, their descriptors closed only at stop (requests in flight may still hold them). */
+  private readonly retired: StubDrive[] = [];
+  /** Answers cut or stalled mid-body. */
+  private readonly cuts = new CutServer();
+  /** Run on restart, after the drives are gone (the API 2.0 side forgets its links and restarts its origin). */
+  readonly restartListeners: Array<() => void | Promise<void>> = [];
   private readonly tasks = new Set<Promise<void>>();
 
   constructor(options: StubOptions = {}) {
@@ -161,24 +193,55 @@ export class DriveStub {
 
   async start(): Promise<this> {
     this.dir = await mkdtemp(join(tmpdir(), "drivekit-stub-"));
+    this.serve(this.options.port ?? 0);
+    return this;
+  }
+
+  private serve(port: number): void {
     this.server = Bun.serve({
       hostname: "127.0.0.1",
-      port: this.options.port ?? 0,
+      port,
       maxRequestBodySize: 2 ** 40,
       idleTimeout: 120,
       fetch: (request) => this.answer(request),
       error: (error) => elasticError(500, "system", `stub failure: ${error.message}`),
     });
-    return this;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.server?.stop(true);
+    this.cuts.stop();
     await Promise.allSettled([...this.tasks]);
-    for (const drive of this.drives.values()) closeSync(drive.fd);
+    for (const drive of [...this.drives.values(), ...this.retired]) closeSync(drive.fd);
     this.drives.clear();
+    this.retired.length = 0;
     await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * A server restarted with its storage wiped: every connection dropped, every drive gone, the
+   * same port and credentials. Requests during the restart find nobody listening.
+   */
+  async restart(): Promise<void> {
+    const port = this.port;
+    this.server.stop(true);
+    this.cuts.stop();
+    for (const drive of this.drives.values()) {
+      this.retired.push(drive);
+      await rm(drive.path, { force: true });
+    }
+    this.drives.clear();
+    for (const listener of this.restartListeners) await listener();
+    this.serve(port);
+  }
+
+  /** Destroy a drive (its file and descriptor); nothing to do for one a restart already dropped. */
+  removeDrive(drive: StubDrive): void {
+    if (this.drives.get(drive.uuid) !== drive) return;
+    closeSync(drive.fd);
+    this.drives.delete(drive.uuid);
+    void rm(drive.path, { force: true });
   }
 
   /** Requests whose method and path match (both optional). */
@@ -275,6 +338,30 @@ export class DriveStub {
     return body.length > limit ? undefined : body;
   }
 
+  /**
+   * Answer a request through the first fault that matches it, if any: an error answer (made by
+   * `error`), a drop or a stall before or mid-body; `answer` makes the usual answer.
+   */
+  async withFaults(request: Request, path: string, answer: () => Promise<Response>, error: FaultAnswer): Promise<Response> {
+    const fault = this.pickFault(request.method, path);
+    if (!fault) return answer();
+    if ("status" in fault) return error(fault.status, fault.kind, fault.message ?? "injected fault", fault.headers);
+    const pauseMs = "delayMs" in fault ? fault.delayMs : 0;
+    if (fault.afterBytes === undefined) {
+      if ("reset" in fault) return dropConnection();
+      await Bun.sleep(pauseMs);
+      return answer();
+    }
+    if (carriesBody(request)) {
+      await readPrefix(request, fault.afterBytes);
+      if (pauseMs > 0) await Bun.sleep(pauseMs);
+      return dropConnection();
+    }
+    // Bun.serve cannot send a body short of its Content-Length: the cut answer comes from a raw socket
+    const location = await this.cuts.add(await answer(), fault.afterBytes, pauseMs);
+    return new Response(null, { status: 307, headers: { location } });
+  }
+
   private pickFault(method: string, path: string): FaultAction | undefined {
     for (const fault of this.faults) {
       if (fault.method && fault.method !== method) continue;
@@ -307,19 +394,10 @@ export class DriveStub {
     };
     if (this.requests.length < 1_000_000) this.requests.push(record);
     if (this.options.latencyMs) await Bun.sleep(this.options.latencyMs);
-    let response: Response;
-    const fault = this.pickFault(request.method, path);
-    if (fault && "delayMs" in fault) await Bun.sleep(fault.delayMs);
     const api2 = path.startsWith(API2_PREFIX);
-    if (fault && "reset" in fault) {
-      response = dropConnection();
-    } else if (fault && "status" in fault) {
-      response = api2
-        ? jsonError(fault.status, fault.kind ?? "backend", fault.message ?? "injected fault", fault.headers)
-        : elasticError(fault.status, fault.kind ?? "system", fault.message ?? "injected fault", fault.headers);
-    } else {
-      response = await this.route(request, path);
-    }
+    const response = await this.withFaults(request, path, () => this.route(request, path), (status, kind, message, headers) =>
+      api2 ? jsonError(status, kind ?? "backend", message, headers) : elasticError(status, kind ?? "system", message, headers),
+    );
     // every API 2.0 answer names its request, as CloudSigma's do (support asks for the id)
     if (api2 && !response.headers.has("x-request-id")) {
       try {
@@ -424,9 +502,7 @@ export class DriveStub {
   private destroy(drive: StubDrive): Response {
     if (drive.fields.claimed) return elasticError(409, "busy", `Drive ${drive.uuid} is in use by a server`);
     if (drive.imaging) return elasticError(409, "busy", `Drive ${drive.uuid} is imaging`);
-    closeSync(drive.fd);
-    this.drives.delete(drive.uuid);
-    void rm(drive.path, { force: true });
+    this.removeDrive(drive);
     return new Response(null, { status: 204 });
   }
 
