@@ -11,6 +11,14 @@ export class OperationError extends Error {
   override name = "OperationError";
 }
 
+/**
+ * The image being read is broken (corrupt or truncated compressed data, more or fewer bytes than
+ * its size): rerunning the same command cannot help, so an upload does not offer to resume. Exit status 1.
+ */
+export class InputError extends OperationError {
+  override name = "InputError";
+}
+
 /** The kinds a drive API error can carry in `X-Elastic-Error`, plus our own client-side kinds. */
 export const SERVER_KINDS = ["usage", "auth", "billing", "missing", "method", "busy", "failed", "system", "full"] as const;
 export type ServerKind = (typeof SERVER_KINDS)[number];
