@@ -5,7 +5,7 @@ import { readSync } from "node:fs";
 import { open, stat, type FileHandle } from "node:fs/promises";
 import { constants, inflateRawSync } from "node:zlib";
 import type { ImageSource } from "../chunks/image.ts";
-import { OperationError, UsageError } from "../errors.ts";
+import { InputError, OperationError, UsageError } from "../errors.ts";
 import { hasQcow2Magic, readQcow2Header, type Qcow2Header, type ReadAt } from "./qcow2-header.ts";
 import { COMPRESSED, HOLE, NORMAL, Qcow2Tables, type Cluster } from "./qcow2-tables.ts";
 
@@ -137,7 +137,7 @@ class Qcow2Reader {
 
   private async readRun(buffer: Uint8Array, dest: number, length: number, host: number): Promise<void> {
     const got = await readUpTo(this.handle, buffer, dest, length, host);
-    if (got < length) throw new OperationError(`${this.shown}: the file ended at byte ${host + got}, inside a data cluster (it shrank while being read?)`);
+    if (got < length) throw new InputError(`${this.shown}: the file ended at byte ${host + got}, inside a data cluster (it shrank while being read?)`);
   }
 
   /** Compressed clusters, in groups that lie close together in the file: one pread per group. */
@@ -163,16 +163,16 @@ class Qcow2Reader {
   private inflate(stored: Uint8Array, piece: CompressedPiece): Uint8Array {
     const { clusterSize } = this.header;
     const where = `${this.shown}: the compressed cluster at guest byte ${piece.index * clusterSize} (file byte ${piece.host})`;
-    if (stored.length === 0) throw new OperationError(`${where} lies past the end of the file (it shrank while being read?)`);
+    if (stored.length === 0) throw new InputError(`${where} lies past the end of the file (it shrank while being read?)`);
     let cluster: Uint8Array;
     try {
       // the stored bytes may run past the deflate stream's end (into the next cluster's) or stop
       // short of it once the cluster is full, as qemu accepts: a sync flush takes both
       cluster = inflateRawSync(stored, { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: clusterSize, chunkSize: clusterSize });
     } catch (error) {
-      throw new OperationError(`${where} does not inflate to one cluster (${(error as Error).message}): the image is damaged`);
+      throw new InputError(`${where} does not inflate to one cluster (${(error as Error).message}): the image is damaged`);
     }
-    if (cluster.length !== clusterSize) throw new OperationError(`${where} inflates to ${cluster.length} bytes, not a ${clusterSize}-byte cluster: the image is damaged`);
+    if (cluster.length !== clusterSize) throw new InputError(`${where} inflates to ${cluster.length} bytes, not a ${clusterSize}-byte cluster: the image is damaged`);
     this.inflatedSinceGc += clusterSize;
     if (this.inflatedSinceGc >= INFLATED_BETWEEN_GCS) {
       this.inflatedSinceGc = 0;

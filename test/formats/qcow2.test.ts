@@ -5,7 +5,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ImageSource } from "../../lib/chunks/image.ts";
-import { OperationError } from "../../lib/errors.ts";
+import { InputError, OperationError } from "../../lib/errors.ts";
 import { looksLikeQcow2, openQcow2 } from "../../lib/formats/qcow2.ts";
 import { sameBytes } from "../images.ts";
 import { l2EntryOffset, MiB, patch, qemu, qemuMap, qemuRaw, readU64, SOURCE_SIZE, u64, writeSource } from "./qcow2-images.ts";
@@ -201,7 +201,7 @@ test("a compressed cluster whose bytes do not inflate fails the read with where 
   const image = await openQcow2(path, "in.qcow2");
   try {
     const error = await image.read(new Uint8Array(65536), 65536, 0).then(() => undefined, (caught: unknown) => caught);
-    expect(error).toBeInstanceOf(OperationError);
+    expect(error).toBeInstanceOf(InputError);
     expect((error as Error).message).toMatch(/^in\.qcow2: the compressed cluster at guest byte 0 \(file byte \d+\) does not inflate .*: the image is damaged$/);
   } finally {
     await image.close();
