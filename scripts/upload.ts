@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 // Upload a whole image to a new or existing drive: API 1.0 in parallel gzipped chunks, API 2.0 in
 // parallel chunks through one-time links (or, with --direct, one POST); both retry and resume.
+// The image may be raw, qcow2, gzip or zstd (told by its first bytes), or stdin (-).
 // Prints the drive UUID alone on stdout.
 import { basename } from "node:path";
 import { defineCommand } from "citty";
@@ -17,9 +18,22 @@ import { checkUuid } from "../lib/uuid.ts";
 import { createOnlyArgs } from "../lib/cli/fields.ts";
 
 const command = defineCommand({
-  meta: { name: "upload", description: "Upload an image file (or block device) to a new drive, or to an existing one with -d" },
+  meta: {
+    name: "upload",
+    description:
+      "Upload an image to a new drive, or to an existing one with -d. A rerun of a stopped upload resumes: a seekable image (raw, qcow2) " +
+      "from where it stopped; a streamed one (gzip, zstd, stdin) is decompressed again from its start, but only the chunks the journal does not hold are sent",
+  },
   args: {
-    file: { type: "positional", description: "Image file or block device" },
+    file: { type: "positional", description: "Image: a raw file or block device, qcow2, gzip or zstd (told by its first bytes), or - for stdin (raw, gzip or zstd; needs --size)" },
+    format: { type: "enum", options: ["raw", "gzip", "zstd", "qcow2"], description: "Read the image as this format (default: what its first bytes say; raw: its bytes as they are)" },
+    gzipped: { type: "boolean", alias: "z", description: "The image is gzip (the vendor tool's -z): --format gzip" },
+    size: {
+      type: "string",
+      description:
+        "The drive's size (k/M/G/T allowed); needed for stdin; without it a gzip image, or zstd without recorded sizes, is decompressed once to count its size (qcow2: its virtual size); larger than the image: the rest is zeros",
+      valueHint: "SIZE",
+    },
     chunk: { type: "string", alias: "c", description: `Bytes per chunk (k/M/G/T allowed); API 1.0: at most 4M, default 4M; API 2.0: 64k to 256M, default ${DEFAULT_API2_CHUNK / 2 ** 20}M`, valueHint: "SIZE" },
     drive: { type: "string", alias: "d", description: "Existing drive UUID to write into (its old data is overwritten)", valueHint: "DRIVE" },
     name: { type: "string", alias: "n", description: "Name of the new drive (default: the file's base name)", valueHint: "NAME" },
@@ -38,21 +52,31 @@ const command = defineCommand({
   async run(context) {
     const ctx = contextOf(context);
     const { args } = context;
-    if (!args.file) throw new UsageError("missing FILE (the image to upload)");
+    if (!args.file) throw new UsageError("missing FILE (the image to upload, or - for stdin)");
+    if (args.gzipped && args.format !== undefined && args.format !== "gzip") throw new UsageError(`-z says gzip, --format says ${args.format}: give one`);
+    const format = args.gzipped ? "gzip" : (args.format as UploadRequest["format"]);
+    const stdin = args.file === "-";
+    if (stdin && ctx.io.stdinIsTTY) throw new UsageError("stdin (-) is a terminal: pipe the image in, e.g. xz -dc disk.raw.xz | upload.ts - --size 20G");
+    if (stdin && args.size === undefined) throw new UsageError("reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is");
+    if (stdin && args.verify) throw new UsageError("--verify needs an image it can read again: stdin (-) is read once (upload the file itself to verify)");
     const compress = args.compress as CompressMode;
     const concurrency = parseConcurrency(args.concurrency);
     const request: UploadRequest = {
       file: args.file,
       chunk: 0,
       drive: args.drive === undefined ? undefined : checkUuid(args.drive, "--drive"),
-      name: args.name ?? basename(args.file),
+      name: args.name ?? (stdin ? "stdin" : basename(args.file)),
       offset: args.offset === undefined ? undefined : parseSize(args.offset, "--offset"),
       concurrency,
       compress,
       quiet: Boolean(args.quiet),
       verify: Boolean(args.verify),
       tier: args.tier,
+      format,
+      size: args.size === undefined ? undefined : parseSize(args.size, "--size"),
+      stdin: ctx.io.stdin,
     };
+    if (request.size === 0) throw new UsageError("invalid --size 0: a drive holds at least one byte");
     if (request.name.trim() === "" || /[\r\n]/.test(request.name)) throw new UsageError("invalid --name: empty or holding a newline");
     const connection = await connect(args, ctx);
     let drive: string;

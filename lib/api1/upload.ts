@@ -2,11 +2,11 @@
 // as they are sent (memory: concurrency x chunk), gzipped when that pays, all-zero chunks left out
 // on a drive this run created, each write retried on passing errors, every finished chunk
 // recorded in a journal so that rerunning the same command resumes.
-import { basename, resolve } from "node:path";
+import { basename } from "node:path";
 import type { Context } from "../context.ts";
 import type { Connection } from "../connect.ts";
-import { createDrive, driveInfo, MAX_PIECE, sizeOf, writePiece, readInto } from "./drives.ts";
-import { ApiError, OperationError, UsageError } from "../errors.ts";
+import { createDrive, destroyDrive, driveInfo, MAX_PIECE, sizeOf, writePiece, readInto } from "./drives.ts";
+import { ApiError, InputError, messageOf, OperationError, UsageError } from "../errors.ts";
 import type { HttpClient } from "../http.ts";
 import { chunkGrid, runChunks, runLimited } from "../chunks/engine.ts";
 import { CompressionPlan } from "./compression.ts";
@@ -17,7 +17,8 @@ import { isRetryable, logRetry, withRetry } from "../retry.ts";
 import { humanBytes } from "../size.ts";
 import type { UploadRequest } from "../transfer.ts";
 import { isAllZero, BufferPool } from "../bytes.ts";
-import { openImage, type ImageSource } from "../chunks/image.ts";
+import type { ImageSource } from "../chunks/image.ts";
+import { journalIdentity, openUploadInput, STDIN_RESUME_WARNING } from "../formats/open.ts";
 
 /** Writes in flight by default: picked from bench/RESULTS.md (enough to hide 100 ms per request, memory 8 x 4 MiB). */
 export const DEFAULT_UPLOAD_CONCURRENCY = 8;
@@ -43,19 +44,22 @@ function zeroBodies(): (length: number) => Uint8Array {
   };
 }
 
-function resumeCommand(file: string, drive: string, offset: number): string {
-  return `upload.ts -d ${drive} -o ${offset} ${shellWord(file)}`;
+function resumeCommand(request: UploadRequest, drive: string, offset: number): string {
+  const format = request.format ? ` --format ${request.format}` : "";
+  const size = request.size !== undefined ? ` --size ${request.size}` : "";
+  return `upload.ts -d ${drive} -o ${offset}${format}${size} ${shellWord(request.file)}`;
 }
 
 /** The journal of an upload: one per image and target, in the folder the command runs in. */
 function uploadJournal(ctx: Context, image: ImageSource, request: UploadRequest): string {
-  return journalPath(ctx.cwd, `upload\0${image.path}\0${request.drive ?? "new"}`);
+  return journalPath(ctx.cwd, `upload\0${journalIdentity(image)}\0${request.drive ?? "new"}`);
 }
 
 export async function uploadChunked(ctx: Context, connection: Connection, request: UploadRequest): Promise<string> {
   const client = connection.client;
-  const image = await openImage(resolve(ctx.cwd, request.file), request.file);
+  const image = await openUploadInput(ctx, request);
   try {
+    if (request.verify && !image.reopen) throw new UsageError("--verify needs an image it can read again: stdin (-) is read once");
     const lock = RunLock.acquire(uploadJournal(ctx, image, request), `the upload of ${request.file}`);
     try {
       return await upload(ctx, client, request, image);
@@ -99,6 +103,7 @@ async function resolveTarget(
       const size = sizeOf(await timed(() => driveInfo(client, drive)), drive);
       if (size < image.size) throw tooSmall(drive, size);
       ctx.log.info(`resuming the upload into drive ${drive}: ${journal.done.size} chunks already done`);
+      if (image.path === "-") ctx.log.warn(STDIN_RESUME_WARNING);
       return { drive, created, journal };
     } catch (error) {
       if (!(error instanceof ApiError && error.kind === "missing") || !created) throw error;
@@ -142,6 +147,8 @@ async function upload(ctx: Context, client: HttpClient, request: UploadRequest, 
   /** Zero chunks left out in this run (not journaled). */
   const settled = new Set<number>();
   const zeroBody = zeroBodies();
+  /** The image itself failed to read (damaged, truncated, longer than its size): no resume can help. */
+  let inputFailure: InputError | undefined;
 
   const send = async (index: number, signal: AbortSignal): Promise<number> => {
     const [start, end] = pieceOf(index);
@@ -157,7 +164,12 @@ async function upload(ctx: Context, client: HttpClient, request: UploadRequest, 
       const bytes = buffer.subarray(0, length);
       let zero = hole;
       if (!hole) {
-        await image.read(buffer, length, start);
+        try {
+          await image.read(buffer, length, start);
+        } catch (error) {
+          if (error instanceof InputError) inputFailure ??= error;
+          throw error;
+        }
         zero = isAllZero(bytes);
       }
       if (zero && fresh) {
@@ -196,7 +208,7 @@ async function upload(ctx: Context, client: HttpClient, request: UploadRequest, 
   const pending = (function* () {
     for (const index of chunkIndices(first, count)) if (!journal.done.has(index)) yield index;
   })();
-  const { seconds, progress } = await runChunks(ctx, {
+  const run = runChunks(ctx, {
     label: "upload",
     what: `upload to drive ${target}`,
     total: image.size,
@@ -210,7 +222,8 @@ async function upload(ctx: Context, client: HttpClient, request: UploadRequest, 
       : undefined,
     quiet: request.quiet,
     async prepare(signal) {
-      if (request.compress !== "auto") return;
+      // the probe reads ahead of the chunks: a decoded image cannot go back for them
+      if (request.compress !== "auto" || image.sequential) return;
       wireBytes += await probeLink(image, chunk, offset, first, count, journal, (start, body) => writePiece(client, target, start, body, { signal }), plan);
     },
     work: send,
@@ -224,8 +237,12 @@ async function upload(ctx: Context, client: HttpClient, request: UploadRequest, 
           break;
         }
       }
-      return `to resume, rerun the same command in ${ctx.cwd} (journal ${basename(journal.path)}), or run: ${resumeCommand(request.file, target, resumeAt)}`;
+      return `to resume, rerun the same command in ${ctx.cwd} (journal ${basename(journal.path)}), or run: ${resumeCommand(request, target, resumeAt)}`;
     },
+  });
+  const { seconds, progress } = await run.catch(async (error: unknown) => {
+    if (!inputFailure) throw error;
+    throw await abandon(client, inputFailure, target, fresh, journal);
   });
   progress.finish(
     `uploaded ${humanBytes(image.size - offset)} to drive ${target} in ${seconds.toFixed(1)} s, ${humanBytes(wireBytes)} sent` +
@@ -234,8 +251,32 @@ async function upload(ctx: Context, client: HttpClient, request: UploadRequest, 
   );
   // the upload is complete: a failed verify must not turn a rerun into a no-op resume
   journal.remove();
-  if (request.verify) await verifyUpload(ctx, client, target, image, request.file, concurrency, request.quiet);
+  if (request.verify) {
+    // a decoded image is read again from its start
+    const again = image.sequential && image.reopen ? await image.reopen() : image;
+    try {
+      await verifyUpload(ctx, client, target, again, request.file, concurrency, request.quiet);
+    } finally {
+      if (again !== image) await again.close();
+    }
+  }
   return target;
+}
+
+/**
+ * The image broke off mid-upload (damaged, truncated, longer than its size): a rerun would fail
+ * the same way, so the journal goes, and a drive this upload created is destroyed rather than
+ * left holding part of an image; the message says which happened.
+ */
+async function abandon(client: HttpClient, failure: InputError, drive: string, created: boolean, journal: Journal): Promise<OperationError> {
+  journal.remove();
+  if (!created) return new OperationError(`${failure.message}; drive ${drive} (given with -d) now holds part of the image: upload a whole image into it`);
+  try {
+    await destroyDrive(client, drive);
+    return new OperationError(`${failure.message}; drive ${drive}, which this upload created, is destroyed`);
+  } catch (error) {
+    return new OperationError(`${failure.message}; drive ${drive}, which this upload created, holds part of the image and could not be destroyed (${messageOf(error)}): destroy.ts ${drive}`);
+  }
 }
 
 /** Bytes of the probe write: big enough to time on a slow link, small enough to cost little there. */
@@ -305,15 +346,18 @@ async function verifyUpload(
     const length = Math.min(MAX_PIECE, image.size - start);
     const local = pool.take();
     const buffer = remotePool.take();
+    // asked before the first await: a decoded image serves its reads in the order they come
+    const localRead = image.read(local, length, start);
     try {
       const remote = await withRetry(() => readInto(client, drive, start, length, buffer, controller.signal), { signal: controller.signal });
-      await image.read(local, length, start);
+      await localRead;
       if (!Buffer.from(remote.buffer, remote.byteOffset, length).equals(Buffer.from(local.buffer, 0, length))) {
         let at = 0;
         while (at < length && remote[at] === local[at]) at++;
         firstDifference = Math.min(firstDifference, start + at);
       }
     } finally {
+      await localRead.catch(() => undefined);
       pool.give(local);
       remotePool.give(buffer);
     }

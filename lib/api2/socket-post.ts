@@ -11,6 +11,7 @@ import net from "node:net";
 import tls from "node:tls";
 import type { Socket } from "bun";
 import { OperationError } from "../errors.ts";
+import type { ImageSource } from "../chunks/image.ts";
 
 export interface StreamPost {
   url: URL;
@@ -18,8 +19,11 @@ export interface StreamPost {
   headers: Record<string, string>;
   /** The exact number of body bytes: sent as Content-Length. */
   size: number;
-  /** Fill `buffer` with the body bytes from `offset`; return how many (0 only at the end). */
-  fill(buffer: Uint8Array, offset: number, length: number): number;
+  /**
+   * Fill `buffer` with the body bytes from `offset`; return how many (0 only at the end). A promise
+   * (a decoded image) is awaited; a raw file's fill stays synchronous, the fast path.
+   */
+  fill(buffer: Uint8Array, offset: number, length: number): number | Promise<number>;
   /** Called after each piece the socket took. */
   onProgress?(sent: number): void;
   signal?: AbortSignal;
@@ -61,6 +65,37 @@ export function fileBody(fd: number, shown: string, start = 0): { fill: StreamPo
       }
     },
     failure: () => failure,
+  };
+}
+
+/**
+ * A `fill` that reads the body through an image's read() from byte `start` on (a decoded image:
+ * a sequential one must be read once, in order); `failure()` says why a read failed.
+ */
+export function imageBody(image: ImageSource, start = 0): { fill: StreamPost["fill"]; failure: () => Error | undefined } {
+  let failure: Error | undefined;
+  return {
+    async fill(buffer, offset, length) {
+      try {
+        await image.read(buffer, length, start + offset);
+      } catch (error) {
+        failure = error as Error;
+        throw error;
+      }
+      return length;
+    },
+    failure: () => failure,
+  };
+}
+
+/** A `fill` that copies the body from bytes in memory (a decoded chunk, sent again as it is on a retry). */
+export function memoryBody(data: Uint8Array): { fill: StreamPost["fill"]; failure: () => Error | undefined } {
+  return {
+    fill(buffer, offset, length) {
+      buffer.set(data.subarray(offset, offset + length));
+      return length;
+    },
+    failure: () => undefined,
   };
 }
 
@@ -243,7 +278,8 @@ export async function streamPost(options: StreamPost): Promise<StreamPostAnswer>
       const buffer = options.buffer ?? new Uint8Array(Math.max(4096, Math.min(options.pieceSize ?? 1024 * 1024, size || 4096)));
       const piece = buffer.length;
       while (sent < size) {
-        const n = options.fill(buffer, sent, Math.min(piece, size - sent));
+        const filled = options.fill(buffer, sent, Math.min(piece, size - sent));
+        const n = typeof filled === "number" ? filled : await filled;
         if (n <= 0) throw new StreamPostError(`the body ended at ${sent} of ${size} bytes`);
         if (!(await writeAll(n === piece ? buffer : buffer.subarray(0, n)))) break;
         sent += n;

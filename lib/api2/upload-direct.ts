@@ -1,18 +1,18 @@
 // API 2.0 direct upload: one streamed POST of the raw image to the direct host; the answer names
 // the new drive. Never retried (a second POST would make a second drive). --verify streams the
 // drive back and compares.
-import { closeSync, openSync, readSync } from "node:fs";
-import { resolve } from "node:path";
+import { readSync } from "node:fs";
 import type { Context, Progress } from "../context.ts";
 import { directClient, type Connection } from "../connect.ts";
 import { isAllZero } from "../bytes.ts";
-import { ApiError, InterruptedError, messageOf, OperationError, UsageError } from "../errors.ts";
+import { ApiError, InputError, InterruptedError, messageOf, OperationError, UsageError } from "../errors.ts";
 import { abortOnInterrupt } from "../chunks/engine.ts";
 import { answerError, describeNetworkError } from "../http.ts";
-import { imageSize } from "../chunks/image.ts";
+import type { ImageSource } from "../chunks/image.ts";
+import { openUploadInput } from "../formats/open.ts";
 import { formatRate, humanBytes } from "../size.ts";
 import type { UploadRequest } from "../transfer.ts";
-import { fileBody, streamPost, StreamPostError, type StreamPostAnswer } from "./socket-post.ts";
+import { fileBody, imageBody, streamPost, StreamPostError, type StreamPostAnswer } from "./socket-post.ts";
 import { NO_TOTAL_LIMIT, Watchdog } from "./watchdog.ts";
 import { contentLength } from "./download.ts";
 
@@ -49,14 +49,11 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
   const client = directClient(connection);
   if (request.drive) throw new UsageError("-d/--drive is API 1.0 only: an API 2.0 upload always creates a new drive");
   if (request.offset) throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 upload sends the whole image in one request");
-  const file = resolve(ctx.cwd, request.file);
-  const size = imageSize(file);
-  if (size === 0) throw new UsageError(`${request.file} is empty: nothing to upload`);
-  let fd: number;
-  try {
-    fd = openSync(file, "r");
-  } catch (error) {
-    throw new UsageError(`cannot read ${request.file}: ${(error as Error).message}`);
+  const image = await openUploadInput(ctx, request);
+  const size = image.size;
+  if (size === 0 || (request.verify && !image.reopen)) {
+    await image.close();
+    throw new UsageError(size === 0 ? `${request.file} is empty: nothing to upload` : "--verify needs an image it can read again: stdin (-) is read once");
   }
   // the file name after upload/ is ignored by the server but shows in its logs; curl sends it too
   const url = client.url(`drives/upload/${encodeURIComponent(request.name)}`);
@@ -73,7 +70,8 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
   const interrupt = abortOnInterrupt();
   const started = performance.now();
   let sent = 0;
-  const body = fileBody(fd, request.file);
+  // a raw file goes from its descriptor straight into the socket; a decoded image through read()
+  const body = image.fd !== undefined ? fileBody(image.fd, request.file) : imageBody(image);
   let answer: StreamPostAnswer;
   try {
     answer = await streamPost({
@@ -101,7 +99,9 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
     const partial = error instanceof ApiError ? UUID.exec(error.serverMessage)?.[0]?.toLowerCase() : undefined;
     const drive = partial
       ? `; the server named drive ${partial}, which may hold a partial image: check it and destroy it`
-      : "; the server may have created a partial drive: check your drive list";
+      : error instanceof InputError
+        ? "; the POST was cut off before its last byte, so the server completes no drive from it"
+        : "; the server may have created a partial drive: check your drive list";
     const stoppedBy = interrupt.interrupted();
     const message =
       `upload of ${request.file} ${stoppedBy ? "stopped" : "failed"} after ${humanBytes(sent)} of ${humanBytes(size)}: ` +
@@ -110,7 +110,7 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
   } finally {
     interrupt.remove();
     watchdog.stop();
-    closeSync(fd);
+    await image.close();
   }
   const uuid = parseUploadAnswer(answer.body);
   if (!uuid) {
@@ -124,7 +124,15 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
     throw new OperationError(`the server answered drive ${uuid} after only ${answer.sent} of ${size} bytes; not retried: check that drive and destroy it`);
   }
   progress.finish(`uploaded ${humanBytes(size)} as drive ${uuid} (${formatRate(size, started)})`);
-  if (request.verify) await verifyDirect(ctx, connection, uuid, file, size, request.quiet);
+  if (request.verify) {
+    // the image was closed with the POST: read it again from its start
+    const again = await image.reopen!();
+    try {
+      await verifyDirect(ctx, connection, uuid, again, request.file, request.quiet);
+    } finally {
+      await again.close();
+    }
+  }
   return uuid;
 }
 
@@ -132,12 +140,13 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
  * Read the new drive back and compare it with the image, streaming both. The drive may be longer
  * (a server grows small images to its minimum drive size): the extra bytes must all be zero.
  */
-export async function verifyDirect(ctx: Context, connection: Connection, uuid: string, file: string, size: number, quiet: boolean): Promise<void> {
+export async function verifyDirect(ctx: Context, connection: Connection, uuid: string, image: ImageSource, file: string, quiet: boolean): Promise<void> {
   const client = directClient(connection);
   const path = `drives/${uuid}/download/`;
   const watchdog = new Watchdog(connection.timeoutMs);
   const started = performance.now();
-  const fd = openSync(file, "r");
+  const size = image.size;
+  const fd = image.fd;
   let done = 0;
   let progress: Progress | undefined;
   const mismatch = (at: number, why: string) =>
@@ -166,7 +175,8 @@ export async function verifyDirect(ctx: Context, connection: Connection, uuid: s
           break;
         }
         const want = Math.min(value.length - at, size - done, local.length);
-        const n = readSync(fd, local, 0, want, done);
+        // a raw file is read directly; a decoded image in order, as the drive's bytes come
+        const n = fd !== undefined ? readSync(fd, local, 0, want, done) : (await image.read(local, want, done), want);
         if (n !== want) throw new OperationError(`verify: ${file} changed size while verifying`);
         const theirs = value.subarray(at, at + n);
         if (!Buffer.from(theirs.buffer, theirs.byteOffset, n).equals(Buffer.from(local.buffer, 0, n))) {
@@ -186,6 +196,5 @@ export async function verifyDirect(ctx: Context, connection: Connection, uuid: s
     throw watchdog.translate(error, "GET", client.url(path).pathname);
   } finally {
     watchdog.stop();
-    closeSync(fd);
   }
 }

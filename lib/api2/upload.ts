@@ -5,26 +5,26 @@
 // each chunk retries on passing errors; a journal records the finished chunks so that rerunning
 // the same command resumes into the same drive; all-zero chunks are sent too (the drive leaves
 // `uploading` only once every chunk is in).
-import { basename, resolve } from "node:path";
+import { basename } from "node:path";
 import type { Context } from "../context.ts";
 import type { Connection } from "../connect.ts";
-import { closeSync, openSync } from "node:fs";
 import { BufferPool } from "../bytes.ts";
-import { ApiError, OperationError, UsageError } from "../errors.ts";
+import { ApiError, InputError, messageOf, OperationError, UsageError } from "../errors.ts";
 import { answerError, describeNetworkError, type HttpClient } from "../http.ts";
 import { shellWord } from "../files.ts";
-import { getDrive, initUpload } from "./drives.ts";
+import { deleteDrive2, getDrive, initUpload } from "./drives.ts";
 import { waitForDrive } from "./wait.ts";
 import { isLoopbackHost } from "../config.ts";
 import { runChunks } from "../chunks/engine.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
 import { RunLock } from "../chunks/lock.ts";
-import { openImage, type ImageSource } from "../chunks/image.ts";
+import type { ImageSource } from "../chunks/image.ts";
+import { journalIdentity, openUploadInput, STDIN_RESUME_WARNING } from "../formats/open.ts";
 import { logRetry, withRetry } from "../retry.ts";
 import { formatRate, humanBytes, parseSize } from "../size.ts";
 import type { UploadRequest } from "../transfer.ts";
 import { verifyDirect } from "./upload-direct.ts";
-import { fileBody, streamPost, type StreamPostAnswer } from "./socket-post.ts";
+import { fileBody, imageBody, memoryBody, streamPost, type StreamPostAnswer } from "./socket-post.ts";
 import { Watchdog } from "./watchdog.ts";
 
 /**
@@ -103,13 +103,14 @@ type LinkAnswer = URL | typeof HELD;
 
 /** The journal of an upload: one per image and target, in the folder the command runs in (apart from 1.0's). */
 function uploadJournal(ctx: Context, image: ImageSource, request: Api2UploadRequest): string {
-  return journalPath(ctx.cwd, `upload-api2\0${image.path}\0${request.drive ?? "new"}`);
+  return journalPath(ctx.cwd, `upload-api2\0${journalIdentity(image)}\0${request.drive ?? "new"}`);
 }
 
 export async function uploadChunked2(ctx: Context, connection: Connection, request: Api2UploadRequest): Promise<string> {
   if (request.offset) throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 upload resumes by chunks (rerun the command, or -d DRIVE)");
-  const image = await openImage(resolve(ctx.cwd, request.file), request.file);
+  const image = await openUploadInput(ctx, request);
   try {
+    if (request.verify && !image.reopen) throw new UsageError("--verify needs an image it can read again: stdin (-) is read once");
     if (image.size === 0) throw new UsageError(`${request.file} is empty (0 bytes): there is nothing to upload`);
     // two runs of one upload must not share its journal
     const lock = RunLock.acquire(uploadJournal(ctx, image, request), `the upload of ${request.file}`);
@@ -125,12 +126,7 @@ export async function uploadChunked2(ctx: Context, connection: Connection, reque
 
 async function upload(ctx: Context, connection: Connection, request: Api2UploadRequest, image: ImageSource): Promise<string> {
   const { journal, drive, complete } = await target(ctx, connection.client, request, image);
-  const fd = openSync(image.path, "r");
-  try {
-    return await send(ctx, connection, request, image, fd, journal, drive, complete);
-  } finally {
-    closeSync(fd);
-  }
+  return await send(ctx, connection, request, image, journal, drive, complete);
 }
 
 async function send(
@@ -138,11 +134,16 @@ async function send(
   connection: Connection,
   request: Api2UploadRequest,
   image: ImageSource,
-  fd: number,
   journal: Journal,
   drive: string,
   complete: boolean,
 ): Promise<string> {
+  /**
+   * A raw file goes from its descriptor into the socket, a qcow2 image through read() as the socket
+   * takes it (both a piece at a time); a sequential one (gzip, zstd, stdin) is read whole into
+   * memory a chunk at a time, in chunk order, and a retry sends it again from there.
+   */
+  const fd = image.fd;
   const client = connection.client;
   const chunk = request.chunk;
   const concurrency = request.concurrency ?? DEFAULT_API2_CONCURRENCY;
@@ -156,6 +157,14 @@ async function send(
   const apiOrigin = client.base.origin;
   /** The piece buffers the chunk POSTs fill, reused: a chunk leaves no buffer behind for the GC. */
   const pieces = new BufferPool(PIECE);
+  /** A sequential image's chunks, read whole (the POST and its retries send them from memory). */
+  const chunkBuffers = new BufferPool(chunk);
+  /** The image itself failed to read (damaged, truncated, longer than its size): no resume can help. */
+  let inputFailure: InputError | undefined;
+  const noteInput = (error: unknown) => {
+    if (error instanceof InputError) inputFailure ??= error;
+    return error;
+  };
 
   /** Ask for chunk `index`'s one-time link; HELD when the server has the chunk already (416). */
   const requestLink = async (index: number, signal: AbortSignal): Promise<LinkAnswer> => {
@@ -189,12 +198,12 @@ async function send(
    * takes them (one small buffer per POST: memory does not grow with the chunk size); "expired"
    * when the link is no good any more. --timeout bounds the time without progress.
    */
-  const postChunk = async (url: URL, start: number, length: number, signal: AbortSignal): Promise<"ok" | "expired"> => {
+  const postChunk = async (url: URL, start: number, length: number, signal: AbortSignal, data?: Uint8Array): Promise<"ok" | "expired"> => {
     const headers = { "content-type": "application/octet-stream", "user-agent": "drivekit" };
     client.trace(`> POST ${url.origin}${url.pathname.replace(/[^/]{16,}/g, "…")}`, { ...headers, "content-length": String(length) });
     const hole = image.dataMap !== undefined && image.dataMap.nextData(start) >= start + length;
     const watchdog = new Watchdog(connection.timeoutMs);
-    const body = fileBody(fd, request.file, start);
+    const body = data ? memoryBody(data) : fd !== undefined ? fileBody(fd, request.file, start) : imageBody(image, start);
     const buffer = pieces.take();
     let answer: StreamPostAnswer;
     try {
@@ -210,7 +219,7 @@ async function send(
       });
     } catch (error) {
       const readFailure = body.failure();
-      if (readFailure) throw readFailure;
+      if (readFailure) throw noteInput(readFailure);
       if (signal.aborted) throw error;
       const translated = watchdog.translate(error, "POST", "(upload link)");
       if (translated instanceof ApiError) throw translated;
@@ -220,7 +229,7 @@ async function send(
       pieces.give(buffer);
     }
     const readFailure = body.failure();
-    if (readFailure) throw readFailure;
+    if (readFailure) throw noteInput(readFailure);
     client.trace(`< ${answer.status} ${answer.statusText}`, Object.fromEntries(answer.headers));
     if (answer.status >= 200 && answer.status < 300) {
       if (answer.sent !== length) throw new ApiError("protocol", `the link answered ${answer.status} after ${answer.sent} of ${length} bytes`, answer.status, "POST", "(upload link)");
@@ -251,17 +260,40 @@ async function send(
   const work = async (index: number, signal: AbortSignal): Promise<number> => {
     const [start, end] = rangeOf(index);
     const length = end - start;
+    // a sequential image's chunk is asked for before any await: its reads must come in chunk order
+    const data = image.sequential ? (length <= chunk ? chunkBuffers.take() : new Uint8Array(length)) : undefined;
+    const reading = data ? readChunk(data, length, start) : undefined;
+    try {
+      return await sendChunk(index, start, length, signal, data, reading);
+    } finally {
+      if (data) {
+        await reading?.catch(() => undefined);
+        if (data.length === chunk) chunkBuffers.give(data);
+      }
+    }
+  };
+
+  const readChunk = async (data: Uint8Array, length: number, start: number): Promise<void> => {
+    try {
+      await image.read(data, length, start);
+    } catch (error) {
+      throw noteInput(error);
+    }
+  };
+
+  const sendChunk = async (index: number, start: number, length: number, signal: AbortSignal, data?: Uint8Array, reading?: Promise<void>): Promise<number> => {
     const at = position.get(index) ?? 0;
     for (let ahead = at + 1; ahead <= at + concurrency && ahead < pending.length; ahead++) prefetch(pending[ahead] as number, signal);
     let link: Promise<LinkAnswer> | undefined = takeLink(index, signal);
     link.catch(() => undefined);
+    await reading;
     const outcome = await withRetry(
       async () => {
         let answer = await (link ?? requestLink(index, signal));
         link = undefined;
         for (let renewals = 0; ; renewals++) {
           if (answer === HELD) return "held";
-          if ((await postChunk(answer, start, length, signal)) === "ok") return "sent";
+          if ((await postChunk(answer, start, length, signal, data)) === "ok") return "sent";
           if (renewals >= LINK_RENEWALS) {
             throw new ApiError("protocol", `the server refused ${renewals + 1} links for chunk ${index} as expired or unknown`, undefined, "POST", "(upload link)", false);
           }
@@ -289,7 +321,7 @@ async function send(
   if (complete) {
     ctx.log.info(`drive ${drive} already holds every chunk of ${request.file}`);
   } else {
-    const { progress } = await runChunks(ctx, {
+    const run = runChunks(ctx, {
       label: "upload",
       what: `upload to drive ${drive}`,
       total: image.size,
@@ -303,7 +335,12 @@ async function send(
       onStop: () => journal.close(),
       resumeHint: () =>
         `to resume, rerun the same command in ${ctx.cwd} (journal ${basename(journal.path)}), or run: upload.ts --api 2 -d ${drive}` +
-        `${chunk === DEFAULT_API2_CHUNK ? "" : ` -c ${chunk}`} ${shellWord(request.file)}`,
+        `${chunk === DEFAULT_API2_CHUNK ? "" : ` -c ${chunk}`}${request.format ? ` --format ${request.format}` : ""}` +
+        `${request.size !== undefined ? ` --size ${request.size}` : ""} ${shellWord(request.file)}`,
+    });
+    const { progress } = await run.catch(async (error: unknown) => {
+      if (!inputFailure) throw error;
+      throw await abandon(client, inputFailure, drive, Boolean(journal.header.created), journal);
     });
     progress.finish(
       `uploaded ${humanBytes(image.size - doneBefore)} to drive ${drive} (${formatRate(sentBytes, started)}), ${sent} chunks sent` +
@@ -325,8 +362,36 @@ async function send(
       },
     });
   }
-  if (request.verify) await verifyDirect(ctx, connection, drive, image.path, image.size, request.quiet);
+  if (request.verify) {
+    // a decoded image is read again from its start
+    const again = image.sequential && image.reopen ? await image.reopen() : image;
+    try {
+      await verifyDirect(ctx, connection, drive, again, request.file, request.quiet);
+    } finally {
+      if (again !== image) await again.close();
+    }
+  }
   return drive;
+}
+
+/**
+ * The image broke off mid-upload (damaged, truncated, longer than its size): a rerun would fail
+ * the same way, so the journal goes, and a drive this upload started is destroyed rather than
+ * left uploading forever with part of an image; the message says which happened.
+ */
+async function abandon(client: HttpClient, failure: InputError, drive: string, created: boolean, journal: Journal): Promise<OperationError> {
+  journal.remove();
+  if (!created) return new OperationError(`${failure.message}; drive ${drive} (given with -d) holds part of the image and is still uploading`);
+  try {
+    await deleteDrive2(client, drive);
+    return new OperationError(`${failure.message}; drive ${drive}, which this upload started, is destroyed`);
+  } catch (error) {
+    // a server may refuse while the drive is uploading: the chunks it holds are right, so -d can finish it
+    return new OperationError(
+      `${failure.message}; drive ${drive}, which this upload started, holds part of the image and could not be destroyed (${messageOf(error)}): ` +
+        `finish it from an intact image (upload.ts --api 2 -d ${drive} IMAGE) or destroy it when the server allows (destroy.ts --api 2 ${drive})`,
+    );
+  }
 }
 
 /** The drive to upload into (new, resumed from the journal, or -d) and its journal. */
@@ -353,6 +418,7 @@ async function target(
       const info = await sizeAndStatus(client, drive);
       if (!sizeMatches(info.size, image.size)) throw wrongSize(drive, info.size);
       ctx.log.info(`resuming the upload into drive ${drive}: ${journal.done.size} chunks already done`);
+      if (image.path === "-") ctx.log.warn(STDIN_RESUME_WARNING);
       return { journal, drive, complete: info.status !== "uploading" };
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 404) || !journal.header.created) throw error;

@@ -1,0 +1,309 @@
+// upload.ts with the images users have, in-process against the emulator: raw, gzip (one and
+// several members), zstd (with and without frame content sizes), qcow2 (plain and compressed) and
+// stdin, over API 1.0, API 2.0 chunked and API 2.0 --direct; each drive read back and compared
+// with the raw image by sha256, --verify passing. Then the refusals (status, message, nothing
+// sent, no drive left), a damaged image mid-upload, and a resumed gzip upload.
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createZstdCompress, zstdCompressSync } from "node:zlib";
+import upload from "../../scripts/upload.ts";
+import { run } from "../helpers.ts";
+import { imageBytes } from "../images.ts";
+import { startStub, type DriveStub } from "../../emulator/server.ts";
+import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
+
+const KiB = 1024;
+/** Not a multiple of the 64k chunks nor of qcow2's clusters; a zero run that spans whole chunks. */
+const SIZE = 20 * 64 * KiB + 12345;
+const bytes = imageBytes(SIZE, 21, [[3 * 64 * KiB, 7 * 64 * KiB + 100]]);
+const sha = (data: Uint8Array) => new Bun.CryptoHasher("sha256").update(data).digest("hex");
+const IMAGE_SHA = sha(bytes);
+
+let stub: DriveStub;
+let api2: Api2Stub;
+let dir: string;
+let images: string;
+let baseHandlers: DriveStub["handlers"];
+
+async function zstdWithoutSize(content: Uint8Array): Promise<Uint8Array> {
+  const compressor = createZstdCompress();
+  const parts: Buffer[] = [];
+  compressor.on("data", (part: Buffer) => parts.push(part));
+  const ended = new Promise((resolve) => compressor.on("end", resolve));
+  compressor.end(content);
+  await ended;
+  return Buffer.concat(parts);
+}
+
+function qemuImg(...args: string[]): void {
+  const result = Bun.spawnSync(["qemu-img", ...args], { stdout: "pipe", stderr: "pipe" });
+  if (result.exitCode !== 0) throw new Error(`qemu-img ${args.join(" ")} failed: ${result.stderr.toString()}`);
+}
+
+const gzipped = (data: Uint8Array) => Bun.gzipSync(data as Uint8Array<ArrayBuffer>);
+
+/** The test images, by name; each decodes to `bytes`. */
+const ENCODED: Record<string, string> = {};
+
+beforeAll(async () => {
+  stub = await startStub();
+  api2 = await installApi2(stub);
+  baseHandlers = [...stub.handlers];
+  images = await mkdtemp(join(tmpdir(), "drivekit-formats-images-"));
+  const write = async (name: string, content: Uint8Array) => {
+    ENCODED[name] = join(images, name);
+    await Bun.write(ENCODED[name]!, content);
+  };
+  await write("disk.raw", bytes);
+  await write("disk.img.gz", gzipped(bytes));
+  await write("members.gz", Buffer.concat([gzipped(bytes.subarray(0, 300_000)), gzipped(bytes.subarray(300_000, 900_000)), gzipped(bytes.subarray(900_000))]));
+  await write("sized.zst", zstdCompressSync(bytes));
+  await write("unsized.zst", await zstdWithoutSize(bytes));
+  ENCODED["disk.qcow2"] = join(images, "disk.qcow2");
+  qemuImg("convert", "-f", "raw", "-O", "qcow2", ENCODED["disk.raw"]!, ENCODED["disk.qcow2"]!);
+  ENCODED["compressed.qcow2"] = join(images, "compressed.qcow2");
+  qemuImg("convert", "-c", "-f", "raw", "-O", "qcow2", ENCODED["disk.raw"]!, ENCODED["compressed.qcow2"]!);
+});
+afterAll(async () => {
+  api2.stop();
+  await stub.stop();
+  await rm(images, { recursive: true, force: true });
+});
+beforeEach(async () => {
+  stub.requests.length = 0;
+  api2.chunked.chunkPosts.length = 0;
+  dir = await mkdtemp(join(tmpdir(), "drivekit-formats-"));
+});
+afterEach(async () => {
+  stub.handlers.splice(0, stub.handlers.length, ...baseHandlers);
+  stub.faults.length = 0;
+  await rm(dir, { recursive: true, force: true });
+});
+
+const MODES = {
+  "API 1.0": (argv: string[], stdin?: Uint8Array) => run(upload, ["-c", "64k", ...argv], { env: stub.env, cwd: dir, stdin }),
+  "API 2.0 chunked": (argv: string[], stdin?: Uint8Array) => run(upload, ["-c", "64k", ...argv], { env: api2.env, cwd: dir, stdin }),
+  "API 2.0 --direct": (argv: string[], stdin?: Uint8Array) => run(upload, ["--direct", ...argv], { env: api2.env, cwd: dir, stdin }),
+} as const;
+type Mode = keyof typeof MODES;
+
+/** The drive holds the image: its first SIZE bytes hash like the raw image, anything after is zeros. */
+function expectDriveHoldsImage(uuid: string): void {
+  const drive = stub.drives.get(uuid);
+  expect(drive).toBeDefined();
+  expect(drive!.size).toBeGreaterThanOrEqual(SIZE);
+  expect(sha(stub.readDrive(uuid, 0, SIZE))).toBe(IMAGE_SHA);
+  if (drive!.size > SIZE) expect(stub.readDrive(uuid, SIZE, drive!.size - SIZE).every((byte) => byte === 0)).toBe(true);
+}
+
+const journals = () => readdirSync(dir).filter((name) => name.startsWith(".drivekit-journal-") && !name.endsWith(".lock"));
+/** Requests that send image bytes or make a drive: none may go out before a refusal. */
+const sending = () => stub.requests.filter((request) => request.method === "POST").length;
+
+for (const mode of Object.keys(MODES) as Mode[]) {
+  describe(mode, () => {
+    for (const name of ["disk.raw", "disk.img.gz", "members.gz", "sized.zst", "unsized.zst", "disk.qcow2", "compressed.qcow2"]) {
+      test(`${name}: the drive holds the raw image (sha256), --verify passes`, async () => {
+        const result = await MODES[mode]([ENCODED[name]!, "--verify"]);
+        expect(result.stderr).not.toMatch(/error/);
+        expect(result.status).toBe(0);
+        expectDriveHoldsImage(result.stdout.trim());
+        expect(result.stderr).toMatch(/verified/);
+        // the size came from the format, or from one counting pass (said so)
+        expect(result.stderr.includes("decompressing it once to count")).toBe(name.endsWith(".gz") || name === "unsized.zst");
+        expect(journals()).toEqual([]);
+      });
+    }
+
+    test("stdin (-) with --size: raw, gzip and zstd, told by the first bytes", async () => {
+      for (const input of [bytes, gzipped(bytes), await zstdWithoutSize(bytes)]) {
+        const result = await MODES[mode](["-", "--size", String(SIZE)], input);
+        expect(result.stderr).not.toMatch(/error/);
+        expect(result.status).toBe(0);
+        expectDriveHoldsImage(result.stdout.trim());
+        expect(stub.drives.get(result.stdout.trim())!.fields.name).toBe("stdin");
+      }
+    });
+
+    test("a larger --size: the drive is that size, the rest zeros, and a warning says so", async () => {
+      const result = await MODES[mode](["-", "--size", String(SIZE + 100 * KiB)], gzipped(bytes));
+      expect(result.status).toBe(0);
+      const uuid = result.stdout.trim();
+      expect(stub.drives.get(uuid)!.size).toBeGreaterThanOrEqual(SIZE + 100 * KiB);
+      expect(sha(stub.readDrive(uuid, 0, SIZE))).toBe(IMAGE_SHA);
+      expect(stub.readDrive(uuid, SIZE, 100 * KiB).every((byte) => byte === 0)).toBe(true);
+      expect(result.stderr).toContain(`warning: stdin ends at byte ${SIZE} (1.3 MiB): the remaining 100 KiB of the drive (--size 1.4 MiB) are zeros`);
+    });
+
+    test("refused with status 2 before anything is sent: stdin without --size or with --verify, xz, a forced format without its magic, --size below a raw image", async () => {
+      const drives = stub.drives.size;
+      const xz = join(dir, "disk.raw.xz");
+      await Bun.write(xz, new Uint8Array([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 4, 0, 0]));
+      for (const [argv, message] of [
+        [["-"], "reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is"],
+        [["-", "--size", "1M", "--verify"], "--verify needs an image it can read again: stdin (-) is read once (upload the file itself to verify)"],
+        [[xz], `${xz} is xz-compressed, which upload.ts does not decode (no xz in the runtime; it cannot seek either): xz -dc ${xz} | upload.ts - --size SIZE (the image's size)`],
+        [[ENCODED["disk.raw"]!, "-z"], `${ENCODED["disk.raw"]} is not gzip (its first bytes say no known format): drop --format / -z, or name the right one`],
+        [[ENCODED["disk.img.gz"]!, "--format", "qcow2"], `${ENCODED["disk.img.gz"]} is not qcow2 (its first bytes say gzip): drop --format, or name the right one`],
+        [[ENCODED["disk.raw"]!, "--size", "1M"], `--size 1048576 is smaller than ${ENCODED["disk.raw"]} (${SIZE} bytes): the image would not fit`],
+        [[ENCODED["sized.zst"]!, "--size", "1M"], `--size 1048576 is smaller than ${ENCODED["sized.zst"]} (${SIZE} bytes decoded, as its zstd frames record): the image would not fit`],
+        [[ENCODED["disk.raw"]!, "-z", "--format", "zstd"], "-z says gzip, --format says zstd: give one"],
+      ] as const) {
+        const result = await MODES[mode]([...argv], bytes);
+        expect(result.stderr).toBe(`upload: error: ${message}\n`);
+        expect(result.status).toBe(2);
+        expect(result.stdout).toBe("");
+      }
+      expect(sending()).toBe(0);
+      expect(stub.drives.size).toBe(drives);
+    });
+
+    test("a truncated .gz: refused while counting its size, before anything is sent (status 1)", async () => {
+      const gz = gzipped(bytes);
+      const cut = join(dir, "cut.gz");
+      await Bun.write(cut, gz.subarray(0, gz.length - 3000));
+      const drives = stub.drives.size;
+      const result = await MODES[mode]([cut]);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toMatch(/^upload: error: .*cut\.gz: the gzip data ends early, after \d+ bytes of the image \(a truncated file\?\)$/m);
+      expect(result.stderr.split("\n").filter((line) => line.includes("error")).length).toBe(1);
+      expect(sending()).toBe(0);
+      expect(stub.drives.size).toBe(drives);
+    });
+  });
+}
+
+describe("an image that breaks off mid-upload (known only once read): status 1, one line saying what happened to the drive", () => {
+  const cut = () => {
+    const gz = gzipped(bytes);
+    return gz.subarray(0, gz.length - 3000);
+  };
+
+  test("API 1.0: the drive this upload created is destroyed; no journal is left", async () => {
+    const drives = stub.drives.size;
+    const result = await MODES["API 1.0"](["-", "--size", String(SIZE)], cut());
+    expect(result.status).toBe(1);
+    const errors = result.stderr.split("\n").filter((line) => line.includes("error"));
+    expect(errors.length).toBe(1);
+    expect(errors[0]).toMatch(/^upload: error: stdin: the gzip data ends early, after \d+ bytes of the image \(a truncated file\?\); drive [0-9a-f-]{36}, which this upload created, is destroyed$/);
+    expect(stub.drives.size).toBe(drives);
+    expect(journals()).toEqual([]);
+  });
+
+  test("API 1.0: --size smaller than a streamed image: an error at its last byte, the drive destroyed", async () => {
+    const drives = stub.drives.size;
+    const result = await MODES["API 1.0"](["-", "--size", String(SIZE - 1000)], gzipped(bytes));
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(
+      `stdin holds more than ${SIZE - 1000} bytes (byte ${SIZE - 1000} is not the end): --size ${SIZE - 1000} is smaller than the image: give its whole size (or, for a file, leave --size out); drive `,
+    );
+    expect(stub.drives.size).toBe(drives);
+  });
+
+  test("API 2.0 chunked: the started drive is destroyed, or named with the command that removes it", async () => {
+    const drives = stub.drives.size;
+    const result = await MODES["API 2.0 chunked"](["-", "--size", String(SIZE)], cut());
+    expect(result.status).toBe(1);
+    const errors = result.stderr.split("\n").filter((line) => line.includes("error"));
+    expect(errors.length).toBe(1);
+    expect(errors[0]).toMatch(/^upload: error: stdin: the gzip data ends early, after \d+ bytes of the image \(a truncated file\?\); drive [0-9a-f-]{36}, which this upload started, /);
+    const uuid = /drive ([0-9a-f-]{36})/.exec(errors[0]!)![1]!;
+    if (stub.drives.has(uuid)) {
+      expect(errors[0]).toContain(`holds part of the image and could not be destroyed (`);
+      expect(errors[0]).toEndWith(`): finish it from an intact image (upload.ts --api 2 -d ${uuid} IMAGE) or destroy it when the server allows (destroy.ts --api 2 ${uuid})`);
+      // the chunks it holds came before the break: -d with the intact image finishes the drive right
+      const finish = await MODES["API 2.0 chunked"](["-", "--size", String(SIZE), "-d", uuid], gzipped(bytes));
+      expect(finish.status).toBe(0);
+      expectDriveHoldsImage(uuid);
+    } else {
+      expect(errors[0]).toEndWith("is destroyed");
+      expect(stub.drives.size).toBe(drives);
+    }
+    expect(journals()).toEqual([]);
+  });
+
+  test("API 2.0 --direct: the POST is cut off before its end, and the server keeps no drive", async () => {
+    const drives = stub.drives.size;
+    const uploads = api2.uploads.length;
+    const result = await MODES["API 2.0 --direct"](["-", "--size", String(SIZE)], cut());
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(
+      /^upload: error: upload of - failed after .* of 1\.3 MiB: stdin: the gzip data ends early, after \d+ bytes of the image \(a truncated file\?\); not retried \(a new attempt would create another drive\); the POST was cut off before its last byte, so the server completes no drive from it\n$/,
+    );
+    // the emulator drops the drive of an incomplete body once it sees the connection end
+    const outcome = await api2.waitForUploads(uploads + 1);
+    expect(outcome?.status).toBe(400);
+    expect(outcome!.received).toBeLessThan(SIZE);
+    expect(stub.drives.size).toBe(drives);
+  });
+});
+
+describe("a resumed gzip upload: the rerun decodes from the start, sends only what the journal lacks, same bytes", () => {
+  test("API 2.0 chunked", async () => {
+    const posted = () => api2.chunked.chunkPosts.filter((post) => post.status === 200);
+    // the server turns the link calls down (403: final) once 6 chunks are in
+    stub.handlers.unshift((request, path) =>
+      request.method === "POST" && path.endsWith("/action/") && posted().length >= 6
+        ? Response.json([{ error_point: null, error_type: "permission", error_message: "quota exceeded" }], { status: 403 })
+        : undefined,
+    );
+    const first = await MODES["API 2.0 chunked"]([ENCODED["disk.img.gz"]!, "--size", String(SIZE), "--concurrency", "2"]);
+    expect(first.status).toBe(1);
+    expect(first.stderr).toMatch(new RegExp(`rerun the same command.*upload\\.ts --api 2 -d [0-9a-f-]{36} -c 65536 --size ${SIZE} `));
+    expect(journals().length).toBe(1);
+    const firstChunks = posted().map((post) => post.chunk);
+    expect(firstChunks.length).toBeGreaterThanOrEqual(6);
+    stub.handlers.splice(0, stub.handlers.length, ...baseHandlers);
+
+    const drives = stub.drives.size;
+    const again = await MODES["API 2.0 chunked"]([ENCODED["disk.img.gz"]!, "--size", String(SIZE)]);
+    expect(again.stderr).toMatch(/resuming the upload into drive/);
+    expect(again.status).toBe(0);
+    expect(stub.drives.size).toBe(drives);
+    const all = posted().map((post) => post.chunk);
+    expect(new Set(all).size).toBe(all.length);
+    expect(all.length).toBe(Math.floor(SIZE / (64 * KiB)));
+    expectDriveHoldsImage(again.stdout.trim());
+    expect(journals()).toEqual([]);
+  });
+
+  test("API 1.0 (the size counted again on the rerun)", async () => {
+    const writes = () => stub.requests.filter((request) => request.method === "POST" && /\/write\//.test(request.path) && request.status === 204);
+    stub.handlers.unshift((request, path) =>
+      request.method === "POST" && /\/write\//.test(path) && writes().length >= 5 ? new Response("errors:auth denied\n", { status: 401, headers: { "x-elastic-error": "auth" } }) : undefined,
+    );
+    const first = await MODES["API 1.0"]([ENCODED["members.gz"]!, "--concurrency", "2", "--compress", "never"]);
+    expect(first.status).toBe(1);
+    expect(first.stderr).toMatch(/rerun the same command/);
+    const sentFirst = new Set(writes().map((request) => request.path));
+    expect(sentFirst.size).toBeGreaterThanOrEqual(5);
+    stub.handlers.splice(0, stub.handlers.length, ...baseHandlers);
+    stub.requests.length = 0;
+
+    const again = await MODES["API 1.0"]([ENCODED["members.gz"]!, "--compress", "never"]);
+    expect(again.stderr).toMatch(/resuming the upload into drive/);
+    expect(again.status).toBe(0);
+    const sentAgain = writes().map((request) => request.path);
+    expect(sentAgain.filter((path) => sentFirst.has(path))).toEqual([]);
+    expectDriveHoldsImage(again.stdout.trim());
+  });
+
+  test("stdin: the rerun warns that the input must be the same", async () => {
+    const posted = () => api2.chunked.chunkPosts.filter((post) => post.status === 200);
+    stub.handlers.unshift((request, path) =>
+      request.method === "POST" && path.endsWith("/action/") && posted().length >= 4
+        ? Response.json([{ error_point: null, error_type: "permission", error_message: "quota exceeded" }], { status: 403 })
+        : undefined,
+    );
+    const first = await MODES["API 2.0 chunked"](["-", "--size", String(SIZE), "--concurrency", "1"], gzipped(bytes));
+    expect(first.status).toBe(1);
+    stub.handlers.splice(0, stub.handlers.length, ...baseHandlers);
+    const again = await MODES["API 2.0 chunked"](["-", "--size", String(SIZE)], gzipped(bytes));
+    expect(again.status).toBe(0);
+    expect(again.stderr).toContain("warning: resuming an upload read from stdin: the input must be the same image as in the interrupted run");
+    expectDriveHoldsImage(again.stdout.trim());
+  });
+});
