@@ -289,8 +289,10 @@ async function send(
     await reading;
     const outcome = await withRetry(
       async () => {
-        let answer = await (link ?? requestLink(index, signal));
+        // the link asked for ahead is used once: a retry after it failed asks for a new one
+        const early = link;
         link = undefined;
+        let answer = await (early ?? requestLink(index, signal));
         for (let renewals = 0; ; renewals++) {
           if (answer === HELD) return "held";
           if ((await postChunk(answer, start, length, signal, data)) === "ok") return "sent";
