@@ -24,7 +24,7 @@ export interface RequestOptions {
 
 const STATUS_KIND: Record<number, ServerKind> = {
   400: "usage", 401: "auth", 402: "billing", 403: "auth", 404: "missing", 405: "method",
-  409: "busy", 500: "failed", 502: "system", 503: "system", 504: "system", 507: "full",
+  409: "busy", 429: "busy", 500: "failed", 502: "system", 503: "system", 504: "system", 507: "full",
 };
 const MAX_REDIRECTS = 5;
 const MAX_ERROR_BODY = 64 * 1024;
@@ -62,9 +62,9 @@ export function parseJsonErrors(body: string): { type?: string; message: string 
   return { type: types.length ? oneLine(types.join(",")).slice(0, 60) : undefined, message: oneLine(messages.filter(Boolean).join("; ")) };
 }
 
-/** API 2.0 statuses: 401 bad credentials, 403 permission, 404 missing, 409 conflict (never retried blindly). */
+/** API 2.0 statuses: 401 bad credentials, 403 permission, 404 missing, 409 conflict (never retried blindly), 429 busy (retried). */
 const JSON_STATUS_KIND: Record<number, ErrorKind> = {
-  400: "usage", 401: "auth", 402: "billing", 403: "permission", 404: "missing", 405: "method", 409: "conflict",
+  400: "usage", 401: "auth", 402: "billing", 403: "permission", 404: "missing", 405: "method", 409: "conflict", 429: "busy",
 };
 
 /**

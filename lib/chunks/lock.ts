@@ -33,13 +33,19 @@ export class RunLock {
     const path = `${journal}.lock`;
     // bounded: a second try only after taking over a dead owner's lock
     for (let attempt = 0; attempt < 3; attempt++) {
+      let fd: number | undefined;
       try {
-        const fd = openSync(path, "wx", 0o600);
+        fd = openSync(path, "wx", 0o600);
         writeSync(fd, `${process.pid}\n`);
         closeSync(fd);
         return new RunLock(path);
       } catch (error) {
         if ((error as { code?: string }).code !== "EEXIST") {
+          // created but not written (a full disk): an empty lock must not stay behind
+          if (fd !== undefined) {
+            closeSync(fd);
+            rmSync(path, { force: true });
+          }
           throw new OperationError(`cannot create the lock ${path}: ${(error as Error).message}`);
         }
       }
