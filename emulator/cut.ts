@@ -1,8 +1,8 @@
 // Answers that stop short of their Content-Length, which Bun.serve cannot send (it drops the
 // Content-Length of a streamed body and frames it chunked): a raw socket writes the status, the
 // headers with the whole body's length, the first bytes of the body, then (after a pause: a stalled
-// server) resets the connection. The emulator sends a download there with a 307 when a fault asks
-// to cut or stall it mid-body.
+// server) resets the connection, or closes it cleanly (a body that is just short). The emulator
+// sends a download there with a 307 when a fault asks to cut, stall or end it mid-body.
 import type { Socket, TCPSocketListener } from "bun";
 
 interface CutAnswer {
@@ -13,6 +13,8 @@ interface CutAnswer {
   sendBytes: number;
   /** Nothing more is sent for this long before the connection is reset. */
   pauseMs: number;
+  /** How the connection ends: a reset, or a clean close (the body simply stops short). */
+  close: "reset" | "end";
 }
 
 interface Pending {
@@ -28,9 +30,9 @@ export class CutServer {
   private readonly answers = new Map<string, CutAnswer>();
 
   /** A one-time URL that answers `response`'s status, headers and length, then only `sendBytes` of its body. */
-  async add(response: Response, sendBytes: number, pauseMs: number): Promise<string> {
+  async add(response: Response, sendBytes: number, pauseMs: number, close: "reset" | "end"): Promise<string> {
     const token = crypto.randomUUID();
-    this.answers.set(token, { status: response.status, headers: response.headers, body: await response.blob(), sendBytes, pauseMs });
+    this.answers.set(token, { status: response.status, headers: response.headers, body: await response.blob(), sendBytes, pauseMs, close });
     return `http://127.0.0.1:${this.start().port}/cut/${token}`;
   }
 
@@ -71,7 +73,7 @@ export class CutServer {
     socket.data = {
       bytes: Buffer.concat([Buffer.from(head.join("\r\n")), body]),
       sent: 0,
-      after: () => setTimeout(() => socket.terminate(), answer.pauseMs),
+      after: () => setTimeout(() => (answer.close === "end" ? socket.end() : socket.terminate()), answer.pauseMs),
     };
     CutServer.flush(socket);
   }

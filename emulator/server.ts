@@ -66,7 +66,9 @@ export type FaultAction =
   /** The connection drops: before the answer, or after `afterBytes` bytes of the body. */
   | { reset: true; afterBytes?: number }
   /** Nothing moves for `delayMs`: before the answer, or after `afterBytes` bytes of the body (then the connection drops). */
-  | { delayMs: number; afterBytes?: number };
+  | { delayMs: number; afterBytes?: number }
+  /** The answer's body ends cleanly after `afterBytes` bytes, short of its Content-Length (on an upload: as reset). */
+  | { end: true; afterBytes: number };
 
 export interface Fault {
   method?: string;
@@ -169,7 +171,7 @@ export class DriveStub {
   /** Answers cut or stalled mid-body. */
   private readonly cuts = new CutServer();
   /** Run on restart, after the drives are gone (the API 2.0 side forgets its links and restarts its origin). */
-  readonly restartListeners: Array<() => void | Promise<void>> = [];
+  readonly restartListeners: Array<() => void> = [];
   private readonly tasks = new Set<Promise<void>>();
 
   constructor(options: StubOptions = {}) {
@@ -225,15 +227,15 @@ export class DriveStub {
    */
   async restart(): Promise<void> {
     const port = this.port;
+    const gone = [...this.drives.values()];
+    // no await until it listens again: a client in this process never finds the port closed
     this.server.stop(true);
     this.cuts.stop();
-    for (const drive of this.drives.values()) {
-      this.retired.push(drive);
-      await rm(drive.path, { force: true });
-    }
+    this.retired.push(...gone);
     this.drives.clear();
-    for (const listener of this.restartListeners) await listener();
+    for (const listener of this.restartListeners) listener();
     this.serve(port);
+    await Promise.all(gone.map((drive) => rm(drive.path, { force: true })));
   }
 
   /** Destroy a drive (its file and descriptor); nothing to do for one a restart already dropped. */
@@ -358,7 +360,7 @@ export class DriveStub {
       return dropConnection();
     }
     // Bun.serve cannot send a body short of its Content-Length: the cut answer comes from a raw socket
-    const location = await this.cuts.add(await answer(), fault.afterBytes, pauseMs);
+    const location = await this.cuts.add(await answer(), fault.afterBytes, pauseMs, "end" in fault ? "end" : "reset");
     return new Response(null, { status: 307, headers: { location } });
   }
 
