@@ -1,23 +1,36 @@
 #!/usr/bin/env bun
-// Download a whole drive to a file: API 1.0 in parallel reads into a sparse FILE.part, or API 2.0
-// in one direct GET. Never overwrites FILE without --force. Prints the file's path on stdout.
+// Download a whole drive to a file: API 1.0 in parallel reads, or API 2.0 in one direct GET, into a
+// sparse FILE.part or, for FILE.gz / FILE.zst (--format), a compressed one. Never overwrites FILE
+// without --force. Prints the file's path on stdout.
 import { defineCommand } from "citty";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
 import { apiArgs, connectionArgs, jsonArgs, parseChunk, parseConcurrency, transferArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
 import { parseSize } from "../lib/size.ts";
-import type { DownloadRequest } from "../lib/transfer.ts";
+import type { DownloadRequest, OutputFormat } from "../lib/transfer.ts";
 import { downloadChunked } from "../lib/api1/download.ts";
 import { downloadDirect } from "../lib/api2/download.ts";
 import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
-  meta: { name: "download", description: "Download a whole drive to FILE (API 1.0 default: the drive UUID; API 2.0: the server's name)" },
+  meta: {
+    name: "download",
+    description:
+      "Download a whole drive to FILE (API 1.0 default: the drive UUID; API 2.0: the server's name). " +
+      "Raw: the drive's bytes, its zero blocks left as holes. FILE.gz / FILE.zst: compressed as it arrives, no raw copy on disk. " +
+      "Written to FILE.part, renamed to FILE when complete; a rerun of a stopped download resumes " +
+      "(raw: from the chunks or bytes FILE.part holds; gz/zst: from the last whole piece recorded, about once a second)",
+  },
   args: {
     drive: { type: "positional", description: "Drive UUID" },
     file: { type: "positional", description: "Output file", required: false },
     chunk: { type: "string", alias: "c", description: "API 1.0: bytes per read (at most 4M)", default: "4M", valueHint: "SIZE" },
-    offset: { type: "string", alias: "o", description: "API 1.0: start at this byte", valueHint: "OFFSET" },
+    offset: { type: "string", alias: "o", description: "API 1.0, raw: start at this byte of FILE.part", valueHint: "OFFSET" },
+    format: {
+      type: "enum",
+      options: ["raw", "gzip", "zstd"],
+      description: "raw (sparse), gzip (.gz: gunzip, zcat read it) or zstd (.zst: zstd -d reads it, faster and smaller); default: from FILE's suffix, else raw; without FILE, adds the suffix to the default name",
+    },
     force: { type: "boolean", alias: "f", description: "Overwrite FILE if it exists" },
     ...transferArgs,
     ...apiArgs,
@@ -32,6 +45,7 @@ const command = defineCommand({
     const request: DownloadRequest = {
       drive: checkUuid(args.drive, "drive"),
       file: args.file,
+      format: args.format as OutputFormat | undefined,
       chunk,
       offset: args.offset === undefined ? undefined : parseSize(args.offset, "--offset"),
       concurrency,

@@ -2,12 +2,13 @@
 // (Bun's fetch does not notice a body shorter than its Content-Length), written at their offsets
 // into FILE.part with zero 4 KiB blocks left as holes (the file stays as sparse as the drive),
 // renamed to FILE only when complete. A journal of finished chunks lets a rerun resume the .part.
+// A FILE.gz / FILE.zst (or --format) goes through the compressed writer instead (download-compressed.ts).
 import { open, rename, stat, type FileHandle } from "node:fs/promises";
 import { basename, resolve } from "node:path";
 import type { Context } from "../context.ts";
 import type { Connection } from "../connect.ts";
 import { driveInfo, sizeOf, readInto } from "./drives.ts";
-import { OperationError } from "../errors.ts";
+import { OperationError, UsageError } from "../errors.ts";
 import { chunkGrid, runChunks } from "../chunks/engine.ts";
 import { checkOutputPath, exists, writeAllAt, writeSparse } from "../files.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
@@ -17,6 +18,8 @@ import { logRetry, withRetry } from "../retry.ts";
 import { humanBytes } from "../size.ts";
 import type { DownloadRequest } from "../transfer.ts";
 import { BufferPool, dataRuns } from "../bytes.ts";
+import { formatOfName, withSuffix } from "../formats/output-format.ts";
+import { downloadCompressed } from "./download-compressed.ts";
 
 /** Reads in flight by default: picked from bench/RESULTS.md (8 was no faster on loopback and cost ~20 MiB more RSS). */
 export const DEFAULT_DOWNLOAD_CONCURRENCY = 6;
@@ -24,7 +27,11 @@ export const DEFAULT_DOWNLOAD_CONCURRENCY = 6;
 export async function downloadChunked(ctx: Context, connection: Connection, request: DownloadRequest): Promise<string> {
   const client = connection.client;
   const drive = request.drive;
-  const path = resolve(ctx.cwd, request.file ?? drive);
+  const path = resolve(ctx.cwd, request.file ?? withSuffix(drive, request.format));
+  const format = request.format ?? formatOfName(path);
+  if (format !== "raw" && request.offset !== undefined) {
+    throw new UsageError(`-o/--offset goes on in a raw FILE.part; a ${format} download resumes from its own record: run it without -o`);
+  }
   // before anything is sent: an existing FILE is only replaced on request
   await checkOutputPath(path, request.force);
   const part = `${path}.part`;
@@ -35,6 +42,10 @@ export async function downloadChunked(ctx: Context, connection: Connection, requ
   const journalFile = journalPath(ctx.cwd, `download\0${drive}\0${path}`);
   const lock = RunLock.acquire(journalFile, `a download into ${basename(part)}`);
   try {
+    if (format !== "raw") {
+      const concurrency = request.concurrency ?? DEFAULT_DOWNLOAD_CONCURRENCY;
+      return await downloadCompressed(ctx, client, request, { path, part, size, journalFile, format, concurrency });
+    }
     return await downloadInto(ctx, client, request, { path, part, size, journalFile });
   } finally {
     lock.release();

@@ -1,8 +1,9 @@
 // API 2.0 download: one GET of the drive from the direct host, following redirects (credentials
 // only to the origin named), written at its offsets into FILE.part with all-zero 4 KiB blocks left
 // as holes (as sparse as the API 1.0 download), renamed only on a full byte count; a rerun resumes
-// the .part with Range when the server allows it.
-import { closeSync, fstatSync, ftruncateSync, openSync, read, statSync } from "node:fs";
+// the .part with Range when the server allows it. A FILE.gz / FILE.zst (or --format) goes through
+// the compressed writer instead (download-compressed.ts). One run at a time per .part (download-part.ts).
+import { closeSync, fstatSync, ftruncateSync, openSync, statSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Context } from "../context.ts";
@@ -14,6 +15,10 @@ import { BLOCK } from "../bytes.ts";
 import { formatRate, humanBytes } from "../size.ts";
 import type { DownloadRequest } from "../transfer.ts";
 import { NO_TOTAL_LIMIT, Watchdog } from "./watchdog.ts";
+import { openPipe, pumpThroughPipe } from "./body-pipe.ts";
+import { planPart, type PartPlan } from "./download-part.ts";
+import { finishCompressed, receiveCompressed } from "./download-compressed.ts";
+import { withSuffix } from "../formats/output-format.ts";
 
 /** The file name a Content-Disposition header proposes, undecoded by any safety rule yet. */
 export function dispositionName(header: string | null): string | undefined {
@@ -103,27 +108,39 @@ export async function downloadDirect(ctx: Context, connection: Connection, reque
       signal,
       ok: (status) => status === 200 || status === 206 || (from > 0 && status === 416),
     });
+  let plan: PartPlan | undefined;
   try {
-    let from = target ? partSize(`${target.path}.part`) : 0;
+    plan = target ? planPart(ctx, request, target.path) : undefined;
+    let from = plan?.from ?? 0;
     let response = await get(from);
     if (!target) {
-      const name = safeFileName(dispositionName(response.headers.get("content-disposition")), request.drive);
+      const name = withSuffix(safeFileName(dispositionName(response.headers.get("content-disposition")), request.drive), request.format);
       target = { path: join(ctx.cwd, name), shown: name };
       if (!request.force && (await exists(target.path))) {
         await response.body?.cancel();
         // the name was only known from the answer, so this is not a status-2 call: something was sent
         throw new OperationError(`${name} exists (the server's name for drive ${request.drive}): pass --force to overwrite it, or give FILE`);
       }
-      from = partSize(`${target.path}.part`);
+      try {
+        plan = planPart(ctx, request, target.path);
+      } catch (error) {
+        await response.body?.cancel();
+        throw error;
+      }
+      from = plan.from;
       if (from > 0) {
         await response.body?.cancel();
         response = await get(from);
       }
     }
     const part = `${target.path}.part`;
+    const { format, point, journalFile } = plan as PartPlan;
+    const compressed = format === "raw" ? undefined : { ...target, format, journalFile, watchdog };
     if (from > 0) {
-      const outcome = await acceptPartial(ctx, response, from, part);
-      if (outcome === "complete") return await finish(ctx, target, request, part, from, from);
+      const outcome = await acceptPartial(ctx, response, from, part, point?.size);
+      if (outcome === "complete") {
+        return compressed && point ? await finishCompressed(request, { ...compressed, from, point, total: from }) : await finish(ctx, target, request, part, from, from);
+      }
       if (outcome === "restart") {
         ctx.log.info(`the server does not resume ${target.shown}.part from byte ${from}: starting again from 0`);
         if (response.status !== 200) response = await get(0);
@@ -135,6 +152,7 @@ export async function downloadDirect(ctx: Context, connection: Connection, reque
       await response.body?.cancel();
       throw new OperationError(`the server sent drive ${request.drive} without a Content-Length: a cut download could not be told from a whole one`);
     }
+    if (compressed) return await receiveCompressed(ctx, request, response, { ...compressed, from, point: from > 0 ? point : undefined, total });
     const written = await receive(ctx, response, part, from, total, request.quiet, watchdog);
     return await finish(ctx, target, request, part, from + written, total);
   } catch (error) {
@@ -147,23 +165,28 @@ export async function downloadDirect(ctx: Context, connection: Connection, reque
     }
     throw watchdog.translate(error, "GET", shownPath);
   } finally {
+    plan?.lock.release();
     interrupt.remove();
     watchdog.stop();
   }
 }
 
-/** A ranged answer either continues FILE.part exactly, says it is already whole (416), or we restart. */
-async function acceptPartial(ctx: Context, response: Response, from: number, part: string): Promise<"append" | "complete" | "restart"> {
+/**
+ * A ranged answer either continues FILE.part exactly, says it is already whole (416), or we
+ * restart. `size`: the drive's size FILE.part was started for, when known (a compressed .part's journal).
+ */
+async function acceptPartial(ctx: Context, response: Response, from: number, part: string, size?: number): Promise<"append" | "complete" | "restart"> {
   if (response.status === 416) {
     const total = /^\s*bytes\s+\*\/(\d+)\s*$/i.exec(response.headers.get("content-range") ?? "")?.[1];
     await response.body?.cancel();
-    if (total !== undefined && Number(total) === from) return "complete";
+    if (total !== undefined && Number(total) === from && (size === undefined || size === from)) return "complete";
     return "restart";
   }
   if (response.status !== 206) return "restart";
   const range = parseContentRange(response.headers.get("content-range"));
   const length = contentLength(response);
-  if (range && range.start === from && range.end === range.total - 1 && (length === undefined || length === range.total - from)) {
+  const sameDrive = size === undefined || range?.total === size;
+  if (range && sameDrive && range.start === from && range.end === range.total - 1 && (length === undefined || length === range.total - from)) {
     ctx.log.info(`resuming ${part} from byte ${from}`);
     return "append";
   }
@@ -244,80 +267,6 @@ export class SparseWriter {
   }
 }
 
-type Pipe2 = (fds: Int32Array) => number;
-let pipe2: Pipe2 | null | undefined;
-const O_CLOEXEC = 0o2000000;
-const F_SETPIPE_SZ = 1031;
-
-/**
- * A kernel pipe (read end, write end) through bun:ffi, or undefined where libc's pipe2 is missing.
- * Why a pipe: reading fetch's body as a JS stream allocates a fresh buffer per piece (16 000 a GiB)
- * and took the script to 73-79 MiB of peak RSS (forced collections brought it to 63-67 MiB at half
- * the speed); `Bun.write` into a pipe streams natively, and the pipe is read into one reused buffer:
- * about 20 MiB less, as fast (bench/RESULTS-api2.md).
- */
-export async function openPipe(): Promise<[number, number] | undefined> {
-  if (pipe2 === undefined) {
-    pipe2 = null;
-    if (process.platform === "linux") {
-      try {
-        const { dlopen, FFIType, ptr } = await import("bun:ffi");
-        for (const name of ["libc.so.6", "libc.so", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1"]) {
-          try {
-            const lib = dlopen(name, {
-              pipe2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
-              fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-            });
-            const { pipe2: make, fcntl } = lib.symbols;
-            pipe2 = (fds) => {
-              const status = make(ptr(fds), O_CLOEXEC);
-              // 1 MiB instead of 64 KiB: fewer reads; refused (harmlessly) above the system's limit
-              if (status === 0) fcntl(fds[1] as number, F_SETPIPE_SZ, GATHER);
-              return status;
-            };
-            break;
-          } catch {
-            // try the next name
-          }
-        }
-      } catch {
-        // no FFI in this runtime: the JS stream it is
-      }
-    }
-  }
-  if (!pipe2) return undefined;
-  const fds = new Int32Array(2);
-  return pipe2(fds) === 0 ? [fds[0] as number, fds[1] as number] : undefined;
-}
-
-function readInto(fd: number, into: Uint8Array): Promise<number> {
-  return new Promise((resolve, reject) =>
-    read(fd, into, 0, into.length, null, (error, n) => (error ? reject(error) : resolve(n))),
-  );
-}
-
-/**
- * `Bun.write` streams the body into the pipe's write end; each read of the other end lands in the
- * writer's buffer and is handed to `onBytes`. Resolves at the body's end; rejects when the body
- * fails (cut, reset, the watchdog's abort) or `onBytes` throws; the pipe is closed either way.
- */
-async function pumpThroughPipe(response: Response, [readFd, writeFd]: [number, number], writer: SparseWriter, onBytes: (n: number) => void): Promise<void> {
-  // the write end closes when the body ends or fails: the reader then sees the end of the pipe
-  const sending = Bun.write(Bun.file(writeFd), response).finally(() => closeSync(writeFd));
-  sending.catch(() => undefined);
-  try {
-    for (;;) {
-      const n = await readInto(readFd, writer.space());
-      if (n === 0) break;
-      onBytes(n);
-    }
-  } finally {
-    // a failure here leaves Bun.write writing into a closed pipe: it fails (EPIPE) and stops
-    closeSync(readFd);
-  }
-  await sending;
-}
-
 /** Stream the body into FILE.part from byte `from`, zero blocks left as holes; returns the bytes written. */
 async function receive(
   ctx: Context,
@@ -344,7 +293,7 @@ async function receive(
     };
     const pipe = await openPipe();
     if (pipe) {
-      await pumpThroughPipe(response, pipe, sink, (n) => {
+      await pumpThroughPipe(response, pipe, () => sink.space(), (n) => {
         piece(n);
         sink.commit(n);
         progress.update(sink.received);

@@ -1,0 +1,144 @@
+// API 2.0 download into a compressed FILE.part (.gz / .zst): the one GET's body, read through a
+// pipe straight into the pieces of the ordered compressed writer, renamed to FILE only when the
+// announced drive size went in whole. A journal of durable points lets a rerun cut the .part back
+// to the last one and ask for the rest with a Range.
+import { closeSync, fstatSync, ftruncateSync, openSync } from "node:fs";
+import { rename, rm } from "node:fs/promises";
+import type { Context } from "../context.ts";
+import { messageOf, OperationError } from "../errors.ts";
+import { exists } from "../files.ts";
+import { formatRate, humanBytes } from "../size.ts";
+import type { DownloadRequest } from "../transfer.ts";
+import { CompressedOutput, PIECE_TARGET, type ResumePoint } from "../formats/compressed-output.ts";
+import { CompressedJournal } from "../formats/compressed-journal.ts";
+import { compressedSummary, type CompressedFormat } from "../formats/output-format.ts";
+import { openPipe, pumpThroughPipe } from "./body-pipe.ts";
+import type { Watchdog } from "./watchdog.ts";
+
+export interface CompressedReceive {
+  /** Where the finished file goes, and how messages name it. */
+  path: string;
+  shown: string;
+  format: CompressedFormat;
+  journalFile: string;
+  /** The drive byte the body starts at: 0, or the resume point's. */
+  from: number;
+  point?: ResumePoint;
+  /** The drive's size, as the answer announced it. */
+  total: number;
+  watchdog: Watchdog;
+}
+
+/**
+ * A full collection every this many drive bytes: each piece leaves its compressed output behind,
+ * which Bun's GC does not count as pressure; peak RSS of a 256 MiB download went from 144 MiB
+ * without to 110 MiB with it (every 16 MiB: 103 MiB, for four times the pauses).
+ */
+const GC_EVERY = 64 * 1024 * 1024;
+
+/** Where the body's next bytes go: the rest of the current piece; past the end, a spare to catch a body that runs over. */
+function roomFor(output: CompressedOutput, received: number, total: number, spare: Uint8Array): Promise<Uint8Array> | Uint8Array {
+  if (received >= total) return spare;
+  const pieceEnd = Math.min(total, (Math.floor(received / PIECE_TARGET) + 1) * PIECE_TARGET);
+  return output.slot(received, pieceEnd - received);
+}
+
+/** Rename the complete FILE.part onto FILE (never over one that appeared meanwhile, without --force); its journal goes. */
+async function publish(request: DownloadRequest, target: CompressedReceive, part: string): Promise<string> {
+  if (!request.force && (await exists(target.path))) {
+    throw new OperationError(`${target.shown} appeared while downloading: kept it; the download is in ${part}`);
+  }
+  try {
+    await rename(part, target.path);
+  } catch (error) {
+    throw new OperationError(`could not rename ${part} to ${target.path}: ${messageOf(error)}`);
+  }
+  await rm(target.journalFile, { force: true });
+  return target.path;
+}
+
+/** The body into FILE.part, compressed; then FILE. Returns FILE's absolute path. */
+export async function receiveCompressed(ctx: Context, request: DownloadRequest, response: Response, target: CompressedReceive): Promise<string> {
+  const { format, from, total, watchdog } = target;
+  const part = `${target.path}.part`;
+  const download = { file: target.path, drive: request.drive, size: total, format, pieceSize: PIECE_TARGET };
+  const { fd, journal } = CompressedJournal.start(target.journalFile, part, download, target.point);
+  const output = new CompressedOutput({ fd, part, format, size: total, pieceSize: PIECE_TARGET, start: target.point, onDurable: (at) => journal.record(at) });
+  const progress = ctx.progress({ label: "download", total, quiet: request.quiet });
+  const started = performance.now();
+  const spare = new Uint8Array(64 * 1024);
+  let received = from;
+  let sinceGc = 0;
+  const onBytes = (n: number) => {
+    if (received + n > total) throw new OperationError(`the server sent more than the ${total} bytes it announced`);
+    watchdog.touch();
+    output.filled(received, n);
+    received += n;
+    sinceGc += n;
+    if (sinceGc >= GC_EVERY) {
+      sinceGc = 0;
+      Bun.gc(true);
+    }
+    progress.update(received);
+  };
+  let end: ResumePoint;
+  try {
+    const pipe = await openPipe();
+    if (pipe) {
+      await pumpThroughPipe(response, pipe, () => roomFor(output, received, total, spare), onBytes);
+    } else {
+      for await (const chunk of response.body ?? new ReadableStream<Uint8Array>()) {
+        // bounded: each step takes at least one byte of the chunk, or throws past the end
+        for (let at = 0; at < chunk.length; ) {
+          const room = await roomFor(output, received, total, spare);
+          const n = Math.min(room.length, chunk.length - at);
+          room.set(chunk.subarray(at, at + n));
+          onBytes(n);
+          at += n;
+        }
+      }
+    }
+    if (received !== total) throw new OperationError(`the body ended at byte ${received} of ${total}`);
+    end = await output.finish();
+    if (fstatSync(fd).size !== end.partLength) throw new OperationError(`${part} is ${fstatSync(fd).size} bytes, not the ${end.partLength} written`);
+  } catch (error) {
+    progress.finish();
+    // whole pieces still go in and are recorded: the rerun starts after them
+    const kept = await output.stop().catch(() => undefined);
+    journal.close();
+    closeSync(fd);
+    const message = messageOf(watchdog.translate(error, "GET", "download"));
+    let next = `${part} kept: run the same command again to resume`;
+    if (!kept || kept.driveBytes === 0) {
+      // nothing a rerun could use
+      await rm(part, { force: true });
+      await rm(target.journalFile, { force: true });
+      next = "nothing was kept: run the same command again";
+    }
+    const at = kept ? humanBytes(kept.driveBytes) : humanBytes(from);
+    throw new OperationError(`download cut short (${humanBytes(received)} of ${humanBytes(total)} received, ${at} kept): ${message}; ${next}`);
+  }
+  closeSync(fd);
+  journal.close();
+  progress.finish(
+    `downloaded ${humanBytes(total)}${from > 0 ? ` (resumed at ${humanBytes(from)})` : ""} (${formatRate(total - from, started)}), ` +
+      compressedSummary(format, end.partLength, total),
+  );
+  return await publish(request, target, part);
+}
+
+/** A .part whose journal says it holds the whole drive (a run stopped before its rename): cut to that length, then FILE. */
+export async function finishCompressed(request: DownloadRequest, target: CompressedReceive & { point: ResumePoint }): Promise<string> {
+  const part = `${target.path}.part`;
+  try {
+    const fd = openSync(part, "r+");
+    try {
+      ftruncateSync(fd, target.point.partLength);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (error) {
+    throw new OperationError(`cannot finish ${part}: ${messageOf(error)}`);
+  }
+  return await publish(request, target, part);
+}

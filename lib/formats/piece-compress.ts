@@ -1,0 +1,61 @@
+// One piece of a compressed download, compressed on its own into a whole gzip member or zstd frame
+// (concatenated, they make one valid .gz / .zst). Both run on the runtime's thread pool, several at
+// once: measured here, Bun.zstdCompress and node:zlib's callback gzip compress 4 pieces in parallel
+// in half the time of one after the other on 2 cores, with no pause of the event loop; Bun.gzipSync
+// is faster per piece but blocks it, and node:zlib's zstdCompress ran one piece at a time.
+import { gzip } from "node:zlib";
+import { isAllZero } from "../bytes.ts";
+import type { CompressedFormat } from "./output-format.ts";
+
+/**
+ * Levels, measured on the 256 MiB ext4 bench image in 8 MiB pieces, 2 cores (speed, size):
+ *   zstd 1: 930 MiB/s, 28.2 %; 2: 775, 26.4 %; 3: 470, 25.1 %; 5: 257, 24.1 %
+ *   gzip 1: 257 MiB/s, 33.7 %; 3: 175, 27.4 %; 6: 137, 26.6 %
+ * zstd 3 is zstd's own default: the same size as `zstd FILE`. gzip 3 is within 3 % of gzip's
+ * default 6 in size at 1.3x its speed; gzip 1 is a fifth larger.
+ */
+export const LEVELS: Record<CompressedFormat, number> = { zstd: 3, gzip: 3 };
+
+/** Frame_Header_Descriptor bit 2: the frame ends with a checksum of its content. */
+const CONTENT_CHECKSUM_FLAG = 0x04;
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+
+/**
+ * Bun.zstdCompress writes frames without the content checksum the zstd tool adds by default, so
+ * `zstd -t` could not tell a damaged backup. The checksum is the low 32 bits of XXH64 (seed 0) of
+ * the frame's content, after its last block; the descriptor's flag says it is there. Setting the
+ * flag changes nothing else in the header (content size and window fields are other bits). The
+ * frame is patched in place and the 4 bytes go after it: no copy of the frame.
+ */
+function withChecksum(frame: Uint8Array, content: Uint8Array): Uint8Array[] {
+  if (frame.length < 6 || !ZSTD_MAGIC.every((byte, at) => frame[at] === byte)) throw new Error("the zstd compressor returned no frame");
+  frame[4] = (frame[4] as number) | CONTENT_CHECKSUM_FLAG;
+  const checksum = new Uint8Array(4);
+  new DataView(checksum.buffer).setUint32(0, Number(BigInt.asUintN(32, Bun.hash.xxHash64(content))), true);
+  return [frame, checksum];
+}
+
+function compress(format: CompressedFormat, bytes: Uint8Array): Promise<Uint8Array[]> {
+  if (format === "zstd") return Bun.zstdCompress(bytes, { level: LEVELS.zstd }).then((frame) => withChecksum(frame, bytes));
+  return new Promise((resolve, reject) => gzip(bytes, { level: LEVELS.gzip }, (error, member) => (error ? reject(error) : resolve([member]))));
+}
+
+/** Compressed all-zero pieces by format and length: a zero run costs a scan, not a compression. */
+const zeroPieces = new Map<string, Promise<Uint8Array[]>>();
+
+/**
+ * `bytes` as one gzip member or zstd frame (with its checksum): the byte arrays to write, in order.
+ * `bytes` must stay unchanged until the promise settles (the thread pool reads it).
+ */
+export function compressPiece(format: CompressedFormat, bytes: Uint8Array): Promise<Uint8Array[]> {
+  if (!isAllZero(bytes)) return compress(format, bytes);
+  const key = `${format}/${bytes.length}`;
+  let cached = zeroPieces.get(key);
+  if (!cached) {
+    cached = compress(format, bytes);
+    zeroPieces.set(key, cached);
+    // a failure is not kept: the next zero piece tries again
+    cached.catch(() => zeroPieces.delete(key));
+  }
+  return cached;
+}

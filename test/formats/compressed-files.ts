@@ -1,0 +1,65 @@
+// What the compressed download tests share: an image with data, written zeros and holes, and the
+// checks of a .gz / .zst output (decoded here and by the gzip / zstd tools, compared by sha256).
+import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
+import type { CompressedFormat } from "../../lib/formats/output-format.ts";
+import { imageBytes } from "../images.ts";
+
+const MiB = 1024 * 1024;
+
+/**
+ * 29 MiB + 12345 bytes: data, a MiB of written zeros, an 8 MiB hole (whole zero pieces: the cached
+ * zero piece), data with short zero runs, a hole, and data in the last bytes (off the 4 KiB grid).
+ */
+export const IMAGE_SIZE = 29 * MiB + 12345;
+
+export function writeHoleyImage(path: string): Uint8Array {
+  const bytes = new Uint8Array(IMAGE_SIZE);
+  const data: Array<[number, number]> = [
+    [0, 3 * MiB],
+    [4 * MiB, 8 * MiB],
+    [16 * MiB, 22 * MiB],
+    [IMAGE_SIZE - 5000, IMAGE_SIZE],
+  ];
+  data.forEach(([start, end], i) => bytes.set(imageBytes(end - start, i + 11, [[100_000, 140_000]]), start));
+  const fd = openSync(path, "w");
+  try {
+    ftruncateSync(fd, IMAGE_SIZE);
+    for (const [start, end] of data) writeSync(fd, bytes, start, end - start, start);
+    // written zeros, not a hole
+    writeSync(fd, new Uint8Array(MiB), 0, MiB, 3 * MiB);
+  } finally {
+    closeSync(fd);
+  }
+  return bytes;
+}
+
+export function sha256(bytes: Uint8Array): string {
+  return new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+}
+
+/** A .gz / .zst decoded in this process (every member / frame, checksums checked). */
+export function decodeFile(format: CompressedFormat, path: string): Uint8Array {
+  const bytes = readFileSync(path);
+  return new Uint8Array(format === "gzip" ? gunzipSync(bytes) : Bun.zstdDecompressSync(bytes));
+}
+
+const TOOLS: Record<CompressedFormat, string> = { gzip: "gzip", zstd: "zstd" };
+
+/**
+ * The gzip / zstd tool's own test (-t) and its decoding (-dc) of the file, hashed; undefined when
+ * the tool is not installed (the reason printed).
+ */
+export async function toolCheck(format: CompressedFormat, path: string): Promise<{ tested: number; sha256: string } | undefined> {
+  const tool = Bun.which(TOOLS[format]);
+  if (!tool) {
+    console.log(`skipped the ${TOOLS[format]} tool's check of ${path}: ${TOOLS[format]} is not installed`);
+    return undefined;
+  }
+  const tested = Bun.spawnSync([tool, "-t", path], { stdout: "ignore", stderr: "pipe" }).exitCode;
+  const decoded = Bun.spawn([tool, "-dc", path], { stdout: "pipe", stderr: "ignore" });
+  const hasher = new Bun.CryptoHasher("sha256");
+  for await (const piece of decoded.stdout) hasher.update(piece);
+  await decoded.exited;
+  return { tested, sha256: hasher.digest("hex") };
+}
