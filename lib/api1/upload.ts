@@ -222,8 +222,9 @@ async function upload(ctx: Context, client: HttpClient, request: UploadRequest, 
       : undefined,
     quiet: request.quiet,
     async prepare(signal) {
-      // the probe reads ahead of the chunks: a decoded image cannot go back for them
-      if (request.compress !== "auto" || image.sequential) return;
+      // the probe reads ahead of the chunks, which a decoded image cannot go back for: it sends
+      // zeros instead, harmless only on a drive that holds zeros (one this run created)
+      if (request.compress !== "auto" || (image.sequential && !fresh)) return;
       wireBytes += await probeLink(image, chunk, offset, first, count, journal, (start, body) => writePiece(client, target, start, body, { signal }), plan);
     },
     work: send,
@@ -284,7 +285,8 @@ const PROBE_BYTES = 512 * 1024;
 
 /**
  * Measure the link before choosing a gzip level: send the start of the first chunk that holds data,
- * raw and alone (its chunk is sent whole later: ~0.5 MiB twice). On a 10 MB/s link this takes
+ * raw and alone (its chunk is sent whole later: ~0.5 MiB twice); for a decoded image, which is read
+ * once in order, zeros where the first pending chunk goes (the caller allows that only on a new drive). On a 10 MB/s link this takes
  * ~50 ms and says "gzip -6"; on a fast one a few ms and says "raw", so neither case pays for a
  * wrong first guess over many chunks. Returns the bytes sent (0 when there was nothing to probe).
  */
@@ -307,8 +309,10 @@ async function probeLink(
     if (length < PROBE_BYTES) return 0;
     if (image.dataMap && image.dataMap.nextData(start) >= start + length) continue;
     const bytes = new Uint8Array(length);
-    await image.read(bytes, length, start);
-    if (isAllZero(bytes)) continue;
+    if (!image.sequential) {
+      await image.read(bytes, length, start);
+      if (isAllZero(bytes)) continue;
+    }
     const began = performance.now();
     try {
       await write(start, bytes);

@@ -331,7 +331,8 @@ async function send(
       pending,
       concurrency,
       quiet: request.quiet,
-      gcEvery: GC_EVERY_API2,
+      // a decoded image leaves its decoder's pieces behind, which the GC does not count as pressure
+      gcEvery: image.sequential ? undefined : GC_EVERY_API2,
       work,
       note,
       onStop: () => journal.close(),

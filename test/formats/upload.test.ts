@@ -176,6 +176,27 @@ for (const mode of Object.keys(MODES) as Mode[]) {
   });
 }
 
+test("API 1.0, --compress auto: the link probe cannot read a decoded image ahead, so it sends zeros where the first chunk goes on the new drive", async () => {
+  const result = await run(upload, [ENCODED["disk.img.gz"]!, "-c", "1M"], { env: stub.env, cwd: dir });
+  expect(result.status).toBe(0);
+  const writes = stub.requests.filter((request) => request.method === "POST" && /\/write\//.test(request.path));
+  // the probe: 512 KiB raw at byte 0, before the chunks; then chunk 0 itself at byte 0 again
+  expect(writes[0]!.path).toEndWith("/write/0");
+  expect(writes[0]!.bytesIn).toBe(512 * KiB);
+  expect(writes.filter((request) => request.path.endsWith("/write/0")).length).toBe(2);
+  expect(result.stderr).toMatch(/probe: link ~/);
+  expectDriveHoldsImage(result.stdout.trim());
+});
+
+test("API 1.0 with -d (an existing drive): no zero probe, the old bytes are only ever replaced by the image's", async () => {
+  const old = stub.addDrive(SIZE, { name: "old" }, new Uint8Array(SIZE).fill(0xa5));
+  const result = await run(upload, [ENCODED["disk.img.gz"]!, "-c", "1M", "-d", old.uuid], { env: stub.env, cwd: dir });
+  expect(result.status).toBe(0);
+  const writes = stub.requests.filter((request) => request.method === "POST" && /\/write\//.test(request.path));
+  expect(writes.every((request) => request.bytesIn !== 512 * KiB)).toBe(true);
+  expectDriveHoldsImage(old.uuid);
+});
+
 describe("an image that breaks off mid-upload (known only once read): status 1, one line saying what happened to the drive", () => {
   const cut = () => {
     const gz = gzipped(bytes);
