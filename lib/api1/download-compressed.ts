@@ -14,7 +14,7 @@ import type { HttpClient } from "../http.ts";
 import { logRetry, withRetry } from "../retry.ts";
 import { humanBytes } from "../size.ts";
 import type { DownloadRequest } from "../transfer.ts";
-import { CompressedOutput, pieceSizeFor, type ResumePoint } from "../formats/compressed-output.ts";
+import { CompressedOutput, compressionWindow, pieceSizeFor, type ResumePoint } from "../formats/compressed-output.ts";
 import { CompressedJournal, resumePointOf } from "../formats/compressed-journal.ts";
 import { compressedSummary, type CompressedFormat } from "../formats/output-format.ts";
 
@@ -36,7 +36,9 @@ export async function downloadCompressed(ctx: Context, client: HttpClient, reque
   if (point) ctx.log.info(`resuming the download of drive ${drive} into ${basename(part)} at ${humanBytes(point.driveBytes)} of ${humanBytes(size)}`);
   else if (await exists(part)) ctx.log.warn(`${basename(part)} exists without a record of what it holds: starting it over`);
   const { fd, journal } = CompressedJournal.start(journalFile, part, download, point);
-  const output = new CompressedOutput({ fd, part, format, size, pieceSize: download.pieceSize, start: point, onDurable: (at) => journal.record(at) });
+  // room for the reads in flight on top of the pieces being compressed, so compression never lowers --concurrency
+  const window = Math.ceil((target.concurrency * chunk) / download.pieceSize) + compressionWindow();
+  const output = new CompressedOutput({ fd, part, format, size, pieceSize: download.pieceSize, window, start: point, onDurable: (at) => journal.record(at) });
 
   const { count, pieceOf } = chunkGrid(size, chunk, 0);
   let retries = 0;
@@ -49,7 +51,8 @@ export async function downloadCompressed(ctx: Context, client: HttpClient, reque
     return length;
   };
   const pending = (function* () {
-    for (let index = (point?.driveBytes ?? 0) / chunk; index < count; index++) yield index;
+    // a point is a piece boundary (a whole number of chunks) or the drive's end
+    for (let index = Math.ceil((point?.driveBytes ?? 0) / chunk); index < count; index++) yield index;
   })();
   const resumeHint = () => `${basename(part)} is kept: rerun the same command in ${ctx.cwd} to resume`;
   const { seconds, progress } = await runChunks(ctx, {

@@ -30,12 +30,12 @@ export function pieceSizeFor(chunk: number): number {
   return chunk * Math.max(1, Math.round(PIECE_TARGET / chunk));
 }
 
-/** Pieces held at once: one compressing per core, and two being filled or waiting their turn. */
-function defaultWindow(): number {
+/** Pieces held at once by default: one compressing per core, and two being filled or waiting their turn. */
+export function compressionWindow(): number {
   return Math.min(8, Math.max(3, availableParallelism() + 2));
 }
 
-/** Resume points are made durable at most this often: each fdatasync holds a thread of the pool the compressions use. */
+/** Resume points are made durable at most this often: an fdatasync waits for the disk, and a second's work is cheap to redo. */
 const SYNC_INTERVAL_MS = 1000;
 
 export interface CompressedOutputOptions {
@@ -49,6 +49,7 @@ export interface CompressedOutputOptions {
   pieceSize: number;
   /** Where this run goes on from (a resume); default the start. */
   start?: ResumePoint;
+  /** Pieces held at once (filling, compressing, waiting to be written); default compressionWindow(). */
   window?: number;
   /** A resume point is durable: record it. */
   onDurable?(point: ResumePoint): void;
@@ -84,7 +85,7 @@ export class CompressedOutput {
     if (start.driveBytes !== options.size && start.driveBytes % options.pieceSize !== 0) {
       throw new OperationError(`internal: a compressed download cannot go on from byte ${start.driveBytes}, not a piece boundary`);
     }
-    this.window = options.window ?? defaultWindow();
+    this.window = options.window ?? compressionWindow();
     this.next = Math.ceil(start.driveBytes / options.pieceSize);
     this.driveBytes = start.driveBytes;
     this.partLength = start.partLength;

@@ -3,7 +3,7 @@
 // --format over the name; FILE never replaced without --force; a failure mid-way leaves no FILE,
 // and the rerun resumes after the last whole piece, byte-identical in the end.
 import { afterAll, beforeAll, beforeEach, expect, test } from "bun:test";
-import { existsSync, readdirSync } from "node:fs";
+import { closeSync, existsSync, readdirSync, renameSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +12,8 @@ import upload from "../../scripts/upload.ts";
 import { run, spawnScript } from "../helpers.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { decodeFile, IMAGE_SIZE, sha256, toolCheck, writeHoleyImage } from "../formats/compressed-files.ts";
+import { CompressedJournal } from "../../lib/formats/compressed-journal.ts";
+import { journalPath } from "../../lib/chunks/journal.ts";
 
 const MiB = 1024 * 1024;
 const CHUNK = 4 * MiB;
@@ -113,6 +115,24 @@ test("a failure mid-way: exit 1, no FILE, the .part kept; the rerun reads only a
   expect(offsets.length).toBe(Math.ceil((IMAGE_SIZE - at) / CHUNK));
   expect(sha256(decodeFile("zstd", join(dir, "cut.zst")))).toBe(imageHash);
   expect(readdirSync(dir)).toEqual(["cut.zst"]);
+});
+
+test("a run stopped after its last piece was recorded but before the rename: the rerun reads nothing and renames", async () => {
+  const whole = await run(download, [drive, "whole.zst", "--quiet"], { env: stub.env, cwd: dir });
+  expect(whole.status).toBe(0);
+  const path = join(dir, "whole.zst");
+  const length = statSync(path).size;
+  renameSync(path, `${path}.part`);
+  const download4M = { file: path, drive, size: IMAGE_SIZE, format: "zstd" as const, pieceSize: CHUNK };
+  const started = CompressedJournal.start(journalPath(dir, `download\0${drive}\0${path}`), `${path}.part`, download4M, { driveBytes: IMAGE_SIZE, partLength: length });
+  closeSync(started.fd);
+  started.journal.close();
+  stub.requests.length = 0;
+  const again = await run(download, [drive, "whole.zst"], { env: stub.env, cwd: dir });
+  expect(again.status).toBe(0);
+  expect(reads().length).toBe(0);
+  expect(sha256(decodeFile("zstd", path))).toBe(imageHash);
+  expect(readdirSync(dir)).toEqual(["whole.zst"]);
 });
 
 test("spawned: a .gz download exits 0 and prints the path; the gzip tool agrees", async () => {

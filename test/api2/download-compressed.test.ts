@@ -3,7 +3,7 @@
 // server's name; FILE never replaced without --force; a cut body leaves no FILE and the rerun asks
 // for the rest after the last whole piece; the run lock beside the .part (issue 9), for raw too.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, readdirSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +13,7 @@ import { run, spawnScript } from "../helpers.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import { journalPath } from "../../lib/chunks/journal.ts";
+import { CompressedJournal } from "../../lib/formats/compressed-journal.ts";
 import { decodeFile, IMAGE_SIZE, sha256, toolCheck, writeHoleyImage } from "../formats/compressed-files.ts";
 
 const MiB = 1024 * 1024;
@@ -149,6 +150,24 @@ test("a body cut mid-way: exit 1, no FILE; the rerun asks for the rest after the
   expect(second.stderr).toContain("resumed at 16 MiB");
   expect(sha256(decodeFile("zstd", join(dir, "cut.zst")))).toBe(imageHash);
   expect(readdirSync(dir)).toEqual(["cut.zst"]);
+});
+
+test("a run stopped after its last piece was recorded but before the rename: the server says 416, the rerun renames", async () => {
+  const whole = await run(download, [drive, "whole.zst", "--quiet"], { env: api2.env, cwd: dir });
+  expect(whole.status).toBe(0);
+  const path = join(dir, "whole.zst");
+  const length = statSync(path).size;
+  renameSync(path, `${path}.part`);
+  const recorded = { file: path, drive, size: IMAGE_SIZE, format: "zstd" as const, pieceSize: 4 * MiB };
+  const started = CompressedJournal.start(journalPath(dir, `download\0${drive}\0${path}`), `${path}.part`, recorded, { driveBytes: IMAGE_SIZE, partLength: length });
+  closeSync(started.fd);
+  started.journal.close();
+  api2.originRequests.length = 0;
+  const again = await run(download, [drive, "whole.zst"], { env: api2.env, cwd: dir });
+  expect(again.status).toBe(0);
+  expect(api2.originRequests.map((r) => [r.headers.range, r.status])).toEqual([[`bytes=${IMAGE_SIZE}-`, 416]]);
+  expect(sha256(decodeFile("zstd", path))).toBe(imageHash);
+  expect(readdirSync(dir)).toEqual(["whole.zst"]);
 });
 
 test("a raw rerun over a compressed run's .part starts over instead of resuming its bytes", async () => {
