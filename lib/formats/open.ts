@@ -99,6 +99,8 @@ async function openStdin(options: InputOptions): Promise<ImageSource> {
   if (options.size === undefined) throw new UsageError("reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is");
   if (!options.stdin) throw new UsageError("no stdin to read the image from");
   const { head, input } = await sniff(options.stdin());
+  // most likely the command feeding the pipe failed: never a drive of zeros from nothing
+  if (head.length === 0) throw new UsageError("stdin is empty: there is nothing to upload (did the command feeding it fail?)");
   const format = chooseFormat(detectFormat(head), options.format, "-");
   if (format === "qcow2") throw new UsageError("a qcow2 image cannot be read from stdin (its tables point anywhere in the file): give its path instead of -");
   return openDecoded({

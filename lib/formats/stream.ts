@@ -118,6 +118,7 @@ class InOrderReader {
   private ended(buffer: Uint8Array, copied: number, length: number): void {
     const { shown, size, sizeOrigin } = this.image;
     const end = this.streamEnd ?? this.position;
+    if (end === 0) throw new InputError(`${shown} decodes to nothing (0 bytes): there is no image in it`);
     if (sizeOrigin !== "--size") {
       const expected = sizeOrigin === "recorded" ? `the ${size} bytes its zstd frame headers record (a damaged file?)` : `the ${size} bytes counted before the upload (did the file change?)`;
       throw new InputError(`${shown}: the image ends at byte ${end}, before ${expected}`);

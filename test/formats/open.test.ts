@@ -147,6 +147,15 @@ test("stdin: raw, gzip or zstd as its first bytes say; --size required; a larger
   expect(missing).toBeInstanceOf(UsageError);
   expect(missing.message).toBe("reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is");
 
+  const empty = await openInput("-", "-", { size: SIZE, stdin: stdinOf(new Uint8Array(0)) }).catch((caught) => caught);
+  expect(empty).toBeInstanceOf(UsageError);
+  expect(empty.message).toBe("stdin is empty: there is nothing to upload (did the command feeding it fail?)");
+  const nothing = await openInput("-", "-", { size: SIZE, stdin: stdinOf(Bun.gzipSync(new Uint8Array(0))) });
+  const decodedNothing = await readAll(nothing).catch((caught) => caught);
+  await nothing.close();
+  expect(decodedNothing).toBeInstanceOf(InputError);
+  expect(decodedNothing.message).toBe("stdin decodes to nothing (0 bytes): there is no image in it");
+
   const { lines, log } = logger();
   const image = await openInput("-", "-", { size: SIZE + 5000, stdin: stdinOf(Bun.gzipSync(bytes as Uint8Array<ArrayBuffer>)), log });
   const read = await readAll(image);
