@@ -109,7 +109,7 @@ export async function receiveCompressed(ctx: Context, request: DownloadRequest, 
     closeSync(fd);
     const message = messageOf(watchdog.translate(error, "GET", "download"));
     let next = `${part} kept: run the same command again to resume`;
-    if (!kept || kept.driveBytes === 0) {
+    if ((kept?.driveBytes ?? from) === 0) {
       // nothing a rerun could use
       await rm(part, { force: true });
       await rm(target.journalFile, { force: true });

@@ -152,6 +152,17 @@ test("a body cut mid-way: exit 1, no FILE; the rerun asks for the rest after the
   expect(readdirSync(dir)).toEqual(["cut.zst"]);
 });
 
+test("a body cut before its first whole piece leaves nothing behind: no .part, no journal", async () => {
+  const cutting = cuttingOrigin(image, 1 * MiB);
+  api2.originHook = () => new Response(null, { status: 302, headers: { location: cutting.url } });
+  const result = await run(download, [drive, "early.gz", "--quiet"], { env: api2.env, cwd: dir });
+  cutting.stop();
+  expect(result.status).toBe(1);
+  expect(result.stderr.trim().split("\n")).toHaveLength(1);
+  expect(result.stderr).toContain("nothing was kept");
+  expect(readdirSync(dir)).toEqual([]);
+});
+
 test("a run stopped after its last piece was recorded but before the rename: the server says 416, the rerun renames", async () => {
   const whole = await run(download, [drive, "whole.zst", "--quiet"], { env: api2.env, cwd: dir });
   expect(whole.status).toBe(0);
