@@ -312,6 +312,47 @@ describe("a resumed gzip upload: the rerun decodes from the start, sends only wh
     expectDriveHoldsImage(again.stdout.trim());
   });
 
+  test("Ctrl-C (SIGINT) on a spawned upload of a .gz: exit 130 and the resume hint; the rerun sends only the rest", async () => {
+    const posted = () => api2.chunked.chunkPosts.filter((post) => post.status === 200);
+    // slow chunk POSTs, so that the signal lands in the middle; the third one's arrival is the cue
+    stub.fault({ method: "POST", path: /\/upload\/chunk\//, action: { delayMs: 40 } });
+    let cue: () => void = () => undefined;
+    const third = new Promise<void>((resolve) => (cue = resolve));
+    let seen = 0;
+    stub.handlers.unshift((request, path) => {
+      if (request.method === "POST" && path.includes("/upload/chunk/") && ++seen === 3) cue();
+      return undefined;
+    });
+    const child = Bun.spawn(["bun", join(import.meta.dir, "../../scripts/upload.ts"), ENCODED["members.gz"]!, "-c", "64k", "--concurrency", "2"], {
+      cwd: dir,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: "1", ...api2.env } as Record<string, string>,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    await third;
+    child.kill("SIGINT");
+    const [stdout, stderr, status] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    expect(status).toBe(130);
+    expect(stdout).toBe("");
+    const errors = stderr.split("\n").filter((line) => /error/.test(line));
+    expect(errors.length).toBe(1);
+    expect(errors[0]).toMatch(/interrupted \(SIGINT\).*rerun the same command.*upload\.ts --api 2 -d [0-9a-f-]{36} -c 65536 /);
+    expect(journals().length).toBe(1);
+    const chunks = Math.floor(SIZE / (64 * KiB));
+    const before = posted().length;
+    expect(before).toBeLessThan(chunks);
+
+    stub.faults.length = 0;
+    stub.handlers.splice(0, stub.handlers.length, ...baseHandlers);
+    const again = await MODES["API 2.0 chunked"]([ENCODED["members.gz"]!]);
+    expect(again.status).toBe(0);
+    expect(again.stderr).toMatch(/resuming/);
+    // (a POST of the stopped process may have landed after its journal line was due: at most the window)
+    expect(posted().length).toBeLessThanOrEqual(chunks + 2);
+    expectDriveHoldsImage(again.stdout.trim());
+    expect(journals()).toEqual([]);
+  });
+
   test("stdin: the rerun warns that the input must be the same", async () => {
     const posted = () => api2.chunked.chunkPosts.filter((post) => post.status === 200);
     stub.handlers.unshift((request, path) =>
