@@ -5,7 +5,7 @@
 import { createReadStream } from "node:fs";
 import { createGunzip, createZstdDecompress } from "node:zlib";
 import type { Transform } from "node:stream";
-import { InputError, OperationError } from "../errors.ts";
+import { InputError, OperationError, UsageError } from "../errors.ts";
 import { ZstdFrames } from "./zstd-frames.ts";
 
 /** How the bytes are stored: compressed, or as they are (stdin). */
@@ -32,7 +32,7 @@ export interface Decoded {
 
 /** The decoder's failure in the image's terms: where, and whether the data ended early or is damaged. */
 function decodeFailure(error: unknown, encoding: Encoding, shown: string, decoded: () => number): Error {
-  if (error instanceof OperationError) return error;
+  if (error instanceof OperationError || error instanceof UsageError) return error;
   const code = (error as { code?: string }).code;
   const detail = (error as Error).message ?? String(error);
   if (code === "Z_BUF_ERROR") return new InputError(`${shown}: the ${encoding} data ends early, after ${decoded()} bytes of the image (a truncated file?)`);
@@ -89,7 +89,7 @@ export function decode(input: AsyncIterable<Uint8Array>, encoding: Encoding, sho
       frames?.end();
       decoder.end();
     } catch (error) {
-      decoder.destroy(error instanceof InputError ? error : readFailure(error));
+      decoder.destroy(error instanceof InputError || error instanceof UsageError ? error : readFailure(error));
     }
   };
   void pump();

@@ -26,6 +26,7 @@ export class ZstdFrames {
   private skip = 0;
   private hasChecksum = false;
   private contentSizeBytes = 0;
+  private dictionaryBytes = 0;
   /** Compressed bytes seen, for naming where the data went wrong. */
   private offset = 0;
 
@@ -110,9 +111,9 @@ export class ZstdFrames {
         const sizeFlag = descriptor >> 6;
         const singleSegment = (descriptor >> 5) & 1;
         this.hasChecksum = Boolean((descriptor >> 2) & 1);
-        const dictionaryBytes = [0, 1, 2, 4][descriptor & 3]!;
+        this.dictionaryBytes = [0, 1, 2, 4][descriptor & 3]!;
         this.contentSizeBytes = sizeFlag === 0 ? singleSegment : [0, 2, 4, 8][sizeFlag]!;
-        const rest = (singleSegment ? 0 : 1) + dictionaryBytes + this.contentSizeBytes;
+        const rest = (singleSegment ? 0 : 1) + this.dictionaryBytes + this.contentSizeBytes;
         if (rest === 0) return this.frameHeaderDone();
         return this.expect("frameHeader", rest);
       }
@@ -143,6 +144,12 @@ export class ZstdFrames {
   private frameHeaderDone(): void {
     const h = this.header;
     const n = this.contentSizeBytes;
+    // the dictionary ID sits just before the content size; 0 means none
+    let dictionary = 0;
+    for (let i = this.dictionaryBytes - 1; i >= 0; i--) dictionary = dictionary * 256 + h[this.need - n - this.dictionaryBytes + i]!;
+    if (dictionary !== 0) {
+      throw new UsageError(`${this.shown} needs zstd dictionary ${dictionary} to decompress, which upload.ts does not have: zstd -D DICTIONARY -dc ... | upload.ts - --size SIZE`);
+    }
     if (n === 0) {
       this.contentSize = undefined;
     } else if (this.contentSize !== undefined) {

@@ -236,6 +236,14 @@ test("truncated or damaged data: refused at open when the size is found first, e
   expect(junk.message).toBe(`junk.zst: not a zstd frame at compressed byte ${zst.length} (data after the last frame, or a damaged file)`);
 });
 
+test("a zstd frame that needs a dictionary is refused with status 2 before anything is read", async () => {
+  // magic, descriptor (single segment, 1-byte dictionary ID), dictionary 7, content size 5, then a raw last block
+  const framed = new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 0x21, 7, 5, 0x29, 0, 0, 1, 2, 3, 4, 5]);
+  const error = await openInput(await write("dict.zst", framed), "dict.zst").catch((caught) => caught);
+  expect(error).toBeInstanceOf(UsageError);
+  expect(error.message).toBe("dict.zst needs zstd dictionary 7 to decompress, which upload.ts does not have: zstd -D DICTIONARY -dc ... | upload.ts - --size SIZE");
+});
+
 test("an image longer than --size is an error at the last byte; a zstd one is refused at open", async () => {
   const gz = await write("long.gz", Bun.gzipSync(bytes as Uint8Array<ArrayBuffer>));
   const image = await openInput(gz, "long.gz", { size: SIZE - 1000 });
