@@ -15,6 +15,7 @@ import { BLOCK } from "../bytes.ts";
 import { formatRate, humanBytes } from "../size.ts";
 import type { DownloadRequest } from "../transfer.ts";
 import { NO_TOTAL_LIMIT, Watchdog } from "./watchdog.ts";
+import { getDrive } from "./drives.ts";
 import { openPipe, pumpThroughPipe } from "./body-pipe.ts";
 import { planPart, type PartPlan } from "./download-part.ts";
 import { finishCompressed, receiveCompressed } from "./download-compressed.ts";
@@ -152,6 +153,7 @@ export async function downloadDirect(ctx: Context, connection: Connection, reque
       await response.body?.cancel();
       throw new OperationError(`the server sent drive ${request.drive} without a Content-Length: a cut download could not be told from a whole one`);
     }
+    await checkTotal(connection, request.drive, total, response);
     if (compressed) return await receiveCompressed(ctx, request, response, { ...compressed, from, point: from > 0 ? point : undefined, total });
     const written = await receive(ctx, response, part, from, total, request.quiet, watchdog);
     return await finish(ctx, target, request, part, from + written, total);
@@ -169,6 +171,23 @@ export async function downloadDirect(ctx: Context, connection: Connection, reque
     interrupt.remove();
     watchdog.stop();
   }
+}
+
+/**
+ * The length the server announced must be the drive's size (one API call): a body that arrives
+ * whole but holds less (or more) than the drive would be a wrong file under the final name.
+ */
+async function checkTotal(connection: Connection, drive: string, total: number, response: Response): Promise<void> {
+  let size: number | undefined;
+  try {
+    size = (await getDrive(connection.client, drive)).size;
+  } catch (error) {
+    await response.body?.cancel();
+    throw error;
+  }
+  if (size === undefined || size === total) return;
+  await response.body?.cancel();
+  throw new OperationError(`the server announced ${total} bytes for drive ${drive}, which holds ${size}: refusing a file that would not be the drive`);
 }
 
 /**
