@@ -456,6 +456,8 @@ async function check(row: Row, path: TransferPath, outcome: Outcome): Promise<vo
 }
 
 for (const row of rows) {
+  const skip = row.skip?.();
+  if (skip) console.log(`skipped "${row.fault}": ${skip}`);
   describe(row.fault, () => {
     for (const name of ["1.0 upload", "1.0 download", "2.0 chunked upload", "2.0 direct upload", "2.0 download"] as const) {
       const cell = row.cells[name];
@@ -463,10 +465,8 @@ for (const row of rows) {
         test.skip(`${name}: not applicable (${cell.notApplicable})`, () => {});
         continue;
       }
-      const skip = row.skip?.();
       const title = `${name}: exit ${cell.status}${cell.rerun ? `, rerun ${cell.rerun === "identical" || cell.rerun === "fresh" ? cell.rerun : "fails: the drive is gone"}` : ""}`;
       if (skip) {
-        console.log(`skipped "${row.fault}": ${skip}`);
         test.skip(title, () => {});
         continue;
       }
