@@ -31,7 +31,7 @@ const command = defineCommand({
     size: {
       type: "string",
       description:
-        "The drive's size (k/M/G/T allowed); needed for stdin; without it a gzip image, or zstd without recorded sizes, is decompressed once to count its size (qcow2: its virtual size); larger than the image: the rest is zeros",
+        "The drive's size (k/M/G/T allowed); needed for stdin, which must hold exactly that many bytes; without it a gzip image, or zstd without recorded sizes, is decompressed once to count its size (qcow2: its virtual size); larger than a file's image: the rest is zeros",
       valueHint: "SIZE",
     },
     chunk: { type: "string", alias: "c", description: `Bytes per chunk (k/M/G/T allowed); API 1.0: at most 4M, default 4M; API 2.0: 64k to 256M, default ${DEFAULT_API2_CHUNK / 2 ** 20}M`, valueHint: "SIZE" },

@@ -20,7 +20,7 @@ import { zstdContentSize } from "./zstd-frames.ts";
 export interface InputOptions {
   /** Read the image as this format (--format, -z) instead of the one its first bytes say. */
   format?: ImageFormat;
-  /** The drive's size (--size): required for stdin; a larger one than the image's pads it with zeros. */
+  /** The drive's size (--size): required for stdin, which must hold exactly that; for a file, a larger one pads it with zeros. */
   size?: number;
   /** The stream behind "-". */
   stdin?: () => ReadableStream<Uint8Array>;
@@ -109,7 +109,7 @@ async function openStdin(options: InputOptions): Promise<ImageSource> {
     format,
     encoding: format,
     size: options.size,
-    sizeOrigin: "--size",
+    sizeOrigin: "stdin",
     mtimeMs: 0,
     input: () => input,
     warn: warner(options),

@@ -2,15 +2,16 @@
 // order (the engines issue each read before their first await, in chunk order) and are served one
 // after the other; bytes between two reads are decoded and dropped (a resume passes over the
 // chunks its journal holds this way). The stream must hold exactly `size` bytes: fewer or more is
-// an InputError naming the byte, unless --size asked for a larger drive (the rest is zeros, and a
-// warning says so).
+// an InputError naming the byte, unless --size asked a file for a larger drive (the rest is zeros,
+// and a warning says so). A pipe is never padded: a short stdin is what a producer that died
+// mid-way leaves, and nothing else tells the two apart.
 import type { ImageFormat, ImageSource } from "../chunks/image.ts";
 import { InputError, OperationError } from "../errors.ts";
 import { humanBytes } from "../size.ts";
 import { decode, type Decoded, type Encoding } from "./decode.ts";
 
-/** Where the image's size came from: the words an error about it uses. */
-export type SizeOrigin = "--size" | "recorded" | "counted";
+/** Where the image's size came from: the words an error about it uses ("stdin": --size for a pipe, which must hold exactly that). */
+export type SizeOrigin = "--size" | "stdin" | "recorded" | "counted";
 
 export interface DecodedImage {
   /** The resolved path, or "-" for stdin. */
@@ -119,6 +120,11 @@ class InOrderReader {
     const { shown, size, sizeOrigin } = this.image;
     const end = this.streamEnd ?? this.position;
     if (end === 0) throw new InputError(`${shown} decodes to nothing (0 bytes): there is no image in it`);
+    if (sizeOrigin === "stdin") {
+      throw new InputError(
+        `${shown} ended at byte ${end}, before --size ${size}: did the command feeding it stop early? A pipe is never padded: give the image's exact size (resize.ts makes the drive larger afterwards)`,
+      );
+    }
     if (sizeOrigin !== "--size") {
       const expected = sizeOrigin === "recorded" ? `the ${size} bytes its zstd frame headers record (a damaged file?)` : `the ${size} bytes counted before the upload (did the file change?)`;
       throw new InputError(`${shown}: the image ends at byte ${end}, before ${expected}`);
@@ -137,7 +143,7 @@ class InOrderReader {
     if (!more) return;
     const { shown, size, sizeOrigin } = this.image;
     const why =
-      sizeOrigin === "--size"
+      sizeOrigin === "--size" || sizeOrigin === "stdin"
         ? `--size ${size} is smaller than the image: give its whole size (or, for a file, leave --size out)`
         : sizeOrigin === "recorded"
           ? "its zstd frame headers record fewer bytes (a damaged file?)"

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { createZstdCompress, zstdCompressSync } from "node:zlib";
 import upload from "../../scripts/upload.ts";
 import { run } from "../helpers.ts";
+import { waitFor } from "../faults/support.ts";
 import { imageBytes } from "../images.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
@@ -128,14 +129,28 @@ for (const mode of Object.keys(MODES) as Mode[]) {
       }
     });
 
-    test("a larger --size: the drive is that size, the rest zeros, and a warning says so", async () => {
-      const result = await MODES[mode](["-", "--size", String(SIZE + 100 * KiB)], gzipped(bytes));
+    test("a larger --size: a file's drive is that size, the rest zeros, and a warning says so", async () => {
+      const result = await MODES[mode]([ENCODED["disk.img.gz"]!, "--size", String(SIZE + 100 * KiB)]);
       expect(result.status).toBe(0);
       const uuid = result.stdout.trim();
       expect(stub.drives.get(uuid)!.size).toBeGreaterThanOrEqual(SIZE + 100 * KiB);
       expect(sha(stub.readDrive(uuid, 0, SIZE))).toBe(IMAGE_SHA);
       expect(stub.readDrive(uuid, SIZE, 100 * KiB).every((byte) => byte === 0)).toBe(true);
-      expect(result.stderr).toContain(`warning: stdin ends at byte ${SIZE} (1.3 MiB): the remaining 100 KiB of the drive (--size 1.4 MiB) are zeros`);
+      expect(result.stderr).toContain(`the remaining 100 KiB of the drive (--size 1.4 MiB) are zeros`);
+    });
+
+    test("stdin shorter than --size (its producer died): status 1, one line, never a padded drive", async () => {
+      const before = stub.drives.size;
+      const result = await MODES[mode](["-", "--size", String(SIZE + 100 * KiB)], gzipped(bytes));
+      expect(result.status).toBe(1);
+      expect(result.stdout).toBe("");
+      expect(result.stderr).toContain(`stdin ended at byte ${SIZE}, before --size ${SIZE + 100 * KiB}: did the command feeding it stop early?`);
+      expect(result.stderr).not.toMatch(/^\s+at /m);
+      // 1.0 destroys the drive it made; the emulator drops a cut direct upload itself; a 2.0 drive
+      // still uploading cannot be destroyed, so the message names it
+      const left = mode === "API 2.0 chunked" ? 1 : 0;
+      await waitFor(() => stub.drives.size === before + left, "the partial drive to be gone");
+      if (left) expect(result.stderr).toMatch(/drive [0-9a-f-]{36}/);
     });
 
     test("refused with status 2 before anything is sent: stdin without --size or with --verify, xz, a forced format without its magic, --size below a raw image", async () => {
