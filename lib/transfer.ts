@@ -20,12 +20,26 @@ export interface UploadRequest {
   quiet: boolean;
   /** Read the drive back and compare it with the image. */
   verify: boolean;
+  /** Read FILE as this format (--format, -z); undefined: what its first bytes say. */
+  format?: "raw" | "gzip" | "zstd" | "qcow2";
+  /** The drive's size (--size): needed for stdin (which must hold exactly that); larger than a file's image pads it with zeros. */
+  size?: number;
+  /** The stream FILE "-" reads. */
+  stdin?: () => ReadableStream<Uint8Array>;
 }
+
+/** What download.ts writes: the drive's bytes as they are (sparse), or compressed. */
+export type OutputFormat = "raw" | "gzip" | "zstd";
 
 export interface DownloadRequest {
   drive: string;
   /** Output path; undefined: API 1.0 uses the drive UUID, API 2.0 the server's file name. */
   file?: string;
+  /**
+   * How to write it; undefined: from the name's suffix (.gz, .zst), else raw. When given and FILE
+   * is not, the default name gets the format's suffix.
+   */
+  format?: OutputFormat;
   /** API 1.0: bytes per read (at most 4M). */
   chunk: number;
   /** Start at this byte (the vendor tool's -o). */
