@@ -24,6 +24,8 @@ const IMAGES: Record<string, (out: string) => void> = {
   "v3 with 2 MiB clusters": (out) => convert(out, "-o", "cluster_size=2M"),
   "compressed (convert -c)": (out) => convert(out, "-c"),
   "compressed v2 with 4 KiB clusters": (out) => convert(out, "-c", "-o", "compat=0.10,cluster_size=4096"),
+  "compressed with 512-byte clusters": (out) => convert(out, "-c", "-o", "cluster_size=512"),
+  "compressed with 2 MiB clusters": (out) => convert(out, "-c", "-o", "cluster_size=2M"),
   "compressed, then partly overwritten": (out) => {
     convert(out, "-c");
     io(out, "write -P 0x5a 100000 700000", "write -P 0x33 4500000 70000");
