@@ -100,7 +100,7 @@ export async function downloadCompressed(ctx: Context, client: HttpClient, reque
   }
   journal.remove();
   progress.finish(
-    `downloaded drive ${drive} (${humanBytes(size)}) to ${path} in ${seconds.toFixed(1)} s, ${compressedSummary(format, end.partLength, size)}` +
+    `downloaded drive ${drive} (${humanBytes(size)}) to ${path} in ${seconds.toFixed(1)} s, ${compressedSummary(format, end.partLength, size, output.levels)}` +
       `${retries ? `, ${retries} retries` : ""}`,
   );
   return path;

@@ -57,22 +57,17 @@ function readInto(fd: number, into: Uint8Array): Promise<number> {
 
 /**
  * `Bun.write` streams the body into the pipe's write end; each read of the other end lands in the
- * room `space` gives (never empty; it may wait, which holds the body back) and is handed to
- * `onBytes`. Resolves at the body's end; rejects when the body fails (cut, reset, the watchdog's
- * abort) or `space` or `onBytes` throws; the pipe is closed either way.
+ * room `space` gives (never empty) and is handed to `onBytes`. Resolves at the body's end; rejects
+ * when the body fails (cut, reset, the watchdog's abort) or `onBytes` throws; the pipe is closed
+ * either way.
  */
-export async function pumpThroughPipe(
-  response: Response,
-  [readFd, writeFd]: [number, number],
-  space: () => Uint8Array | Promise<Uint8Array>,
-  onBytes: (n: number) => void,
-): Promise<void> {
+export async function pumpThroughPipe(response: Response, [readFd, writeFd]: [number, number], space: () => Uint8Array, onBytes: (n: number) => void): Promise<void> {
   // the write end closes when the body ends or fails: the reader then sees the end of the pipe
   const sending = Bun.write(Bun.file(writeFd), response).finally(() => closeSync(writeFd));
   sending.catch(() => undefined);
   try {
     for (;;) {
-      const n = await readInto(readFd, await space());
+      const n = await readInto(readFd, space());
       if (n === 0) break;
       onBytes(n);
     }

@@ -1,7 +1,9 @@
 // The compressed writer of a download: the drive's bytes, cut into pieces, each compressed on its
 // own (a gzip member or zstd frame) several at once off the main thread, appended to FILE.part in
 // the drive's order. A window of pieces bounds the memory: a reader asking for room beyond it
-// waits until the first piece in it is written. Once in a while (at most once a second, and when
+// waits until the first piece in it is written. A piece that completes while the compressors are
+// all busy is compressed at the fast level, so compression keeps up with a fast link instead of
+// holding the download back; over a slower link every piece gets the normal level. Once in a while (at most once a second, and when
 // the run stops) an fdatasync in the background makes what was written durable, and only then is
 // it reported as a resume point: the drive bytes the .part holds and the .part's length there.
 import { fdatasync } from "node:fs";
@@ -51,6 +53,11 @@ export interface CompressedOutputOptions {
   start?: ResumePoint;
   /** Pieces held at once (filling, compressing, waiting to be written); default compressionWindow(). */
   window?: number;
+  /**
+   * Compressions in flight from which the next piece takes the fast level; default the cores but
+   * one (the download itself needs one), at least 1.
+   */
+  busyAt?: number;
   /** A resume point is durable: record it. */
   onDurable?(point: ResumePoint): void;
 }
@@ -68,6 +75,9 @@ export class CompressedOutput {
   private readonly pieces = new Map<number, Piece>();
   private readonly free: Uint8Array[] = [];
   private readonly window: number;
+  private readonly busyAt: number;
+  private compressed = 0;
+  private hurried = 0;
   /** The first piece not written yet. */
   private next: number;
   private driveBytes: number;
@@ -86,6 +96,7 @@ export class CompressedOutput {
       throw new OperationError(`internal: a compressed download cannot go on from byte ${start.driveBytes}, not a piece boundary`);
     }
     this.window = options.window ?? compressionWindow();
+    this.busyAt = options.busyAt ?? Math.max(1, availableParallelism() - 1);
     this.next = Math.ceil(start.driveBytes / options.pieceSize);
     this.driveBytes = start.driveBytes;
     this.partLength = start.partLength;
@@ -100,6 +111,11 @@ export class CompressedOutput {
   /** The .part's length so far. */
   get length(): number {
     return this.partLength;
+  }
+
+  /** Pieces compressed in this run, and how many of them at the fast level. */
+  get levels(): { pieces: number; fast: number } {
+    return { pieces: this.compressed, fast: this.hurried };
   }
 
   /**
@@ -181,8 +197,11 @@ export class CompressedOutput {
   }
 
   private compress(piece: Piece): void {
+    const fast = this.compressing >= this.busyAt;
+    this.compressed++;
+    if (fast) this.hurried++;
     this.compressing++;
-    compressPiece(this.options.format, piece.buffer.subarray(0, piece.length)).then(
+    compressPiece(this.options.format, piece.buffer.subarray(0, piece.length), fast).then(
       (compressed) => {
         this.compressing--;
         piece.compressed = compressed;

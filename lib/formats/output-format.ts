@@ -19,8 +19,12 @@ export function withSuffix(name: string, format: OutputFormat | undefined): stri
   return `${name}${SUFFIXES[format]}`;
 }
 
-/** "10 MiB zstd (26.1 % of the drive)": what a compressed download wrote. */
-export function compressedSummary(format: CompressedFormat, length: number, size: number): string {
-  const share = size > 0 ? ` (${((100 * length) / size).toFixed(1)} % of the drive)` : "";
-  return `${humanBytes(length)} ${format}${share}`;
+/**
+ * "10 MiB zstd (26.1 % of the drive; 12 of 64 pieces at the fast level)": what a compressed
+ * download wrote, and how often the link outran the compressors.
+ */
+export function compressedSummary(format: CompressedFormat, length: number, size: number, levels?: { pieces: number; fast: number }): string {
+  const notes = [size > 0 ? `${((100 * length) / size).toFixed(1)} % of the drive` : "", levels?.fast ? `${levels.fast} of ${levels.pieces} pieces at the fast level` : ""];
+  const said = notes.filter(Boolean).join("; ");
+  return `${humanBytes(length)} ${format}${said ? ` (${said})` : ""}`;
 }
