@@ -1,6 +1,6 @@
 // The image being read by a chunked upload: a regular file or a block device, never held in
 // memory; for regular files, a map of where the data is so that holes go unread.
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync, statSync, type Stats } from "node:fs";
 import { open, stat, type FileHandle } from "node:fs/promises";
 import { OperationError, UsageError } from "../errors.ts";
 import { dataMapOf, deviceSize, type DataMap } from "./holes.ts";
@@ -42,15 +42,19 @@ async function fillFrom(handle: FileHandle, path: string, buffer: Uint8Array, le
   }
 }
 
-/** Open an image for reading: a regular file or a block device, never held in memory. */
-export async function openImage(path: string, shown = path): Promise<ImageSource> {
-  let info;
+/** stat() of an image the user named: a UsageError (status 2) when it is missing or cannot be looked at. */
+export async function statImage(path: string, shown: string): Promise<Stats> {
   try {
-    info = await stat(path);
+    return await stat(path);
   } catch (error) {
     const code = (error as { code?: string }).code;
     throw new UsageError(code === "ENOENT" ? `${shown}: no such file` : `${shown}: ${(error as Error).message}`);
   }
+}
+
+/** Open an image for reading: a regular file or a block device, never held in memory. */
+export async function openImage(path: string, shown = path): Promise<ImageSource> {
+  const info = await statImage(path, shown);
   if (!info.isFile() && !info.isBlockDevice()) throw new UsageError(`${shown}: not a regular file or a block device`);
   let handle: FileHandle;
   try {

@@ -3,13 +3,13 @@
 // bytes unless forced (--format, -z); the drive's size from --size, else from the format (qcow2's
 // virtual size, zstd's frame content sizes), else gzip (and zstd without content sizes) is
 // decompressed once to count it, which a log line says.
-import { open, stat } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Context } from "../context.ts";
 import { UsageError } from "../errors.ts";
 import { humanBytes } from "../size.ts";
 import type { UploadRequest } from "../transfer.ts";
-import { openImage, type ImageFormat, type ImageSource } from "../chunks/image.ts";
+import { openImage, statImage, type ImageFormat, type ImageSource } from "../chunks/image.ts";
 import { countDecoded, fileBytes } from "./decode.ts";
 import { chooseFormat, detectFormat, HEAD_BYTES } from "./detect.ts";
 import { paddedTo } from "./padded.ts";
@@ -31,13 +31,7 @@ const warner = (options: InputOptions) => (options.log ? (text: string) => optio
 
 /** The first bytes of a file or block device; UsageError when it is neither or cannot be read. */
 async function headOf(path: string, shown: string): Promise<{ head: Uint8Array; mtimeMs: number }> {
-  let info;
-  try {
-    info = await stat(path);
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    throw new UsageError(code === "ENOENT" ? `${shown}: no such file` : `${shown}: ${(error as Error).message}`);
-  }
+  const info = await statImage(path, shown);
   if (!info.isFile() && !info.isBlockDevice()) throw new UsageError(`${shown}: not a regular file or a block device`);
   const head = new Uint8Array(HEAD_BYTES);
   let handle;

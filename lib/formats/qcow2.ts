@@ -2,9 +2,9 @@
 // runs of host-contiguous clusters read in one pread, compressed clusters inflated (raw deflate)
 // and unallocated or zero clusters read as zeros without touching the file.
 import { readSync } from "node:fs";
-import { open, stat, type FileHandle } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 import { constants, inflateRawSync } from "node:zlib";
-import type { ImageSource } from "../chunks/image.ts";
+import { statImage, type ImageSource } from "../chunks/image.ts";
 import { InputError, OperationError, UsageError } from "../errors.ts";
 import { hasQcow2Magic, readQcow2Header, type Qcow2Header, type ReadAt } from "./qcow2-header.ts";
 import { COMPRESSED, HOLE, NORMAL, Qcow2Tables, type Cluster } from "./qcow2-tables.ts";
@@ -190,13 +190,7 @@ class Qcow2Reader {
 
 /** Open a qcow2 image; every refusal (UsageError) happens here, before anything is sent. */
 export async function openQcow2(path: string, shown: string): Promise<ImageSource> {
-  let info;
-  try {
-    info = await stat(path);
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    throw new UsageError(code === "ENOENT" ? `${shown}: no such file` : `${shown}: ${(error as Error).message}`);
-  }
+  const info = await statImage(path, shown);
   if (!info.isFile()) throw new UsageError(`${shown}: a qcow2 image must be a regular file`);
   let handle: FileHandle;
   try {
