@@ -30,10 +30,11 @@ export interface CompressedReceive {
 
 /**
  * A full collection every this many drive bytes: the body's pieces and each compressed piece are
- * left behind, which Bun's GC does not count as pressure; peak RSS of a 256 MiB download went from
- * 144 MiB without to 110 MiB with it (through a pipe; every 16 MiB: 103 MiB, for four times the pauses).
+ * left behind, which Bun's GC does not count as pressure. Each full GC pauses the main thread that
+ * feeds the compressors: on 1 GiB to .zst (bench/RESULTS-formats.md) every 64 MiB took 2.68 s and
+ * 147 MiB of peak RSS, every 128 MiB 2.36 s and 161 MiB, every 256 MiB 2.35 s and 182 MiB.
  */
-const GC_EVERY = 64 * 1024 * 1024;
+const GC_EVERY = 128 * 1024 * 1024;
 
 /** Where the body's next bytes go: the rest of the current piece; past the end, a spare to catch a body that runs over. */
 function roomFor(output: CompressedOutput, received: number, total: number, spare: Uint8Array): Promise<Uint8Array> | Uint8Array {
