@@ -4,12 +4,13 @@
 // with the raw image by sha256, --verify passing. Then the refusals (status, message, nothing
 // sent, no drive left), a damaged image mid-upload, and a resumed gzip upload.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { readdirSync } from "node:fs";
+import { readdirSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createZstdCompress, zstdCompressSync } from "node:zlib";
 import upload from "../../scripts/upload.ts";
+import download from "../../scripts/download.ts";
 import { run } from "../helpers.ts";
 import { waitFor } from "../faults/support.ts";
 import { imageBytes } from "../images.ts";
@@ -67,6 +68,13 @@ beforeAll(async () => {
   qemuImg("convert", "-f", "raw", "-O", "qcow2", ENCODED["disk.raw"]!, ENCODED["disk.qcow2"]!);
   ENCODED["compressed.qcow2"] = join(images, "compressed.qcow2");
   qemuImg("convert", "-c", "-f", "raw", "-O", "qcow2", ENCODED["disk.raw"]!, ENCODED["compressed.qcow2"]!);
+  ENCODED["v2.qcow2"] = join(images, "v2.qcow2");
+  qemuImg("convert", "-f", "raw", "-O", "qcow2", "-o", "compat=0.10,cluster_size=4096", ENCODED["disk.raw"]!, ENCODED["v2.qcow2"]!);
+  // v3 zero clusters over the image's zero run (the image's bytes stay the same)
+  ENCODED["zeros.qcow2"] = join(images, "zeros.qcow2");
+  qemuImg("convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1,cluster_size=65536", ENCODED["disk.raw"]!, ENCODED["zeros.qcow2"]!);
+  const io = Bun.spawnSync(["qemu-io", "-f", "qcow2", "-c", `write -z ${4 * 64 * KiB} ${3 * 64 * KiB}`, ENCODED["zeros.qcow2"]!], { stdout: "pipe", stderr: "pipe" });
+  if (io.exitCode !== 0) throw new Error(`qemu-io failed: ${io.stderr.toString()}`);
 });
 afterAll(async () => {
   api2.stop();
@@ -106,12 +114,19 @@ const sending = () => stub.requests.filter((request) => request.method === "POST
 
 for (const mode of Object.keys(MODES) as Mode[]) {
   describe(mode, () => {
-    for (const name of ["disk.raw", "disk.img.gz", "members.gz", "sized.zst", "unsized.zst", "disk.qcow2", "compressed.qcow2"]) {
-      test(`${name}: the drive holds the raw image (sha256), --verify passes`, async () => {
+    for (const name of ["disk.raw", "disk.img.gz", "members.gz", "sized.zst", "unsized.zst", "disk.qcow2", "compressed.qcow2", "v2.qcow2", "zeros.qcow2"]) {
+      test(`${name}: the drive holds the raw image (sha256), --verify passes, download.ts brings it back`, async () => {
         const result = await MODES[mode]([ENCODED[name]!, "--verify"]);
         expect(result.stderr).not.toMatch(/error/);
         expect(result.status).toBe(0);
         expectDriveHoldsImage(result.stdout.trim());
+        const back = join(dir, "back.img");
+        const fetched = await run(download, [result.stdout.trim(), back], { env: mode === "API 1.0" ? stub.env : api2.env, cwd: dir });
+        expect(fetched.status).toBe(0);
+        const copy = new Uint8Array(await Bun.file(back).arrayBuffer());
+        expect(sha(copy.subarray(0, SIZE))).toBe(IMAGE_SHA);
+        expect(copy.subarray(SIZE).every((byte) => byte === 0)).toBe(true);
+        rmSync(back);
         expect(result.stderr).toMatch(/verified/);
         // the size came from the format, or from one counting pass (said so)
         expect(result.stderr.includes("decompressing it once to count")).toBe(name.endsWith(".gz") || name === "unsized.zst");
