@@ -4,9 +4,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { constants, deflateRawSync } from "node:zlib";
 import type { ImageSource } from "../../lib/chunks/image.ts";
 import { InputError, OperationError } from "../../lib/errors.ts";
-import { looksLikeQcow2, openQcow2 } from "../../lib/formats/qcow2.ts";
+import { inflateCluster, looksLikeQcow2, openQcow2 } from "../../lib/formats/qcow2.ts";
 import { sameBytes } from "../images.ts";
 import { l2EntryOffset, MiB, patch, qemu, qemuMap, qemuRaw, readU64, SOURCE_SIZE, u64, writeSource } from "./qcow2-images.ts";
 
@@ -208,4 +209,15 @@ test("a compressed cluster whose bytes do not inflate fails the read with where 
   } finally {
     await image.close();
   }
+});
+
+test("a compressed cluster inflates whether its stream ends exactly, runs into the next cluster's bytes, or stops once the cluster is full", () => {
+  const cluster = new Uint8Array(65536).map((_, i) => (i * 7) ^ (i >> 9));
+  const finished = deflateRawSync(cluster);
+  const trailing = Buffer.concat([finished, Buffer.alloc(300, 0xab)]);
+  // a stream flushed but never finished: all of the cluster's bytes, no final block
+  const unfinished = deflateRawSync(cluster, { finishFlush: constants.Z_SYNC_FLUSH });
+  for (const stored of [finished, trailing, unfinished]) expect(sameBytes(inflateCluster(stored, 65536), cluster)).toBe(true);
+  // a stream cut before the cluster is full gives fewer bytes, which the reader refuses as damaged
+  expect(inflateCluster(finished.subarray(0, finished.length - 50), 65536).length).toBeLessThan(65536);
 });
