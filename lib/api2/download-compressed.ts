@@ -1,11 +1,11 @@
-// API 2.0 download into a compressed FILE.part (.gz / .zst): the one GET's body, copied into the
+// API 2.0 download into a compressed FILE.part (.gz / .zst): the GET's body, copied into the
 // pieces of the ordered compressed writer, renamed to FILE only when the
-// announced drive size went in whole. A journal of durable points lets a rerun cut the .part back
-// to the last one and ask for the rest with a Range.
+// announced drive size went in whole. A journal of durable points lets a retry or a rerun cut the
+// .part back to the last one and ask for the rest with a Range.
 import { closeSync, fstatSync, ftruncateSync, openSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
-import type { Context } from "../context.ts";
-import { messageOf, OperationError } from "../errors.ts";
+import type { Progress } from "../context.ts";
+import { ApiError, messageOf, OperationError } from "../errors.ts";
 import { exists } from "../files.ts";
 import { formatRate, humanBytes } from "../size.ts";
 import type { DownloadRequest } from "../transfer.ts";
@@ -13,6 +13,7 @@ import { CompressedOutput, PIECE_TARGET, type ResumePoint } from "../formats/com
 import { CompressedJournal } from "../formats/compressed-journal.ts";
 import { compressedSummary, type CompressedFormat } from "../formats/output-format.ts";
 import type { Watchdog } from "./watchdog.ts";
+import { bodyFailure } from "./download-retry.ts";
 
 export interface CompressedReceive {
   /** Where the finished file goes, and how messages name it. */
@@ -26,6 +27,8 @@ export interface CompressedReceive {
   /** The drive's size, as the answer announced it. */
   total: number;
   watchdog: Watchdog;
+  /** The run's progress line, which goes on over its attempts. */
+  progress: Progress;
 }
 
 /**
@@ -44,7 +47,8 @@ function roomFor(output: CompressedOutput, received: number, total: number, spar
 }
 
 /** Rename the complete FILE.part onto FILE (never over one that appeared meanwhile, without --force); its journal goes. */
-async function publish(request: DownloadRequest, target: CompressedReceive, part: string): Promise<string> {
+export async function publishCompressed(request: DownloadRequest, target: Pick<CompressedReceive, "path" | "shown" | "journalFile">): Promise<string> {
+  const part = `${target.path}.part`;
   if (!request.force && (await exists(target.path))) {
     throw new OperationError(`${target.shown} appeared while downloading: kept it; the download is in ${part}`);
   }
@@ -57,14 +61,16 @@ async function publish(request: DownloadRequest, target: CompressedReceive, part
   return target.path;
 }
 
-/** The body into FILE.part, compressed; then FILE. Returns FILE's absolute path. */
-export async function receiveCompressed(ctx: Context, request: DownloadRequest, response: Response, target: CompressedReceive): Promise<string> {
-  const { format, from, total, watchdog } = target;
+/**
+ * The body into FILE.part, compressed (publishCompressed then makes it FILE). A failure leaves
+ * the whole pieces recorded (none: no .part) and is thrown as what it means for a retry (bodyFailure).
+ */
+export async function receiveCompressed(request: DownloadRequest, response: Response, target: CompressedReceive): Promise<void> {
+  const { format, from, total, watchdog, progress } = target;
   const part = `${target.path}.part`;
   const download = { file: target.path, drive: request.drive, size: total, format, pieceSize: PIECE_TARGET };
   const { fd, journal } = CompressedJournal.start(target.journalFile, part, download, target.point);
   const output = new CompressedOutput({ fd, part, format, size: total, pieceSize: PIECE_TARGET, start: target.point, onDurable: (at) => journal.record(at) });
-  const progress = ctx.progress({ label: "download", total, quiet: request.quiet });
   const started = performance.now();
   const spare = new Uint8Array(64 * 1024);
   let received = from;
@@ -96,25 +102,21 @@ export async function receiveCompressed(ctx: Context, request: DownloadRequest, 
         at += n;
       }
     }
-    if (received !== total) throw new OperationError(`the body ended at byte ${received} of ${total}`);
+    // a connection closed cleanly before the announced length: a cut like any other
+    if (received !== total) throw new ApiError("network", `the answer ended at byte ${received} of ${total}`, undefined, "GET", "download");
     end = await output.finish();
     if (fstatSync(fd).size !== end.partLength) throw new OperationError(`${part} is ${fstatSync(fd).size} bytes, not the ${end.partLength} written`);
   } catch (error) {
-    progress.finish();
-    // whole pieces still go in and are recorded: the rerun starts after them
+    // whole pieces still go in and are recorded: the retry (or rerun) starts after them
     const kept = await output.stop().catch(() => undefined);
     journal.close();
     closeSync(fd);
-    const message = messageOf(watchdog.translate(error, "GET", "download"));
-    let next = `${part} kept: run the same command again to resume`;
     if ((kept?.driveBytes ?? from) === 0) {
-      // nothing a rerun could use
+      // nothing a retry could use
       await rm(part, { force: true });
       await rm(target.journalFile, { force: true });
-      next = "nothing was kept: run the same command again";
     }
-    const at = kept ? humanBytes(kept.driveBytes) : humanBytes(from);
-    throw new OperationError(`download cut short (${humanBytes(received)} of ${humanBytes(total)} received, ${at} kept): ${message}; ${next}`);
+    throw bodyFailure(error, watchdog);
   }
   closeSync(fd);
   journal.close();
@@ -122,11 +124,10 @@ export async function receiveCompressed(ctx: Context, request: DownloadRequest, 
     `downloaded ${humanBytes(total)}${from > 0 ? ` (resumed at ${humanBytes(from)})` : ""} (${formatRate(total - from, started)}), ` +
       compressedSummary(format, end.partLength, total, output.levels),
   );
-  return await publish(request, target, part);
 }
 
 /** A .part whose journal says it holds the whole drive (a run stopped before its rename): cut to that length, then FILE. */
-export async function finishCompressed(request: DownloadRequest, target: CompressedReceive & { point: ResumePoint }): Promise<string> {
+export async function finishCompressed(request: DownloadRequest, target: Pick<CompressedReceive, "path" | "shown" | "journalFile"> & { point: ResumePoint }): Promise<string> {
   const part = `${target.path}.part`;
   try {
     const fd = openSync(part, "r+");
@@ -138,5 +139,5 @@ export async function finishCompressed(request: DownloadRequest, target: Compres
   } catch (error) {
     throw new OperationError(`cannot finish ${part}: ${messageOf(error)}`);
   }
-  return await publish(request, target, part);
+  return await publishCompressed(request, target);
 }

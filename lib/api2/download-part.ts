@@ -1,7 +1,8 @@
 // Where an API 2.0 download continues FILE.part: one run at a time (the pid lock the API 1.0
 // download takes, beside the same journal, so a cron run and a manual one cannot both write it),
 // the output format (FILE's suffix or --format), and the drive byte to ask for first: a raw .part
-// resumes from its size, a compressed one from its journal's last durable point.
+// resumes from its size, a compressed one from its journal's last durable point. Planned once per
+// run (the lock), and again before each retry within the run, as a rerun would see the .part.
 import { existsSync, rmSync, statSync } from "node:fs";
 import { basename } from "node:path";
 import type { Context } from "../context.ts";
@@ -12,6 +13,12 @@ import type { DownloadRequest, OutputFormat } from "../transfer.ts";
 import { formatOfName } from "../formats/output-format.ts";
 import { resumePointOf } from "../formats/compressed-journal.ts";
 import { PIECE_TARGET, type ResumePoint } from "../formats/compressed-output.ts";
+
+/** Where a download goes: the final file, and how messages name it (the argument as given, or the server's sanitised name). */
+export interface Target {
+  path: string;
+  shown: string;
+}
 
 export interface PartPlan {
   format: OutputFormat;
@@ -34,15 +41,36 @@ function fileSize(path: string): number {
 
 /** Lock FILE.part for this run and say where it goes on; the caller releases `lock`. */
 export function planPart(ctx: Context, request: DownloadRequest, path: string): PartPlan {
-  const part = `${path}.part`;
   const journalFile = journalPath(ctx.cwd, `download\0${request.drive}\0${path}`);
-  const lock = RunLock.acquire(journalFile, `a download into ${basename(part)}`);
+  const lock = RunLock.acquire(journalFile, `a download into ${basename(path)}.part`);
+  try {
+    return { ...resumeFrom(ctx, request, path, journalFile), journalFile, lock };
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+}
+
+/** Where the .part goes on now, for a retry within the run: its lock is already held. */
+export function replanPart(ctx: Context, request: DownloadRequest, path: string, plan: PartPlan): PartPlan {
+  return { ...plan, ...resumeFrom(ctx, request, path, plan.journalFile) };
+}
+
+/** The drive bytes the .part holds that a rerun would keep: a raw one's size, a compressed one's last durable point. */
+export function keptBytes(request: DownloadRequest, path: string, plan: PartPlan): number {
+  const part = `${path}.part`;
+  if (plan.format === "raw") return fileSize(part);
+  return resumePointOf(plan.journalFile, part, { file: path, drive: request.drive, format: plan.format, pieceSize: PIECE_TARGET })?.driveBytes ?? 0;
+}
+
+function resumeFrom(ctx: Context, request: DownloadRequest, path: string, journalFile: string): Pick<PartPlan, "format" | "from" | "point"> {
+  const part = `${path}.part`;
   try {
     const format = request.format ?? formatOfName(path);
     if (format !== "raw") {
       const point = resumePointOf(journalFile, part, { file: path, drive: request.drive, format, pieceSize: PIECE_TARGET });
       if (!point && fileSize(part) > 0) ctx.log.warn(`${basename(part)} exists without a record of what it holds: starting it over`);
-      return { format, from: point?.driveBytes ?? 0, point, journalFile, lock };
+      return { format, from: point?.driveBytes ?? 0, point };
     }
     if (existsSync(journalFile)) {
       // another kind of download's .part (API 1.0's is full-size with holes, a compressed one is
@@ -50,11 +78,10 @@ export function planPart(ctx: Context, request: DownloadRequest, path: string): 
       if (fileSize(part) > 0) ctx.log.warn(`${basename(part)} was left by another kind of download: starting it over`);
       rmSync(part, { force: true });
       rmSync(journalFile, { force: true });
-      return { format, from: 0, journalFile, lock };
+      return { format, from: 0, point: undefined };
     }
-    return { format, from: fileSize(part), journalFile, lock };
+    return { format, from: fileSize(part), point: undefined };
   } catch (error) {
-    lock.release();
     throw error instanceof OperationError ? error : new OperationError(`cannot prepare ${part}: ${messageOf(error)}`);
   }
 }

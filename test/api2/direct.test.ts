@@ -11,6 +11,10 @@ import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import { run, spawnScript } from "../helpers.ts";
 import { dispositionName, parseContentRange, safeFileName } from "../../lib/api2/download.ts";
 import { parseUploadAnswer } from "../../lib/api2/upload-direct.ts";
+import { withPolicy } from "../faults/support.ts";
+
+/** A run that does not retry within itself: what a cut leaves for the rerun. */
+const once = <T>(body: () => Promise<T>) => withPolicy({ attempts: 1 }, body);
 
 const UUID_LINE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n$/;
 const MIN_SIZE = 256 * 1024;
@@ -532,14 +536,14 @@ describe("download", () => {
   }
 
   for (const close of [false, true]) {
-    test(`a short body is detected${close ? " (Connection: close)" : ""}: exit 1, FILE.part kept, never under the final name; the next run resumes`, async () => {
+    test(`a short body is detected${close ? " (Connection: close)" : ""} (retries off): exit 1, FILE.part kept, never under the final name; the next run resumes`, async () => {
       const out = await freshFolder();
       const cut = 200_000;
       const raw = await rawOrigin(
         `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${SIZE}\r\n${close ? "Connection: close\r\n" : ""}\r\n`,
         content.subarray(0, cut),
       );
-      const result = await run(download, [drive, "short.raw", "--quiet"], { env: api2.env, cwd: out });
+      const result = await once(() => run(download, [drive, "short.raw", "--quiet"], { env: api2.env, cwd: out }));
       raw.stop();
       stub.handlers.splice(0, stub.handlers.length, ...baseHandlers);
       expect(result.status).toBe(1);
@@ -562,14 +566,14 @@ describe("download", () => {
     });
   }
 
-  test("a short resumed body is detected too", async () => {
+  test("a short resumed body is detected too (retries off)", async () => {
     const out = await freshFolder();
     writeFileSync(join(out, "short2.raw.part"), content.subarray(0, 1000));
     const raw = await rawOrigin(
       `HTTP/1.1 206 Partial Content\r\nContent-Length: ${SIZE - 1000}\r\nContent-Range: bytes 1000-${SIZE - 1}/${SIZE}\r\nConnection: close\r\n\r\n`,
       content.subarray(1000, 2000),
     );
-    const result = await run(download, [drive, "short2.raw", "--quiet"], { env: api2.env, cwd: out });
+    const result = await once(() => run(download, [drive, "short2.raw", "--quiet"], { env: api2.env, cwd: out }));
     raw.stop();
     expect(raw.requests[0]).toMatch(/\r\nrange: bytes=1000-\r\n/i);
     expect(raw.requests[0]).toMatch(/\r\naccept-encoding: identity\r\n/i);

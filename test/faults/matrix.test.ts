@@ -2,6 +2,7 @@
 // says how the run must end: its exit status, its one error line (never a stack trace), what it
 // leaves in its folder, and what a rerun without the fault ends with: the identical bytes without
 // sending finished chunks again, or, where a path cannot keep that promise, its documented end.
+// The 2.0 download is one GET that a passing failure resumes within the run (Range from the .part).
 // Signals, kill -9 and overlapping runs use spawned processes; the rest run in this process with
 // retries paced fast (what is tested is how a run ends, not how long it waits between tries).
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
@@ -29,6 +30,12 @@ interface Outcome {
   left?: { journal?: boolean; part?: boolean | "maybe"; final?: boolean };
   /** A rerun without the fault ends identical (resuming), identical on a new drive (fresh), or fails saying this. */
   rerun?: "identical" | "fresh" | string;
+  /**
+   * The 2.0 download retried within the run: its retry line (the run gets --verbose, as the first
+   * retry is logged only then), and a request resuming with Range, answered 206 ("maybe" where a
+   * reset may have taken all that arrived: then the retry starts from 0).
+   */
+  retried?: "range" | "maybe";
 }
 
 /** A cell: the outcome, or why the fault does not apply to the path. */
@@ -74,8 +81,11 @@ afterEach(async () => {
 
 // ---- ways to run and to stop a transfer midway ----
 
+/** Flags the cell's run gets besides the row's: --verbose where its retry lines are checked. */
+let cellFlags: string[] = [];
+
 function inProcess(path: TransferPath, transfer: Transfer, extra: string[] = [], policy: object = FAST): Promise<RunResult> {
-  return withPolicy(policy, () => run(path.command, [...transfer.argv, ...extra], { env: path.env(), cwd: transfer.cwd }));
+  return withPolicy(policy, () => run(path.command, [...transfer.argv, ...cellFlags, ...extra], { env: path.env(), cwd: transfer.cwd }));
 }
 
 function spawned(path: TransferPath, transfer: Transfer, extra: string[] = []) {
@@ -108,8 +118,17 @@ function stopMidway(path: TransferPath, transfer: Transfer): () => boolean {
   return () => partSize(transfer) >= MiB;
 }
 
-/** Answer the path's data requests with an error: a few of many (chunked paths), or its one request. */
+/**
+ * Answer the path's data requests with an error: a few of many (chunked paths), or its one request.
+ * The 2.0 download's answer is first cut short after 1 MiB: the error then meets the retry that
+ * resumes, and the retry after it resumes with Range.
+ */
 function failSome(path: TransferPath, action: { status: number; kind?: string; message: string }) {
+  if (path.name === "2.0 download") {
+    emulator.stub.fault({ ...path.body, times: 1, action: { end: true, afterBytes: MiB } });
+    emulator.stub.fault({ ...path.data, every: 2, times: 1, action });
+    return;
+  }
   emulator.stub.fault({ ...path.data, every: path.chunked ? 3 : 1, times: path.chunked ? 3 : 1, action });
 }
 
@@ -149,6 +168,8 @@ const JOURNAL = { journal: true };
 const JOURNAL_PART = { journal: true, part: true };
 const PART = { part: true };
 const SINGLE = { notApplicable: "a single request, never retried: the 500 and 503 rows end it the same way" };
+/** The 2.0 download rode over the fault: resumed within the run, identical. */
+const RESUMED: Outcome = { status: 0, retried: "range" };
 
 // ---- the matrix ----
 
@@ -164,7 +185,7 @@ const rows: Row[] = [
       "1.0 download": DONE,
       "2.0 chunked upload": DONE,
       "2.0 direct upload": { status: 1, says: "POST \\S+ failed: 500 backend: injected fault \\(X-REQUEST-ID \\w+\\)", left: {}, rerun: "identical" },
-      "2.0 download": { status: 1, says: `GET /api/2\\.0/drives/${UUID}/download/ failed: 500 backend: injected fault \\(X-REQUEST-ID \\w+\\)`, left: {}, rerun: "identical" },
+      "2.0 download": RESUMED,
     },
   },
   {
@@ -178,7 +199,7 @@ const rows: Row[] = [
       "1.0 download": DONE,
       "2.0 chunked upload": DONE,
       "2.0 direct upload": { status: 1, says: "POST \\S+ failed: 503 backend: injected fault \\(X-REQUEST-ID \\w+\\)", left: {}, rerun: "identical" },
-      "2.0 download": { status: 1, says: `GET /api/2\\.0/drives/${UUID}/download/ failed: 503 backend: injected fault \\(X-REQUEST-ID \\w+\\)`, left: {}, rerun: "identical" },
+      "2.0 download": RESUMED,
     },
   },
   {
@@ -196,7 +217,7 @@ const rows: Row[] = [
       "1.0 download": DONE,
       "2.0 chunked upload": DONE,
       "2.0 direct upload": { status: 1, says: "POST \\S+ failed: 429 backend: Too many requests \\(X-REQUEST-ID \\w+\\)", left: {}, rerun: "identical" },
-      "2.0 download": { status: 1, says: `GET /api/2\\.0/drives/${UUID}/download/ failed: 429 backend: Too many requests \\(X-REQUEST-ID \\w+\\)`, left: {}, rerun: "identical" },
+      "2.0 download": RESUMED,
     },
   },
   {
@@ -206,6 +227,8 @@ const rows: Row[] = [
       emulator.intercept((request, urlPath) =>
         request.method === path.data.method && path.data.path.test(urlPath) && passed++ >= 3 ? path.error(503, "down for maintenance") : undefined,
       );
+      // the 2.0 download's first three answers are cut short: its retries resume, then meet the 503s
+      if (path.name === "2.0 download") emulator.stub.fault({ ...path.body, action: { end: true, afterBytes: 256 * 1024 } });
       return inProcess(path, transfer);
     },
     cells: {
@@ -213,7 +236,13 @@ const rows: Row[] = [
       "1.0 download": { status: 1, says: "GET \\S+ failed: 503 system: down for maintenance", left: JOURNAL_PART, rerun: "identical" },
       "2.0 chunked upload": { status: 1, says: "POST \\(upload link\\) failed: 503 backend: down for maintenance.*", left: JOURNAL, rerun: "identical" },
       "2.0 direct upload": SINGLE,
-      "2.0 download": SINGLE,
+      // the policy's 8 attempts: 3 cut short, 5 answered 503
+      "2.0 download": {
+        status: 1,
+        says: cutShort(`GET /api/2\\.0/drives/${UUID}/download/ failed: 503 backend: down for maintenance.*; gave up after 8 attempts`),
+        left: PART,
+        rerun: "identical",
+      },
     },
   },
   {
@@ -228,13 +257,8 @@ const rows: Row[] = [
       "1.0 download": DONE,
       "2.0 chunked upload": DONE,
       "2.0 direct upload": { status: 1, says: "POST \\S+ failed: network: .*", left: {}, rerun: "identical" },
-      // a reset may take with it what the client had not read yet: the .part holds what arrived, if anything
-      "2.0 download": {
-        status: 1,
-        says: cutShort(".*", "(\\S+out\\.img\\.part kept: run the same command again to resume|nothing was kept: run the same command again)"),
-        left: { part: "maybe" },
-        rerun: "identical",
-      },
+      // a reset may take with it what the client had not read yet: the retry resumes from what arrived, if anything
+      "2.0 download": { status: 0, retried: "maybe" },
     },
   },
   {
@@ -244,10 +268,13 @@ const rows: Row[] = [
         const hold = new Hold(3);
         holds.push(hold);
         path.hold(hold);
+      } else if (path.name === "2.0 download") {
+        // one answer stalls after 2 MiB: the retry resumes there
+        emulator.stub.fault({ ...path.body, times: 1, action: { delayMs: STALL_MS, afterBytes: 2 * MiB } });
       } else {
         stopMidway(path, transfer);
       }
-      // two tries of 1 s each are enough to show a stall ends the run
+      // two tries of 1 s each are enough to show a stall ends the run (or, for the 2.0 download, is ridden over)
       return inProcess(path, transfer, ["--timeout", "1"], { ...FAST, attempts: 2 });
     },
     cells: {
@@ -255,7 +282,7 @@ const rows: Row[] = [
       "1.0 download": { status: 1, says: "GET \\S+ failed: timeout: no answer within 1 s", left: JOURNAL_PART, rerun: "identical" },
       "2.0 chunked upload": { status: 1, says: "POST \\(upload link\\) failed: timeout: nothing moved for 1 s", left: JOURNAL, rerun: "identical" },
       "2.0 direct upload": { status: 1, says: "POST \\S+ failed: timeout: nothing moved for 1 s", left: {}, rerun: "identical" },
-      "2.0 download": { status: 1, says: cutShort("GET download failed: timeout: nothing moved for 1 s"), left: PART, rerun: "identical" },
+      "2.0 download": RESUMED,
     },
   },
   {
@@ -399,7 +426,13 @@ function journalDrive(cwd: string): string | undefined {
 async function check(row: Row, path: TransferPath, outcome: Outcome): Promise<void> {
   beforeRerun.length = 0;
   const transfer = path.prepare(dir, ++seed);
-  const first = await row.provoke(path, transfer);
+  cellFlags = outcome.retried ? ["--verbose"] : [];
+  let first: RunResult;
+  try {
+    first = await row.provoke(path, transfer);
+  } finally {
+    cellFlags = [];
+  }
   const { errors, stack } = errorLines(first);
   expect(stack).toBe(false);
   expect({ status: first.status, stderr: first.stderr }).toMatchObject({ status: outcome.status });
@@ -407,6 +440,13 @@ async function check(row: Row, path: TransferPath, outcome: Outcome): Promise<vo
     expect(errors).toEqual([]);
     expect(sameBytes(path.result(transfer, first) ?? new Uint8Array(), transfer.bytes)).toBe(true);
     expect(leftIn(transfer.cwd)).toEqual({ journals: [], locks: [], parts: [] });
+    if (outcome.retried) {
+      expect(first.stderr).toMatch(new RegExp(`download of drive ${UUID} failed \\(.+\\); retry 1 in \\d+\\.\\d s`));
+      const resumed = emulator.api2.originRequests.filter((request) => request.headers.range !== undefined);
+      if (outcome.retried === "range") expect(resumed.length).toBeGreaterThan(0);
+      // each resumed from where the .part stood (never 0), answered with the rest
+      for (const request of resumed) expect([request.headers.range, request.status]).toEqual([expect.stringMatching(/^bytes=[1-9]\d*-$/), 206]);
+    }
     return;
   }
   expect(first.stdout).toBe("");
@@ -470,7 +510,7 @@ for (const row of rows) {
         test.skip(`${name}: not applicable (${cell.notApplicable})`, () => {});
         continue;
       }
-      const title = `${name}: exit ${cell.status}${cell.rerun ? `, rerun ${cell.rerun === "identical" || cell.rerun === "fresh" ? cell.rerun : "fails: the drive is gone"}` : ""}`;
+      const title = `${name}: exit ${cell.status}${cell.retried ? " (resumed within the run)" : ""}${cell.rerun ? `, rerun ${cell.rerun === "identical" || cell.rerun === "fresh" ? cell.rerun : "fails: the drive is gone"}` : ""}`;
       if (skip) {
         test.skip(title, () => {});
         continue;
