@@ -437,7 +437,8 @@ async function target(
     return { journal: Journal.create(path, { v: 1, ...key, drive: request.drive, created: false }), drive: request.drive, complete: false };
   }
   const drive = (await initUpload(client, { name: request.name, size: image.size, media: "disk" })).uuid.toLowerCase();
-  ctx.log.info(`started drive ${drive} (${humanBytes(image.size)}, ${Math.max(1, Math.floor(image.size / request.chunk))} chunks)`);
+  const chunks = api2Grid(image.size, request.chunk).count;
+  ctx.log.info(`started drive ${drive} (${humanBytes(image.size)}, ${chunks} chunk${chunks === 1 ? "" : "s"})`);
   return { journal: Journal.create(path, { v: 1, ...key, drive, created: true }), drive, complete: false };
 }
 
