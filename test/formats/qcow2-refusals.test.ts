@@ -84,13 +84,13 @@ test("a backing file", async () => {
 test("encryption: LUKS, and the old AES", async () => {
   const path = join(dir, "luks.qcow2");
   // qemu-img times its key derivation by CPU time and fails ("Unable to get accurate CPU usage")
-  // when a loaded machine gives it too little: a bounded second and third try
+  // now and then on a loaded machine (4 of 60 tries here): up to 10 tries, for that error only
   for (let attempt = 1; ; attempt++) {
     try {
       create(path, "--object", "secret,id=s,data=x", "-o", "encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10");
       break;
     } catch (error) {
-      if (attempt >= 3 || !/accurate CPU usage/.test((error as Error).message)) throw error;
+      if (attempt >= 10 || !/accurate CPU usage/.test((error as Error).message)) throw error;
     }
   }
   expect(await refusal(path)).toMatch(/^in\.qcow2: is encrypted \(LUKS\) and drivekit does not decrypt; write a plain copy first: qemu-img convert .*encrypt\.key-secret=key -O qcow2 plain\.qcow2$/);
