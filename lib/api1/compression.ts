@@ -110,6 +110,11 @@ export class CompressionPlan {
     return this.current;
   }
 
+  /** The shortest request seen so far, in ms (Infinity before any): the link's fixed cost per request. */
+  get latency(): number {
+    return this.latencyMs;
+  }
+
   /** Encode one non-zero chunk for the wire. */
   async encode(raw: Uint8Array): Promise<Encoded> {
     const level = this.current;

@@ -26,6 +26,16 @@ export const DEFAULT_UPLOAD_CONCURRENCY = 8;
 /** Writes in flight once `--compress auto` has chosen gzip (a slow link). */
 const GZIP_LANES = 4;
 
+/**
+ * Writes in flight for a decoded image (qcow2, gzip, zstd) over a near link: reading the image is
+ * the work there, and 8 writes in flight only hold more chunks. 1 GiB compressed qcow2 on loopback
+ * (bench/RESULTS-formats.md): 4 lanes 2.82-2.97 s and 124-131 MiB peak, 8 lanes 2.84-3.05 s and
+ * 161-166 MiB; plain qcow2 0.90 s and 90 MiB against 0.92-1.29 s and 122 MiB.
+ */
+const DECODED_LANES = 4;
+/** Below this many ms per request, 4 writes of 4 MiB outrun any decoder (840 MB/s at 10 ms). */
+const NEAR_LINK_MS = 20;
+
 /** Chunks of the image, as indices on the chunk grid, and the byte range each covers. */
 function* chunkIndices(first: number, count: number): Generator<number> {
   for (let index = first; index < count; index++) yield index;
@@ -217,9 +227,16 @@ async function upload(ctx: Context, client: HttpClient, request: UploadRequest, 
     concurrency,
     // Once auto settles on gzip the link is the bottleneck: fewer writes in flight move as much and
     // hold fewer raw and compressed chunks (bench/RESULTS.md: 4 lanes, same speed, ~100 MiB on 10 MB/s).
-    lanes: request.concurrency === undefined && request.compress === "auto"
-      ? () => (plan.level === 0 ? concurrency : Math.min(concurrency, GZIP_LANES))
-      : undefined,
+    // A decoded image on a near link: the decoder is the bottleneck, the same holds.
+    lanes:
+      request.concurrency === undefined
+        ? () => {
+            let wanted = concurrency;
+            if (request.compress === "auto" && plan.level !== 0) wanted = Math.min(wanted, GZIP_LANES);
+            if (image.format !== "raw" && plan.latency < NEAR_LINK_MS) wanted = Math.min(wanted, DECODED_LANES);
+            return wanted;
+          }
+        : undefined,
     quiet: request.quiet,
     async prepare(signal) {
       // the probe reads ahead of the chunks, which a decoded image cannot go back for: it sends

@@ -399,3 +399,41 @@ describe("a resumed gzip upload: the rerun decodes from the start, sends only wh
     expectDriveHoldsImage(again.stdout.trim());
   });
 });
+
+describe("API 1.0 writes in flight for a decoded image", () => {
+  /** The most writes the server held at once: each write is held 30 ms, so the client's lanes overlap there. */
+  async function peakWrites(server: DriveStub, argv: string[]): Promise<number> {
+    let active = 0;
+    let peak = 0;
+    server.handlers.unshift(async (request, path) => {
+      if (request.method !== "POST" || !/\/write\//.test(path)) return undefined;
+      active++;
+      peak = Math.max(peak, active);
+      await Bun.sleep(30);
+      active--;
+      return undefined;
+    });
+    try {
+      const result = await run(upload, [...argv, "-c", "64k", "--compress", "never"], { env: server.env, cwd: dir });
+      expect(result.status).toBe(0);
+      expect(sha(server.readDrive(result.stdout.trim(), 0, SIZE))).toBe(IMAGE_SHA);
+    } finally {
+      server.handlers.shift();
+    }
+    return peak;
+  }
+
+  test("a near link (requests under 20 ms): 4, the decoder is the bottleneck; a raw image keeps 8", async () => {
+    expect(await peakWrites(stub, [ENCODED["disk.img.gz"]!])).toBe(4);
+    expect(await peakWrites(stub, [ENCODED["disk.raw"]!])).toBe(8);
+  });
+
+  test("a far link (25 ms per request): all 8, to hide the latency", async () => {
+    const far = await startStub({ latencyMs: 25 });
+    try {
+      expect(await peakWrites(far, [ENCODED["compressed.qcow2"]!])).toBe(8);
+    } finally {
+      await far.stop();
+    }
+  });
+});
