@@ -2,11 +2,13 @@
 // `bun run demo`: the main job end to end on the built-in emulator, no cloud account needed.
 // Makes a 64 MiB sample image (text, random data, zero runs), uploads it with scripts/upload.ts,
 // downloads it with scripts/download.ts, and checks both files hash the same: over API 1.0 (parallel
-// chunks), then API 2.0 (one direct transfer). Real processes, as an operator would run them; the
-// work folder is removed at the end.
+// chunks), then API 2.0 (chunks through one-time links up, one GET down); then the image as users
+// keep it: its .gz uploaded as it is, the drive downloaded to .zst, decoded and hashed. Real
+// processes, as an operator would run them; the work folder is removed at the end.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { zstdDecompressSync } from "node:zlib";
 import { startStub } from "./server.ts";
 import { installApi2 } from "./api2.ts";
 
@@ -60,7 +62,16 @@ try {
     console.error(`\nsha256 image ${image1}\nsha256 copy  ${hash}`);
     if (hash !== image1) throw new Error(`the copy downloaded over API ${api} differs from the image`);
   }
-  console.error("\ndemo: done: the image went up and came back byte for byte over both APIs");
+  console.error("\n== a compressed image up, a compressed backup down (API 2.0) ==");
+  const gzipped = join(work, "disk.img.gz");
+  await Bun.write(gzipped, Bun.gzipSync(await Bun.file(image).bytes(), { level: 1 }));
+  const drive = await step("upload", [`${ROOT}scripts/upload.ts`, gzipped, "-n", "demo disk (gz)", "--size", String(64 * MiB)], api2.env, work);
+  const backup = await step("download", [`${ROOT}scripts/download.ts`, drive, "backup.img.zst"], api2.env, work);
+  const decoded = zstdDecompressSync(await Bun.file(resolve(work, backup)).bytes());
+  const hash = new Bun.CryptoHasher("sha256").update(decoded).digest("hex");
+  console.error(`\nsha256 image            ${image1}\nsha256 backup, decoded ${hash}`);
+  if (hash !== image1) throw new Error("the .zst backup of the drive made from the .gz does not decode to the image");
+  console.error("\ndemo: done: the image went up and came back byte for byte over both APIs, and as .gz up, .zst down");
 } catch (error) {
   failed = true;
   console.error(`demo: error: ${(error as Error).message}`);
