@@ -14,7 +14,7 @@ import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import { journalPath } from "../../lib/chunks/journal.ts";
 import { CompressedJournal } from "../../lib/formats/compressed-journal.ts";
-import { decodeFile, IMAGE_SIZE, sha256, toolCheck, writeHoleyImage } from "../formats/compressed-files.ts";
+import { decodeFile, expectBackupOfImage, IMAGE_SIZE, sha256, toolCheck, writeHoleyImage } from "../formats/compressed-files.ts";
 import { withPolicy } from "../faults/support.ts";
 
 /** A run that does not retry within itself: what a cut leaves for the rerun. */
@@ -69,11 +69,7 @@ for (const [format, name] of [["gzip", "backup.img.gz"], ["zstd", "backup.img.zs
     expect(result.stdout).toBe(`${path}\n`);
     expect(result.stderr).toContain(`% of the drive`);
     expect(readdirSync(dir)).toEqual([name]);
-    const decoded = decodeFile(format, path);
-    expect(decoded.length).toBe(IMAGE_SIZE);
-    expect(sha256(decoded)).toBe(imageHash);
-    const tool = await toolCheck(format, path);
-    if (tool) expect(tool).toEqual({ tested: 0, sha256: imageHash });
+    await expectBackupOfImage(format, path, imageHash);
   });
 }
 

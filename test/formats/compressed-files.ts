@@ -1,5 +1,6 @@
 // What the compressed download tests share: an image with data, written zeros and holes, and the
 // checks of a .gz / .zst output (decoded here and by the gzip / zstd tools, compared by sha256).
+import { expect } from "bun:test";
 import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import type { CompressedFormat } from "../../lib/formats/output-format.ts";
@@ -62,4 +63,13 @@ export async function toolCheck(format: CompressedFormat, path: string): Promise
   for await (const piece of decoded.stdout) hasher.update(piece);
   await decoded.exited;
   return { tested, sha256: hasher.digest("hex") };
+}
+
+/** A downloaded backup of the holey image: decoded here and by the format's tool, it is the image's exact bytes. */
+export async function expectBackupOfImage(format: CompressedFormat, path: string, imageHash: string): Promise<void> {
+  const decoded = decodeFile(format, path);
+  expect(decoded.length).toBe(IMAGE_SIZE);
+  expect(sha256(decoded)).toBe(imageHash);
+  const tool = await toolCheck(format, path);
+  if (tool) expect(tool).toEqual({ tested: 0, sha256: imageHash });
 }
