@@ -6,12 +6,12 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createZstdCompress, zstdCompressSync } from "node:zlib";
+import { zstdCompressSync } from "node:zlib";
 import { InputError, OperationError, UsageError } from "../../lib/errors.ts";
 import type { ImageSource } from "../../lib/chunks/image.ts";
 import { openInput, type InputOptions } from "../../lib/formats/open.ts";
 import { detectFormat } from "../../lib/formats/detect.ts";
-import { imageBytes, sameBytes } from "../images.ts";
+import { imageBytes, sameBytes, zstdWithoutSize } from "../images.ts";
 
 const SIZE = 3 * 1024 * 1024 + 777;
 const bytes = imageBytes(SIZE, 5, [[1 << 20, 2 << 20]]);
@@ -28,17 +28,6 @@ async function write(name: string, content: Uint8Array): Promise<string> {
   const path = join(dir, name);
   await Bun.write(path, content);
   return path;
-}
-
-/** zstd as a stream compressor writes it (the `zstd` CLI reading a pipe too): frames without a content size. */
-async function zstdWithoutSize(content: Uint8Array): Promise<Uint8Array> {
-  const compressor = createZstdCompress();
-  const parts: Buffer[] = [];
-  compressor.on("data", (part: Buffer) => parts.push(part));
-  const ended = new Promise((resolve) => compressor.on("end", resolve));
-  compressor.end(content);
-  await ended;
-  return Buffer.concat(parts);
 }
 
 const gzipMembers = (...parts: Uint8Array[]) => Buffer.concat(parts.map((part) => Bun.gzipSync(part as Uint8Array<ArrayBuffer>)));

@@ -8,12 +8,13 @@ import { readdirSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createZstdCompress, zstdCompressSync } from "node:zlib";
+import { zstdCompressSync } from "node:zlib";
 import upload from "../../scripts/upload.ts";
 import download from "../../scripts/download.ts";
 import { run } from "../helpers.ts";
 import { waitFor } from "../faults/support.ts";
-import { imageBytes } from "../images.ts";
+import { imageBytes, zstdWithoutSize } from "../images.ts";
+import { qemu } from "./qcow2-images.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 
@@ -29,21 +30,6 @@ let api2: Api2Stub;
 let dir: string;
 let images: string;
 let baseHandlers: DriveStub["handlers"];
-
-async function zstdWithoutSize(content: Uint8Array): Promise<Uint8Array> {
-  const compressor = createZstdCompress();
-  const parts: Buffer[] = [];
-  compressor.on("data", (part: Buffer) => parts.push(part));
-  const ended = new Promise((resolve) => compressor.on("end", resolve));
-  compressor.end(content);
-  await ended;
-  return Buffer.concat(parts);
-}
-
-function qemuImg(...args: string[]): void {
-  const result = Bun.spawnSync(["qemu-img", ...args], { stdout: "pipe", stderr: "pipe" });
-  if (result.exitCode !== 0) throw new Error(`qemu-img ${args.join(" ")} failed: ${result.stderr.toString()}`);
-}
 
 const gzipped = (data: Uint8Array) => Bun.gzipSync(data as Uint8Array<ArrayBuffer>);
 
@@ -65,16 +51,15 @@ beforeAll(async () => {
   await write("sized.zst", zstdCompressSync(bytes));
   await write("unsized.zst", await zstdWithoutSize(bytes));
   ENCODED["disk.qcow2"] = join(images, "disk.qcow2");
-  qemuImg("convert", "-f", "raw", "-O", "qcow2", ENCODED["disk.raw"]!, ENCODED["disk.qcow2"]!);
+  qemu("qemu-img", "convert", "-f", "raw", "-O", "qcow2", ENCODED["disk.raw"]!, ENCODED["disk.qcow2"]!);
   ENCODED["compressed.qcow2"] = join(images, "compressed.qcow2");
-  qemuImg("convert", "-c", "-f", "raw", "-O", "qcow2", ENCODED["disk.raw"]!, ENCODED["compressed.qcow2"]!);
+  qemu("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", ENCODED["disk.raw"]!, ENCODED["compressed.qcow2"]!);
   ENCODED["v2.qcow2"] = join(images, "v2.qcow2");
-  qemuImg("convert", "-f", "raw", "-O", "qcow2", "-o", "compat=0.10,cluster_size=4096", ENCODED["disk.raw"]!, ENCODED["v2.qcow2"]!);
+  qemu("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "compat=0.10,cluster_size=4096", ENCODED["disk.raw"]!, ENCODED["v2.qcow2"]!);
   // v3 zero clusters over the image's zero run (the image's bytes stay the same)
   ENCODED["zeros.qcow2"] = join(images, "zeros.qcow2");
-  qemuImg("convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1,cluster_size=65536", ENCODED["disk.raw"]!, ENCODED["zeros.qcow2"]!);
-  const io = Bun.spawnSync(["qemu-io", "-f", "qcow2", "-c", `write -z ${4 * 64 * KiB} ${3 * 64 * KiB}`, ENCODED["zeros.qcow2"]!], { stdout: "pipe", stderr: "pipe" });
-  if (io.exitCode !== 0) throw new Error(`qemu-io failed: ${io.stderr.toString()}`);
+  qemu("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1,cluster_size=65536", ENCODED["disk.raw"]!, ENCODED["zeros.qcow2"]!);
+  qemu("qemu-io", "-f", "qcow2", "-c", `write -z ${4 * 64 * KiB} ${3 * 64 * KiB}`, ENCODED["zeros.qcow2"]!);
 });
 afterAll(async () => {
   api2.stop();
