@@ -17,7 +17,7 @@ import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { benchImage } from "./images.ts";
-import { median, ROOT, startEmulator, timed as timedUnder } from "./harness.ts";
+import { flushPageCache, median, ROOT, startEmulator, timed as timedUnder } from "./harness.ts";
 
 const WORK = join(ROOT, "bench/work/api2-download");
 const GiB = 2 ** 30;
@@ -37,17 +37,6 @@ interface Measure {
   allocated: number;
 }
 
-let dropped = true;
-/** Write back dirty pages and empty the page cache, so each timing starts from the same state. */
-function flush(): void {
-  spawnSync("sync");
-  if (!dropped) return;
-  try {
-    writeFileSync("/proc/sys/vm/drop_caches", "1\n");
-  } catch {
-    dropped = false;
-  }
-}
 
 
 function randomImage(): string {
@@ -98,7 +87,7 @@ try {
     const results = { curl: [] as Measure[], drivekit: [] as Measure[] };
     const once = async (client: "curl" | "drivekit") => {
       rmSync(out, { force: true });
-      flush();
+      flushPageCache();
       const argv =
         client === "curl"
           ? ["curl", "-sS", "-f", "-K", curlConfig, "-L", "-o", out, `${env.CSURI}drives/${drive}/download/`]
@@ -123,7 +112,7 @@ try {
         `${results.curl.map((m) => m.seconds.toFixed(2)).join(" ")} | ${results.drivekit.map((m) => m.seconds.toFixed(2)).join(" ")} |`,
     );
   }
-  log(`bun ${Bun.version}, ${curlVersion}, ${runs} runs each, order alternating, sync${dropped ? " and drop_caches" : " only (drop_caches not permitted)"} before each timing`);
+  log(`bun ${Bun.version}, ${curlVersion}, ${runs} runs each, order alternating, ${flushPageCache()} before each timing`);
   log("");
   log("| image | image allocated MiB | curl s (median) | drivekit s (median) | speed drivekit/curl | curl allocated MiB | drivekit allocated MiB | curl peak RSS MiB | drivekit peak RSS MiB | runs curl (s) | runs drivekit (s) |");
   log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");

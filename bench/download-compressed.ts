@@ -11,12 +11,12 @@
 // peak RSS; runs alternate which side goes first; every .zst is decoded and compared with the image
 // outside the timing. Every run is printed, then one Markdown row per API with the medians.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseSize } from "../lib/size.ts";
 import { benchImage } from "./images.ts";
-import { median, ROOT, startEmulator, timed as timedUnder, type Timed } from "./harness.ts";
+import { flushPageCache, median, ROOT, startEmulator, timed as timedUnder, type Timed } from "./harness.ts";
 
 const WORK = join(ROOT, "bench/work/download-compressed");
 
@@ -32,17 +32,6 @@ const size = parseSize(sizeLabel, "--size");
 const runs = Math.max(1, Number(values.runs));
 const apis = (values.apis as string).split(",").filter((api) => api === "1" || api === "2");
 
-let dropped = true;
-/** Write back dirty pages and empty the page cache when permitted, so each timing starts alike. */
-function flush(): void {
-  spawnSync("sync");
-  if (!dropped) return;
-  try {
-    writeFileSync("/proc/sys/vm/drop_caches", "1\n");
-  } catch {
-    dropped = false;
-  }
-}
 
 function sameAsImage(zst: string, image: string): boolean {
   return spawnSync("sh", ["-c", 'zstd -dc -- "$0" | cmp -s - "$1"', zst, image]).status === 0;
@@ -68,13 +57,13 @@ try {
   const drive = upload.stdout.trim();
   const zstdVersion = spawnSync("zstd", ["--version"]).stdout.toString().replace(/\*/g, "").trim();
   console.log(`bun ${Bun.version}, ${zstdVersion}; ${sizeLabel} ext4 image (${mib(statSync(image).blocks * 512)} MiB allocated), ${runs} runs, loopback`);
-  console.log(`sync${dropped ? " and drop_caches" : " only (drop_caches not permitted)"} before each timing`);
+  console.log(`${flushPageCache()} before each timing`);
   const rows: string[] = [];
   for (const api of apis) {
     const results = { ours: [] as Timed[], raw: [] as Timed[], zstd: [] as Timed[], zstdT0: [] as Timed[], ourSize: 0, theirSize: 0 };
     const oursOnce = async () => {
       rmSync(ours, { force: true });
-      flush();
+      flushPageCache();
       results.ours.push(await timed(["bun", script("download"), drive, ours, "--api", api, "--quiet"], env));
       if (!sameAsImage(ours, image)) throw new Error(`API ${api}: ${ours} does not decode to ${image}`);
       results.ourSize = statSync(ours).size;
@@ -83,14 +72,14 @@ try {
     const theirsOnce = async () => {
       rmSync(raw, { force: true });
       rmSync(`${raw}.zst`, { force: true });
-      flush();
+      flushPageCache();
       results.raw.push(await timed(["bun", script("download"), drive, raw, "--api", api, "--quiet"], env));
-      flush();
+      flushPageCache();
       results.zstd.push(await timed(["zstd", "-q", raw]));
       results.theirSize = statSync(`${raw}.zst`).size;
       if (!sameAsImage(`${raw}.zst`, image)) throw new Error(`API ${api}: ${raw}.zst does not decode to ${image}`);
       rmSync(`${raw}.zst`);
-      flush();
+      flushPageCache();
       results.zstdT0.push(await timed(["zstd", "-q", "-T0", raw]));
       rmSync(`${raw}.zst`);
       rmSync(raw);

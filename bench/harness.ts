@@ -1,6 +1,8 @@
 // What the benchmarks share: the median, a client timed under /usr/bin/time (wall time and peak
 // RSS), and the emulator started as a process of its own, so its CPU and memory are not counted
 // as the client's.
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export const ROOT = join(import.meta.dir, "..");
@@ -77,4 +79,21 @@ export async function startEmulator(options: string[], { log = false, env = {} }
       return child.exited;
     },
   };
+}
+
+let dropCaches = true;
+/**
+ * Write back dirty pages and, when permitted (root), empty the page cache, so each timing starts
+ * alike; returns what it did, for the results' header.
+ */
+export function flushPageCache(): string {
+  spawnSync("sync");
+  if (dropCaches) {
+    try {
+      writeFileSync("/proc/sys/vm/drop_caches", "1\n");
+    } catch {
+      dropCaches = false;
+    }
+  }
+  return dropCaches ? "sync and drop_caches" : "sync only (drop_caches not permitted)";
 }
