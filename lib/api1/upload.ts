@@ -69,7 +69,6 @@ export async function uploadChunked(ctx: Context, connection: Connection, reques
   const client = connection.client;
   const image = await openUploadInput(ctx, request);
   try {
-    if (request.verify && !image.reopen) throw new UsageError("--verify needs an image it can read again: stdin (-) is read once");
     const lock = RunLock.acquire(uploadJournal(ctx, image, request), `the upload of ${request.file}`);
     try {
       return await upload(ctx, client, request, image);

@@ -51,9 +51,9 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
   if (request.offset) throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 upload sends the whole image in one request");
   const image = await openUploadInput(ctx, request);
   const size = image.size;
-  if (size === 0 || (request.verify && !image.reopen)) {
+  if (size === 0) {
     await image.close();
-    throw new UsageError(size === 0 ? `${request.file} is empty: nothing to upload` : "--verify needs an image it can read again: stdin (-) is read once");
+    throw new UsageError(`${request.file} is empty: nothing to upload`);
   }
   // the file name after upload/ is ignored by the server but shows in its logs; curl sends it too
   const url = client.url(`drives/upload/${encodeURIComponent(request.name)}`);

@@ -110,7 +110,6 @@ export async function uploadChunked2(ctx: Context, connection: Connection, reque
   if (request.offset) throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 upload resumes by chunks (rerun the command, or -d DRIVE)");
   const image = await openUploadInput(ctx, request);
   try {
-    if (request.verify && !image.reopen) throw new UsageError("--verify needs an image it can read again: stdin (-) is read once");
     if (image.size === 0) throw new UsageError(`${request.file} is empty (0 bytes): there is nothing to upload`);
     // two runs of one upload must not share its journal
     const lock = RunLock.acquire(uploadJournal(ctx, image, request), `the upload of ${request.file}`);

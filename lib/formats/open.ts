@@ -148,10 +148,15 @@ export async function openInput(file: string, shown: string, options: InputOptio
   return openCompressed(file, shown, format, mtimeMs, options);
 }
 
-/** The image of an upload request: FILE from the command's folder, or stdin for "-". */
-export function openUploadInput(ctx: Context, request: UploadRequest): Promise<ImageSource> {
+/** The image of an upload request: FILE from the command's folder, or stdin for "-"; --verify refused where it cannot be read again. */
+export async function openUploadInput(ctx: Context, request: UploadRequest): Promise<ImageSource> {
   const path = request.file === "-" ? "-" : resolve(ctx.cwd, request.file);
-  return openInput(path, request.file, { format: request.format, size: request.size, stdin: request.stdin, log: ctx.log });
+  const image = await openInput(path, request.file, { format: request.format, size: request.size, stdin: request.stdin, log: ctx.log });
+  if (request.verify && !image.reopen) {
+    await image.close();
+    throw new UsageError("--verify needs an image it can read again: stdin (-) is read once");
+  }
+  return image;
 }
 
 /** An image's part in a resume journal's name: its path, with its format when decoded; stdin: "-" and its size. */
