@@ -18,7 +18,7 @@ const command = defineCommand({
     description:
       "Download a whole drive to FILE (API 1.0 default: the drive UUID; API 2.0: the server's name). " +
       "Raw: the drive's bytes, its zero blocks left as holes. FILE.gz / FILE.zst: compressed as it arrives, no raw copy on disk. " +
-      "Written to FILE.part, renamed to FILE when complete; a rerun of a stopped download resumes " +
+      "Written to FILE.part, renamed to FILE when complete; passing failures are retried within the run, and a rerun of a stopped download resumes " +
       "(raw: from the chunks or bytes FILE.part holds; gz/zst: from the last whole piece recorded, about once a second)",
   },
   args: {
