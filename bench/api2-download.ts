@@ -37,8 +37,6 @@ interface Measure {
   allocated: number;
 }
 
-
-
 function randomImage(): string {
   const path = join(WORK, "random-1G.raw");
   try {
@@ -46,17 +44,19 @@ function randomImage(): string {
   } catch {
     // not made yet
   }
-  const result = spawnSync("sh", ["-c", `head -c ${GiB} /dev/urandom > "$0.tmp" && mv "$0.tmp" "$0"`, path], { stdio: "inherit" });
+  const result = spawnSync("sh", ["-c", `head -c ${GiB} /dev/urandom > "$0.tmp" && mv "$0.tmp" "$0"`, path], {
+    stdio: "inherit",
+  });
   if (result.status !== 0) throw new Error("could not make the random image");
   return path;
 }
-
 
 const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
 
 mkdirSync(WORK, { recursive: true });
 const stub = await startEmulator(["--quiet"]);
-const timed = (argv: string[], env: Record<string, string> = {}) => timedUnder(argv, { cwd: WORK, env, timeFile: join(WORK, "time.txt") });
+const timed = (argv: string[], env: Record<string, string> = {}) =>
+  timedUnder(argv, { cwd: WORK, env, timeFile: join(WORK, "time.txt") });
 const auth = stub.env.CSAUTH!;
 const curlConfig = join(WORK, "curl.conf");
 // curl reads the credentials from a config file, not argv (no secret in `ps`)
@@ -81,7 +81,19 @@ try {
   for (const image of images) {
     const size = statSync(image.path).size;
     const own = statSync(image.path).blocks * 512;
-    const upload = spawnSync("curl", ["-sS", "-f", "-K", curlConfig, "-X", "POST", "-H", "Content-Type: application/octet-stream", "-T", image.path, `${env.CSURI}drives/upload/`]);
+    const upload = spawnSync("curl", [
+      "-sS",
+      "-f",
+      "-K",
+      curlConfig,
+      "-X",
+      "POST",
+      "-H",
+      "Content-Type: application/octet-stream",
+      "-T",
+      image.path,
+      `${env.CSURI}drives/upload/`,
+    ]);
     const drive = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/.exec(upload.stdout.toString())?.[0];
     if (!drive) throw new Error(`upload of ${image.path} failed: ${upload.stderr.toString()}`);
     const results = { curl: [] as Measure[], drivekit: [] as Measure[] };
@@ -94,14 +106,17 @@ try {
           : ["bun", join(ROOT, "scripts/download.ts"), drive, out, "--quiet"];
       const measure = await timed(argv, client === "drivekit" ? env : {});
       const same = spawnSync("cmp", ["-s", image.path, out]).status === 0;
-      if (!same || statSync(out).size !== size) throw new Error(`${client}: the downloaded file differs from ${image.path}`);
+      if (!same || statSync(out).size !== size)
+        throw new Error(`${client}: the downloaded file differs from ${image.path}`);
       results[client].push({ ...measure, allocated: statSync(out).blocks * 512 });
       rmSync(out);
     };
     for (let run = 0; run < runs; run++) {
       const order = run % 2 === 0 ? (["curl", "drivekit"] as const) : (["drivekit", "curl"] as const);
       for (const client of order) await once(client);
-      console.error(`${image.label} run ${run + 1}: curl ${results.curl.at(-1)!.seconds.toFixed(2)} s, drivekit ${results.drivekit.at(-1)!.seconds.toFixed(2)} s`);
+      console.error(
+        `${image.label} run ${run + 1}: curl ${results.curl.at(-1)!.seconds.toFixed(2)} s, drivekit ${results.drivekit.at(-1)!.seconds.toFixed(2)} s`,
+      );
     }
     const curlMedian = median(results.curl.map((m) => m.seconds));
     const ourMedian = median(results.drivekit.map((m) => m.seconds));
@@ -112,9 +127,13 @@ try {
         `${results.curl.map((m) => m.seconds.toFixed(2)).join(" ")} | ${results.drivekit.map((m) => m.seconds.toFixed(2)).join(" ")} |`,
     );
   }
-  log(`bun ${Bun.version}, ${curlVersion}, ${runs} runs each, order alternating, ${flushPageCache()} before each timing`);
+  log(
+    `bun ${Bun.version}, ${curlVersion}, ${runs} runs each, order alternating, ${flushPageCache()} before each timing`,
+  );
   log("");
-  log("| image | image allocated MiB | curl s (median) | drivekit s (median) | speed drivekit/curl | curl allocated MiB | drivekit allocated MiB | curl peak RSS MiB | drivekit peak RSS MiB | runs curl (s) | runs drivekit (s) |");
+  log(
+    "| image | image allocated MiB | curl s (median) | drivekit s (median) | speed drivekit/curl | curl allocated MiB | drivekit allocated MiB | curl peak RSS MiB | drivekit peak RSS MiB | runs curl (s) | runs drivekit (s) |",
+  );
   log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const row of rows) log(row);
 } finally {

@@ -49,20 +49,20 @@ async function randomImage(bytes: number): Promise<string> {
   } catch {
     // made below
   }
-  const child = Bun.spawn(["sh", "-c", `head -c ${bytes} /dev/urandom > '${path}'`], { stdio: ["ignore", "inherit", "inherit"] });
+  const child = Bun.spawn(["sh", "-c", `head -c ${bytes} /dev/urandom > '${path}'`], {
+    stdio: ["ignore", "inherit", "inherit"],
+  });
   if ((await child.exited) !== 0) throw new Error("cannot make the random image");
   return path;
 }
 
 const image = values.image === "random" ? await randomImage(size) : benchImage(values.size as string, size);
 
-
 interface Measure {
   seconds: number;
   rssMiB: number;
   uuid: string;
 }
-
 
 const command: Record<string, string[]> = {
   drivekit: ["bun", join(ROOT, "scripts/upload.ts"), "--api", "2", "--quiet", ...extra, image],
@@ -92,7 +92,9 @@ async function timed(argv: string[], env: Record<string, string>): Promise<Measu
   return { seconds, rssMiB: rssKiB / 1024, uuid: stdout.trim() };
 }
 const mb = size / 1e6;
-console.log(`# ${scenario}: ${values.image} ${values.size} (${image}), emulator ${emulatorOptions.join(" ") || "(no limits)"}, drivekit args '${extra.join(" ")}'`);
+console.log(
+  `# ${scenario}: ${values.image} ${values.size} (${image}), emulator ${emulatorOptions.join(" ") || "(no limits)"}, drivekit args '${extra.join(" ")}'`,
+);
 
 try {
   if (scenario === "resume") {
@@ -100,7 +102,12 @@ try {
     const total = Math.max(1, Math.floor(size / chunk));
     for (let run = 1; run <= runs; run++) {
       emulator.clearLog();
-      const child = Bun.spawn(command.drivekit as string[], { cwd: WORK, env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1", ...emulator.env }, stdout: "pipe", stderr: "pipe" });
+      const child = Bun.spawn(command.drivekit as string[], {
+        cwd: WORK,
+        env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1", ...emulator.env },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       for (let i = 0; i < 60_000 && emulator.chunkPosts() < total / 2; i++) await Bun.sleep(5);
       child.kill("SIGINT");
       const [stderr, status] = await Promise.all([new Response(child.stderr).text(), child.exited]);
@@ -109,7 +116,9 @@ try {
       const again = await timed(command.drivekit as string[], emulator.env);
       const second = emulator.chunkPosts();
       const line = stderr.trim().split("\n").pop();
-      console.log(`| resume ${run} | interrupted (exit ${status}) after ${first} chunk POSTs of ${total}; rerun ${again.seconds.toFixed(2)} s, ${second} chunk POSTs | ${((first + second) / total).toFixed(3)}x the image's chunks | ${line} |`);
+      console.log(
+        `| resume ${run} | interrupted (exit ${status}) after ${first} chunk POSTs of ${total}; rerun ${again.seconds.toFixed(2)} s, ${second} chunk POSTs | ${((first + second) / total).toFixed(3)}x the image's chunks | ${line} |`,
+      );
       await emulator.destroy(again.uuid);
     }
   } else {
@@ -120,16 +129,21 @@ try {
       for (const client of order) {
         const measure = await timed(command[client] as string[], emulator.env);
         (results[client] ??= []).push(measure);
-        console.log(`| ${client} | run ${run} | ${measure.seconds.toFixed(2)} s | ${(mb / measure.seconds).toFixed(1)} MB/s | ${measure.rssMiB.toFixed(0)} MiB |`);
+        console.log(
+          `| ${client} | run ${run} | ${measure.seconds.toFixed(2)} s | ${(mb / measure.seconds).toFixed(1)} MB/s | ${measure.rssMiB.toFixed(0)} MiB |`,
+        );
         await emulator.destroy(measure.uuid);
       }
     }
     for (const client of clients) {
       const list = results[client] ?? [];
       const seconds = median(list.map((m) => m.seconds));
-      console.log(`| ${client} | median of ${list.length} | ${seconds.toFixed(2)} s | ${(mb / seconds).toFixed(1)} MB/s | peak ${Math.max(...list.map((m) => m.rssMiB)).toFixed(0)} MiB |`);
+      console.log(
+        `| ${client} | median of ${list.length} | ${seconds.toFixed(2)} s | ${(mb / seconds).toFixed(1)} MB/s | peak ${Math.max(...list.map((m) => m.rssMiB)).toFixed(0)} MiB |`,
+      );
     }
-    if (scenario === "bandwidth") console.log(`link limit: ${(size / 10_000_000).toFixed(2)} s for ${mb.toFixed(0)} MB at 10 MB/s`);
+    if (scenario === "bandwidth")
+      console.log(`link limit: ${(size / 10_000_000).toFixed(2)} s for ${mb.toFixed(0)} MB at 10 MB/s`);
   }
 } finally {
   await emulator.stop();

@@ -32,7 +32,6 @@ const runs = Math.max(1, Number(values.runs));
 const data = values.data as "random" | "sparse";
 if (data !== "random" && data !== "sparse") throw new Error("--data must be random or sparse");
 
-
 async function makeImage(size: number): Promise<string> {
   const path = join(WORK, `image-${data}-${size}.raw`);
   try {
@@ -58,7 +57,6 @@ async function makeImage(size: number): Promise<string> {
   return path;
 }
 
-
 const mbps = (size: number, seconds: number) => size / 1e6 / seconds;
 const mib = (kib: number) => (kib / 1024).toFixed(1);
 
@@ -66,8 +64,12 @@ mkdirSync(WORK, { recursive: true });
 const store = values.store ? String(values.store) : undefined;
 if (store) mkdirSync(store, { recursive: true });
 const stub = await startEmulator(["--quiet"], { env: store ? { TMPDIR: store } : {} });
-const timed = (argv: string[], env: Record<string, string> = {}) => timedUnder(argv, { cwd: ROOT, env, timeFile: join(WORK, "time.txt") });
-const [user, secret] = [stub.env.CSAUTH!.slice(0, stub.env.CSAUTH!.indexOf(":")), stub.env.CSAUTH!.slice(stub.env.CSAUTH!.indexOf(":") + 1)];
+const timed = (argv: string[], env: Record<string, string> = {}) =>
+  timedUnder(argv, { cwd: ROOT, env, timeFile: join(WORK, "time.txt") });
+const [user, secret] = [
+  stub.env.CSAUTH!.slice(0, stub.env.CSAUTH!.indexOf(":")),
+  stub.env.CSAUTH!.slice(stub.env.CSAUTH!.indexOf(":") + 1),
+];
 // curl reads the credentials from a config file, not argv (no secret in `ps`)
 const curlConfig = join(WORK, "curl.conf");
 writeFileSync(curlConfig, `user = "${user}:${secret}"\n`, { mode: 0o600 });
@@ -91,9 +93,13 @@ const log = (line: string) => {
 };
 
 try {
-  log(`bun ${Bun.version}, ${(await Bun.$`curl --version`.text()).split("\n")[0]?.split(" (")[0]}, ${data} data, ${runs} runs, median; drives and downloads in ${store ?? WORK}`);
+  log(
+    `bun ${Bun.version}, ${(await Bun.$`curl --version`.text()).split("\n")[0]?.split(" (")[0]}, ${data} data, ${runs} runs, median; drives and downloads in ${store ?? WORK}`,
+  );
   log("");
-  log("| image | direction | curl MB/s | drivekit MB/s | ratio drivekit/curl | drivekit peak RSS MiB | curl peak RSS MiB | runs drivekit (s) | runs curl (s) |");
+  log(
+    "| image | direction | curl MB/s | drivekit MB/s | ratio drivekit/curl | drivekit peak RSS MiB | curl peak RSS MiB | runs drivekit (s) | runs curl (s) |",
+  );
   log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const size of sizes) {
     const file = await makeImage(size);
@@ -101,7 +107,20 @@ try {
     const up = { curl: [] as Timed[], drivekit: [] as Timed[] };
     const down = { curl: [] as Timed[], drivekit: [] as Timed[] };
     const curlUpload = async () => {
-      const result = await timed(["curl", "-sS", "-f", "-K", curlConfig, "-X", "POST", "-H", "Content-Type: application/octet-stream", "-T", file, `${env.CSURI}drives/upload/`]);
+      const result = await timed([
+        "curl",
+        "-sS",
+        "-f",
+        "-K",
+        curlConfig,
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "-T",
+        file,
+        `${env.CSURI}drives/upload/`,
+      ]);
       up.curl.push(result);
       return uuidOf(result.stdout);
     };
@@ -115,10 +134,29 @@ try {
       for (const step of order) await destroy(await step());
     }
     // one drive to download, uploaded by curl so both clients read the same server-side bytes
-    const drive = uuidOf((await timed(["curl", "-sS", "-f", "-K", curlConfig, "-X", "POST", "-H", "Content-Type: application/octet-stream", "-T", file, `${env.CSURI}drives/upload/`])).stdout);
+    const drive = uuidOf(
+      (
+        await timed([
+          "curl",
+          "-sS",
+          "-f",
+          "-K",
+          curlConfig,
+          "-X",
+          "POST",
+          "-H",
+          "Content-Type: application/octet-stream",
+          "-T",
+          file,
+          `${env.CSURI}drives/upload/`,
+        ])
+      ).stdout,
+    );
     const out = join(store ?? WORK, "download.raw");
     const curlDownload = async () => {
-      down.curl.push(await timed(["curl", "-sS", "-f", "-K", curlConfig, "-L", "-o", out, `${env.CSURI}drives/${drive}/download/`]));
+      down.curl.push(
+        await timed(["curl", "-sS", "-f", "-K", curlConfig, "-L", "-o", out, `${env.CSURI}drives/${drive}/download/`]),
+      );
       if (statSync(out).size !== size) throw new Error("curl download has the wrong size");
       rmSync(out);
     };
@@ -132,7 +170,10 @@ try {
       for (const step of order) await step();
     }
     await destroy(drive);
-    for (const [direction, set] of [["upload", up], ["download", down]] as const) {
+    for (const [direction, set] of [
+      ["upload", up],
+      ["download", down],
+    ] as const) {
       const curlRate = mbps(size, median(set.curl.map((m) => m.seconds)));
       const ourRate = mbps(size, median(set.drivekit.map((m) => m.seconds)));
       log(

@@ -32,7 +32,6 @@ const size = parseSize(sizeLabel, "--size");
 const runs = Math.max(1, Number(values.runs));
 const apis = (values.apis as string).split(",").filter((api) => api === "1" || api === "2");
 
-
 function sameAsImage(zst: string, image: string): boolean {
   return spawnSync("sh", ["-c", 'zstd -dc -- "$0" | cmp -s - "$1"', zst, image]).status === 0;
 }
@@ -40,7 +39,8 @@ function sameAsImage(zst: string, image: string): boolean {
 const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
 const seconds = (values: number[]) => median(values).toFixed(2);
 
-if (spawnSync("sh", ["-c", "command -v zstd"]).status !== 0) throw new Error("zstd is not installed (Debian: apt-get install -y zstd)");
+if (spawnSync("sh", ["-c", "command -v zstd"]).status !== 0)
+  throw new Error("zstd is not installed (Debian: apt-get install -y zstd)");
 mkdirSync(WORK, { recursive: true });
 const image = benchImage(sizeLabel, size);
 const emulator = await startEmulator(["--quiet"]);
@@ -56,11 +56,20 @@ try {
   const upload = await timed(["bun", script("upload"), image, "--api", "1", "--quiet"], env);
   const drive = upload.stdout.trim();
   const zstdVersion = spawnSync("zstd", ["--version"]).stdout.toString().replace(/\*/g, "").trim();
-  console.log(`bun ${Bun.version}, ${zstdVersion}; ${sizeLabel} ext4 image (${mib(statSync(image).blocks * 512)} MiB allocated), ${runs} runs, loopback`);
+  console.log(
+    `bun ${Bun.version}, ${zstdVersion}; ${sizeLabel} ext4 image (${mib(statSync(image).blocks * 512)} MiB allocated), ${runs} runs, loopback`,
+  );
   console.log(`${flushPageCache()} before each timing`);
   const rows: string[] = [];
   for (const api of apis) {
-    const results = { ours: [] as Timed[], raw: [] as Timed[], zstd: [] as Timed[], zstdT0: [] as Timed[], ourSize: 0, theirSize: 0 };
+    const results = {
+      ours: [] as Timed[],
+      raw: [] as Timed[],
+      zstd: [] as Timed[],
+      zstdT0: [] as Timed[],
+      ourSize: 0,
+      theirSize: 0,
+    };
     const oursOnce = async () => {
       rmSync(ours, { force: true });
       flushPageCache();
@@ -87,7 +96,9 @@ try {
     for (let run = 0; run < runs; run++) {
       for (const side of run % 2 === 0 ? [oursOnce, theirsOnce] : [theirsOnce, oursOnce]) await side();
       const at = (list: Timed[]) => (list.at(-1) as Timed).seconds.toFixed(2);
-      console.log(`API ${api} run ${run + 1}: .zst download ${at(results.ours)} s; raw download ${at(results.raw)} s + zstd -q ${at(results.zstd)} s (-T0 ${at(results.zstdT0)} s)`);
+      console.log(
+        `API ${api} run ${run + 1}: .zst download ${at(results.ours)} s; raw download ${at(results.raw)} s + zstd -q ${at(results.zstd)} s (-T0 ${at(results.zstdT0)} s)`,
+      );
     }
     const oursMedian = median(results.ours.map((m) => m.seconds));
     const then = results.raw.map((m, i) => m.seconds + (results.zstd[i] as Timed).seconds);

@@ -61,7 +61,11 @@ async function built(path: string, make: (temporary: string) => Promise<void> | 
 }
 
 async function compressWithRuntime(source: string, target: string, format: "gzip" | "zstd"): Promise<void> {
-  await pipeline(createReadStream(source, { highWaterMark: 1 << 20 }), format === "gzip" ? createGzip({ level: 6 }) : createZstdCompress(), createWriteStream(target));
+  await pipeline(
+    createReadStream(source, { highWaterMark: 1 << 20 }),
+    format === "gzip" ? createGzip({ level: 6 }) : createZstdCompress(),
+    createWriteStream(target),
+  );
 }
 
 const raw = benchImage(sizeLabel, size);
@@ -69,9 +73,15 @@ const stem = join(WORK, basename(raw, ".img"));
 const images = {
   raw,
   qcow2: await built(`${stem}.qcow2`, (out) => run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, out])),
-  "qcow2 -c": await built(`${stem}-c.qcow2`, (out) => run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", raw, out])),
-  gz: await built(`${stem}.img.gz`, (out) => (has("gzip") ? run(["sh", "-c", `gzip -6 -c '${raw}' > '${out}'`]) : compressWithRuntime(raw, out, "gzip"))),
-  zst: await built(`${stem}.img.zst`, (out) => (has("zstd") ? run(["zstd", "-q", "-3", "-f", raw, "-o", out]) : compressWithRuntime(raw, out, "zstd"))),
+  "qcow2 -c": await built(`${stem}-c.qcow2`, (out) =>
+    run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", raw, out]),
+  ),
+  gz: await built(`${stem}.img.gz`, (out) =>
+    has("gzip") ? run(["sh", "-c", `gzip -6 -c '${raw}' > '${out}'`]) : compressWithRuntime(raw, out, "gzip"),
+  ),
+  zst: await built(`${stem}.img.zst`, (out) =>
+    has("zstd") ? run(["zstd", "-q", "-3", "-f", raw, "-o", out]) : compressWithRuntime(raw, out, "zstd"),
+  ),
 };
 const CONVERTED = join(WORK, "converted.raw");
 
@@ -89,7 +99,13 @@ const CLIENTS: Record<string, string[]> = {
 
 /** What a user does without drivekit's qcow2 reader: a raw copy as large as the disk, then its upload. */
 function convertThenUpload(qcow2: string): string[] {
-  return ["sh", "-c", `qemu-img convert -f qcow2 -O raw '${qcow2}' '${CONVERTED}' && ${upload(CONVERTED).map((word) => `'${word}'`).join(" ")}`];
+  return [
+    "sh",
+    "-c",
+    `qemu-img convert -f qcow2 -O raw '${qcow2}' '${CONVERTED}' && ${upload(CONVERTED)
+      .map((word) => `'${word}'`)
+      .join(" ")}`,
+  ];
 }
 
 interface Measure {
@@ -106,7 +122,9 @@ async function destroy(emulator: Emulator, uuid: string): Promise<void> {
 
 /** Each client `runs` times against one emulator; rows as they come, then the medians. */
 async function scenario(name: string, emulatorOptions: string[], clients: string[]): Promise<Record<string, Measure>> {
-  console.log(`\n# ${name}: ext4 ${sizeLabel} (${raw}), API ${api}, emulator ${emulatorOptions.join(" ") || "(no limits)"}\n`);
+  console.log(
+    `\n# ${name}: ext4 ${sizeLabel} (${raw}), API ${api}, emulator ${emulatorOptions.join(" ") || "(no limits)"}\n`,
+  );
   console.log("| client | run | seconds | MB/s of the image | peak RSS |\n|---|---|---|---|---|");
   const emulator = await startEmulator(emulatorOptions);
   const results: Record<string, Measure[]> = {};
@@ -114,12 +132,18 @@ async function scenario(name: string, emulatorOptions: string[], clients: string
     for (let round = 1; round <= runs; round++) {
       const order = round % 2 ? clients : [...clients].reverse();
       for (const client of order) {
-        const { stdout, seconds, rssKiB } = await timedUnder(CLIENTS[client] as string[], { cwd: WORK, env: emulator.env, timeFile: join(WORK, "time.txt") });
+        const { stdout, seconds, rssKiB } = await timedUnder(CLIENTS[client] as string[], {
+          cwd: WORK,
+          env: emulator.env,
+          timeFile: join(WORK, "time.txt"),
+        });
         rmSync(CONVERTED, { force: true });
         // the next client must not pay for this one's dirty pages (the converted copy, the drive)
         spawnSync("sync");
         (results[client] ??= []).push({ seconds, rssMiB: rssKiB / 1024 });
-        console.log(`| ${client} | ${round} | ${seconds.toFixed(2)} | ${(mb / seconds).toFixed(1)} | ${(rssKiB / 1024).toFixed(0)} MiB |`);
+        console.log(
+          `| ${client} | ${round} | ${seconds.toFixed(2)} | ${(mb / seconds).toFixed(1)} | ${(rssKiB / 1024).toFixed(0)} MiB |`,
+        );
         await destroy(emulator, stdout.trim().split("\n").pop() as string);
       }
     }
@@ -130,7 +154,9 @@ async function scenario(name: string, emulatorOptions: string[], clients: string
   for (const client of clients) {
     const list = results[client] ?? [];
     medians[client] = { seconds: median(list.map((m) => m.seconds)), rssMiB: Math.max(...list.map((m) => m.rssMiB)) };
-    console.log(`| ${client} | median of ${list.length} | ${medians[client].seconds.toFixed(2)} | ${(mb / medians[client].seconds).toFixed(1)} | peak ${medians[client].rssMiB.toFixed(0)} MiB |`);
+    console.log(
+      `| ${client} | median of ${list.length} | ${medians[client].seconds.toFixed(2)} | ${(mb / medians[client].seconds).toFixed(1)} | peak ${medians[client].rssMiB.toFixed(0)} MiB |`,
+    );
   }
   return medians;
 }
@@ -140,20 +166,29 @@ const LINK = ["--bandwidth", "10000000"];
 
 if (scenarios.includes("loopback")) {
   const m = await scenario("loopback", [], ["qcow2", "qcow2 -c", "convert + raw", "convert -c + raw", "raw"]);
-  for (const [client, baseline] of [["qcow2", "convert + raw"], ["qcow2 -c", "convert -c + raw"]] as const) {
+  for (const [client, baseline] of [
+    ["qcow2", "convert + raw"],
+    ["qcow2 -c", "convert -c + raw"],
+  ] as const) {
     const speedup = (m[baseline] as Measure).seconds / (m[client] as Measure).seconds;
-    console.log(`\n${client}: ${speedup.toFixed(2)}x faster than ${baseline} upload (target >= 1.5x: ${verdict(speedup >= 1.5)}); peak RSS ${(m[client] as Measure).rssMiB.toFixed(0)} MiB (target < 128 MiB: ${verdict((m[client] as Measure).rssMiB < 128)})`);
+    console.log(
+      `\n${client}: ${speedup.toFixed(2)}x faster than ${baseline} upload (target >= 1.5x: ${verdict(speedup >= 1.5)}); peak RSS ${(m[client] as Measure).rssMiB.toFixed(0)} MiB (target < 128 MiB: ${verdict((m[client] as Measure).rssMiB < 128)})`,
+    );
   }
 }
 if (scenarios.includes("link")) {
   const m = await scenario("qcow2 over a 10 MB/s link", LINK, ["qcow2", "raw"]);
   const over = (m.qcow2 as Measure).seconds / (m.raw as Measure).seconds - 1;
-  console.log(`\nqcow2: ${(over * 100).toFixed(1)}% over the raw upload (target <= 5%: ${verdict(over <= 0.05)}); link limit ${(size / 1e7).toFixed(1)} s for the whole image`);
+  console.log(
+    `\nqcow2: ${(over * 100).toFixed(1)}% over the raw upload (target <= 5%: ${verdict(over <= 0.05)}); link limit ${(size / 1e7).toFixed(1)} s for the whole image`,
+  );
 }
 if (scenarios.includes("compressed")) {
   const m = await scenario(".gz and .zst over a 10 MB/s link", LINK, ["gz", "zst", "raw"]);
   for (const client of ["gz", "zst"]) {
     const ratio = (m[client] as Measure).seconds / (m.raw as Measure).seconds;
-    console.log(`\n.${client}: ${ratio.toFixed(2)}x the raw upload's time (target <= 1.2x: ${verdict(ratio <= 1.2)}); peak RSS ${(m[client] as Measure).rssMiB.toFixed(0)} MiB`);
+    console.log(
+      `\n.${client}: ${ratio.toFixed(2)}x the raw upload's time (target <= 1.2x: ${verdict(ratio <= 1.2)}); peak RSS ${(m[client] as Measure).rssMiB.toFixed(0)} MiB`,
+    );
   }
 }

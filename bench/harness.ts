@@ -21,7 +21,10 @@ export interface Timed {
 }
 
 /** Run `argv` under /usr/bin/time with a small environment plus `env`; its stdout, wall time and peak RSS. */
-export async function timed(argv: string[], options: { cwd: string; env?: Record<string, string>; timeFile: string }): Promise<Timed> {
+export async function timed(
+  argv: string[],
+  options: { cwd: string; env?: Record<string, string>; timeFile: string },
+): Promise<Timed> {
   const child = Bun.spawn(["/usr/bin/time", "-f", "%e %M", "-o", options.timeFile, ...argv], {
     cwd: options.cwd,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1", ...options.env },
@@ -29,9 +32,14 @@ export async function timed(argv: string[], options: { cwd: string; env?: Record
     stderr: "pipe",
   });
   const started = performance.now();
-  const [stdout, stderr, status] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  const [stdout, stderr, status] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
   const seconds = (performance.now() - started) / 1000;
-  if (status !== 0) throw new Error(`${argv.slice(0, 3).join(" ")} failed (${status}): ${stderr.trim().split("\n").pop()}`);
+  if (status !== 0)
+    throw new Error(`${argv.slice(0, 3).join(" ")} failed (${status}): ${stderr.trim().split("\n").pop()}`);
   const [, rss] = (await Bun.file(options.timeFile).text()).trim().split("\n").pop()!.split(" ");
   return { stdout, seconds, rssKiB: Number(rss) };
 }
@@ -46,7 +54,10 @@ export interface Emulator {
 }
 
 /** `bun run stub OPTIONS` as its own process, once it has printed the variables to export. */
-export async function startEmulator(options: string[], { log = false, env = {} }: { log?: boolean; env?: Record<string, string> } = {}): Promise<Emulator> {
+export async function startEmulator(
+  options: string[],
+  { log = false, env = {} }: { log?: boolean; env?: Record<string, string> } = {},
+): Promise<Emulator> {
   const child = Bun.spawn(["bun", join(ROOT, "emulator/main.ts"), ...options], {
     stdout: "pipe",
     stderr: log ? "pipe" : "ignore",
@@ -63,7 +74,8 @@ export async function startEmulator(options: string[], { log = false, env = {} }
     for (const match of text.matchAll(/^export (\w+)=(\S+)$/gm)) printed[match[1] as string] = match[2] as string;
   }
   reader.releaseLock();
-  if (!printed.CSAUTH || !printed.CSURI || !printed.EHURI || !printed.EHAUTH) throw new Error("the emulator printed no EHURI/EHAUTH/CSURI/CSAUTH");
+  if (!printed.CSAUTH || !printed.CSURI || !printed.EHURI || !printed.EHAUTH)
+    throw new Error("the emulator printed no EHURI/EHAUTH/CSURI/CSAUTH");
   let logged = "";
   if (log && child.stderr instanceof ReadableStream) {
     void (async () => {

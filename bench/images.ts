@@ -2,7 +2,19 @@
 // of real files copied from /usr (mkfs.ext4 -d), or, where mkfs.ext4 is missing, a generated mix
 // of text, binaries, random data and zero runs in the same proportions.
 import { spawnSync } from "node:child_process";
-import { closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync, ftruncateSync } from "node:fs";
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeSync,
+  ftruncateSync,
+} from "node:fs";
 import { join } from "node:path";
 
 export const WORK = new URL("./work/", import.meta.url).pathname;
@@ -65,7 +77,11 @@ function ext4Image(path: string, size: number): boolean {
   const staged = stageFiles(staging, Math.floor(size * FILL));
   const temporary = `${path}.tmp`;
   rmSync(temporary, { force: true });
-  const result = spawnSync(mkfs, ["-q", "-F", "-t", "ext4", "-i", "8192", "-d", staging, temporary, `${size / 1024}k`], { stdio: ["ignore", "ignore", "inherit"] });
+  const result = spawnSync(
+    mkfs,
+    ["-q", "-F", "-t", "ext4", "-i", "8192", "-d", staging, temporary, `${size / 1024}k`],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
   rmSync(staging, { recursive: true, force: true });
   if (result.status !== 0) {
     rmSync(temporary, { force: true });
@@ -122,6 +138,10 @@ export function benchImage(label: string, size: number, kind: "ext4" | "mix" = "
 }
 
 if (import.meta.main) {
-  for (const [label, size] of [["256M", 256 * 2 ** 20], ["1G", 2 ** 30]] as const) console.log(benchImage(label, size));
+  for (const [label, size] of [
+    ["256M", 256 * 2 ** 20],
+    ["1G", 2 ** 30],
+  ] as const)
+    console.log(benchImage(label, size));
   console.log(benchImage("4G", 4 * 2 ** 30, "mix"));
 }

@@ -54,10 +54,13 @@ interface Stub {
 }
 
 async function startStub(latency: number, bandwidth: number): Promise<Stub> {
-  const child = Bun.spawn(["bun", join(ROOT, "bench/stub.ts"), "--latency", String(latency), "--bandwidth", String(bandwidth)], {
-    stdout: "pipe",
-    stderr: "inherit",
-  });
+  const child = Bun.spawn(
+    ["bun", join(ROOT, "bench/stub.ts"), "--latency", String(latency), "--bandwidth", String(bandwidth)],
+    {
+      stdout: "pipe",
+      stderr: "inherit",
+    },
+  );
   const reader = child.stdout.getReader();
   let text = "";
   while (!text.includes("\n")) {
@@ -91,9 +94,16 @@ async function measure(argv: string[], env: Record<string, string>): Promise<Mea
     stdout: "pipe",
     stderr: "pipe",
   });
-  const [stdout, stderr, status] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  const [stdout, stderr, status] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
   const seconds = (performance.now() - started) / 1000;
-  if (status !== 0) throw new Error(`bench: ${argv.slice(0, 3).join(" ")} failed (${status}): ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+  if (status !== 0)
+    throw new Error(
+      `bench: ${argv.slice(0, 3).join(" ")} failed (${status}): ${stderr.trim().split("\n").slice(-3).join(" | ")}`,
+    );
   const usage = child.resourceUsage();
   return { seconds, rss: usage?.maxRSS ?? 0, cpu: Number(usage?.cpuTime.total ?? 0n) / 1e6, stdout: stdout.trim() };
 }
@@ -132,11 +142,29 @@ const record = (target: Row, m: Measure, bytes: number) => {
   target.bytes.push(bytes);
   target.rss.push(m.rss);
   target.cpu.push(m.cpu);
-  console.error(`bench:   ${target.tool} ${target.op} ${target.size} ${target.link}: ${m.seconds.toFixed(2)} s, ${mb(bytes)} MB on the wire, RSS ${mib(m.rss)} MiB`);
+  console.error(
+    `bench:   ${target.tool} ${target.op} ${target.size} ${target.link}: ${m.seconds.toFixed(2)} s, ${mb(bytes)} MB on the wire, RSS ${mib(m.rss)} MiB`,
+  );
 };
 
-const upload = (image: string, more: string[] = []) => ["bun", join(ROOT, "scripts/upload.ts"), image, "-n", "bench", "--quiet", ...extra, ...more];
-const download = (drive: string, out: string) => ["bun", join(ROOT, "scripts/download.ts"), drive, out, "--force", "--quiet"];
+const upload = (image: string, more: string[] = []) => [
+  "bun",
+  join(ROOT, "scripts/upload.ts"),
+  image,
+  "-n",
+  "bench",
+  "--quiet",
+  ...extra,
+  ...more,
+];
+const download = (drive: string, out: string) => [
+  "bun",
+  join(ROOT, "scripts/download.ts"),
+  drive,
+  out,
+  "--force",
+  "--quiet",
+];
 
 async function matrix(): Promise<void> {
   for (const linkName of links) {
@@ -147,10 +175,16 @@ async function matrix(): Promise<void> {
       for (const size of sizes) {
         const image = benchImage(size, SIZES[size] as number);
         const skipDownload = linkName === "wan" && size === "1G" && !values["wan-download-1g"];
-        const ours = { up: row({ link: link.title, size, op: "upload", tool: "drivekit" }), down: row({ link: link.title, size, op: "download", tool: "drivekit" }) };
+        const ours = {
+          up: row({ link: link.title, size, op: "upload", tool: "drivekit" }),
+          down: row({ link: link.title, size, op: "download", tool: "drivekit" }),
+        };
         const base = values["no-baseline"]
           ? undefined
-          : { up: row({ link: link.title, size, op: "upload", tool: "baseline" }), down: row({ link: link.title, size, op: "download", tool: "baseline" }) };
+          : {
+              up: row({ link: link.title, size, op: "upload", tool: "baseline" }),
+              down: row({ link: link.title, size, op: "download", tool: "baseline" }),
+            };
         for (let run = 0; run < runs; run++) {
           await stub.reset();
           let stats = await stub.stats();
@@ -195,9 +229,38 @@ async function matrix(): Promise<void> {
 async function sweep(): Promise<void> {
   const image = benchImage("256M", SIZES["256M"] as number);
   const plans: Array<[string, string[][]]> = [
-    ["loopback", [["--concurrency", "2"], ["--concurrency", "4"], ["--concurrency", "8"], ["--concurrency", "16"], ["--compress", "never"], ["--compress", "always"], ["--compress", "auto"]]],
-    ["latency", [["--concurrency", "4"], ["--concurrency", "8"], ["--concurrency", "16"], ["--compress", "never"], ["--compress", "always"]]],
-    ["wan", [["--compress", "never"], ["--compress", "always"], ["--compress", "auto"], ["--concurrency", "4"], ["--concurrency", "16"]]],
+    [
+      "loopback",
+      [
+        ["--concurrency", "2"],
+        ["--concurrency", "4"],
+        ["--concurrency", "8"],
+        ["--concurrency", "16"],
+        ["--compress", "never"],
+        ["--compress", "always"],
+        ["--compress", "auto"],
+      ],
+    ],
+    [
+      "latency",
+      [
+        ["--concurrency", "4"],
+        ["--concurrency", "8"],
+        ["--concurrency", "16"],
+        ["--compress", "never"],
+        ["--compress", "always"],
+      ],
+    ],
+    [
+      "wan",
+      [
+        ["--compress", "never"],
+        ["--compress", "always"],
+        ["--compress", "auto"],
+        ["--concurrency", "4"],
+        ["--concurrency", "16"],
+      ],
+    ],
   ];
   for (const [linkName, settings] of plans) {
     if (!links.includes(linkName)) continue;
@@ -214,7 +277,12 @@ async function sweep(): Promise<void> {
       }
       if (linkName !== "wan") {
         for (const concurrency of ["4", "8", "16"]) {
-          const target = row({ link: link.title, size: "256M", op: "download", tool: `drivekit --concurrency ${concurrency}` });
+          const target = row({
+            link: link.title,
+            size: "256M",
+            op: "download",
+            tool: `drivekit --concurrency ${concurrency}`,
+          });
           for (let run = 0; run < runs; run++) {
             await stub.reset();
             const up = await measure(upload(image), stub.env);
@@ -239,13 +307,19 @@ async function rss(): Promise<void> {
   try {
     await stub.reset();
     const up = await measure(upload(image), stub.env);
-    record(row({ link: "loopback", size: "4G (mix)", op: "upload", tool: "drivekit" }), up, (await stub.stats()).written);
+    record(
+      row({ link: "loopback", size: "4G (mix)", op: "upload", tool: "drivekit" }),
+      up,
+      (await stub.stats()).written,
+    );
     const before = (await stub.stats()).read;
     const out = join(WORK, "out-rss.img");
     const down = await measure(download(up.stdout, out), stub.env);
     const target = row({ link: "loopback", size: "4G (mix)", op: "download", tool: "drivekit" });
     record(target, down, (await stub.stats()).read - before);
-    target.note = sameFile(image, out) ? `allocated ${mib(statSync(out).blocks * 512)} MiB (image ${mib(statSync(image).blocks * 512)} MiB)` : "MISMATCH";
+    target.note = sameFile(image, out)
+      ? `allocated ${mib(statSync(out).blocks * 512)} MiB (image ${mib(statSync(image).blocks * 512)} MiB)`
+      : "MISMATCH";
     rmSync(out, { force: true });
   } finally {
     stub.stop();
@@ -262,7 +336,9 @@ function report(): string {
   ];
   for (const r of rows) {
     if (r.seconds.length === 0) continue;
-    const baseline = rows.find((b) => b.tool === "baseline" && b.link === r.link && b.size === r.size && b.op === r.op && b.seconds.length);
+    const baseline = rows.find(
+      (b) => b.tool === "baseline" && b.link === r.link && b.size === r.size && b.op === r.op && b.seconds.length,
+    );
     const speedup = baseline && r !== baseline ? `${(median(baseline.seconds) / median(r.seconds)).toFixed(1)}×` : "";
     lines.push(
       `| ${r.link} | ${r.size} | ${r.op} | ${r.tool} | ${median(r.seconds).toFixed(2)} | ${speedup} | ${mb(median(r.bytes))} | ${mib(Math.max(...r.rss))} | ${median(r.cpu).toFixed(1)} | ${r.note ?? ""} |`,

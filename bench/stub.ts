@@ -7,7 +7,9 @@ import { closeSync, rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { startStub } from "../emulator/server.ts";
 
-const { values } = parseArgs({ options: { latency: { type: "string", default: "0" }, bandwidth: { type: "string", default: "0" } } });
+const { values } = parseArgs({
+  options: { latency: { type: "string", default: "0" }, bandwidth: { type: "string", default: "0" } },
+});
 const stub = await startStub({ latencyMs: Number(values.latency) || 0, bandwidth: Number(values.bandwidth) || 0 });
 
 stub.handlers.push((request, path) => {

@@ -63,7 +63,9 @@ export class Api2Drives {
     if (parts.at(-1) !== "") return undefined;
     parts.pop();
     const allow = (wanted: string[]) =>
-      wanted.includes(method) ? undefined : jsonError(405, "method", `${method} is not allowed here; use ${wanted.join(" or ")}`);
+      wanted.includes(method)
+        ? undefined
+        : jsonError(405, "method", `${method} is not allowed here; use ${wanted.join(" or ")}`);
     if (parts.length === 1 && parts[0] === "capabilities") {
       return allow(["GET"]) ?? answer({ drives: { dssd: { max_size: this.maxSize, min_size: this.minSize } } });
     }
@@ -153,49 +155,69 @@ export class Api2Drives {
   }
 
   /** Check the definition fields a create, update or resize carries; the 1.0 fields they map to. */
-  private definition(input: Json, needed: boolean): { fields?: Record<string, string>; size?: number; meta?: Record<string, string>; error?: Response } {
+  private definition(
+    input: Json,
+    needed: boolean,
+  ): { fields?: Record<string, string>; size?: number; meta?: Record<string, string>; error?: Response } {
     const fields: Record<string, string> = {};
     if (needed) {
-      for (const key of ["name", "size", "media"]) if (input[key] === undefined) return { error: invalid(`${key} is required`, key) };
+      for (const key of ["name", "size", "media"])
+        if (input[key] === undefined) return { error: invalid(`${key} is required`, key) };
     }
     if (input.name !== undefined) {
-      if (typeof input.name !== "string" || input.name.trim() === "" || /[\r\n]/.test(input.name)) return { error: invalid("Invalid name", "name") };
+      if (typeof input.name !== "string" || input.name.trim() === "" || /[\r\n]/.test(input.name))
+        return { error: invalid("Invalid name", "name") };
       fields.name = input.name;
     }
     let size: number | undefined;
     if (input.size !== undefined) {
-      if (typeof input.size !== "number" || !Number.isSafeInteger(input.size) || input.size < this.minSize || input.size > this.maxSize) {
+      if (
+        typeof input.size !== "number" ||
+        !Number.isSafeInteger(input.size) ||
+        input.size < this.minSize ||
+        input.size > this.maxSize
+      ) {
         return { error: invalid(`Invalid size: expected ${this.minSize} to ${this.maxSize} bytes`, "size") };
       }
       size = input.size;
     }
     if (input.media !== undefined) {
-      if (input.media !== "disk" && input.media !== "cdrom") return { error: invalid("media must be disk or cdrom", "media") };
+      if (input.media !== "disk" && input.media !== "cdrom")
+        return { error: invalid("media must be disk or cdrom", "media") };
       fields.media = input.media;
     }
     if (input.tags !== undefined) {
       const tags = input.tags;
-      if (!Array.isArray(tags) || tags.some((tag) => typeof tag !== "string" || !/^[\x21-\x7e\u00a0-\uffff]+$/.test(tag))) {
+      if (
+        !Array.isArray(tags) ||
+        tags.some((tag) => typeof tag !== "string" || !/^[\x21-\x7e\u00a0-\uffff]+$/.test(tag))
+      ) {
         return { error: invalid("tags must be a list of names without spaces", "tags") };
       }
       fields.tags = tags.join(" ");
     }
     if (input.allow_multimount !== undefined) {
-      if (typeof input.allow_multimount !== "boolean") return { error: invalid("allow_multimount must be true or false", "allow_multimount") };
+      if (typeof input.allow_multimount !== "boolean")
+        return { error: invalid("allow_multimount must be true or false", "allow_multimount") };
       fields.allow_multimount = String(input.allow_multimount);
     }
     if (input.affinities !== undefined) {
-      if (!Array.isArray(input.affinities) || input.affinities.some((item) => typeof item !== "string" || /\s/.test(item))) {
+      if (
+        !Array.isArray(input.affinities) ||
+        input.affinities.some((item) => typeof item !== "string" || /\s/.test(item))
+      ) {
         return { error: invalid("affinities must be a list of names", "affinities") };
       }
       fields.affinities = input.affinities.join(" ");
     }
     let meta: Record<string, string> | undefined;
     if (input.meta !== undefined) {
-      if (typeof input.meta !== "object" || input.meta === null || Array.isArray(input.meta)) return { error: invalid("meta must be an object", "meta") };
+      if (typeof input.meta !== "object" || input.meta === null || Array.isArray(input.meta))
+        return { error: invalid("meta must be an object", "meta") };
       meta = {};
       for (const [key, value] of Object.entries(input.meta)) {
-        if (!META_KEY.test(key) || typeof value !== "string") return { error: invalid(`Invalid meta field '${key.slice(0, 40)}'`, "meta") };
+        if (!META_KEY.test(key) || typeof value !== "string")
+          return { error: invalid(`Invalid meta field '${key.slice(0, 40)}'`, "meta") };
         meta[key] = value;
       }
     }
@@ -205,7 +227,9 @@ export class Api2Drives {
   private avoidError(url: URL): Response | undefined {
     const avoid = url.searchParams.get("avoid");
     if (avoid === null) return undefined;
-    return avoid.split(",").every((item) => UUID.test(item)) ? undefined : invalid(`Invalid avoid '${avoid.slice(0, 80)}'`, "avoid");
+    return avoid.split(",").every((item) => UUID.test(item))
+      ? undefined
+      : invalid(`Invalid avoid '${avoid.slice(0, 80)}'`, "avoid");
   }
 
   private async create(request: Request, url: URL): Promise<Response> {
@@ -214,8 +238,12 @@ export class Api2Drives {
     const bad = this.avoidError(url);
     if (bad) return bad;
     const objects = (value as Json).objects;
-    if (!Array.isArray(objects) || objects.length === 0 || objects.some((item) => typeof item !== "object" || item === null)) {
-      return invalid("Expected {\"objects\": [drive definitions]}", "objects");
+    if (
+      !Array.isArray(objects) ||
+      objects.length === 0 ||
+      objects.some((item) => typeof item !== "object" || item === null)
+    ) {
+      return invalid('Expected {"objects": [drive definitions]}', "objects");
     }
     const checked = [];
     for (const item of objects as Json[]) {
@@ -234,13 +262,15 @@ export class Api2Drives {
   private async update(request: Request, drive: StubDrive): Promise<Response> {
     const { value, error } = await this.body(request);
     if (error) return error;
-    if (typeof value !== "object" || value === null || Array.isArray(value)) return invalid("Expected a drive definition");
+    if (typeof value !== "object" || value === null || Array.isArray(value))
+      return invalid("Expected a drive definition");
     const definition = this.definition(value as Json, true);
     if (definition.error) return definition.error;
     const busy = this.busy(drive);
     if (busy) return busy;
     const resizing = definition.size !== undefined && definition.size !== drive.size;
-    if (resizing && statusOf(drive) === "mounted") return jsonError(409, "permission", `Cannot change the size of drive ${drive.uuid} while it is mounted`);
+    if (resizing && statusOf(drive) === "mounted")
+      return jsonError(409, "permission", `Cannot change the size of drive ${drive.uuid} while it is mounted`);
     Object.assign(drive.fields, definition.fields);
     if (definition.meta) {
       for (const key of Object.keys(drive.fields)) if (key.startsWith("user:")) delete drive.fields[key];
@@ -251,7 +281,8 @@ export class Api2Drives {
   }
 
   private remove(drive: StubDrive): Response {
-    if (statusOf(drive) === "mounted") return jsonError(409, "permission", `Drive ${drive.uuid} is mounted on a server; detach it first`);
+    if (statusOf(drive) === "mounted")
+      return jsonError(409, "permission", `Drive ${drive.uuid} is mounted on a server; detach it first`);
     const busy = this.busy(drive);
     if (busy) return busy;
     this.stub.removeDrive(drive);
@@ -269,10 +300,18 @@ export class Api2Drives {
     const busy = this.busy(source);
     if (busy) return busy;
     const inherited: Record<string, string> = {};
-    for (const [key, field] of Object.entries(source.fields)) if (key.startsWith("user:") || key === "tags" || key === "media") inherited[key] = field;
-    const copy = this.stub.addDrive(source.size, { ...inherited, name: source.fields.name ?? source.uuid, ...definition.fields });
+    for (const [key, field] of Object.entries(source.fields))
+      if (key.startsWith("user:") || key === "tags" || key === "media") inherited[key] = field;
+    const copy = this.stub.addDrive(source.size, {
+      ...inherited,
+      name: source.fields.name ?? source.uuid,
+      ...definition.fields,
+    });
     copy.status = "cloning";
-    void this.copyBytes(source, copy).then(() => this.transition(copy, "cloning"), () => undefined);
+    void this.copyBytes(source, copy).then(
+      () => this.transition(copy, "cloning"),
+      () => undefined,
+    );
     return answer({ objects: [this.view(copy)] }, 202);
   }
 
@@ -284,14 +323,16 @@ export class Api2Drives {
     if (definition.size === undefined) return invalid("size is required", "size");
     const busy = this.busy(drive);
     if (busy) return busy;
-    if (statusOf(drive) === "mounted") return jsonError(409, "permission", `Cannot resize drive ${drive.uuid} while it is mounted`);
+    if (statusOf(drive) === "mounted")
+      return jsonError(409, "permission", `Cannot resize drive ${drive.uuid} while it is mounted`);
     this.setSize(drive, definition.size);
     return answer({ objects: [this.view(drive)] }, 202);
   }
 
   private busy(drive: StubDrive): Response | undefined {
     const status = statusOf(drive);
-    if (BUSY.has(status) || drive.imaging) return jsonError(409, "permission", `Drive ${drive.uuid} is busy (${drive.imaging ? "imaging" : status})`);
+    if (BUSY.has(status) || drive.imaging)
+      return jsonError(409, "permission", `Drive ${drive.uuid} is busy (${drive.imaging ? "imaging" : status})`);
     return undefined;
   }
 

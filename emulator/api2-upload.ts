@@ -150,9 +150,12 @@ export class ChunkUploadStub {
       return api2Error(400, "validation", "the body must be a JSON object {name, size, media}");
     }
     const { name, size, media = "disk" } = body ?? {};
-    if (typeof name !== "string" || name === "") return api2Error(400, "validation", "name: a non-empty string is required");
-    if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0) return api2Error(400, "validation", "size: a positive integer number of bytes is required");
-    if (media !== "disk" && media !== "cdrom") return api2Error(400, "validation", `media: expected disk or cdrom, not ${JSON.stringify(media)}`);
+    if (typeof name !== "string" || name === "")
+      return api2Error(400, "validation", "name: a non-empty string is required");
+    if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0)
+      return api2Error(400, "validation", "size: a positive integer number of bytes is required");
+    if (media !== "disk" && media !== "cdrom")
+      return api2Error(400, "validation", `media: expected disk or cdrom, not ${JSON.stringify(media)}`);
     const drive = this.begin(name, size, media);
     return api2Json({ objects: [driveObject(drive)] }, 201);
   }
@@ -171,9 +174,14 @@ export class ChunkUploadStub {
       return api2Error(400, "validation", "the body must be a JSON object {chunk_number, chunk_size}");
     }
     const { chunk_number: chunk, chunk_size: chunkSize } = body ?? {};
-    if (typeof chunkSize !== "number" || !Number.isSafeInteger(chunkSize) || chunkSize <= 0) return api2Error(400, "validation", "chunk_size: a positive integer is required");
+    if (typeof chunkSize !== "number" || !Number.isSafeInteger(chunkSize) || chunkSize <= 0)
+      return api2Error(400, "validation", "chunk_size: a positive integer is required");
     if (session.chunkSize !== undefined && chunkSize !== session.chunkSize) {
-      return api2Error(400, "validation", `chunk_size ${chunkSize} differs from ${session.chunkSize}, the size this upload started with`);
+      return api2Error(
+        400,
+        "validation",
+        `chunk_size ${chunkSize} differs from ${session.chunkSize}, the size this upload started with`,
+      );
     }
     const count = Math.max(1, Math.floor(session.size / chunkSize));
     if (typeof chunk !== "number" || !Number.isSafeInteger(chunk) || chunk < 0 || chunk >= count) {
@@ -189,7 +197,13 @@ export class ChunkUploadStub {
   /** `POST` to a one-time link: the chunk's bytes. */
   async receive(request: Request, path: string): Promise<Response> {
     const token = /^upload\/chunk\/([0-9a-f]{64})\/$/.exec(path)?.[1];
-    const record: ChunkPost = { drive: "", chunk: -1, bytes: 0, headers: Object.fromEntries(request.headers), status: 0 };
+    const record: ChunkPost = {
+      drive: "",
+      chunk: -1,
+      bytes: 0,
+      headers: Object.fromEntries(request.headers),
+      status: 0,
+    };
     this.chunkPosts.push(record);
     const answer = (response: Response) => {
       record.status = response.status;
@@ -223,29 +237,43 @@ export class ChunkUploadStub {
     const lengthText = request.headers.get("content-length");
     if (lengthText === null || Number(lengthText) !== expected) {
       await cancel();
-      return answer(api2Error(400, "validation", `chunk ${link.chunk} must be exactly ${expected} bytes with a Content-Length, not ${lengthText ?? "no length"}`));
+      return answer(
+        api2Error(
+          400,
+          "validation",
+          `chunk ${link.chunk} must be exactly ${expected} bytes with a Content-Length, not ${lengthText ?? "no length"}`,
+        ),
+      );
     }
     // streamed: each piece goes to the drive file as it arrives, all-zero pieces left as holes
     let received = 0;
     try {
       for await (const piece of request.body ?? new ReadableStream<Uint8Array>()) {
-        if (received + piece.length > expected) return answer(api2Error(400, "validation", `chunk ${link.chunk} is longer than ${expected} bytes`));
+        if (received + piece.length > expected)
+          return answer(api2Error(400, "validation", `chunk ${link.chunk} is longer than ${expected} bytes`));
         if (!isAllZero(piece)) writeSync(drive.fd, piece, 0, piece.length, start + received);
         received += piece.length;
         await this.stub.throttle(piece.length);
       }
     } catch (error) {
-      return answer(api2Error(400, "validation", `connection lost after ${received} bytes: ${(error as Error).message}`));
+      return answer(
+        api2Error(400, "validation", `connection lost after ${received} bytes: ${(error as Error).message}`),
+      );
     }
     record.bytes = received;
-    if (received !== expected) return answer(api2Error(400, "validation", `chunk ${link.chunk}: ${received} of ${expected} bytes arrived`));
+    if (received !== expected)
+      return answer(api2Error(400, "validation", `chunk ${link.chunk}: ${received} of ${expected} bytes arrived`));
     session.held.add(link.chunk);
     this.finishIfComplete(link.drive, session);
     return answer(new Response(null, { status: 200, headers: { "x-request-id": requestId() } }));
   }
 
   private finishIfComplete(uuid: string, session: UploadSession): void {
-    if (session.chunkSize === undefined || session.held.size < Math.max(1, Math.floor(session.size / session.chunkSize))) return;
+    if (
+      session.chunkSize === undefined ||
+      session.held.size < Math.max(1, Math.floor(session.size / session.chunkSize))
+    )
+      return;
     const finish = () => {
       const drive = this.stub.drives.get(uuid);
       if (drive) drive.status = "unmounted";
@@ -258,7 +286,13 @@ export class ChunkUploadStub {
   route(request: Request, path: string, search: string): Promise<Response> | undefined {
     if (path === "initupload/" || path === "initupload") return this.initUpload(request);
     const parts = path.split("/");
-    if (parts[0] === "drives" && UUID.test(parts[1] ?? "") && parts[2] === "action" && (parts[3] ?? "") === "" && parts.length <= 4) {
+    if (
+      parts[0] === "drives" &&
+      UUID.test(parts[1] ?? "") &&
+      parts[2] === "action" &&
+      (parts[3] ?? "") === "" &&
+      parts.length <= 4
+    ) {
       const action = new URLSearchParams(search).get("do");
       if (action === "upload_chunk") return this.uploadChunk(request, parts[1] as string);
     }

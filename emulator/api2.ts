@@ -97,7 +97,9 @@ export class Api2Stub {
 
   async start(): Promise<this> {
     this.serveOrigin(0);
-    this.stub.handlers.push((request, path) => (path.startsWith(PREFIX) ? this.route(request, path.slice(PREFIX.length)) : undefined));
+    this.stub.handlers.push((request, path) =>
+      path.startsWith(PREFIX) ? this.route(request, path.slice(PREFIX.length)) : undefined,
+    );
     // a restarted server forgets its links and drops the downloads in flight too
     this.stub.restartListeners.push(() => {
       this.tokens.clear();
@@ -155,7 +157,13 @@ export class Api2Stub {
       }
       return this.upload(request, name || "upload");
     }
-    if (parts[0] === "drives" && UUID.test(parts[1] ?? "") && parts[2] === "download" && parts.length <= 4 && !parts[3]) {
+    if (
+      parts[0] === "drives" &&
+      UUID.test(parts[1] ?? "") &&
+      parts[2] === "download" &&
+      parts.length <= 4 &&
+      !parts[3]
+    ) {
       if (request.method !== "GET" && request.method !== "HEAD") return elasticError(405, "method", "use GET");
       const drive = this.stub.drives.get(parts[1] as string);
       if (!drive) return elasticError(404, "missing", `Drive ${parts[1]} could not be found.`);
@@ -202,17 +210,26 @@ export class Api2Stub {
     drive.size = Math.max(expected, this.options.minDriveSize ?? 0);
     ftruncateSync(drive.fd, drive.size);
     this.settle({ status: 200, received, expected, drive: drive.uuid });
-    if (this.options.answer === "plain") return new Response(`${drive.uuid}\n`, { headers: { "content-type": "text/plain" } });
+    if (this.options.answer === "plain")
+      return new Response(`${drive.uuid}\n`, { headers: { "content-type": "text/plain" } });
     return Response.json({ uuid: drive.uuid });
   }
 
   private async answerOrigin(request: Request): Promise<Response> {
     const url = new URL(request.url);
-    const record: OriginRequest = { method: request.method, path: url.pathname, headers: Object.fromEntries(request.headers), status: 0 };
+    const record: OriginRequest = {
+      method: request.method,
+      path: url.pathname,
+      headers: Object.fromEntries(request.headers),
+      status: 0,
+    };
     this.originRequests.push(record);
     // the stub's faults apply here too (paths /download/TOKEN): a download cut or stalled mid-body
-    const response = await this.stub.withFaults(request, url.pathname, () => this.originAnswer(request, url.pathname), (status, _kind, message, headers) =>
-      new Response(`${message}\n`, { status, headers }),
+    const response = await this.stub.withFaults(
+      request,
+      url.pathname,
+      () => this.originAnswer(request, url.pathname),
+      (status, _kind, message, headers) => new Response(`${message}\n`, { status, headers }),
     );
     record.status = response.status;
     return response;

@@ -32,7 +32,14 @@ export class CutServer {
   /** A one-time URL that answers `response`'s status, headers and length, then only `sendBytes` of its body. */
   async add(response: Response, sendBytes: number, pauseMs: number, close: "reset" | "end"): Promise<string> {
     const token = crypto.randomUUID();
-    this.answers.set(token, { status: response.status, headers: response.headers, body: await response.blob(), sendBytes, pauseMs, close });
+    this.answers.set(token, {
+      status: response.status,
+      headers: response.headers,
+      body: await response.blob(),
+      sendBytes,
+      pauseMs,
+      close,
+    });
     return `http://127.0.0.1:${this.start().port}/cut/${token}`;
   }
 
@@ -66,7 +73,8 @@ export class CutServer {
     this.answers.delete(token);
     const head = [`HTTP/1.1 ${answer.status} ${STATUS_TEXT[answer.status] ?? "Answer"}`];
     answer.headers.forEach((value, key) => {
-      if (key !== "content-length" && key !== "transfer-encoding" && key !== "connection") head.push(`${key}: ${value}`);
+      if (key !== "content-length" && key !== "transfer-encoding" && key !== "connection")
+        head.push(`${key}: ${value}`);
     });
     head.push(`content-length: ${answer.body.size}`, "connection: close", "", "");
     const body = await answer.body.slice(0, Math.min(answer.sendBytes, answer.body.size)).bytes();

@@ -21,7 +21,9 @@ function sampleImage(size: number): Uint8Array {
   for (let at = 0; at < size; at += 4 * MiB) {
     const kind = (at / (4 * MiB)) % 4;
     if (kind === 0) image.set(text.subarray(0, Math.min(text.length, size - at)), at);
-    if (kind === 1) for (let i = at; i < Math.min(size, at + 4 * MiB); i += 65536) image.set(crypto.getRandomValues(new Uint8Array(65536)).subarray(0, Math.min(65536, size - i)), i);
+    if (kind === 1)
+      for (let i = at; i < Math.min(size, at + 4 * MiB); i += 65536)
+        image.set(crypto.getRandomValues(new Uint8Array(65536)).subarray(0, Math.min(65536, size - i)), i);
     // kinds 2 and 3 stay zero: holes the transfer can skip
   }
   return image;
@@ -36,7 +38,9 @@ async function sha256(path: string): Promise<string> {
 async function step(title: string, argv: string[], env: Record<string, string>, cwd: string): Promise<string> {
   console.error(`\n$ bun ${argv.map((arg) => (/\s/.test(arg) ? `'${arg}'` : arg)).join(" ")}`);
   // the user's own endpoint settings must not leak into the demo
-  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(EH|CS)(URI|AUTH|DIRECT)$/.test(key)));
+  const base = Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !/^(EH|CS)(URI|AUTH|DIRECT)$/.test(key)),
+  );
   const child = Bun.spawn(["bun", ...argv], { cwd, env: { ...base, ...env }, stdout: "pipe", stderr: "inherit" });
   const [out, status] = await Promise.all([new Response(child.stdout).text(), child.exited]);
   if (out.trim()) console.error(out.trimEnd());
@@ -53,7 +57,10 @@ try {
   await Bun.write(image, sampleImage(64 * MiB));
   const image1 = await sha256(image);
   console.error(`emulator on ${stub.url}; sample image ${image} (64 MiB)`);
-  for (const [api, env] of [["1.0", stub.env], ["2.0", api2.env]] as const) {
+  for (const [api, env] of [
+    ["1.0", stub.env],
+    ["2.0", api2.env],
+  ] as const) {
     console.error(`\n== API ${api} ==`);
     const drive = await step("upload", [`${ROOT}scripts/upload.ts`, image, "-n", "demo disk"], env, work);
     if (api === "1.0") await step("info", [`${ROOT}scripts/info.ts`, drive], env, work);
@@ -65,7 +72,12 @@ try {
   console.error("\n== a compressed image up, a compressed backup down (API 2.0) ==");
   const gzipped = join(work, "disk.img.gz");
   await Bun.write(gzipped, Bun.gzipSync(await Bun.file(image).bytes(), { level: 1 }));
-  const drive = await step("upload", [`${ROOT}scripts/upload.ts`, gzipped, "-n", "demo disk (gz)", "--size", String(64 * MiB)], api2.env, work);
+  const drive = await step(
+    "upload",
+    [`${ROOT}scripts/upload.ts`, gzipped, "-n", "demo disk (gz)", "--size", String(64 * MiB)],
+    api2.env,
+    work,
+  );
   const backup = await step("download", [`${ROOT}scripts/download.ts`, drive, "backup.img.zst"], api2.env, work);
   const decoded = zstdDecompressSync(await Bun.file(resolve(work, backup)).bytes());
   const hash = new Bun.CryptoHasher("sha256").update(decoded).digest("hex");

@@ -84,12 +84,22 @@ export interface Fault {
 }
 
 /** The error answer of a side of the emulator for an injected `status` fault. */
-export type FaultAnswer = (status: number, kind: string | undefined, message: string, headers?: Record<string, string>) => Response;
+export type FaultAnswer = (
+  status: number,
+  kind: string | undefined,
+  message: string,
+  headers?: Record<string, string>,
+) => Response;
 
 /** A test's own handler: return a Response to answer, or undefined to let the emulator answer. */
 export type Handler = (request: Request, path: string) => Response | undefined | Promise<Response | undefined>;
 
-export function elasticError(status: number, kind: string, message: string, headers: Record<string, string> = {}): Response {
+export function elasticError(
+  status: number,
+  kind: string,
+  message: string,
+  headers: Record<string, string> = {},
+): Response {
   return new Response(`errors:${kind} ${message}\n`, {
     status,
     headers: { "content-type": "text/plain", "x-elastic-error": kind, ...headers },
@@ -104,14 +114,23 @@ function parseStubSize(text: string | undefined): number | undefined {
 }
 
 const kvAnswer = (record: KvRecord | KvRecord[]) =>
-  new Response(Array.isArray(record) ? formatRecords(record, { escape: true }) : formatRecord(record, { escape: true }), {
-    headers: { "content-type": "text/plain" },
-  });
+  new Response(
+    Array.isArray(record) ? formatRecords(record, { escape: true }) : formatRecord(record, { escape: true }),
+    {
+      headers: { "content-type": "text/plain" },
+    },
+  );
 
-const notFound = (what: string) => elasticError(404, "missing", `Drive ${what} could not be found. Please re-validate your entry.`);
+const notFound = (what: string) =>
+  elasticError(404, "missing", `Drive ${what} could not be found. Please re-validate your entry.`);
 
 /** API 2.0 errors: a JSON list, as CloudSigma answers (`error_point`, `error_type`, `error_message`). */
-export function jsonError(status: number, type: string, message: string, headers: Record<string, string> = {}): Response {
+export function jsonError(
+  status: number,
+  type: string,
+  message: string,
+  headers: Record<string, string> = {},
+): Response {
   return Response.json([{ error_point: null, error_type: type, error_message: message }], { status, headers });
 }
 
@@ -344,7 +363,12 @@ export class DriveStub {
    * Answer a request through the first fault that matches it, if any: an error answer (made by
    * `error`), a drop or a stall before or mid-body; `answer` makes the usual answer.
    */
-  async withFaults(request: Request, path: string, answer: () => Promise<Response>, error: FaultAnswer): Promise<Response> {
+  async withFaults(
+    request: Request,
+    path: string,
+    answer: () => Promise<Response>,
+    error: FaultAnswer,
+  ): Promise<Response> {
     const fault = this.pickFault(request.method, path);
     if (!fault) return answer();
     if ("status" in fault) return error(fault.status, fault.kind, fault.message ?? "injected fault", fault.headers);
@@ -397,8 +421,14 @@ export class DriveStub {
     if (this.requests.length < 1_000_000) this.requests.push(record);
     if (this.options.latencyMs) await Bun.sleep(this.options.latencyMs);
     const api2 = path.startsWith(API2_PREFIX);
-    const response = await this.withFaults(request, path, () => this.route(request, path), (status, kind, message, headers) =>
-      api2 ? jsonError(status, kind ?? "backend", message, headers) : elasticError(status, kind ?? "system", message, headers),
+    const response = await this.withFaults(
+      request,
+      path,
+      () => this.route(request, path),
+      (status, kind, message, headers) =>
+        api2
+          ? jsonError(status, kind ?? "backend", message, headers)
+          : elasticError(status, kind ?? "system", message, headers),
     );
     // every API 2.0 answer names its request, as CloudSigma's do (support asks for the id)
     if (api2 && !response.headers.has("x-request-id")) {
@@ -428,7 +458,8 @@ export class DriveStub {
     }
     const parts = path.slice("/drives/".length).split("/").filter(Boolean);
     const method = request.method;
-    const expect = (wanted: string) => (method === wanted ? undefined : elasticError(405, "method", `${method} is not allowed here; use ${wanted}`));
+    const expect = (wanted: string) =>
+      method === wanted ? undefined : elasticError(405, "method", `${method} is not allowed here; use ${wanted}`);
     // the vendor's elastichosts.sh sends every call as a POST: a bodyless POST on a read-only call is answered as the GET
     const expectRead = async () => {
       if (method === "GET") return undefined;
@@ -436,8 +467,10 @@ export class DriveStub {
       return elasticError(405, "method", `${method} is not allowed here; use GET (or a POST without a body)`);
     };
     const [first, action, ...rest] = parts;
-    if (first === "list" && parts.length === 1) return (await expectRead()) ?? new Response(`${[...this.drives.keys()].join("\n")}\n`);
-    if (first === "info" && parts.length === 1) return (await expectRead()) ?? kvAnswer([...this.drives.values()].map((d) => this.info(d, false)));
+    if (first === "list" && parts.length === 1)
+      return (await expectRead()) ?? new Response(`${[...this.drives.keys()].join("\n")}\n`);
+    if (first === "info" && parts.length === 1)
+      return (await expectRead()) ?? kvAnswer([...this.drives.values()].map((d) => this.info(d, false)));
     if (first === "create" && parts.length === 1) return expect("POST") ?? (await this.create(request));
     if (!first || !action) return new Response("stub: unexpected request\n", { status: 418 });
     const drive = UUID.test(first) ? this.drives.get(first) : undefined;
@@ -468,13 +501,19 @@ export class DriveStub {
 
   private checkFields(fields: KvRecord, allowed: Set<string>): Response | undefined {
     for (const [key, value] of Object.entries(fields)) {
-      if (!allowed.has(key) && !key.startsWith("user:")) return elasticError(400, "usage", `Unknown or read-only field '${key}'`);
-      if (key === "claim:type" && value !== "exclusive" && value !== "shared") return elasticError(400, "usage", `Invalid claim:type '${value}'`);
-      if (key === "encryption:cipher" && value !== "none" && value !== "aes-xts-plain") return elasticError(400, "usage", `Invalid encryption:cipher '${value}'`);
-      if ((key === "readers" || key === "avoid") && value.split(" ").some((item) => !UUID.test(item))) return elasticError(400, "usage", `Invalid ${key} '${value}'`);
-      if (key === "tier" && !TIERS.has(value)) return elasticError(400, "usage", `Invalid tier '${value}': expected disk or ssd`);
+      if (!allowed.has(key) && !key.startsWith("user:"))
+        return elasticError(400, "usage", `Unknown or read-only field '${key}'`);
+      if (key === "claim:type" && value !== "exclusive" && value !== "shared")
+        return elasticError(400, "usage", `Invalid claim:type '${value}'`);
+      if (key === "encryption:cipher" && value !== "none" && value !== "aes-xts-plain")
+        return elasticError(400, "usage", `Invalid encryption:cipher '${value}'`);
+      if ((key === "readers" || key === "avoid") && value.split(" ").some((item) => !UUID.test(item)))
+        return elasticError(400, "usage", `Invalid ${key} '${value}'`);
+      if (key === "tier" && !TIERS.has(value))
+        return elasticError(400, "usage", `Invalid tier '${value}': expected disk or ssd`);
     }
-    if (fields.size !== undefined && !parseStubSize(fields.size)) return elasticError(400, "usage", `Invalid size '${fields.size}'`);
+    if (fields.size !== undefined && !parseStubSize(fields.size))
+      return elasticError(400, "usage", `Invalid size '${fields.size}'`);
     return undefined;
   }
 
@@ -545,7 +584,11 @@ export class DriveStub {
       return elasticError(400, "usage", `Unsupported Content-Encoding '${encoding}'`);
     }
     if (offset + bytes.length > drive.size) {
-      return elasticError(507, "full", `Write of ${bytes.length} bytes at ${offset} goes beyond the end of drive ${drive.uuid} (${drive.size} bytes)`);
+      return elasticError(
+        507,
+        "full",
+        `Write of ${bytes.length} bytes at ${offset} goes beyond the end of drive ${drive.uuid} (${drive.size} bytes)`,
+      );
     }
     writeSync(drive.fd, bytes, 0, bytes.length, offset);
     drive.fields["write:bytes"] = String(Number(drive.fields["write:bytes"] ?? 0) + bytes.length);
@@ -572,7 +615,9 @@ export class DriveStub {
   /** Copy in steps, so progress can be watched; gzip or gunzip on the way. */
   private async runImaging(target: StubDrive, source: StubDrive, conversion: string | undefined): Promise<void> {
     // about a hundred steps whatever the size, so a large sparse drive images in seconds
-    const step = this.options.imagingStepBytes ?? Math.min(64 * 1024 * 1024, Math.max(4 * 1024 * 1024, Math.ceil(source.size / 100 / 4096) * 4096));
+    const step =
+      this.options.imagingStepBytes ??
+      Math.min(64 * 1024 * 1024, Math.max(4 * 1024 * 1024, Math.ceil(source.size / 100 / 4096) * 4096));
     const pause = this.options.imagingStepMs ?? 20;
     const imaging = target.imaging as NonNullable<StubDrive["imaging"]>;
     const stub = this;

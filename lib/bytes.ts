@@ -34,7 +34,10 @@ export class BufferPool {
 export function dataRuns(bytes: Uint8Array, position: number, block = BLOCK): Array<[number, number]> {
   const runs: Array<[number, number]> = [];
   // one word view for the whole piece when it is aligned (pool buffers and 4-byte aligned offsets are)
-  const words = bytes.byteOffset % 4 === 0 && position % 4 === 0 && block % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2) : undefined;
+  const words =
+    bytes.byteOffset % 4 === 0 && position % 4 === 0 && block % 4 === 0
+      ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2)
+      : undefined;
   let at = 0;
   while (at < bytes.length) {
     const end = Math.min(bytes.length, at + block - ((position + at) % block));

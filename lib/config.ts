@@ -53,7 +53,8 @@ function parseBase(text: string, what: string): URL {
   } catch {
     throw new UsageError(`${what} '${text}' is not a URL`);
   }
-  if (url.username || url.password) throw new UsageError(`${what} must not hold credentials (use the auth variable or --auth-file)`);
+  if (url.username || url.password)
+    throw new UsageError(`${what} must not hold credentials (use the auth variable or --auth-file)`);
   if (url.search || url.hash) throw new UsageError(`${what} must not have a query or fragment`);
   checkTransport(url, what);
   if (!url.pathname.endsWith("/")) url.pathname += "/";
@@ -114,6 +115,7 @@ export async function resolveConfig(input: ConfigInput): Promise<Config> {
 /** A positive number of seconds (fractions allowed), as milliseconds. */
 export function parseSeconds(text: string | undefined, what: string, fallback = DEFAULT_TIMEOUT_SECONDS): number {
   if (text === undefined || text === "") return fallback * 1000;
-  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0) throw new UsageError(`invalid ${what} '${text}': expected a positive number of seconds`);
+  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0)
+    throw new UsageError(`invalid ${what} '${text}': expected a positive number of seconds`);
   return Math.round(Number(text) * 1000);
 }

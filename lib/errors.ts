@@ -20,7 +20,17 @@ export class InputError extends OperationError {
 }
 
 /** The kinds a drive API error can carry in `X-Elastic-Error`, plus our own client-side kinds. */
-export const SERVER_KINDS = ["usage", "auth", "billing", "missing", "method", "busy", "failed", "system", "full"] as const;
+export const SERVER_KINDS = [
+  "usage",
+  "auth",
+  "billing",
+  "missing",
+  "method",
+  "busy",
+  "failed",
+  "system",
+  "full",
+] as const;
 export type ServerKind = (typeof SERVER_KINDS)[number];
 /** `permission` (403) and `conflict` (409) come from API 2.0 answers, whose bodies are JSON error lists. */
 export type ErrorKind = ServerKind | "permission" | "conflict" | "network" | "timeout" | "protocol" | "unexpected";

@@ -31,7 +31,10 @@ export async function writeFileAtomically(path: string, bytes: Uint8Array): Prom
 }
 
 /** Read at most `limit` bytes of a stream; returns undefined when it holds more. */
-export async function readBounded(stream: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array<ArrayBuffer> | undefined> {
+export async function readBounded(
+  stream: ReadableStream<Uint8Array>,
+  limit: number,
+): Promise<Uint8Array<ArrayBuffer> | undefined> {
   const chunks: Uint8Array[] = [];
   let total = 0;
   const reader = stream.getReader();

@@ -23,8 +23,19 @@ export interface RequestOptions {
 }
 
 const STATUS_KIND: Record<number, ServerKind> = {
-  400: "usage", 401: "auth", 402: "billing", 403: "auth", 404: "missing", 405: "method",
-  409: "busy", 429: "busy", 500: "failed", 502: "system", 503: "system", 504: "system", 507: "full",
+  400: "usage",
+  401: "auth",
+  402: "billing",
+  403: "auth",
+  404: "missing",
+  405: "method",
+  409: "busy",
+  429: "busy",
+  500: "failed",
+  502: "system",
+  503: "system",
+  504: "system",
+  507: "full",
 };
 const MAX_REDIRECTS = 5;
 const MAX_ERROR_BODY = 64 * 1024;
@@ -35,7 +46,10 @@ function isServerKind(text: string): text is ServerKind {
 
 /** One line, printable, bounded: a server's message ends up in a terminal. */
 function oneLine(text: string): string {
-  return text.replace(/\s*[\r\n]+\s*/g, " ").replace(/[\x00-\x1f\x7f]/g, "").slice(0, 500);
+  return text
+    .replace(/\s*[\r\n]+\s*/g, " ")
+    .replace(/[\x00-\x1f\x7f]/g, "")
+    .slice(0, 500);
 }
 
 /** An API 2.0 error body: `[{"error_point": null, "error_type": "backend", "error_message": "..."}]` (or one such object). */
@@ -49,7 +63,8 @@ export function parseJsonErrors(body: string): { type?: string; message: string 
     return undefined;
   }
   const items = (Array.isArray(parsed) ? parsed : [parsed]).filter(
-    (item): item is Record<string, unknown> => typeof item === "object" && item !== null && ("error_message" in item || "error_type" in item),
+    (item): item is Record<string, unknown> =>
+      typeof item === "object" && item !== null && ("error_message" in item || "error_type" in item),
   );
   if (items.length === 0) return undefined;
   const str = (value: unknown) => (typeof value === "string" || typeof value === "number" ? String(value) : "");
@@ -59,19 +74,33 @@ export function parseJsonErrors(body: string): { type?: string; message: string 
     const message = str(item.error_message);
     return point ? `${point}: ${message}` : message;
   });
-  return { type: types.length ? oneLine(types.join(",")).slice(0, 60) : undefined, message: oneLine(messages.filter(Boolean).join("; ")) };
+  return {
+    type: types.length ? oneLine(types.join(",")).slice(0, 60) : undefined,
+    message: oneLine(messages.filter(Boolean).join("; ")),
+  };
 }
 
 /** API 2.0 statuses: 401 bad credentials, 403 permission, 404 missing, 409 conflict (never retried blindly), 429 busy (retried). */
 const JSON_STATUS_KIND: Record<number, ErrorKind> = {
-  400: "usage", 401: "auth", 402: "billing", 403: "permission", 404: "missing", 405: "method", 409: "conflict", 429: "busy",
+  400: "usage",
+  401: "auth",
+  402: "billing",
+  403: "permission",
+  404: "missing",
+  405: "method",
+  409: "conflict",
+  429: "busy",
 };
 
 /**
  * Turn a failed answer into its kind and message: an API 2.0 JSON error list first, else the
  * `X-Elastic-Error` header, then an `errors:KIND` body, then the status.
  */
-export function classifyError(status: number, header: string | null, body: string): { kind: ErrorKind; message: string; errorType?: string } {
+export function classifyError(
+  status: number,
+  header: string | null,
+  body: string,
+): { kind: ErrorKind; message: string; errorType?: string } {
   const json = parseJsonErrors(body);
   if (json) {
     const kind = JSON_STATUS_KIND[status] ?? (status >= 500 ? "system" : status >= 400 ? "usage" : "unexpected");
@@ -99,7 +128,10 @@ export function classifyError(status: number, header: string | null, body: strin
 
 /** The answer's request id (API 2.0 `X-REQUEST-ID`), printable and short, or undefined. */
 export function requestIdOf(headers: Headers): string | undefined {
-  const id = headers.get("x-request-id")?.replace(/[^\x21-\x7e]/g, "").slice(0, 100);
+  const id = headers
+    .get("x-request-id")
+    ?.replace(/[^\x21-\x7e]/g, "")
+    .slice(0, 100);
   return id || undefined;
 }
 
@@ -108,7 +140,14 @@ export function requestIdOf(headers: Headers): string | undefined {
  * its kind and message, the server's error type and the request id. `retryable` overrides the
  * kind's default.
  */
-export function answerError(status: number, headers: Headers, body: string, method: string, path: string, retryable?: boolean): ApiError {
+export function answerError(
+  status: number,
+  headers: Headers,
+  body: string,
+  method: string,
+  path: string,
+  retryable?: boolean,
+): ApiError {
   const { kind, message, errorType } = classifyError(status, headers.get("x-elastic-error"), body);
   return new ApiError(kind, message, status, method, path, retryable, requestIdOf(headers), errorType);
 }
@@ -169,7 +208,13 @@ export class HttpClient {
       } catch (error) {
         const name = (error as Error)?.name;
         if (name === "TimeoutError" || (name === "AbortError" && !options.signal?.aborted)) {
-          throw new ApiError("timeout", `no answer within ${Math.round(timeoutMs / 1000)} s`, undefined, method, shownPath);
+          throw new ApiError(
+            "timeout",
+            `no answer within ${Math.round(timeoutMs / 1000)} s`,
+            undefined,
+            method,
+            shownPath,
+          );
         }
         if (name === "AbortError") throw error;
         throw new ApiError("network", describeNetworkError(error, url), undefined, method, shownPath);
@@ -178,10 +223,17 @@ export class HttpClient {
       const location = response.headers.get("location");
       if (response.status >= 300 && response.status < 400 && location && (method === "GET" || method === "HEAD")) {
         await response.body?.cancel();
-        if (hop >= MAX_REDIRECTS) throw new ApiError("protocol", `more than ${MAX_REDIRECTS} redirects`, response.status, method, shownPath);
+        if (hop >= MAX_REDIRECTS)
+          throw new ApiError("protocol", `more than ${MAX_REDIRECTS} redirects`, response.status, method, shownPath);
         const next = new URL(location, url);
         if (next.protocol !== "https:" && !(next.protocol === "http:" && isLoopbackHost(next.hostname))) {
-          throw new ApiError("protocol", `refusing redirect to ${next.origin} (not https)`, response.status, method, shownPath);
+          throw new ApiError(
+            "protocol",
+            `refusing redirect to ${next.origin} (not https)`,
+            response.status,
+            method,
+            shownPath,
+          );
         }
         url = next;
         continue;
@@ -214,8 +266,8 @@ export class HttpClient {
   /** With --verbose: log one side of an exchange, the Authorization value masked. */
   trace(line: string, headers: Record<string, string>): void {
     if (!this.options.verbose || !this.options.log) return;
-    const shown = Object.entries(headers).map(([key, value]) =>
-      `  ${key}: ${key.toLowerCase() === "authorization" ? value.replace(/ .*/, " ****") : value}`,
+    const shown = Object.entries(headers).map(
+      ([key, value]) => `  ${key}: ${key.toLowerCase() === "authorization" ? value.replace(/ .*/, " ****") : value}`,
     );
     this.options.log.info([line, ...shown].join("\n"));
   }

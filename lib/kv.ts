@@ -10,7 +10,12 @@ export const LIST_FIELDS: ReadonlySet<string> = new Set(["claimed", "readers", "
 
 /** Fields whose values are byte or request counts. */
 const NUMBER_FIELDS: ReadonlySet<string> = new Set([
-  "size", "rawsize", "read:bytes", "read:requests", "write:bytes", "write:requests",
+  "size",
+  "rawsize",
+  "read:bytes",
+  "read:requests",
+  "write:bytes",
+  "write:requests",
 ]);
 
 /** `\n` (backslash, n) in a value becomes a newline; any other backslash stays as it is. */
@@ -95,7 +100,8 @@ export function recordToJson(record: KvRecord): Record<string, JsonValue> {
   const out: Record<string, JsonValue> = {};
   for (const [key, value] of Object.entries(record)) {
     if (LIST_FIELDS.has(key)) out[key] = listField(record, key);
-    else if (NUMBER_FIELDS.has(key) && /^\d+$/.test(value) && Number.isSafeInteger(Number(value))) out[key] = Number(value);
+    else if (NUMBER_FIELDS.has(key) && /^\d+$/.test(value) && Number.isSafeInteger(Number(value)))
+      out[key] = Number(value);
     else out[key] = value;
   }
   return out;

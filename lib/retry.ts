@@ -55,7 +55,11 @@ export function logRetry(log: ConsolaInstance, what: string, count: () => void) 
 /** Run `attempt` until it succeeds, a final error comes, the tries run out, or `signal` aborts. */
 export async function withRetry<T>(
   attempt: () => Promise<T>,
-  options: { policy?: RetryPolicy; signal?: AbortSignal; onRetry?: (error: unknown, retry: number, delayMs: number) => void } = {},
+  options: {
+    policy?: RetryPolicy;
+    signal?: AbortSignal;
+    onRetry?: (error: unknown, retry: number, delayMs: number) => void;
+  } = {},
 ): Promise<T> {
   const policy = options.policy ?? DEFAULT_RETRY;
   for (let tried = 1; ; tried++) {

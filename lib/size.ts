@@ -32,7 +32,12 @@ export function parseSize(input: string, what = "size"): number {
 /** The shortest exact form, for sending: 4194304 -> "4M", 1536 -> "1536" (no fractions). */
 export function formatSize(bytes: number): string {
   if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError(`not a size: ${bytes}`);
-  for (const [suffix, shift] of [["T", 40], ["G", 30], ["M", 20], ["k", 10]] as const) {
+  for (const [suffix, shift] of [
+    ["T", 40],
+    ["G", 30],
+    ["M", 20],
+    ["k", 10],
+  ] as const) {
     const unit = 2 ** shift;
     if (bytes >= unit && bytes % unit === 0) return `${bytes / unit}${suffix}`;
   }

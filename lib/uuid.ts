@@ -10,6 +10,9 @@ export function isUuid(text: string): boolean {
 /** A UUID from the user (exit status 2 when it is not one), lower-cased. */
 export function checkUuid(text: string | undefined, what: string): string {
   if (!text) throw new UsageError(`missing ${what}`);
-  if (!UUID.test(text)) throw new UsageError(`invalid ${what} '${text.slice(0, 60)}': expected a UUID like 8f9b42b1-1c5a-4a1e-9d8a-0123456789ab`);
+  if (!UUID.test(text))
+    throw new UsageError(
+      `invalid ${what} '${text.slice(0, 60)}': expected a UUID like 8f9b42b1-1c5a-4a1e-9d8a-0123456789ab`,
+    );
   return text.toLowerCase();
 }

@@ -19,8 +19,16 @@ const command = defineCommand({
   args: {
     source: { type: "positional", description: "Source drive UUID" },
     name: { type: "string", description: "The new drive's name (default: the source's)", valueHint: "NAME" },
-    media: { type: "enum", options: ["disk", "cdrom"], description: "API 2.0: the new drive's media (default: the source's)" },
-    avoid: { type: "string", description: "Drives to keep the new one off the hardware of, space or comma separated UUIDs", valueHint: "UUIDS" },
+    media: {
+      type: "enum",
+      options: ["disk", "cdrom"],
+      description: "API 2.0: the new drive's media (default: the source's)",
+    },
+    avoid: {
+      type: "string",
+      description: "Drives to keep the new one off the hardware of, space or comma separated UUIDs",
+      valueHint: "UUIDS",
+    },
     ...apiArgs,
     ...connectionArgs,
     ...waitArgs,
@@ -39,7 +47,11 @@ const command = defineCommand({
     const quiet = Boolean(args.quiet);
     if (apiOf(args, ctx) === 2) {
       const { client } = await connect(connectArgs, ctx, 2);
-      const clone = await cloneDrive2(client, source, { name: args.name, media: args.media as "disk" | "cdrom" | undefined, avoid });
+      const clone = await cloneDrive2(client, source, {
+        name: args.name,
+        media: args.media as "disk" | "cdrom" | undefined,
+        avoid,
+      });
       ctx.log.info(`drive ${clone.uuid} cloned from ${source}${clone.status ? ` (${clone.status})` : ""}`);
       if (args.wait) await waitShowingStatus(ctx, client, clone.uuid, bounds, quiet);
       ctx.log.success(`drive ${clone.uuid} ${args.wait ? "ready" : "created"}, a clone of ${source}`);
@@ -49,14 +61,19 @@ const command = defineCommand({
     if (args.media !== undefined) throw new UsageError("--media is API 2.0 only (pass --api 2, or set CSURI)");
     const { client } = await connect(connectArgs, ctx, 1);
     const info = await driveInfo(client, source);
-    const fields: Record<string, string> = { name: args.name ?? info.name ?? source, size: String(sizeOf(info, source)) };
+    const fields: Record<string, string> = {
+      name: args.name ?? info.name ?? source,
+      size: String(sizeOf(info, source)),
+    };
     if (avoid) fields.avoid = avoid.join(" ");
     const created = await createDrive(client, fields);
     const drive = created.drive as string;
     try {
       await imageDrive(client, drive, source);
     } catch (error) {
-      throw new OperationError(`created drive ${drive} but could not image it from ${source}: ${(error as Error).message} (destroy.ts ${drive} removes it)`);
+      throw new OperationError(
+        `created drive ${drive} but could not image it from ${source}: ${(error as Error).message} (destroy.ts ${drive} removes it)`,
+      );
     }
     ctx.log.info(`imaging of drive ${drive} from ${source} started`);
     if (args.wait) {

@@ -12,7 +12,10 @@ import { waitShowingStatus } from "../lib/cli/status.ts";
 import { UsageError } from "../lib/errors.ts";
 
 const command = defineCommand({
-  meta: { name: "create", description: "Create a drive and print its info (API 1.0: the new UUID is the 'drive' field; API 2.0: 'uuid')" },
+  meta: {
+    name: "create",
+    description: "Create a drive and print its info (API 1.0: the new UUID is the 'drive' field; API 2.0: 'uuid')",
+  },
   args: { ...driveFieldArgs, ...createOnlyArgs, ...apiArgs, ...connectionArgs, ...waitArgs, ...jsonArgs },
   async run(context) {
     const ctx = contextOf(context);
@@ -32,7 +35,14 @@ const command = defineCommand({
     }
     const { name, size, media, meta, tags, avoid } = changesFromFlags2(args, context.rawArgs);
     const { client } = await connect(connectArgs, ctx, 2);
-    let drive = await createDrive2(client, { name: name as string, size: size as number, media: media ?? "disk", meta, tags, avoid });
+    let drive = await createDrive2(client, {
+      name: name as string,
+      size: size as number,
+      media: media ?? "disk",
+      meta,
+      tags,
+      avoid,
+    });
     ctx.log.success(`created drive ${drive.uuid}${drive.status ? ` (${drive.status})` : ""}`);
     if (args.wait) drive = await waitShowingStatus(ctx, client, drive.uuid, bounds, Boolean(args.quiet));
     printDrives2(ctx, [drive], Boolean(args.json), true);

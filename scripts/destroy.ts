@@ -12,7 +12,10 @@ import { confirm } from "../lib/cli/prompt.ts";
 import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
-  meta: { name: "destroy", description: "Destroy a drive and its data. Asks on a terminal; without one, refuses unless --yes" },
+  meta: {
+    name: "destroy",
+    description: "Destroy a drive and its data. Asks on a terminal; without one, refuses unless --yes",
+  },
   args: {
     drive: { type: "positional", description: "Drive UUID" },
     yes: { type: "boolean", alias: "y", description: "Do not ask (needed when stdin is not a terminal)" },

@@ -24,12 +24,24 @@ const command = defineCommand({
   args: {
     drive: { type: "positional", description: "Drive UUID" },
     file: { type: "positional", description: "Output file", required: false },
-    chunk: { type: "string", alias: "c", description: "API 1.0: bytes per read (at most 4M)", default: "4M", valueHint: "SIZE" },
-    offset: { type: "string", alias: "o", description: "API 1.0, raw: start at this byte of FILE.part", valueHint: "OFFSET" },
+    chunk: {
+      type: "string",
+      alias: "c",
+      description: "API 1.0: bytes per read (at most 4M)",
+      default: "4M",
+      valueHint: "SIZE",
+    },
+    offset: {
+      type: "string",
+      alias: "o",
+      description: "API 1.0, raw: start at this byte of FILE.part",
+      valueHint: "OFFSET",
+    },
     format: {
       type: "enum",
       options: ["raw", "gzip", "zstd"],
-      description: "raw (sparse), gzip (.gz: gunzip, zcat read it) or zstd (.zst: zstd -d reads it, faster and smaller); default: from FILE's suffix, else raw; without FILE, adds the suffix to the default name",
+      description:
+        "raw (sparse), gzip (.gz: gunzip, zcat read it) or zstd (.zst: zstd -d reads it, faster and smaller); default: from FILE's suffix, else raw; without FILE, adds the suffix to the default name",
     },
     force: { type: "boolean", alias: "f", description: "Overwrite FILE if it exists" },
     ...transferArgs,
@@ -53,7 +65,10 @@ const command = defineCommand({
       quiet: Boolean(args.quiet),
     };
     const connection = await connect(args, ctx);
-    const path = connection.config.api === 1 ? await downloadChunked(ctx, connection, request) : await downloadDirect(ctx, connection, request);
+    const path =
+      connection.config.api === 1
+        ? await downloadChunked(ctx, connection, request)
+        : await downloadDirect(ctx, connection, request);
     ctx.print(args.json ? JSON.stringify({ path }) : path);
   },
 });

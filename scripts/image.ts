@@ -12,22 +12,37 @@ import { checkUuid } from "../lib/uuid.ts";
 import { parseSeconds } from "../lib/config.ts";
 
 const command = defineCommand({
-  meta: { name: "image", description: "API 1.0: copy SOURCE drive onto DRIVE on the server, optionally gzipping or gunzipping it (API 2.0: use clone.ts)" },
+  meta: {
+    name: "image",
+    description:
+      "API 1.0: copy SOURCE drive onto DRIVE on the server, optionally gzipping or gunzipping it (API 2.0: use clone.ts)",
+  },
   args: {
     drive: { type: "positional", description: "Destination drive UUID (it is overwritten)" },
     source: { type: "positional", description: "Source drive UUID" },
     convert: { type: "enum", options: ["gzip", "gunzip"], description: "gzip or gunzip the data on the way" },
     wait: { type: "boolean", description: "Follow the imaging to its end, with progress on stderr" },
-    interval: { type: "string", description: "With --wait: seconds between checks", default: "2", valueHint: "SECONDS" },
+    interval: {
+      type: "string",
+      description: "With --wait: seconds between checks",
+      default: "2",
+      valueHint: "SECONDS",
+    },
     quiet: { type: "boolean", alias: "q", description: "No progress display" },
     ...apiArgs,
     ...connectionArgs,
-    timeout: { type: "string", description: "Seconds to wait for each answer, and with --wait for the whole imaging", default: "3600", valueHint: "SECONDS" },
+    timeout: {
+      type: "string",
+      description: "Seconds to wait for each answer, and with --wait for the whole imaging",
+      default: "3600",
+      valueHint: "SECONDS",
+    },
   },
   async run(context) {
     const ctx = contextOf(context);
     const { args } = context;
-    if (apiOf(args, ctx) === 2) throw new UsageError("image.ts is API 1.0 only: on API 2.0 copy a drive with clone.ts SOURCE (or pass --api 1)");
+    if (apiOf(args, ctx) === 2)
+      throw new UsageError("image.ts is API 1.0 only: on API 2.0 copy a drive with clone.ts SOURCE (or pass --api 1)");
     const drive = checkUuid(args.drive, "drive");
     const source = checkUuid(args.source, "source drive");
     if (drive === source) throw new UsageError("the drive and the source are the same drive");

@@ -14,11 +14,15 @@ import { checkUuid } from "../lib/uuid.ts";
 const command = defineCommand({
   meta: {
     name: "info",
-    description: "Print a drive's info as KEY VALUE lines, or all drives' (records split by a blank line); API 2.0 objects flattened (meta:KEY, lists space separated)",
+    description:
+      "Print a drive's info as KEY VALUE lines, or all drives' (records split by a blank line); API 2.0 objects flattened (meta:KEY, lists space separated)",
   },
   args: {
     drive: { type: "positional", description: "Drive UUID; without it, every drive", required: false },
-    full: { type: "boolean", description: "API 1.0: full info (shows the imaging percentage); API 2.0 info is always full" },
+    full: {
+      type: "boolean",
+      description: "API 1.0: full info (shows the imaging percentage); API 2.0 info is always full",
+    },
     ...apiArgs,
     ...connectionArgs,
     ...jsonArgs,
@@ -30,7 +34,8 @@ const command = defineCommand({
     if (args.full && !drive) throw new UsageError("--full needs a DRIVE");
     const { client, config } = await connect(args, ctx);
     const json = Boolean(args.json);
-    if (config.api === 2) printDrives2(ctx, drive ? [await getDrive(client, drive)] : await listDriveDetails(client), json, Boolean(drive));
+    if (config.api === 2)
+      printDrives2(ctx, drive ? [await getDrive(client, drive)] : await listDriveDetails(client), json, Boolean(drive));
     else if (drive) printRecords(ctx, [await driveInfo(client, drive, Boolean(args.full))], json, true);
     else printRecords(ctx, await allDrivesInfo(client), json, false);
   },

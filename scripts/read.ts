@@ -12,7 +12,11 @@ import { checkOutputPath, writeFileAtomically } from "../lib/files.ts";
 import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
-  meta: { name: "read", description: "API 1.0: read SIZE bytes (at most 4M) at OFFSET of a drive; raw bytes to stdout or -o FILE (download.ts: whole drives, either API)" },
+  meta: {
+    name: "read",
+    description:
+      "API 1.0: read SIZE bytes (at most 4M) at OFFSET of a drive; raw bytes to stdout or -o FILE (download.ts: whole drives, either API)",
+  },
   args: {
     drive: { type: "positional", description: "Drive UUID" },
     offset: { type: "positional", description: "Byte offset on the drive (k/M/G/T allowed)", required: true },
@@ -25,12 +29,18 @@ const command = defineCommand({
   async run(context) {
     const ctx = contextOf(context);
     const { args } = context;
-    if (apiOf(args, ctx) === 2) throw new UsageError("read.ts is API 1.0 only: on API 2.0 fetch a whole drive with download.ts (or pass --api 1)");
+    if (apiOf(args, ctx) === 2)
+      throw new UsageError(
+        "read.ts is API 1.0 only: on API 2.0 fetch a whole drive with download.ts (or pass --api 1)",
+      );
     const drive = checkUuid(args.drive, "drive");
     const offset = parseSize(args.offset, "OFFSET");
     const size = parseSize(args.size, "SIZE");
     if (size === 0) throw new UsageError("SIZE must be more than 0");
-    if (size > MAX_PIECE) throw new UsageError(`SIZE ${size} is over the API's limit of 4M (${MAX_PIECE}) for one read (download.ts reads whole drives)`);
+    if (size > MAX_PIECE)
+      throw new UsageError(
+        `SIZE ${size} is over the API's limit of 4M (${MAX_PIECE}) for one read (download.ts reads whole drives)`,
+      );
     if (args.output) await checkOutputPath(args.output, Boolean(args.force));
     const { client } = await connect(args, ctx, 1);
     const bytes = await readPiece(client, drive, offset, size);

@@ -40,9 +40,14 @@ const command = defineCommand({
     }
     const { client } = await connect(connectArgs, ctx, 2);
     const current = await getDrive(client, drive);
-    if (current.status === "mounted") throw new OperationError(`drive ${drive} is mounted: detach it from its server before resizing it; nothing was changed`);
+    if (current.status === "mounted")
+      throw new OperationError(
+        `drive ${drive} is mounted: detach it from its server before resizing it; nothing was changed`,
+      );
     let resized = await resizeDrive2(client, drive, definitionOf(current, { size }));
-    ctx.log.info(`drive ${drive}: ${current.size ?? "?"} -> ${size} bytes${resized.status ? ` (${resized.status})` : ""}`);
+    ctx.log.info(
+      `drive ${drive}: ${current.size ?? "?"} -> ${size} bytes${resized.status ? ` (${resized.status})` : ""}`,
+    );
     if (args.wait) resized = await waitShowingStatus(ctx, client, drive, bounds, Boolean(args.quiet));
     printDrives2(ctx, [resized], json, true);
   },

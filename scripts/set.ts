@@ -28,17 +28,21 @@ const command = defineCommand({
     const json = Boolean(args.json);
     if (apiOf(args, ctx) === 1) {
       const fields = fieldsFromFlags(args, context.rawArgs);
-      if (Object.keys(fields).length === 0) throw new UsageError("nothing to set: pass at least one field flag (see --help)");
+      if (Object.keys(fields).length === 0)
+        throw new UsageError("nothing to set: pass at least one field flag (see --help)");
       const { client } = await connect(args, ctx, 1);
       printRecords(ctx, [await setDrive(client, drive, fields)], json, true);
       return;
     }
     const { meta, ...changes } = changesFromFlags2(args, context.rawArgs);
-    if (Object.keys(changes).length === 0 && !meta) throw new UsageError("nothing to set: pass at least one field flag (see --help)");
+    if (Object.keys(changes).length === 0 && !meta)
+      throw new UsageError("nothing to set: pass at least one field flag (see --help)");
     const { client } = await connect(args, ctx, 2);
     const current = await getDrive(client, drive);
     if (changes.size !== undefined && changes.size !== current.size && current.status === "mounted") {
-      throw new OperationError(`drive ${drive} is mounted: its size cannot change (detach it from its server first); nothing was changed`);
+      throw new OperationError(
+        `drive ${drive} is mounted: its size cannot change (detach it from its server first); nothing was changed`,
+      );
     }
     const definition = definitionOf(current, changes);
     if (meta) definition.meta = { ...definition.meta, ...meta };

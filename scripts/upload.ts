@@ -25,8 +25,16 @@ const command = defineCommand({
       "from where it stopped; a streamed one (gzip, zstd, stdin) is decompressed again from its start, but only the chunks the journal does not hold are sent",
   },
   args: {
-    file: { type: "positional", description: "Image: a raw file or block device, qcow2, gzip or zstd (told by its first bytes), or - for stdin (raw, gzip or zstd; needs --size)" },
-    format: { type: "enum", options: ["raw", "gzip", "zstd", "qcow2"], description: "Read the image as this format (default: what its first bytes say; raw: its bytes as they are)" },
+    file: {
+      type: "positional",
+      description:
+        "Image: a raw file or block device, qcow2, gzip or zstd (told by its first bytes), or - for stdin (raw, gzip or zstd; needs --size)",
+    },
+    format: {
+      type: "enum",
+      options: ["raw", "gzip", "zstd", "qcow2"],
+      description: "Read the image as this format (default: what its first bytes say; raw: its bytes as they are)",
+    },
     gzipped: { type: "boolean", alias: "z", description: "The image is gzip (the vendor tool's -z): --format gzip" },
     size: {
       type: "string",
@@ -34,17 +42,52 @@ const command = defineCommand({
         "The drive's size (k/M/G/T allowed); needed for stdin, which must hold exactly that many bytes; without it a gzip image, or zstd without recorded sizes, is decompressed once to count its size (qcow2: its virtual size); larger than a file's image: the rest is zeros",
       valueHint: "SIZE",
     },
-    chunk: { type: "string", alias: "c", description: `Bytes per chunk (k/M/G/T allowed); API 1.0: at most 4M, default 4M; API 2.0: 64k to 256M, default ${DEFAULT_API2_CHUNK / 2 ** 20}M`, valueHint: "SIZE" },
-    drive: { type: "string", alias: "d", description: "Existing drive UUID to write into (its old data is overwritten)", valueHint: "DRIVE" },
-    name: { type: "string", alias: "n", description: "Name of the new drive (default: the file's base name)", valueHint: "NAME" },
-    offset: { type: "string", alias: "o", description: "API 1.0: resume from this byte of the image", valueHint: "OFFSET" },
-    compress: { type: "enum", options: ["auto", "always", "never"], description: "API 1.0: gzip each chunk: auto (when it pays), always, never", default: "auto" },
+    chunk: {
+      type: "string",
+      alias: "c",
+      description: `Bytes per chunk (k/M/G/T allowed); API 1.0: at most 4M, default 4M; API 2.0: 64k to 256M, default ${DEFAULT_API2_CHUNK / 2 ** 20}M`,
+      valueHint: "SIZE",
+    },
+    drive: {
+      type: "string",
+      alias: "d",
+      description: "Existing drive UUID to write into (its old data is overwritten)",
+      valueHint: "DRIVE",
+    },
+    name: {
+      type: "string",
+      alias: "n",
+      description: "Name of the new drive (default: the file's base name)",
+      valueHint: "NAME",
+    },
+    offset: {
+      type: "string",
+      alias: "o",
+      description: "API 1.0: resume from this byte of the image",
+      valueHint: "OFFSET",
+    },
+    compress: {
+      type: "enum",
+      options: ["auto", "always", "never"],
+      description: "API 1.0: gzip each chunk: auto (when it pays), always, never",
+      default: "auto",
+    },
     tier: { ...createOnlyArgs.tier, description: "API 1.0: the new drive's storage tier (the vendor tool's -t)" },
     verify: { type: "boolean", description: "Read the drive back and compare it with the image" },
-    direct: { type: "boolean", description: "API 2.0: one streamed POST to the direct host instead of chunks (not resumable)" },
-    wait: { type: "boolean", description: "API 2.0: wait until the drive leaves status uploading (--no-wait: do not)", default: true },
+    direct: {
+      type: "boolean",
+      description: "API 2.0: one streamed POST to the direct host instead of chunks (not resumable)",
+    },
+    wait: {
+      type: "boolean",
+      description: "API 2.0: wait until the drive leaves status uploading (--no-wait: do not)",
+      default: true,
+    },
     ...transferArgs,
-    concurrency: { ...transferArgs.concurrency, description: "Chunks in flight at once (default chosen by benchmark for each API)" },
+    concurrency: {
+      ...transferArgs.concurrency,
+      description: "Chunks in flight at once (default chosen by benchmark for each API)",
+    },
     ...apiArgs,
     ...connectionArgs,
     ...jsonArgs,
@@ -53,12 +96,22 @@ const command = defineCommand({
     const ctx = contextOf(context);
     const { args } = context;
     if (!args.file) throw new UsageError("missing FILE (the image to upload, or - for stdin)");
-    if (args.gzipped && args.format !== undefined && args.format !== "gzip") throw new UsageError(`-z says gzip, --format says ${args.format}: give one`);
+    if (args.gzipped && args.format !== undefined && args.format !== "gzip")
+      throw new UsageError(`-z says gzip, --format says ${args.format}: give one`);
     const format = args.gzipped ? "gzip" : (args.format as UploadRequest["format"]);
     const stdin = args.file === "-";
-    if (stdin && ctx.io.stdinIsTTY) throw new UsageError("stdin (-) is a terminal: pipe the image in, e.g. xz -dc disk.raw.xz | upload.ts - --size 20G");
-    if (stdin && args.size === undefined) throw new UsageError("reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is");
-    if (stdin && args.verify) throw new UsageError("--verify needs an image it can read again: stdin (-) is read once (upload the file itself to verify)");
+    if (stdin && ctx.io.stdinIsTTY)
+      throw new UsageError(
+        "stdin (-) is a terminal: pipe the image in, e.g. xz -dc disk.raw.xz | upload.ts - --size 20G",
+      );
+    if (stdin && args.size === undefined)
+      throw new UsageError(
+        "reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is",
+      );
+    if (stdin && args.verify)
+      throw new UsageError(
+        "--verify needs an image it can read again: stdin (-) is read once (upload the file itself to verify)",
+      );
     const compress = args.compress as CompressMode;
     const concurrency = parseConcurrency(args.concurrency);
     const request: UploadRequest = {
@@ -77,11 +130,14 @@ const command = defineCommand({
       stdin: ctx.io.stdin,
     };
     if (request.size === 0) throw new UsageError("invalid --size 0: a drive holds at least one byte");
-    if (request.name.trim() === "" || /[\r\n]/.test(request.name)) throw new UsageError("invalid --name: empty or holding a newline");
+    if (request.name.trim() === "" || /[\r\n]/.test(request.name))
+      throw new UsageError("invalid --name: empty or holding a newline");
     const connection = await connect(args, ctx);
     let drive: string;
     if (connection.config.api === 2 && args.tier !== undefined) {
-      throw new UsageError("-t/--tier is API 1.0 only: API 2.0 storage types (storage_type, e.g. dssd) are not the 1.0 tiers");
+      throw new UsageError(
+        "-t/--tier is API 1.0 only: API 2.0 storage types (storage_type, e.g. dssd) are not the 1.0 tiers",
+      );
     }
     if (connection.config.api === 1) {
       if (args.direct) throw new UsageError("--direct is API 2.0 only");
@@ -89,7 +145,10 @@ const command = defineCommand({
     } else if (args.direct) {
       drive = await uploadDirect(ctx, connection, request);
     } else {
-      if (request.offset !== undefined) throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 upload resumes by chunks (rerun the same command, or -d DRIVE)");
+      if (request.offset !== undefined)
+        throw new UsageError(
+          "-o/--offset is API 1.0 only: an API 2.0 upload resumes by chunks (rerun the same command, or -d DRIVE)",
+        );
       const chunk = parseApi2Chunk(args.chunk ?? `${DEFAULT_API2_CHUNK}`);
       drive = await uploadChunked2(ctx, connection, { ...request, chunk, wait: args.wait !== false });
     }

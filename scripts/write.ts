@@ -13,7 +13,10 @@ import { checkUuid } from "../lib/uuid.ts";
 const SIZE_SYNTAX = /^\d+[a-zA-Z]?$/;
 
 /** `DRIVE [OFFSET] [FILE|-]`: with two arguments the second is an OFFSET when it reads as a size, else a FILE. */
-export function splitWriteArgs(second: string | undefined, third: string | undefined): { offset: string; input: string } {
+export function splitWriteArgs(
+  second: string | undefined,
+  third: string | undefined,
+): { offset: string; input: string } {
   if (third !== undefined) return { offset: second ?? "0", input: third };
   if (second === undefined) return { offset: "0", input: "-" };
   return SIZE_SYNTAX.test(second) ? { offset: second, input: "-" } : { offset: "0", input: second };
@@ -22,11 +25,16 @@ export function splitWriteArgs(second: string | undefined, third: string | undef
 const command = defineCommand({
   meta: {
     name: "write",
-    description: "API 1.0: write one piece of at most 4M from FILE or stdin to a drive at OFFSET, sent gzipped (upload.ts moves whole images, on either API)",
+    description:
+      "API 1.0: write one piece of at most 4M from FILE or stdin to a drive at OFFSET, sent gzipped (upload.ts moves whole images, on either API)",
   },
   args: {
     drive: { type: "positional", description: "Drive UUID" },
-    offset: { type: "positional", description: "Byte offset on the drive (default 0; k/M/G/T allowed)", required: false },
+    offset: {
+      type: "positional",
+      description: "Byte offset on the drive (default 0; k/M/G/T allowed)",
+      required: false,
+    },
     file: { type: "positional", description: "File to send, or - for stdin (the default)", required: false },
     level: { type: "string", description: "gzip level 1-9", default: "6", valueHint: "N" },
     ...apiArgs,
@@ -35,7 +43,8 @@ const command = defineCommand({
   async run(context) {
     const ctx = contextOf(context);
     const { args } = context;
-    if (apiOf(args, ctx) === 2) throw new UsageError("write.ts is API 1.0 only: on API 2.0 send a whole image with upload.ts (or pass --api 1)");
+    if (apiOf(args, ctx) === 2)
+      throw new UsageError("write.ts is API 1.0 only: on API 2.0 send a whole image with upload.ts (or pass --api 1)");
     const drive = checkUuid(args.drive, "drive");
     const split = splitWriteArgs(args.offset, args.file);
     const offset = parseSize(split.offset, "OFFSET");

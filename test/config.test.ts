@@ -19,7 +19,12 @@ test("API 1.0 from EHURI/EHAUTH; the base always ends in /", async () => {
 });
 
 test("API 2.0 when CSURI is set; the direct host is derived or taken from CSDIRECT", async () => {
-  const env = { CSURI: "https://zrh.cloudsigma.com/api/2.0/", CSAUTH: "me@example.com:pw", EHURI: "https://x.example/", EHAUTH: "a:b" };
+  const env = {
+    CSURI: "https://zrh.cloudsigma.com/api/2.0/",
+    CSAUTH: "me@example.com:pw",
+    EHURI: "https://x.example/",
+    EHAUTH: "a:b",
+  };
   const config = await resolveConfig({ env });
   expect(config.api).toBe(2);
   expect(config.direct?.href).toBe("https://direct.zrh.cloudsigma.com/api/2.0/");
@@ -32,7 +37,9 @@ test("API 2.0 when CSURI is set; the direct host is derived or taken from CSDIRE
   const located = await resolveConfig({ env: { CSAUTH: "a:b" }, location: "sjc" });
   expect(located.base.href).toBe("https://sjc.cloudsigma.com/api/2.0/");
   expect(located.direct?.href).toBe("https://direct.sjc.cloudsigma.com/api/2.0/");
-  expect(deriveDirect(new URL("https://direct.wdc.cloudsigma.com/api/2.0/")).hostname).toBe("direct.wdc.cloudsigma.com");
+  expect(deriveDirect(new URL("https://direct.wdc.cloudsigma.com/api/2.0/")).hostname).toBe(
+    "direct.wdc.cloudsigma.com",
+  );
 });
 
 test("--uri and --auth-file override the environment", async () => {
@@ -40,10 +47,16 @@ test("--uri and --auth-file override the environment", async () => {
   dirs.push(dir);
   const file = join(dir, "auth");
   writeFileSync(file, "file-user:file-secret\n");
-  const config = await resolveConfig({ env: { EHURI: "https://a.example/", EHAUTH: "env:env" }, uri: "https://b.example/x", authFile: file });
+  const config = await resolveConfig({
+    env: { EHURI: "https://a.example/", EHAUTH: "env:env" },
+    uri: "https://b.example/x",
+    authFile: file,
+  });
   expect(config.base.href).toBe("https://b.example/x/");
   expect(config).toMatchObject({ user: "file-user", secret: "file-secret" });
-  await expect(resolveConfig({ env: { EHURI: "https://a.example/" }, authFile: join(dir, "none") })).rejects.toThrow(/does not exist/);
+  await expect(resolveConfig({ env: { EHURI: "https://a.example/" }, authFile: join(dir, "none") })).rejects.toThrow(
+    /does not exist/,
+  );
 });
 
 test("plain http only to loopback; credentials, missing settings and bad values refused", async () => {
@@ -58,7 +71,9 @@ test("plain http only to loopback; credentials, missing settings and bad values 
   await expect(resolveConfig({ env: { EHURI: "https://u:p@x.example/", ...auth } })).rejects.toThrow(/credentials/);
   await expect(resolveConfig({ env: auth })).rejects.toThrow(/set EHURI/);
   await expect(resolveConfig({ env: { EHURI: "https://x.example/" } })).rejects.toThrow(/set EHAUTH/);
-  await expect(resolveConfig({ env: { EHURI: "https://x.example/", EHAUTH: "nocolon" } })).rejects.toThrow(/user:secret/);
+  await expect(resolveConfig({ env: { EHURI: "https://x.example/", EHAUTH: "nocolon" } })).rejects.toThrow(
+    /user:secret/,
+  );
   await expect(resolveConfig({ env: { EHURI: "https://x.example/", ...auth }, api: "3" })).rejects.toThrow(/--api/);
   await expect(resolveConfig({ env: { CSAUTH: "a:b" }, location: "../evil" })).rejects.toThrow(/--location/);
   expect(isLoopbackHost("127.0.0.1.example.com")).toBe(false);

@@ -21,7 +21,10 @@ function collector() {
   const chunks: Uint8Array[] = [];
   const encoder = new TextEncoder();
   return {
-    writer: { write: (chunk: string | Uint8Array) => void chunks.push(typeof chunk === "string" ? encoder.encode(chunk) : chunk.slice()) },
+    writer: {
+      write: (chunk: string | Uint8Array) =>
+        void chunks.push(typeof chunk === "string" ? encoder.encode(chunk) : chunk.slice()),
+    },
     bytes: () => Buffer.concat(chunks),
   };
 }
@@ -42,7 +45,12 @@ export async function run(command: CommandDef<any>, argv: string[], options: Run
   };
   const status = await execute(command, argv, io);
   const stdoutBytes = new Uint8Array(out.bytes());
-  return { status, stdout: new TextDecoder().decode(stdoutBytes), stdoutBytes, stderr: new TextDecoder().decode(err.bytes()) };
+  return {
+    status,
+    stdout: new TextDecoder().decode(stdoutBytes),
+    stdoutBytes,
+    stderr: new TextDecoder().decode(err.bytes()),
+  };
 }
 
 const ROOT = new URL("..", import.meta.url).pathname;

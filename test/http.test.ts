@@ -8,7 +8,10 @@ let stub: DriveStub;
 let client: HttpClient;
 beforeAll(async () => {
   stub = await startStub();
-  client = new HttpClient(new URL(stub.url), { credentials: { user: stub.user, secret: stub.secret }, timeoutMs: 5000 });
+  client = new HttpClient(new URL(stub.url), {
+    credentials: { user: stub.user, secret: stub.secret },
+    timeoutMs: 5000,
+  });
 });
 afterAll(() => stub.stop());
 beforeEach(() => stub.reset());
@@ -50,14 +53,19 @@ describe("the error table", () => {
   }
 
   test("a 400 that says 'could not be found' is missing", async () => {
-    stub.handlers.push(() => new Response("Drive 8f9b42b1-0000 could not be found. Please re-validate your entry.", { status: 400 }));
+    stub.handlers.push(
+      () => new Response("Drive 8f9b42b1-0000 could not be found. Please re-validate your entry.", { status: 400 }),
+    );
     const error = await failure(client.text("GET", "drives/list"));
     expect(error.kind).toBe("missing");
     expect(error.retryable).toBe(false);
   });
 
   test("the kind comes from the body when the header is absent, else from the status", () => {
-    expect(classifyError(500, null, "errors:system Drive x could not be imaged")).toEqual({ kind: "system", message: "Drive x could not be imaged" });
+    expect(classifyError(500, null, "errors:system Drive x could not be imaged")).toEqual({
+      kind: "system",
+      message: "Drive x could not be imaged",
+    });
     expect(classifyError(402, null, "Balance too low")).toEqual({ kind: "billing", message: "Balance too low" });
     expect(classifyError(503, null, "")).toEqual({ kind: "system", message: "" });
     expect(classifyError(418, null, "teapot")).toEqual({ kind: "unexpected", message: "teapot" });
@@ -116,7 +124,8 @@ describe("redirects and credentials", () => {
     });
     try {
       stub.handlers.push((request, path) => {
-        if (path === "/drives/hop/a") return new Response(null, { status: 302, headers: { location: "/drives/hop/b" } });
+        if (path === "/drives/hop/a")
+          return new Response(null, { status: 302, headers: { location: "/drives/hop/b" } });
         if (path === "/drives/hop/b") {
           seen.push(request.headers.get("authorization"));
           return new Response(null, { status: 307, headers: { location: `http://127.0.0.1:${other.port}/data` } });
@@ -133,7 +142,8 @@ describe("redirects and credentials", () => {
 
   test("a redirect to plain http elsewhere is refused; loops are bounded", async () => {
     stub.handlers.push((_request, path) => {
-      if (path === "/drives/away") return new Response(null, { status: 302, headers: { location: "http://example.com/x" } });
+      if (path === "/drives/away")
+        return new Response(null, { status: 302, headers: { location: "http://example.com/x" } });
       if (path === "/drives/loop") return new Response(null, { status: 302, headers: { location: "/drives/loop" } });
       return undefined;
     });
@@ -146,7 +156,11 @@ describe("redirects and credentials", () => {
 test("--verbose logs the exchange with the credentials masked", async () => {
   const lines: string[] = [];
   const log = createConsola({ level: 4, reporters: [{ log: (entry) => void lines.push(entry.args.join(" ")) }] });
-  const verbose = new HttpClient(new URL(stub.url), { credentials: { user: stub.user, secret: stub.secret }, log, verbose: true });
+  const verbose = new HttpClient(new URL(stub.url), {
+    credentials: { user: stub.user, secret: stub.secret },
+    log,
+    verbose: true,
+  });
   await verbose.text("GET", "drives/list");
   const text = lines.join("\n");
   expect(text).toContain("> GET");

@@ -1,7 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import {
-  escapeValue, formatRecord, formatRecords, listField, parseRecord, parseRecords, recordToJson,
+  escapeValue,
+  formatRecord,
+  formatRecords,
+  listField,
+  parseRecord,
+  parseRecords,
+  recordToJson,
 } from "../lib/kv.ts";
 import { UsageError } from "../lib/errors.ts";
 import { FIXTURES, fixture } from "./helpers.ts";
@@ -32,7 +38,11 @@ describe("parsing the recorded bodies", () => {
   test("several records split by one blank line", async () => {
     const records = parseRecords(await fixture("jclouds-elasticstack-standard_drives.txt"));
     expect(records).toHaveLength(36);
-    expect(records[0]).toMatchObject({ drive: "ce85ef47-9794-4ed7-a8bd-af902ec0eddc", format: "gzip", rawsize: "1073741824" });
+    expect(records[0]).toMatchObject({
+      drive: "ce85ef47-9794-4ed7-a8bd-af902ec0eddc",
+      format: "gzip",
+      rawsize: "1073741824",
+    });
     expect(records.at(-1)?.name).toBe("centOS 6.5 Live DVD");
     const libcloud = parseRecords(await fixture("libcloud-cloudsigma-drives_info.txt"));
     expect(libcloud.length).toBeGreaterThan(1);

@@ -18,7 +18,9 @@ function files(dir: string): string[] {
 /** The project files a file imports, as paths from the root. */
 function importsOf(file: string): string[] {
   const text = readFileSync(join(ROOT, file), "utf8");
-  return [...text.matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+)"/g)].map((match) => relative(ROOT, join(ROOT, dirname(file), match[1] as string)));
+  return [...text.matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+)"/g)].map((match) =>
+    relative(ROOT, join(ROOT, dirname(file), match[1] as string)),
+  );
 }
 
 /** The layer of a file under lib/: core, chunks, api1, api2, cli. */
@@ -42,12 +44,20 @@ for (const [layer, allowed] of Object.entries(ALLOWED)) {
   test(`${layer} imports only ${allowed.join(", ")}`, () => {
     const sources = layer === "emulator" ? files("emulator") : files("lib").filter((file) => layerOf(file) === layer);
     expect(sources.length).toBeGreaterThan(0);
-    const wrong = sources.flatMap((file) => importsOf(file).filter((target) => !allowed.includes(layerOf(target))).map((target) => `${file} -> ${target}`));
+    const wrong = sources.flatMap((file) =>
+      importsOf(file)
+        .filter((target) => !allowed.includes(layerOf(target)))
+        .map((target) => `${file} -> ${target}`),
+    );
     expect(wrong).toEqual([]);
   });
 }
 
 test("scripts import lib, never each other or the emulator", () => {
-  const wrong = files("scripts").flatMap((file) => importsOf(file).filter((target) => !target.startsWith("lib/")).map((target) => `${file} -> ${target}`));
+  const wrong = files("scripts").flatMap((file) =>
+    importsOf(file)
+      .filter((target) => !target.startsWith("lib/"))
+      .map((target) => `${file} -> ${target}`),
+  );
   expect(wrong).toEqual([]);
 });

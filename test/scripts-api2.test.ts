@@ -52,8 +52,19 @@ describe("API 2.0 list and info", () => {
     const drive = stub.addDrive(1 << 20, { name: "web", tags: "a b", "user:owner": "ops" });
     const result = await run(info, [drive.uuid], { env });
     expect(result.status).toBe(0);
-    expect(parseRecord(result.stdout)).toMatchObject({ uuid: drive.uuid, name: "web", tags: "a b", "meta:owner": "ops", owner: stub.user, status: "unmounted" });
-    expect(JSON.parse((await run(info, [drive.uuid, "--json"], { env })).stdout)).toMatchObject({ uuid: drive.uuid, meta: { owner: "ops" }, tags: ["a", "b"] });
+    expect(parseRecord(result.stdout)).toMatchObject({
+      uuid: drive.uuid,
+      name: "web",
+      tags: "a b",
+      "meta:owner": "ops",
+      owner: stub.user,
+      status: "unmounted",
+    });
+    expect(JSON.parse((await run(info, [drive.uuid, "--json"], { env })).stdout)).toMatchObject({
+      uuid: drive.uuid,
+      meta: { owner: "ops" },
+      tags: ["a", "b"],
+    });
   });
 
   test("info of every drive: records split by a blank line, from drives/detail/", async () => {
@@ -74,7 +85,9 @@ describe("API 2.0 list and info", () => {
     const result = await run(info, [MISSING], { env });
     expect(result.status).toBe(1);
     expect(result.stderr).toMatch(
-      new RegExp(`^info: error: GET /api/2\\.0/drives/${MISSING}/ failed: 404 notexist: Object with uuid ${MISSING} does not exist \\(X-REQUEST-ID [0-9a-f]{16}\\)\\n$`),
+      new RegExp(
+        `^info: error: GET /api/2\\.0/drives/${MISSING}/ failed: 404 notexist: Object with uuid ${MISSING} does not exist \\(X-REQUEST-ID [0-9a-f]{16}\\)\\n$`,
+      ),
     );
   });
 });
@@ -82,10 +95,21 @@ describe("API 2.0 list and info", () => {
 describe("API 2.0 create, set, destroy", () => {
   test("create sends name, size, media, meta, tags and avoid; prints the drive", async () => {
     const avoid = stub.addDrive(1 << 20).uuid;
-    const result = await run(create, ["--name", "db", "--size", "2M", "--media", "cdrom", "--meta", "owner=ops", "--tags", "a,b", "--avoid", avoid], { env });
+    const result = await run(
+      create,
+      ["--name", "db", "--size", "2M", "--media", "cdrom", "--meta", "owner=ops", "--tags", "a,b", "--avoid", avoid],
+      { env },
+    );
     expect(result.status).toBe(0);
     const record = parseRecord(result.stdout);
-    expect(record).toMatchObject({ name: "db", size: String(2 << 20), media: "cdrom", "meta:owner": "ops", tags: "a b", status: "creating" });
+    expect(record).toMatchObject({
+      name: "db",
+      size: String(2 << 20),
+      media: "cdrom",
+      "meta:owner": "ops",
+      tags: "a b",
+      status: "creating",
+    });
     expect(stub.requests.find((r) => r.method === "POST")?.path).toBe("/api/2.0/drives/");
     expect(result.stderr).toBe(`create: done: created drive ${record.uuid} (creating)\n`);
   });
@@ -100,7 +124,11 @@ describe("API 2.0 create, set, destroy", () => {
 
   test("create --wait gives up at --timeout, naming the last status", async () => {
     api2.drives.statusDelayMs = 60_000;
-    const result = await run(create, ["--name", "w", "--size", "1M", "--wait", "--interval", "0.02", "--timeout", "0.2"], { env });
+    const result = await run(
+      create,
+      ["--name", "w", "--size", "1M", "--wait", "--interval", "0.02", "--timeout", "0.2"],
+      { env },
+    );
     expect(result.status).toBe(1);
     expect(result.stdout).toBe("");
     expect(result.stderr).toMatch(/create: error: drive [0-9a-f-]{36} is still creating after \d+ s \(--timeout\)/);
@@ -110,7 +138,12 @@ describe("API 2.0 create, set, destroy", () => {
     const drive = stub.addDrive(1 << 20, { name: "old", "user:a": "1" });
     const result = await run(set, [drive.uuid, "--name", "new", "--meta", "b=2", "--json"], { env });
     expect(result.status).toBe(0);
-    expect(JSON.parse(result.stdout)).toMatchObject({ name: "new", size: 1 << 20, media: "disk", meta: { a: "1", b: "2" } });
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      name: "new",
+      size: 1 << 20,
+      media: "disk",
+      meta: { a: "1", b: "2" },
+    });
     expect(stub.requests.map((r) => r.method)).toEqual(["GET", "PUT"]);
   });
 
@@ -119,7 +152,9 @@ describe("API 2.0 create, set, destroy", () => {
     drive.status = "mounted";
     const result = await run(set, [drive.uuid, "--size", "2M"], { env });
     expect(result.status).toBe(1);
-    expect(result.stderr).toBe(`set: error: drive ${drive.uuid} is mounted: its size cannot change (detach it from its server first); nothing was changed\n`);
+    expect(result.stderr).toBe(
+      `set: error: drive ${drive.uuid} is mounted: its size cannot change (detach it from its server first); nothing was changed\n`,
+    );
     expect(stub.count("PUT")).toBe(0);
   });
 
@@ -158,7 +193,9 @@ describe("API 2.0 clone and resize", () => {
     const result = await run(resize, [drive.uuid, "3M", "--wait", "--interval", "0.01"], { env });
     expect(result.status).toBe(0);
     expect(parseRecord(result.stdout)).toMatchObject({ size: String(3 << 20), status: "unmounted" });
-    expect(stub.requests.some((r) => r.method === "POST" && r.path === `/api/2.0/drives/${drive.uuid}/action/`)).toBe(true);
+    expect(stub.requests.some((r) => r.method === "POST" && r.path === `/api/2.0/drives/${drive.uuid}/action/`)).toBe(
+      true,
+    );
   });
 });
 
@@ -195,12 +232,32 @@ describe("wrong calls exit 2, one line, nothing sent", () => {
     ["read on 2.0", read, [uuid, "0", "1"], /download\.ts/],
     ["write on 2.0", write, [uuid, "0", "-"], /upload\.ts/],
     ["bad --api", list, ["--api", "3"], /invalid --api '3': expected 1 or 2/],
-    ["bad --media", create, ["--name", "x", "--size", "1M", "--media", "tape"], /invalid --media 'tape': expected disk or cdrom/],
-    ["bad --convert", image, [uuid, MISSING, "--api", "1", "--convert", "zip"], /invalid --convert 'zip': expected gzip or gunzip/],
-    ["bad --claim-type", create, ["--name", "x", "--size", "1M", "--claim-type", "open", "--api", "1"], /expected exclusive or shared/],
+    [
+      "bad --media",
+      create,
+      ["--name", "x", "--size", "1M", "--media", "tape"],
+      /invalid --media 'tape': expected disk or cdrom/,
+    ],
+    [
+      "bad --convert",
+      image,
+      [uuid, MISSING, "--api", "1", "--convert", "zip"],
+      /invalid --convert 'zip': expected gzip or gunzip/,
+    ],
+    [
+      "bad --claim-type",
+      create,
+      ["--name", "x", "--size", "1M", "--claim-type", "open", "--api", "1"],
+      /expected exclusive or shared/,
+    ],
     ["--tier on 2.0", create, ["--name", "x", "--size", "1M", "--tier", "ssd"], /--tier is API 1\.0 only/],
     ["--claim-type on 2.0", set, [uuid, "--claim-type", "shared"], /--claim-type is API 1\.0 only/],
-    ["--media on 1.0", create, ["--name", "x", "--size", "1M", "--media", "disk", "--api", "1"], /--media is API 2\.0 only/],
+    [
+      "--media on 1.0",
+      create,
+      ["--name", "x", "--size", "1M", "--media", "disk", "--api", "1"],
+      /--media is API 2\.0 only/,
+    ],
     ["meta newline on 2.0", set, [uuid, "--meta", "a=b\nc"], /raw newline/],
     ["resize to 0", resize, [uuid, "0"], /more than 0/],
     ["clone of a non-UUID", clone, ["nope"], /invalid source drive/],
@@ -219,7 +276,9 @@ describe("wrong calls exit 2, one line, nothing sent", () => {
 
 describe("as real processes (NO_COLOR=1)", () => {
   test("create --wait, clone, resize, destroy over API 2.0", async () => {
-    const created = await spawnScript("create", ["--name", "spawned", "--size", "1M", "--wait", "--interval", "0.01"], { env });
+    const created = await spawnScript("create", ["--name", "spawned", "--size", "1M", "--wait", "--interval", "0.01"], {
+      env,
+    });
     expect(created.status).toBe(0);
     const uuid = parseRecord(created.stdout).uuid as string;
     expect(created.stderr).toBe(`create: done: created drive ${uuid} (creating)\n`);
@@ -235,7 +294,9 @@ describe("as real processes (NO_COLOR=1)", () => {
   test("a spawned image.ts on API 2.0 exits 2 with one line and sends nothing", async () => {
     const result = await spawnScript("image", [MISSING, "8f9b42b1-1c5a-4a1e-9d8a-0123456789ab"], { env });
     expect(result.status).toBe(2);
-    expect(result.stderr).toBe("image: error: image.ts is API 1.0 only: on API 2.0 copy a drive with clone.ts SOURCE (or pass --api 1)\n");
+    expect(result.stderr).toBe(
+      "image: error: image.ts is API 1.0 only: on API 2.0 copy a drive with clone.ts SOURCE (or pass --api 1)\n",
+    );
     expect(stub.requests).toHaveLength(0);
   });
 });

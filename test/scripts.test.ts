@@ -49,7 +49,13 @@ describe("list and info", () => {
     const one = await run(info, [drive.uuid], { env });
     expect(one.status).toBe(0);
     const record = parseRecord(one.stdout);
-    expect(record).toMatchObject({ drive: drive.uuid, name: "web server", size: "4194304", tags: "prod db", "user:notes": "line1\nline2" });
+    expect(record).toMatchObject({
+      drive: drive.uuid,
+      name: "web server",
+      size: "4194304",
+      tags: "prod db",
+      "user:notes": "line1\nline2",
+    });
     expect(one.stdout).toContain("user:notes line1\\nline2\n");
     const all = await run(info, [], { env });
     expect(parseRecords(all.stdout).map((r) => r.drive)).toContain(drive.uuid);
@@ -63,7 +69,9 @@ describe("list and info", () => {
     const result = await run(info, [MISSING], { env });
     expect(result.status).toBe(1);
     expect(result.stdout).toBe("");
-    expect(result.stderr).toBe(`info: error: GET /drives/${MISSING}/info failed: 404 missing: Drive ${MISSING} could not be found. Please re-validate your entry.\n`);
+    expect(result.stderr).toBe(
+      `info: error: GET /drives/${MISSING}/info failed: 404 missing: Drive ${MISSING} could not be found. Please re-validate your entry.\n`,
+    );
   });
 });
 
@@ -71,15 +79,41 @@ describe("create, set, destroy", () => {
   test("create sends every documented field and prints the new drive", async () => {
     const reader = crypto.randomUUID();
     const avoid = stub.addDrive(1024).uuid;
-    const result = await run(create, [
-      "--name", "db disk", "--size", "2G", "--claim-type", "shared", "--readers", reader, "--tags", "a,b c",
-      "--encryption", "none", "--avoid", avoid, "--meta", "owner=ops team", "--meta", "ticket=OPS-1",
-    ], { env });
+    const result = await run(
+      create,
+      [
+        "--name",
+        "db disk",
+        "--size",
+        "2G",
+        "--claim-type",
+        "shared",
+        "--readers",
+        reader,
+        "--tags",
+        "a,b c",
+        "--encryption",
+        "none",
+        "--avoid",
+        avoid,
+        "--meta",
+        "owner=ops team",
+        "--meta",
+        "ticket=OPS-1",
+      ],
+      { env },
+    );
     expect(result.status).toBe(0);
     const record = parseRecord(result.stdout);
     expect(record).toMatchObject({
-      name: "db disk", size: String(2 * 2 ** 30), "claim:type": "shared", readers: reader, tags: "a b c",
-      "encryption:cipher": "none", "user:owner": "ops team", "user:ticket": "OPS-1",
+      name: "db disk",
+      size: String(2 * 2 ** 30),
+      "claim:type": "shared",
+      readers: reader,
+      tags: "a b c",
+      "encryption:cipher": "none",
+      "user:owner": "ops team",
+      "user:ticket": "OPS-1",
     });
     expect(stub.drives.get(record.drive as string)?.size).toBe(2 * 2 ** 30);
     expect(result.stderr).toContain(`created drive ${record.drive}`);
@@ -87,7 +121,11 @@ describe("create, set, destroy", () => {
 
   test("set changes fields and size", async () => {
     const drive = stub.addDrive(1024, { name: "old" });
-    const result = await run(set, [drive.uuid, "--name", "new name", "--size", "1M", "--meta", "role=backup", "--json"], { env });
+    const result = await run(
+      set,
+      [drive.uuid, "--name", "new name", "--size", "1M", "--meta", "role=backup", "--json"],
+      { env },
+    );
     expect(result.status).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ name: "new name", size: 1048576, "user:role": "backup" });
     expect(stub.drives.get(drive.uuid)?.size).toBe(1048576);
@@ -216,11 +254,17 @@ describe("image", () => {
     const source = stub.addDrive(1024 * 1024, {}, text);
     const zipped = stub.addDrive(1024 * 1024);
     const restored = stub.addDrive(1024 * 1024);
-    expect((await run(image, [zipped.uuid, source.uuid, "--convert", "gzip", "--wait", "--interval", "0.01"], { env })).status).toBe(0);
+    expect(
+      (await run(image, [zipped.uuid, source.uuid, "--convert", "gzip", "--wait", "--interval", "0.01"], { env }))
+        .status,
+    ).toBe(0);
     const gz = stub.readDrive(zipped.uuid);
     expect(gz[0]).toBe(0x1f);
     expect(Buffer.from(gunzipSync(gz).subarray(0, text.length)).equals(Buffer.from(text))).toBe(true);
-    expect((await run(image, [restored.uuid, zipped.uuid, "--convert", "gunzip", "--wait", "--interval", "0.01"], { env })).status).toBe(0);
+    expect(
+      (await run(image, [restored.uuid, zipped.uuid, "--convert", "gunzip", "--wait", "--interval", "0.01"], { env }))
+        .status,
+    ).toBe(0);
     expect(Buffer.from(stub.readDrive(restored.uuid)).equals(Buffer.from(stub.readDrive(source.uuid)))).toBe(true);
   });
 
@@ -229,7 +273,9 @@ describe("image", () => {
     try {
       const source = slow.addDrive(1024 * 1024);
       const target = slow.addDrive(1024 * 1024);
-      const result = await run(image, [target.uuid, source.uuid, "--wait", "--interval", "0.05", "--timeout", "0.3"], { env: slow.env });
+      const result = await run(image, [target.uuid, source.uuid, "--wait", "--interval", "0.05", "--timeout", "0.3"], {
+        env: slow.env,
+      });
       expect(result.status).toBe(1);
       expect(result.stderr).toMatch(/still imaging \(\d+%\)/);
     } finally {
@@ -338,7 +384,9 @@ describe("as real processes", () => {
   test("a spawned wrong call exits 2 with one line", async () => {
     const result = await spawnScript("info", ["nope"], { env });
     expect(result.status).toBe(2);
-    expect(result.stderr).toBe("info: error: invalid drive 'nope': expected a UUID like 8f9b42b1-1c5a-4a1e-9d8a-0123456789ab\n");
+    expect(result.stderr).toBe(
+      "info: error: invalid drive 'nope': expected a UUID like 8f9b42b1-1c5a-4a1e-9d8a-0123456789ab\n",
+    );
   });
 
   test("image --wait spawned, and a failure exits 1", async () => {

@@ -150,7 +150,9 @@ export class CompressionPlan {
     for (const level of LEVELS) if (this.predict(level, link, chunk) > this.predict(best, link, chunk)) best = level;
     this.trace(
       `compress: probe ${bytes} bytes in ${ms.toFixed(1)} ms, link ~${(link / 1e6).toFixed(1)} MB/s; predicted MB/s ` +
-        LEVELS.map((level) => `${level === 0 ? "raw" : `-${level}`} ${(this.predict(level, link, chunk) / 1e6).toFixed(0)}`).join(", "),
+        LEVELS.map(
+          (level) => `${level === 0 ? "raw" : `-${level}`} ${(this.predict(level, link, chunk) / 1e6).toFixed(0)}`,
+        ).join(", "),
     );
     if (best !== this.current) this.switchTo(best, `probe: link ~${(link / 1e6).toFixed(1)} MB/s`);
     this.link = link;
@@ -243,7 +245,9 @@ export class CompressionPlan {
     const chunk = this.meanChunk ?? meanWire;
     // ...unless a probe found the link slow: then raw cannot win, and raw chunks cost bytes. (Without a
     // probe, the figures measured while gzip competes for the CPU are too poor to rule raw out.)
-    const rawConceivable = this.probedLink === undefined || this.predict(0, link, chunk) * RAW_TO_GZIP > this.predict(this.current, link, chunk);
+    const rawConceivable =
+      this.probedLink === undefined ||
+      this.predict(0, link, chunk) * RAW_TO_GZIP > this.predict(this.current, link, chunk);
     if (compressorBound && rawConceivable && !this.triedRaw) {
       // the link may well be faster than gzip: measure it with raw chunks once, the model decides from there
       this.triedRaw = true;
@@ -262,10 +266,13 @@ export class CompressionPlan {
     }
     this.trace(
       `compress: link ~${(link / 1e6).toFixed(1)} MB/s, latency ${this.latencyMs.toFixed(1)} ms, ${busy.toFixed(1)} in flight; predicted MB/s ` +
-        LEVELS.map((level) => `${level === 0 ? "raw" : `-${level}`} ${(this.predict(level, link, chunk) / 1e6).toFixed(0)}`).join(", "),
+        LEVELS.map(
+          (level) => `${level === 0 ? "raw" : `-${level}`} ${(this.predict(level, link, chunk) / 1e6).toFixed(0)}`,
+        ).join(", "),
     );
     const margin = this.current === 0 ? RAW_TO_GZIP : HYSTERESIS;
-    if (best !== this.current && bestRate > currentRate * margin) this.switchTo(best, `link ~${(link / 1e6).toFixed(1)} MB/s`);
+    if (best !== this.current && bestRate > currentRate * margin)
+      this.switchTo(best, `link ~${(link / 1e6).toFixed(1)} MB/s`);
     this.newEpoch();
   }
 

@@ -27,18 +27,36 @@ export interface CompressedTarget {
   concurrency: number;
 }
 
-export async function downloadCompressed(ctx: Context, client: HttpClient, request: DownloadRequest, target: CompressedTarget): Promise<string> {
+export async function downloadCompressed(
+  ctx: Context,
+  client: HttpClient,
+  request: DownloadRequest,
+  target: CompressedTarget,
+): Promise<string> {
   const { path, part, size, journalFile, format } = target;
   const drive = request.drive;
   const chunk = request.chunk;
   const download = { file: path, drive, size, format, pieceSize: pieceSizeFor(chunk) };
   const point = resumePointOf(journalFile, part, download);
-  if (point) ctx.log.info(`resuming the download of drive ${drive} into ${basename(part)} at ${humanBytes(point.driveBytes)} of ${humanBytes(size)}`);
-  else if (await exists(part)) ctx.log.warn(`${basename(part)} exists without a record of what it holds: starting it over`);
+  if (point)
+    ctx.log.info(
+      `resuming the download of drive ${drive} into ${basename(part)} at ${humanBytes(point.driveBytes)} of ${humanBytes(size)}`,
+    );
+  else if (await exists(part))
+    ctx.log.warn(`${basename(part)} exists without a record of what it holds: starting it over`);
   const { fd, journal } = CompressedJournal.start(journalFile, part, download, point);
   // room for the reads in flight on top of the pieces being compressed, so compression never lowers --concurrency
   const window = Math.ceil((target.concurrency * chunk) / download.pieceSize) + compressionWindow();
-  const output = new CompressedOutput({ fd, part, format, size, pieceSize: download.pieceSize, window, start: point, onDurable: (at) => journal.record(at) });
+  const output = new CompressedOutput({
+    fd,
+    part,
+    format,
+    size,
+    pieceSize: download.pieceSize,
+    window,
+    start: point,
+    onDurable: (at) => journal.record(at),
+  });
 
   const { count, pieceOf } = chunkGrid(size, chunk, 0);
   let retries = 0;
@@ -46,7 +64,10 @@ export async function downloadCompressed(ctx: Context, client: HttpClient, reque
     const [start, end] = pieceOf(index);
     const length = end - start;
     const room = await output.slot(start, length, signal);
-    await withRetry(() => readInto(client, drive, start, length, room, signal), { signal, onRetry: logRetry(ctx.log, `read at ${start}`, () => retries++) });
+    await withRetry(() => readInto(client, drive, start, length, room, signal), {
+      signal,
+      onRetry: logRetry(ctx.log, `read at ${start}`, () => retries++),
+    });
     output.filled(start, length);
     return length;
   };
@@ -90,7 +111,9 @@ export async function downloadCompressed(ctx: Context, client: HttpClient, reque
   // the final name appears only now, complete; a FILE that showed up meanwhile is still protected
   if (!request.force && (await exists(path))) {
     journal.close();
-    throw new OperationError(`${path} appeared during the download: the drive's data is in ${part} (pass --force to replace ${basename(path)})`);
+    throw new OperationError(
+      `${path} appeared during the download: the drive's data is in ${part} (pass --force to replace ${basename(path)})`,
+    );
   }
   try {
     await rename(part, path);

@@ -30,7 +30,9 @@ export async function downloadChunked(ctx: Context, connection: Connection, requ
   const path = resolve(ctx.cwd, request.file ?? withSuffix(drive, request.format));
   const format = request.format ?? formatOfName(path);
   if (format !== "raw" && request.offset !== undefined) {
-    throw new UsageError(`-o/--offset goes on in a raw FILE.part; a ${format} download resumes from its own record: run it without -o`);
+    throw new UsageError(
+      `-o/--offset goes on in a raw FILE.part; a ${format} download resumes from its own record: run it without -o`,
+    );
   }
   // before anything is sent: an existing FILE is only replaced on request
   await checkOutputPath(path, request.force);
@@ -68,7 +70,8 @@ async function downloadInto(
   if (journal && !(journal.matches(key) && partExists)) journal = undefined;
   // resuming: an existing .part is kept when the journal says what it holds, or when -o says so (the vendor way)
   const resuming = partExists && (journal !== undefined || request.offset !== undefined);
-  if (partExists && !resuming) ctx.log.warn(`${basename(part)} exists without a record of what it holds: starting it over`);
+  if (partExists && !resuming)
+    ctx.log.warn(`${basename(part)} exists without a record of what it holds: starting it over`);
 
   // the .part first: a folder that does not exist must not leave a journal behind
   let handle: FileHandle;
@@ -79,7 +82,10 @@ async function downloadInto(
   } catch (error) {
     throw new OperationError(`cannot write ${part}: ${(error as Error).message}`);
   }
-  if (journal) ctx.log.info(`resuming the download of drive ${drive} into ${basename(part)}: ${journal.done.size} chunks already done`);
+  if (journal)
+    ctx.log.info(
+      `resuming the download of drive ${drive} into ${basename(part)}: ${journal.done.size} chunks already done`,
+    );
   try {
     journal ??= Journal.create(journalFile, { v: 1, ...key });
   } catch (error) {
@@ -107,10 +113,10 @@ async function downloadInto(
   const fetchInto = async (index: number, buffer: Uint8Array, signal: AbortSignal): Promise<number> => {
     const [start, end] = pieceOf(index);
     const length = end - start;
-    const bytes = await withRetry(
-      () => readInto(client, drive, start, length, buffer, signal),
-      { signal, onRetry: logRetry(ctx.log, `read at ${start}`, () => retries++) },
-    );
+    const bytes = await withRetry(() => readInto(client, drive, start, length, buffer, signal), {
+      signal,
+      onRetry: logRetry(ctx.log, `read at ${start}`, () => retries++),
+    });
     const runs = writeSparse(handle.fd, bytes, start);
     if (resuming) {
       // a hole here may hold stale bytes from a run that stopped mid-chunk: zero what is not zero
@@ -159,7 +165,9 @@ async function downloadInto(
   await handle.close();
   // the final name appears only now, complete; a FILE that showed up meanwhile is still protected
   if (!request.force && (await exists(path))) {
-    throw new OperationError(`${path} appeared during the download: the drive's data is in ${part} (pass --force to replace ${basename(path)})`);
+    throw new OperationError(
+      `${path} appeared during the download: the drive's data is in ${part} (pass --force to replace ${basename(path)})`,
+    );
   }
   try {
     await rename(part, path);

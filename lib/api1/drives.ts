@@ -13,14 +13,25 @@ const kvHeaders = { "content-type": "text/plain" };
 
 export async function listDrives(client: HttpClient): Promise<string[]> {
   const text = await client.text("GET", "drives/list");
-  const lines = text.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
+  const lines = text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter(Boolean);
   for (const line of lines) {
-    if (!isUuid(line)) throw new OperationError(`GET /drives/list: the server sent a line that is not a drive UUID: '${line.slice(0, 60)}'`);
+    if (!isUuid(line))
+      throw new OperationError(
+        `GET /drives/list: the server sent a line that is not a drive UUID: '${line.slice(0, 60)}'`,
+      );
   }
   return lines;
 }
 
-export function driveInfo(client: HttpClient, drive: string, full = false, options?: RequestOptions): Promise<KvRecord> {
+export function driveInfo(
+  client: HttpClient,
+  drive: string,
+  full = false,
+  options?: RequestOptions,
+): Promise<KvRecord> {
   return client.record("GET", `drives/${drive}/info${full ? "/full" : ""}`, options);
 }
 
@@ -41,7 +52,8 @@ export function sizeOf(record: KvRecord, drive: string): number {
 export async function createDrive(client: HttpClient, fields: KvRecord): Promise<KvRecord> {
   if (!fields.name || !fields.size) throw new UsageError("a new drive needs a name and a size");
   const record = await client.record("POST", "drives/create", { body: formatRecord(fields), headers: kvHeaders });
-  if (!record.drive || !isUuid(record.drive)) throw new OperationError("POST /drives/create: the answer holds no drive UUID");
+  if (!record.drive || !isUuid(record.drive))
+    throw new OperationError("POST /drives/create: the answer holds no drive UUID");
   return record;
 }
 
@@ -54,19 +66,32 @@ export async function destroyDrive(client: HttpClient, drive: string): Promise<v
   await response.body?.cancel();
 }
 
-export async function imageDrive(client: HttpClient, drive: string, source: string, conversion?: Conversion): Promise<void> {
+export async function imageDrive(
+  client: HttpClient,
+  drive: string,
+  source: string,
+  conversion?: Conversion,
+): Promise<void> {
   const path = `drives/${drive}/image/${source}${conversion ? `/${conversion}` : ""}`;
   const response = await client.request("POST", path, { body: "" });
   await response.body?.cancel();
 }
 
 /** One read of at most 4 MiB; the answer must hold exactly the bytes asked for, or end at the drive's end. */
-export async function readPiece(client: HttpClient, drive: string, offset: number, size: number, options?: RequestOptions): Promise<Uint8Array> {
+export async function readPiece(
+  client: HttpClient,
+  drive: string,
+  offset: number,
+  size: number,
+  options?: RequestOptions,
+): Promise<Uint8Array> {
   if (size > MAX_PIECE) throw new UsageError(`a read is at most 4M (${MAX_PIECE} bytes), not ${size}`);
   const response = await client.request("GET", `drives/${drive}/read/${offset}/${size}`, options);
   const bytes = new Uint8Array(await response.arrayBuffer());
   if (bytes.length > size) {
-    throw new OperationError(`GET /drives/${drive}/read/${offset}/${size}: the server sent ${bytes.length} bytes, more than asked`);
+    throw new OperationError(
+      `GET /drives/${drive}/read/${offset}/${size}: the server sent ${bytes.length} bytes, more than asked`,
+    );
   }
   return bytes;
 }
@@ -77,7 +102,13 @@ export interface WriteOptions extends RequestOptions {
 }
 
 /** One write at a drive offset. The body goes with a Content-Length, never chunked. */
-export async function writePiece(client: HttpClient, drive: string, offset: number, body: Uint8Array, options: WriteOptions = {}): Promise<void> {
+export async function writePiece(
+  client: HttpClient,
+  drive: string,
+  offset: number,
+  body: Uint8Array,
+  options: WriteOptions = {},
+): Promise<void> {
   const headers: Record<string, string> = { "content-type": "application/octet-stream", ...options.headers };
   if (options.gzipped) headers["content-encoding"] = "gzip";
   const response = await client.request("POST", `drives/${drive}/write/${offset}`, { ...options, body, headers });
@@ -98,7 +129,8 @@ export async function readInto(
   buffer: Uint8Array,
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
-  if (length > MAX_PIECE || length > buffer.length) throw new UsageError(`a read is at most 4M (${MAX_PIECE} bytes), not ${length}`);
+  if (length > MAX_PIECE || length > buffer.length)
+    throw new UsageError(`a read is at most 4M (${MAX_PIECE} bytes), not ${length}`);
   const path = `drives/${drive}/read/${position}/${length}`;
   const shown = `/${path}`;
   const response = await client.request("GET", path, { signal });
@@ -111,18 +143,33 @@ export async function readInto(
         if (done) break;
         if (got + value.length > length) {
           await reader.cancel().catch(() => undefined);
-          throw new ApiError("protocol", `the server sent more than the ${length} bytes asked`, response.status, "GET", shown, false);
+          throw new ApiError(
+            "protocol",
+            `the server sent more than the ${length} bytes asked`,
+            response.status,
+            "GET",
+            shown,
+            false,
+          );
         }
         buffer.set(value, got);
         got += value.length;
       }
     } catch (error) {
       if (error instanceof ApiError || signal?.aborted) throw error;
-      throw new ApiError("network", `answer cut after ${got} of ${length} bytes: ${(error as Error).message}`, response.status, "GET", shown, true);
+      throw new ApiError(
+        "network",
+        `answer cut after ${got} of ${length} bytes: ${(error as Error).message}`,
+        response.status,
+        "GET",
+        shown,
+        true,
+      );
     } finally {
       reader.releaseLock();
     }
   }
-  if (got !== length) throw new ApiError("protocol", `short answer: ${got} of ${length} bytes`, response.status, "GET", shown, true);
+  if (got !== length)
+    throw new ApiError("protocol", `short answer: ${got} of ${length} bytes`, response.status, "GET", shown, true);
   return buffer.subarray(0, length);
 }

@@ -31,7 +31,9 @@ export async function followImaging(client: HttpClient, drive: string, options: 
     options.onState?.(shown);
     const elapsed = performance.now() - started;
     if (elapsed >= options.limitMs) {
-      throw new OperationError(`drive ${drive} is still imaging (${shown}) after ${Math.round(elapsed / 1000)} s; it goes on on the server (check with info.ts --full)`);
+      throw new OperationError(
+        `drive ${drive} is still imaging (${shown}) after ${Math.round(elapsed / 1000)} s; it goes on on the server (check with info.ts --full)`,
+      );
     }
     await Bun.sleep(Math.min(options.intervalMs, options.limitMs - elapsed));
   }

@@ -6,15 +6,23 @@ import type { HttpClient } from "../http.ts";
 import { MAX_PIECE, writePiece } from "./drives.ts";
 
 /** The bytes of FILE, or of stdin for `-`: at most 4M, not empty (a UsageError otherwise, nothing sent). */
-export async function readPieceInput(input: string, stdin: () => ReadableStream<Uint8Array>, drive: string): Promise<Uint8Array<ArrayBuffer>> {
+export async function readPieceInput(
+  input: string,
+  stdin: () => ReadableStream<Uint8Array>,
+  drive: string,
+): Promise<Uint8Array<ArrayBuffer>> {
   let data: Uint8Array<ArrayBuffer> | undefined;
   if (input === "-") {
     data = await readBounded(stdin(), MAX_PIECE);
-    if (!data) throw new UsageError(`stdin holds more than 4M (${MAX_PIECE} bytes): write.ts sends one piece; use upload.ts for more`);
+    if (!data)
+      throw new UsageError(
+        `stdin holds more than 4M (${MAX_PIECE} bytes): write.ts sends one piece; use upload.ts for more`,
+      );
   } else {
     const file = Bun.file(input);
     if (!(await file.exists())) throw new UsageError(`${input} does not exist`);
-    if (file.size > MAX_PIECE) throw new UsageError(`${input} holds ${file.size} bytes, over 4M (${MAX_PIECE}): use upload.ts -d ${drive}`);
+    if (file.size > MAX_PIECE)
+      throw new UsageError(`${input} holds ${file.size} bytes, over 4M (${MAX_PIECE}): use upload.ts -d ${drive}`);
     data = new Uint8Array(await file.arrayBuffer());
   }
   if (data.length === 0) throw new UsageError("nothing to write: the input is empty");
@@ -28,7 +36,13 @@ export function parseLevel(text: string): 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 {
 }
 
 /** Gzip the piece and write it at OFFSET. */
-export async function writeGzippedPiece(client: HttpClient, drive: string, offset: number, data: Uint8Array<ArrayBuffer>, level: number): Promise<void> {
+export async function writeGzippedPiece(
+  client: HttpClient,
+  drive: string,
+  offset: number,
+  data: Uint8Array<ArrayBuffer>,
+  level: number,
+): Promise<void> {
   const gzipped = Bun.gzipSync(data, { level: level as 1 });
   await writePiece(client, drive, offset, gzipped, { gzipped: true });
 }

@@ -99,12 +99,21 @@ async function resolveTarget(
   timed: <T>(call: () => Promise<T>) => Promise<T>,
 ): Promise<Target> {
   const path = uploadJournal(ctx, image, request);
-  const key = { kind: "upload" as const, file: image.path, size: image.size, mtimeMs: image.mtimeMs, chunk: request.chunk, drive: request.drive };
+  const key = {
+    kind: "upload" as const,
+    file: image.path,
+    size: image.size,
+    mtimeMs: image.mtimeMs,
+    chunk: request.chunk,
+    drive: request.drive,
+  };
   const tooSmall = (drive: string, size: number) =>
     new OperationError(`drive ${drive} is ${size} bytes, smaller than ${request.file} (${image.size} bytes)`);
   const journal = Journal.load(path);
   if (journal && !journal.matches(key)) {
-    ctx.log.warn(`${request.file} or --chunk changed since the interrupted upload to drive ${journal.header.drive}: starting over`);
+    ctx.log.warn(
+      `${request.file} or --chunk changed since the interrupted upload to drive ${journal.header.drive}: starting over`,
+    );
   } else if (journal) {
     const { drive } = journal.header;
     const created = Boolean(journal.header.created);
@@ -136,7 +145,8 @@ async function resolveTarget(
 async function upload(ctx: Context, client: HttpClient, request: UploadRequest, image: ImageSource): Promise<string> {
   if (image.size === 0) throw new UsageError(`${request.file} is empty (0 bytes): there is nothing to upload`);
   const offset = request.offset ?? 0;
-  if (offset > image.size) throw new UsageError(`invalid --offset ${offset}: beyond the end of ${request.file} (${image.size} bytes)`);
+  if (offset > image.size)
+    throw new UsageError(`invalid --offset ${offset}: beyond the end of ${request.file} (${image.size} bytes)`);
   const chunk = request.chunk;
   const concurrency = request.concurrency ?? DEFAULT_UPLOAD_CONCURRENCY;
   const plan = new CompressionPlan(request.compress, concurrency, (text) => ctx.log.debug(text));
@@ -241,10 +251,22 @@ async function upload(ctx: Context, client: HttpClient, request: UploadRequest, 
       // the probe reads ahead of the chunks, which a decoded image cannot go back for: it sends
       // zeros instead, harmless only on a drive that holds zeros (one this run created)
       if (request.compress !== "auto" || (image.sequential && !fresh)) return;
-      wireBytes += await probeLink(image, chunk, offset, first, count, journal, (start, body) => writePiece(client, target, start, body, { signal }), plan);
+      wireBytes += await probeLink(
+        image,
+        chunk,
+        offset,
+        first,
+        count,
+        journal,
+        (start, body) => writePiece(client, target, start, body, { signal }),
+        plan,
+      );
     },
     work: send,
-    note: () => [skipped ? `${skipped} zero chunks skipped` : "", retries ? `${retries} retries` : ""].filter(Boolean).join(", ") || undefined,
+    note: () =>
+      [skipped ? `${skipped} zero chunks skipped` : "", retries ? `${retries} retries` : ""]
+        .filter(Boolean)
+        .join(", ") || undefined,
     onStop: () => journal.close(),
     resumeHint() {
       let resumeAt = image.size;
@@ -285,14 +307,25 @@ async function upload(ctx: Context, client: HttpClient, request: UploadRequest, 
  * the same way, so the journal goes, and a drive this upload created is destroyed rather than
  * left holding part of an image; the message says which happened.
  */
-async function abandon(client: HttpClient, failure: InputError, drive: string, created: boolean, journal: Journal): Promise<OperationError> {
+async function abandon(
+  client: HttpClient,
+  failure: InputError,
+  drive: string,
+  created: boolean,
+  journal: Journal,
+): Promise<OperationError> {
   journal.remove();
-  if (!created) return new OperationError(`${failure.message}; drive ${drive} (given with -d) now holds part of the image: upload a whole image into it`);
+  if (!created)
+    return new OperationError(
+      `${failure.message}; drive ${drive} (given with -d) now holds part of the image: upload a whole image into it`,
+    );
   try {
     await destroyDrive(client, drive);
     return new OperationError(`${failure.message}; drive ${drive}, which this upload created, is destroyed`);
   } catch (error) {
-    return new OperationError(`${failure.message}; drive ${drive}, which this upload created, holds part of the image and could not be destroyed (${messageOf(error)}): destroy.ts ${drive}`);
+    return new OperationError(
+      `${failure.message}; drive ${drive}, which this upload created, holds part of the image and could not be destroyed (${messageOf(error)}): destroy.ts ${drive}`,
+    );
   }
 }
 
@@ -369,7 +402,9 @@ async function verifyUpload(
     // asked before the first await: a decoded image serves its reads in the order they come
     const localRead = image.read(local, length, start);
     try {
-      const remote = await withRetry(() => readInto(client, drive, start, length, buffer, controller.signal), { signal: controller.signal });
+      const remote = await withRetry(() => readInto(client, drive, start, length, buffer, controller.signal), {
+        signal: controller.signal,
+      });
       await localRead;
       if (!Buffer.from(remote.buffer, remote.byteOffset, length).equals(Buffer.from(local.buffer, 0, length))) {
         let at = 0;
@@ -384,7 +419,13 @@ async function verifyUpload(
     checked += length;
     progress.update(checked);
   };
-  await runLimited(chunkIndices(0, count), concurrency, compare, () => controller.abort(), () => controller.signal.aborted);
+  await runLimited(
+    chunkIndices(0, count),
+    concurrency,
+    compare,
+    () => controller.abort(),
+    () => controller.signal.aborted,
+  );
   progress.finish();
   if (firstDifference !== Infinity) {
     throw new OperationError(`verify failed: drive ${drive} differs from ${shown} first at byte ${firstDifference}`);

@@ -61,7 +61,12 @@ function readInto(fd: number, into: Uint8Array): Promise<number> {
  * when the body fails (cut, reset, the watchdog's abort) or `onBytes` throws; the pipe is closed
  * either way.
  */
-export async function pumpThroughPipe(response: Response, [readFd, writeFd]: [number, number], space: () => Uint8Array, onBytes: (n: number) => void): Promise<void> {
+export async function pumpThroughPipe(
+  response: Response,
+  [readFd, writeFd]: [number, number],
+  space: () => Uint8Array,
+  onBytes: (n: number) => void,
+): Promise<void> {
   // the write end closes when the body ends or fails: the reader then sees the end of the pipe
   const sending = Bun.write(Bun.file(writeFd), response).finally(() => closeSync(writeFd));
   sending.catch(() => undefined);

@@ -40,14 +40,22 @@ export interface CompressedReceive {
 const GC_EVERY = 128 * 1024 * 1024;
 
 /** Where the body's next bytes go: the rest of the current piece; past the end, a spare to catch a body that runs over. */
-function roomFor(output: CompressedOutput, received: number, total: number, spare: Uint8Array): Promise<Uint8Array> | Uint8Array {
+function roomFor(
+  output: CompressedOutput,
+  received: number,
+  total: number,
+  spare: Uint8Array,
+): Promise<Uint8Array> | Uint8Array {
   if (received >= total) return spare;
   const pieceEnd = Math.min(total, (Math.floor(received / PIECE_TARGET) + 1) * PIECE_TARGET);
   return output.slot(received, pieceEnd - received);
 }
 
 /** Rename the complete FILE.part onto FILE (never over one that appeared meanwhile, without --force); its journal goes. */
-export async function publishCompressed(request: DownloadRequest, target: Pick<CompressedReceive, "path" | "shown" | "journalFile">): Promise<string> {
+export async function publishCompressed(
+  request: DownloadRequest,
+  target: Pick<CompressedReceive, "path" | "shown" | "journalFile">,
+): Promise<string> {
   const part = `${target.path}.part`;
   if (!request.force && (await exists(target.path))) {
     throw new OperationError(`${target.shown} appeared while downloading: kept it; the download is in ${part}`);
@@ -65,12 +73,24 @@ export async function publishCompressed(request: DownloadRequest, target: Pick<C
  * The body into FILE.part, compressed (publishCompressed then makes it FILE). A failure leaves
  * the whole pieces recorded (none: no .part) and is thrown as what it means for a retry (bodyFailure).
  */
-export async function receiveCompressed(request: DownloadRequest, response: Response, target: CompressedReceive): Promise<void> {
+export async function receiveCompressed(
+  request: DownloadRequest,
+  response: Response,
+  target: CompressedReceive,
+): Promise<void> {
   const { format, from, total, watchdog, progress } = target;
   const part = `${target.path}.part`;
   const download = { file: target.path, drive: request.drive, size: total, format, pieceSize: PIECE_TARGET };
   const { fd, journal } = CompressedJournal.start(target.journalFile, part, download, target.point);
-  const output = new CompressedOutput({ fd, part, format, size: total, pieceSize: PIECE_TARGET, start: target.point, onDurable: (at) => journal.record(at) });
+  const output = new CompressedOutput({
+    fd,
+    part,
+    format,
+    size: total,
+    pieceSize: PIECE_TARGET,
+    start: target.point,
+    onDurable: (at) => journal.record(at),
+  });
   const started = performance.now();
   const spare = new Uint8Array(64 * 1024);
   let received = from;
@@ -103,9 +123,11 @@ export async function receiveCompressed(request: DownloadRequest, response: Resp
       }
     }
     // a connection closed cleanly before the announced length: a cut like any other
-    if (received !== total) throw new ApiError("network", `the answer ended at byte ${received} of ${total}`, undefined, "GET", "download");
+    if (received !== total)
+      throw new ApiError("network", `the answer ended at byte ${received} of ${total}`, undefined, "GET", "download");
     end = await output.finish();
-    if (fstatSync(fd).size !== end.partLength) throw new OperationError(`${part} is ${fstatSync(fd).size} bytes, not the ${end.partLength} written`);
+    if (fstatSync(fd).size !== end.partLength)
+      throw new OperationError(`${part} is ${fstatSync(fd).size} bytes, not the ${end.partLength} written`);
   } catch (error) {
     // whole pieces still go in and are recorded: the retry (or rerun) starts after them
     const kept = await output.stop().catch(() => undefined);
@@ -127,7 +149,10 @@ export async function receiveCompressed(request: DownloadRequest, response: Resp
 }
 
 /** A .part whose journal says it holds the whole drive (a run stopped before its rename): cut to that length, then FILE. */
-export async function finishCompressed(request: DownloadRequest, target: Pick<CompressedReceive, "path" | "shown" | "journalFile"> & { point: ResumePoint }): Promise<string> {
+export async function finishCompressed(
+  request: DownloadRequest,
+  target: Pick<CompressedReceive, "path" | "shown" | "journalFile"> & { point: ResumePoint },
+): Promise<string> {
   const part = `${target.path}.part`;
   try {
     const fd = openSync(part, "r+");

@@ -60,16 +60,34 @@ export function replanPart(ctx: Context, request: DownloadRequest, path: string,
 export function keptBytes(request: DownloadRequest, path: string, plan: PartPlan): number {
   const part = `${path}.part`;
   if (plan.format === "raw") return fileSize(part);
-  return resumePointOf(plan.journalFile, part, { file: path, drive: request.drive, format: plan.format, pieceSize: PIECE_TARGET })?.driveBytes ?? 0;
+  return (
+    resumePointOf(plan.journalFile, part, {
+      file: path,
+      drive: request.drive,
+      format: plan.format,
+      pieceSize: PIECE_TARGET,
+    })?.driveBytes ?? 0
+  );
 }
 
-function resumeFrom(ctx: Context, request: DownloadRequest, path: string, journalFile: string): Pick<PartPlan, "format" | "from" | "point"> {
+function resumeFrom(
+  ctx: Context,
+  request: DownloadRequest,
+  path: string,
+  journalFile: string,
+): Pick<PartPlan, "format" | "from" | "point"> {
   const part = `${path}.part`;
   try {
     const format = request.format ?? formatOfName(path);
     if (format !== "raw") {
-      const point = resumePointOf(journalFile, part, { file: path, drive: request.drive, format, pieceSize: PIECE_TARGET });
-      if (!point && fileSize(part) > 0) ctx.log.warn(`${basename(part)} exists without a record of what it holds: starting it over`);
+      const point = resumePointOf(journalFile, part, {
+        file: path,
+        drive: request.drive,
+        format,
+        pieceSize: PIECE_TARGET,
+      });
+      if (!point && fileSize(part) > 0)
+        ctx.log.warn(`${basename(part)} exists without a record of what it holds: starting it over`);
       return { format, from: point?.driveBytes ?? 0, point };
     }
     if (existsSync(journalFile)) {

@@ -101,7 +101,14 @@ export class SparseWriter {
  * written. A failure leaves the .part holding what arrived (nothing: no .part) and is thrown as
  * what it means for a retry (bodyFailure); `progress` goes on over the run's attempts.
  */
-export async function receive(response: Response, part: string, from: number, total: number, progress: Progress, watchdog: Watchdog): Promise<number> {
+export async function receive(
+  response: Response,
+  part: string,
+  from: number,
+  total: number,
+  progress: Progress,
+  watchdog: Watchdog,
+): Promise<number> {
   const started = performance.now();
   let fd: number | undefined;
   let writer: SparseWriter | undefined;
@@ -112,16 +119,22 @@ export async function receive(response: Response, part: string, from: number, to
     writer = new SparseWriter(fd, from);
     const sink = writer;
     const piece = (length: number) => {
-      if (sink.received + length > total) throw new OperationError(`the server sent more than the ${total} bytes it announced`);
+      if (sink.received + length > total)
+        throw new OperationError(`the server sent more than the ${total} bytes it announced`);
       watchdog.touch();
     };
     const pipe = await openPipe();
     if (pipe) {
-      await pumpThroughPipe(response, pipe, () => sink.space(), (n) => {
-        piece(n);
-        sink.commit(n);
-        progress.update(sink.received);
-      });
+      await pumpThroughPipe(
+        response,
+        pipe,
+        () => sink.space(),
+        (n) => {
+          piece(n);
+          sink.commit(n);
+          progress.update(sink.received);
+        },
+      );
     } else {
       for await (const chunk of response.body ?? new ReadableStream<Uint8Array>()) {
         piece(chunk.length);
@@ -131,7 +144,14 @@ export async function receive(response: Response, part: string, from: number, to
     }
     writer.flush();
     // a connection closed cleanly before the announced length: a cut like any other
-    if (writer.written !== total) throw new ApiError("network", `the answer ended at byte ${writer.written} of ${total}`, undefined, "GET", "download");
+    if (writer.written !== total)
+      throw new ApiError(
+        "network",
+        `the answer ended at byte ${writer.written} of ${total}`,
+        undefined,
+        "GET",
+        "download",
+      );
   } catch (error) {
     // what arrived before the cut is right: keep it for the resume
     try {
@@ -156,7 +176,13 @@ export async function receive(response: Response, part: string, from: number, to
 }
 
 /** Rename FILE.part onto FILE only when it holds exactly what the server announced. */
-export async function finish(target: Target, request: DownloadRequest, part: string, have: number, total: number): Promise<string> {
+export async function finish(
+  target: Target,
+  request: DownloadRequest,
+  part: string,
+  have: number,
+  total: number,
+): Promise<string> {
   const onDisk = partSize(part);
   if (have !== total || onDisk !== total) {
     throw new OperationError(

@@ -80,9 +80,16 @@ export class DownloadAttempts {
     const reason = messageOf(error);
     const attempts = `${this.made} attempt${this.made === 1 ? "" : "s"}`;
     const tried = gaveUp ? `; gave up after ${attempts}` : this.made > 1 ? `; ${attempts} made` : "";
-    const next = at.part && at.kept > 0 ? `${at.part} kept: run the same command again to resume` : "nothing was kept: run the same command again";
+    const next =
+      at.part && at.kept > 0
+        ? `${at.part} kept: run the same command again to resume`
+        : "nothing was kept: run the same command again";
     const where =
-      at.total !== undefined ? `download cut short at ${humanBytes(at.kept)} of ${humanBytes(at.total)}: ` : at.kept > 0 ? `download stopped at ${humanBytes(at.kept)}: ` : "";
+      at.total !== undefined
+        ? `download cut short at ${humanBytes(at.kept)} of ${humanBytes(at.total)}: `
+        : at.kept > 0
+          ? `download stopped at ${humanBytes(at.kept)}: `
+          : "";
     return new OperationError(`${where}${reason}${tried}; ${next}`);
   }
 }

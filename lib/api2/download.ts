@@ -69,7 +69,8 @@ export function contentLength(response: Response): number | undefined {
 
 export async function downloadDirect(ctx: Context, connection: Connection, request: DownloadRequest): Promise<string> {
   const client = directClient(connection);
-  if (request.offset) throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 download resumes from FILE.part by itself");
+  if (request.offset)
+    throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 download resumes from FILE.part by itself");
   if (request.file === "") throw new UsageError("empty FILE");
   let target: Target | undefined;
   if (request.file !== undefined) {
@@ -80,7 +81,13 @@ export async function downloadDirect(ctx: Context, connection: Connection, reque
   const download = new DirectDownload(ctx, connection, client, request, target);
   // Ctrl-C / SIGTERM end the GET like a stall does, but are never retried: .part kept, one line, status 130 / 143
   const interrupt = abortOnInterrupt();
-  const attempts = new DownloadAttempts(ctx, connection.timeoutMs, interrupt.controller.signal, `download of drive ${request.drive}`, download.shownPath);
+  const attempts = new DownloadAttempts(
+    ctx,
+    connection.timeoutMs,
+    interrupt.controller.signal,
+    `download of drive ${request.drive}`,
+    download.shownPath,
+  );
   try {
     return await attempts.run((watchdog, signal) => download.attempt(watchdog, signal));
   } catch (error) {
@@ -89,8 +96,14 @@ export async function downloadDirect(ctx: Context, connection: Connection, reque
     if (stoppedBy) {
       const part = download.target && `${download.target.path}.part`;
       const kept = part ? partSize(part) : 0;
-      const next = part && kept > 0 ? `${part} kept: run the same command again to resume` : "nothing was kept: run the same command again";
-      throw new InterruptedError(`download of drive ${request.drive} stopped at ${humanBytes(kept)}: interrupted (${stoppedBy}); ${next}`, stoppedBy);
+      const next =
+        part && kept > 0
+          ? `${part} kept: run the same command again to resume`
+          : "nothing was kept: run the same command again";
+      throw new InterruptedError(
+        `download of drive ${request.drive} stopped at ${humanBytes(kept)}: interrupted (${stoppedBy}); ${next}`,
+        stoppedBy,
+      );
     }
     throw attempts.failure(error, download.standing());
   } finally {
@@ -128,7 +141,8 @@ class DirectDownload {
     return this.client.request("GET", this.path, {
       // identity: Bun's fetch would otherwise ask for gzip and inflate it, and the byte count would no
       // longer match Content-Length (nor a Range its offsets)
-      headers: from > 0 ? { range: `bytes=${from}-`, "accept-encoding": "identity" } : { "accept-encoding": "identity" },
+      headers:
+        from > 0 ? { range: `bytes=${from}-`, "accept-encoding": "identity" } : { "accept-encoding": "identity" },
       timeoutMs: NO_TOTAL_LIMIT,
       signal,
       ok: (status) => status === 200 || status === 206 || (from > 0 && status === 416),
@@ -161,7 +175,9 @@ class DirectDownload {
       const outcome = await acceptPartial(ctx, response, from, part, point?.size);
       if (outcome === "complete") {
         this.bodyDone = true;
-        return compressed && point ? await finishCompressed(request, { ...compressed, point }) : await finish(target, request, part, from, from);
+        return compressed && point
+          ? await finishCompressed(request, { ...compressed, point })
+          : await finish(target, request, part, from, from);
       }
       if (outcome === "restart") {
         ctx.log.info(`the server does not resume ${target.shown}.part from byte ${from}: starting again from 0`);
@@ -169,15 +185,26 @@ class DirectDownload {
         from = 0;
       }
     }
-    const total = from > 0 ? (parseContentRange(response.headers.get("content-range")) as { total: number }).total : contentLength(response);
+    const total =
+      from > 0
+        ? (parseContentRange(response.headers.get("content-range")) as { total: number }).total
+        : contentLength(response);
     if (total === undefined) {
       await response.body?.cancel();
-      throw new OperationError(`the server sent drive ${request.drive} without a Content-Length: a cut download could not be told from a whole one`);
+      throw new OperationError(
+        `the server sent drive ${request.drive} without a Content-Length: a cut download could not be told from a whole one`,
+      );
     }
     await this.checkTotal(total, response);
     const progress = this.progressOf(total);
     if (compressed) {
-      await receiveCompressed(request, response, { ...compressed, from, point: from > 0 ? point : undefined, total, progress });
+      await receiveCompressed(request, response, {
+        ...compressed,
+        from,
+        point: from > 0 ? point : undefined,
+        total,
+        progress,
+      });
       this.bodyDone = true;
       return await publishCompressed(request, compressed);
     }
@@ -189,12 +216,17 @@ class DirectDownload {
   /** Without FILE: the server's (sanitised) name, refused when it exists and --force is not given. */
   private async namedByServer(response: Response): Promise<Target> {
     const { ctx, request } = this;
-    const name = withSuffix(safeFileName(dispositionName(response.headers.get("content-disposition")), request.drive), request.format);
+    const name = withSuffix(
+      safeFileName(dispositionName(response.headers.get("content-disposition")), request.drive),
+      request.format,
+    );
     const target = { path: join(ctx.cwd, name), shown: name };
     if (!request.force && (await exists(target.path))) {
       await response.body?.cancel();
       // the name was only known from the answer, so this is not a status-2 call: something was sent
-      throw new OperationError(`${name} exists (the server's name for drive ${request.drive}): pass --force to overwrite it, or give FILE`);
+      throw new OperationError(
+        `${name} exists (the server's name for drive ${request.drive}): pass --force to overwrite it, or give FILE`,
+      );
     }
     return target;
   }
@@ -212,7 +244,9 @@ class DirectDownload {
       this.total = total;
     } else if (total !== this.total) {
       await response.body?.cancel();
-      throw new OperationError(`the server announced ${total} bytes for drive ${this.request.drive}, after ${this.total} earlier in this run: refusing to mix them`);
+      throw new OperationError(
+        `the server announced ${total} bytes for drive ${this.request.drive}, after ${this.total} earlier in this run: refusing to mix them`,
+      );
     }
   }
 
@@ -242,14 +276,22 @@ async function checkTotal(connection: Connection, drive: string, total: number, 
   }
   if (size === undefined || size === total) return;
   await response.body?.cancel();
-  throw new OperationError(`the server announced ${total} bytes for drive ${drive}, which holds ${size}: refusing a file that would not be the drive`);
+  throw new OperationError(
+    `the server announced ${total} bytes for drive ${drive}, which holds ${size}: refusing a file that would not be the drive`,
+  );
 }
 
 /**
  * A ranged answer either continues FILE.part exactly, says it is already whole (416), or we
  * restart. `size`: the drive's size FILE.part was started for, when known (a compressed .part's journal).
  */
-async function acceptPartial(ctx: Context, response: Response, from: number, part: string, size?: number): Promise<"append" | "complete" | "restart"> {
+async function acceptPartial(
+  ctx: Context,
+  response: Response,
+  from: number,
+  part: string,
+  size?: number,
+): Promise<"append" | "complete" | "restart"> {
   if (response.status === 416) {
     const total = /^\s*bytes\s+\*\/(\d+)\s*$/i.exec(response.headers.get("content-range") ?? "")?.[1];
     await response.body?.cancel();
@@ -260,11 +302,16 @@ async function acceptPartial(ctx: Context, response: Response, from: number, par
   const range = parseContentRange(response.headers.get("content-range"));
   const length = contentLength(response);
   const sameDrive = size === undefined || range?.total === size;
-  if (range && sameDrive && range.start === from && range.end === range.total - 1 && (length === undefined || length === range.total - from)) {
+  if (
+    range &&
+    sameDrive &&
+    range.start === from &&
+    range.end === range.total - 1 &&
+    (length === undefined || length === range.total - from)
+  ) {
     ctx.log.info(`resuming ${part} from byte ${from}`);
     return "append";
   }
   await response.body?.cancel();
   return "restart";
 }
-

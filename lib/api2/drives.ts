@@ -34,7 +34,9 @@ async function json(client: HttpClient, method: string, path: string, options: R
   try {
     return JSON.parse(text);
   } catch {
-    throw new OperationError(`${where(method, path)}: the answer is not JSON ('${text.slice(0, 60).replace(/[\x00-\x1f]/g, " ")}')`);
+    throw new OperationError(
+      `${where(method, path)}: the answer is not JSON ('${text.slice(0, 60).replace(/[\x00-\x1f]/g, " ")}')`,
+    );
   }
 }
 
@@ -46,8 +48,12 @@ function isObject(value: unknown): value is Record<string, unknown> {
 export function checkDrive(value: unknown, context: string): Drive2 {
   if (!isObject(value)) throw new OperationError(`${context}: the answer holds no drive object`);
   const uuid = value.uuid;
-  if (typeof uuid !== "string" || !isUuid(uuid)) throw new OperationError(`${context}: the answer holds no drive UUID ('${String(uuid).slice(0, 60)}')`);
-  if (value.size !== undefined && (typeof value.size !== "number" || !Number.isSafeInteger(value.size) || value.size < 0)) {
+  if (typeof uuid !== "string" || !isUuid(uuid))
+    throw new OperationError(`${context}: the answer holds no drive UUID ('${String(uuid).slice(0, 60)}')`);
+  if (
+    value.size !== undefined &&
+    (typeof value.size !== "number" || !Number.isSafeInteger(value.size) || value.size < 0)
+  ) {
     throw new OperationError(`${context}: drive ${uuid} has no usable size ('${String(value.size).slice(0, 40)}')`);
   }
   for (const key of ["status", "name", "media"]) {
@@ -60,13 +66,15 @@ export function checkDrive(value: unknown, context: string): Drive2 {
 
 /** `{"objects": [drive, ...]}` (create, clone, resize): the drives, checked. */
 function objectsOf(value: unknown, context: string): Drive2[] {
-  if (!isObject(value) || !Array.isArray(value.objects)) throw new OperationError(`${context}: expected {"objects": [...]} in the answer`);
+  if (!isObject(value) || !Array.isArray(value.objects))
+    throw new OperationError(`${context}: expected {"objects": [...]} in the answer`);
   return value.objects.map((item) => checkDrive(item, context));
 }
 
 function firstObject(value: unknown, context: string): Drive2 {
   const objects = objectsOf(value, context);
-  if (objects.length !== 1) throw new OperationError(`${context}: expected one drive in the answer, got ${objects.length}`);
+  if (objects.length !== 1)
+    throw new OperationError(`${context}: expected one drive in the answer, got ${objects.length}`);
   return objects[0] as Drive2;
 }
 
@@ -79,15 +87,20 @@ async function allPages(client: HttpClient, path: string, query: Record<string, 
     const target = `${path}?${params}`;
     const answer = await json(client, "GET", target);
     const context = where("GET", target);
-    if (!isObject(answer) || !Array.isArray(answer.objects)) throw new OperationError(`${context}: expected {"meta": ..., "objects": [...]} in the answer`);
+    if (!isObject(answer) || !Array.isArray(answer.objects))
+      throw new OperationError(`${context}: expected {"meta": ..., "objects": [...]} in the answer`);
     const objects = answer.objects.map((item) => checkDrive(item, context));
     drives.push(...objects);
     const meta = isObject(answer.meta) ? answer.meta : {};
     const total = meta.total_count;
     if (total === undefined || total === null) return drives;
-    if (typeof total !== "number" || !Number.isSafeInteger(total) || total < 0) throw new OperationError(`${context}: meta.total_count is not a count`);
+    if (typeof total !== "number" || !Number.isSafeInteger(total) || total < 0)
+      throw new OperationError(`${context}: meta.total_count is not a count`);
     if (drives.length >= total || objects.length === 0) {
-      if (drives.length < total) throw new OperationError(`${context}: the server listed ${drives.length} of ${total} drives, then an empty page`);
+      if (drives.length < total)
+        throw new OperationError(
+          `${context}: the server listed ${drives.length} of ${total} drives, then an empty page`,
+        );
       return drives;
     }
   }
@@ -108,7 +121,8 @@ export function listDriveDetails(client: HttpClient): Promise<Drive2[]> {
 export async function getDrive(client: HttpClient, drive: string, options?: RequestOptions): Promise<Drive2> {
   const path = `drives/${drive}/`;
   const found = checkDrive(await json(client, "GET", path, options), where("GET", path));
-  if (found.uuid.toLowerCase() !== drive.toLowerCase()) throw new OperationError(`GET /${path}: the server answered drive ${found.uuid}`);
+  if (found.uuid.toLowerCase() !== drive.toLowerCase())
+    throw new OperationError(`GET /${path}: the server answered drive ${found.uuid}`);
   return found;
 }
 
@@ -131,10 +145,15 @@ export async function createDrive2(client: HttpClient, request: CreateDrive2): P
 }
 
 /** `POST initupload/` with `{name, size, media}`: the drive a chunked upload fills (status `uploading`). */
-export async function initUpload(client: HttpClient, request: { name: string; size: number; media: Media }): Promise<Drive2> {
+export async function initUpload(
+  client: HttpClient,
+  request: { name: string; size: number; media: Media },
+): Promise<Drive2> {
   const answer = await json(client, "POST", "initupload/", { body: JSON.stringify(request) });
   // `{"objects": [drive]}` as create answers, or (some servers) the bare object
-  return isObject(answer) && Array.isArray(answer.objects) ? firstObject(answer, where("POST", "initupload/")) : checkDrive(answer, where("POST", "initupload/"));
+  return isObject(answer) && Array.isArray(answer.objects)
+    ? firstObject(answer, where("POST", "initupload/"))
+    : checkDrive(answer, where("POST", "initupload/"));
 }
 
 /** The definition PUT and resize send: name, size and media from the drive, then the changes. */
@@ -145,7 +164,8 @@ export function definitionOf(drive: Drive2, changes: Partial<DriveDefinition> = 
   }
   const definition: DriveDefinition = { name, size, media };
   const meta = drive.meta;
-  if (isObject(meta)) definition.meta = Object.fromEntries(Object.entries(meta).map(([key, value]) => [key, String(value)]));
+  if (isObject(meta))
+    definition.meta = Object.fromEntries(Object.entries(meta).map(([key, value]) => [key, String(value)]));
   if (typeof drive.allow_multimount === "boolean") definition.allow_multimount = drive.allow_multimount;
   // tags are kept as they are (names, or the UUIDs of tag objects), so a PUT never drops them
   if (Array.isArray(drive.tags)) {
@@ -159,7 +179,9 @@ export async function updateDrive2(client: HttpClient, drive: string, definition
   const path = `drives/${drive}/`;
   const answer = await json(client, "PUT", path, { body: JSON.stringify(definition) });
   // the bare object, or (some servers) wrapped in objects
-  return isObject(answer) && Array.isArray(answer.objects) ? firstObject(answer, where("PUT", path)) : checkDrive(answer, where("PUT", path));
+  return isObject(answer) && Array.isArray(answer.objects)
+    ? firstObject(answer, where("PUT", path))
+    : checkDrive(answer, where("PUT", path));
 }
 
 /** `DELETE drives/{uuid}/` (204). */
@@ -180,7 +202,8 @@ export async function cloneDrive2(client: HttpClient, source: string, request: C
   const { avoid, ...body } = request;
   const path = `drives/${source}/action/?do=clone${avoid?.length ? `&avoid=${avoid.join(",")}` : ""}`;
   const clone = firstObject(await json(client, "POST", path, { body: JSON.stringify(body) }), where("POST", path));
-  if (clone.uuid.toLowerCase() === source.toLowerCase()) throw new OperationError(`POST /${path}: the server answered the source drive, not a new one`);
+  if (clone.uuid.toLowerCase() === source.toLowerCase())
+    throw new OperationError(`POST /${path}: the server answered the source drive, not a new one`);
   return clone;
 }
 
@@ -204,7 +227,12 @@ export async function driveSizeLimits(client: HttpClient): Promise<Record<string
   for (const [type, value] of Object.entries(drives)) {
     if (!isObject(value)) continue;
     const { min_size: min, max_size: max } = value;
-    if (typeof min !== "number" || typeof max !== "number" || !Number.isSafeInteger(min) || !Number.isSafeInteger(max)) {
+    if (
+      typeof min !== "number" ||
+      typeof max !== "number" ||
+      !Number.isSafeInteger(min) ||
+      !Number.isSafeInteger(max)
+    ) {
       throw new OperationError(`GET /capabilities/: drives.${type} has no usable min_size/max_size`);
     }
     limits[type] = { min, max };

@@ -51,7 +51,11 @@ const MAX_ANSWER = 1024 * 1024;
  * A `fill` that reads the body from an open file, from byte `start` on; a file that ends early or
  * fails to read ends the body, and `failure()` then says why in the file's terms.
  */
-export function fileBody(fd: number, shown: string, start = 0): { fill: StreamPost["fill"]; failure: () => Error | undefined } {
+export function fileBody(
+  fd: number,
+  shown: string,
+  start = 0,
+): { fill: StreamPost["fill"]; failure: () => Error | undefined } {
   let failure: Error | undefined;
   return {
     fill(buffer, offset, length) {
@@ -72,7 +76,10 @@ export function fileBody(fd: number, shown: string, start = 0): { fill: StreamPo
  * A `fill` that reads the body through an image's read() from byte `start` on (a decoded image:
  * a sequential one must be read once, in order); `failure()` says why a read failed.
  */
-export function imageBody(image: ImageSource, start = 0): { fill: StreamPost["fill"]; failure: () => Error | undefined } {
+export function imageBody(
+  image: ImageSource,
+  start = 0,
+): { fill: StreamPost["fill"]; failure: () => Error | undefined } {
   let failure: Error | undefined;
   return {
     async fill(buffer, offset, length) {
@@ -214,7 +221,11 @@ export async function streamPost(options: StreamPost): Promise<StreamPostAnswer>
           // Bun checks the chain and the host name, and reports here; refusing is up to us
           handshake(_socket, success, authorizationError) {
             if (success && !authorizationError) ready = true;
-            else failure ??= new StreamPostError(`TLS: ${authorizationError?.message ?? "handshake failed"}`, (authorizationError as { code?: string } | null)?.code);
+            else
+              failure ??= new StreamPostError(
+                `TLS: ${authorizationError?.message ?? "handshake failed"}`,
+                (authorizationError as { code?: string } | null)?.code,
+              );
             poke();
           },
           data(_socket, data) {
@@ -275,7 +286,8 @@ export async function streamPost(options: StreamPost): Promise<StreamPostAnswer>
     }
     head.push(`Content-Length: ${size}`, "Connection: close", "", "");
     if (await writeAll(new TextEncoder().encode(head.join("\r\n")))) {
-      const buffer = options.buffer ?? new Uint8Array(Math.max(4096, Math.min(options.pieceSize ?? 1024 * 1024, size || 4096)));
+      const buffer =
+        options.buffer ?? new Uint8Array(Math.max(4096, Math.min(options.pieceSize ?? 1024 * 1024, size || 4096)));
       const piece = buffer.length;
       while (sent < size) {
         const filled = options.fill(buffer, sent, Math.min(piece, size - sent));

@@ -48,7 +48,8 @@ export function parseUploadAnswer(text: string): string | undefined {
 export async function uploadDirect(ctx: Context, connection: Connection, request: UploadRequest): Promise<string> {
   const client = directClient(connection);
   if (request.drive) throw new UsageError("-d/--drive is API 1.0 only: an API 2.0 upload always creates a new drive");
-  if (request.offset) throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 upload sends the whole image in one request");
+  if (request.offset)
+    throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 upload sends the whole image in one request");
   const image = await openUploadInput(ctx, request);
   const size = image.size;
   if (size === 0) {
@@ -115,13 +116,20 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
   const uuid = parseUploadAnswer(answer.body);
   if (!uuid) {
     progress.finish();
-    const shown = answer.body.replace(/[\x00-\x1f\x7f]+/g, " ").trim().slice(0, 200);
-    throw new OperationError(`upload of ${request.file} ended, but the answer holds no drive UUID: '${shown}'; not retried: check your drive list`);
+    const shown = answer.body
+      .replace(/[\x00-\x1f\x7f]+/g, " ")
+      .trim()
+      .slice(0, 200);
+    throw new OperationError(
+      `upload of ${request.file} ended, but the answer holds no drive UUID: '${shown}'; not retried: check your drive list`,
+    );
   }
   if (answer.sent !== size) {
     // a 2xx before the whole body went out: the drive cannot hold the image
     progress.finish();
-    throw new OperationError(`the server answered drive ${uuid} after only ${answer.sent} of ${size} bytes; not retried: check that drive and destroy it`);
+    throw new OperationError(
+      `the server answered drive ${uuid} after only ${answer.sent} of ${size} bytes; not retried: check that drive and destroy it`,
+    );
   }
   progress.finish(`uploaded ${humanBytes(size)} as drive ${uuid} (${formatRate(size, started)})`);
   if (request.verify) {
@@ -140,7 +148,14 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
  * Read the new drive back and compare it with the image, streaming both. The drive may be longer
  * (a server grows small images to its minimum drive size): the extra bytes must all be zero.
  */
-export async function verifyDirect(ctx: Context, connection: Connection, uuid: string, image: ImageSource, file: string, quiet: boolean): Promise<void> {
+export async function verifyDirect(
+  ctx: Context,
+  connection: Connection,
+  uuid: string,
+  image: ImageSource,
+  file: string,
+  quiet: boolean,
+): Promise<void> {
   const client = directClient(connection);
   const path = `drives/${uuid}/download/`;
   const watchdog = new Watchdog(connection.timeoutMs);
@@ -150,7 +165,9 @@ export async function verifyDirect(ctx: Context, connection: Connection, uuid: s
   let done = 0;
   let progress: Progress | undefined;
   const mismatch = (at: number, why: string) =>
-    new OperationError(`verify failed: drive ${uuid} ${why} at byte ${at} (the upload itself finished; the drive is kept)`);
+    new OperationError(
+      `verify failed: drive ${uuid} ${why} at byte ${at} (the upload itself finished; the drive is kept)`,
+    );
   try {
     const response = await client.request("GET", path, {
       headers: { "accept-encoding": "identity" },
@@ -158,7 +175,8 @@ export async function verifyDirect(ctx: Context, connection: Connection, uuid: s
       signal: watchdog.signal,
     });
     const total = contentLength(response);
-    if (total !== undefined && total < size) throw mismatch(total, `is shorter than the image (${total} of ${size} bytes)`);
+    if (total !== undefined && total < size)
+      throw mismatch(total, `is shorter than the image (${total} of ${size} bytes)`);
     progress = ctx.progress({ label: "verify", total: total ?? size, quiet });
     const local = new Uint8Array(PIECE);
     const reader = (response.body as ReadableStream<Uint8Array>).getReader();
@@ -170,7 +188,8 @@ export async function verifyDirect(ctx: Context, connection: Connection, uuid: s
       while (at < value.length) {
         if (done >= size) {
           const rest = value.subarray(at);
-          if (!isAllZero(rest)) throw mismatch(done + rest.findIndex((byte) => byte !== 0), "holds non-zero bytes past the image's end");
+          if (!isAllZero(rest))
+            throw mismatch(done + rest.findIndex((byte) => byte !== 0), "holds non-zero bytes past the image's end");
           done += rest.length;
           break;
         }

@@ -69,7 +69,10 @@ export function parseApi2Chunk(text: string): number {
  */
 export function api2Grid(size: number, chunk: number) {
   const count = Math.max(1, Math.floor(size / chunk));
-  const rangeOf = (index: number): [number, number] => [index * chunk, index === count - 1 ? size : (index + 1) * chunk];
+  const rangeOf = (index: number): [number, number] => [
+    index * chunk,
+    index === count - 1 ? size : (index + 1) * chunk,
+  ];
   return { count, rangeOf };
 }
 
@@ -77,7 +80,13 @@ export function api2Grid(size: number, chunk: number) {
 async function sizeAndStatus(client: HttpClient, uuid: string): Promise<{ size: number; status: string }> {
   const { size, status } = await getDrive(client, uuid);
   if (size === undefined || status === undefined) {
-    throw new ApiError("protocol", "the drive's answer holds no size or status", undefined, "GET", client.url(`drives/${uuid}/`).pathname);
+    throw new ApiError(
+      "protocol",
+      "the drive's answer holds no size or status",
+      undefined,
+      "GET",
+      client.url(`drives/${uuid}/`).pathname,
+    );
   }
   return { size, status };
 }
@@ -106,8 +115,15 @@ function uploadJournal(ctx: Context, image: ImageSource, request: Api2UploadRequ
   return journalPath(ctx.cwd, `upload-api2\0${journalIdentity(image)}\0${request.drive ?? "new"}`);
 }
 
-export async function uploadChunked2(ctx: Context, connection: Connection, request: Api2UploadRequest): Promise<string> {
-  if (request.offset) throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 upload resumes by chunks (rerun the command, or -d DRIVE)");
+export async function uploadChunked2(
+  ctx: Context,
+  connection: Connection,
+  request: Api2UploadRequest,
+): Promise<string> {
+  if (request.offset)
+    throw new UsageError(
+      "-o/--offset is API 1.0 only: an API 2.0 upload resumes by chunks (rerun the command, or -d DRIVE)",
+    );
   const image = await openUploadInput(ctx, request);
   try {
     if (image.size === 0) throw new UsageError(`${request.file} is empty (0 bytes): there is nothing to upload`);
@@ -123,7 +139,12 @@ export async function uploadChunked2(ctx: Context, connection: Connection, reque
   }
 }
 
-async function upload(ctx: Context, connection: Connection, request: Api2UploadRequest, image: ImageSource): Promise<string> {
+async function upload(
+  ctx: Context,
+  connection: Connection,
+  request: Api2UploadRequest,
+  image: ImageSource,
+): Promise<string> {
   const { journal, drive, complete } = await target(ctx, connection.client, request, image);
   return await send(ctx, connection, request, image, journal, drive, complete);
 }
@@ -184,10 +205,17 @@ async function send(
     }
     const answer = (await response.json().catch(() => undefined)) as { link?: unknown } | undefined;
     const where = client.url(`drives/${drive}/action/`).pathname;
-    if (typeof answer?.link !== "string" || answer.link === "") throw new ApiError("protocol", `no link in the answer for chunk ${index}`, response.status, "POST", where);
+    if (typeof answer?.link !== "string" || answer.link === "")
+      throw new ApiError("protocol", `no link in the answer for chunk ${index}`, response.status, "POST", where);
     const url = new URL(answer.link, apiOrigin);
     if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHost(url.hostname))) {
-      throw new ApiError("protocol", `refusing the upload link to ${url.origin} (not https)`, response.status, "POST", where);
+      throw new ApiError(
+        "protocol",
+        `refusing the upload link to ${url.origin} (not https)`,
+        response.status,
+        "POST",
+        where,
+      );
     }
     return url;
   };
@@ -197,12 +225,25 @@ async function send(
    * takes them (one small buffer per POST: memory does not grow with the chunk size); "expired"
    * when the link is no good any more. --timeout bounds the time without progress.
    */
-  const postChunk = async (url: URL, start: number, length: number, signal: AbortSignal, data?: Uint8Array): Promise<"ok" | "expired"> => {
+  const postChunk = async (
+    url: URL,
+    start: number,
+    length: number,
+    signal: AbortSignal,
+    data?: Uint8Array,
+  ): Promise<"ok" | "expired"> => {
     const headers = { "content-type": "application/octet-stream", "user-agent": "drivekit" };
-    client.trace(`> POST ${url.origin}${url.pathname.replace(/[^/]{16,}/g, "…")}`, { ...headers, "content-length": String(length) });
+    client.trace(`> POST ${url.origin}${url.pathname.replace(/[^/]{16,}/g, "…")}`, {
+      ...headers,
+      "content-length": String(length),
+    });
     const hole = image.dataMap !== undefined && image.dataMap.nextData(start) >= start + length;
     const watchdog = new Watchdog(connection.timeoutMs);
-    const body = data ? memoryBody(data) : fd !== undefined ? fileBody(fd, request.file, start) : imageBody(image, start);
+    const body = data
+      ? memoryBody(data)
+      : fd !== undefined
+        ? fileBody(fd, request.file, start)
+        : imageBody(image, start);
     const buffer = pieces.take();
     let answer: StreamPostAnswer;
     try {
@@ -231,7 +272,14 @@ async function send(
     if (readFailure) throw noteInput(readFailure);
     client.trace(`< ${answer.status} ${answer.statusText}`, Object.fromEntries(answer.headers));
     if (answer.status >= 200 && answer.status < 300) {
-      if (answer.sent !== length) throw new ApiError("protocol", `the link answered ${answer.status} after ${answer.sent} of ${length} bytes`, answer.status, "POST", "(upload link)");
+      if (answer.sent !== length)
+        throw new ApiError(
+          "protocol",
+          `the link answered ${answer.status} after ${answer.sent} of ${length} bytes`,
+          answer.status,
+          "POST",
+          "(upload link)",
+        );
       return "ok";
     }
     if (answer.status === 404 || answer.status === 410) return "expired";
@@ -280,9 +328,17 @@ async function send(
     }
   };
 
-  const sendChunk = async (index: number, start: number, length: number, signal: AbortSignal, data?: Uint8Array, reading?: Promise<void>): Promise<number> => {
+  const sendChunk = async (
+    index: number,
+    start: number,
+    length: number,
+    signal: AbortSignal,
+    data?: Uint8Array,
+    reading?: Promise<void>,
+  ): Promise<number> => {
     const at = position.get(index) ?? 0;
-    for (let ahead = at + 1; ahead <= at + concurrency && ahead < pending.length; ahead++) prefetch(pending[ahead] as number, signal);
+    for (let ahead = at + 1; ahead <= at + concurrency && ahead < pending.length; ahead++)
+      prefetch(pending[ahead] as number, signal);
     let link: Promise<LinkAnswer> | undefined = takeLink(index, signal);
     link.catch(() => undefined);
     await reading;
@@ -296,7 +352,14 @@ async function send(
           if (answer === HELD) return "held";
           if ((await postChunk(answer, start, length, signal, data)) === "ok") return "sent";
           if (renewals >= LINK_RENEWALS) {
-            throw new ApiError("protocol", `the server refused ${renewals + 1} links for chunk ${index} as expired or unknown`, undefined, "POST", "(upload link)", false);
+            throw new ApiError(
+              "protocol",
+              `the server refused ${renewals + 1} links for chunk ${index} as expired or unknown`,
+              undefined,
+              "POST",
+              "(upload link)",
+              false,
+            );
           }
           renewed++;
           ctx.log.debug(`chunk ${index}: the link expired; asking for a new one`);
@@ -314,10 +377,18 @@ async function send(
     return length;
   };
 
-  const doneBefore = [...journal.done].reduce((sum, index) => (index < count ? sum + rangeOf(index)[1] - rangeOf(index)[0] : sum), 0);
+  const doneBefore = [...journal.done].reduce(
+    (sum, index) => (index < count ? sum + rangeOf(index)[1] - rangeOf(index)[0] : sum),
+    0,
+  );
   const note = () =>
-    [held ? `${held} chunks already on the server` : "", retries ? `${retries} retries` : "", renewed ? `${renewed} links renewed` : ""].filter(Boolean).join(", ") ||
-    undefined;
+    [
+      held ? `${held} chunks already on the server` : "",
+      retries ? `${retries} retries` : "",
+      renewed ? `${renewed} links renewed` : "",
+    ]
+      .filter(Boolean)
+      .join(", ") || undefined;
   const started = performance.now();
   if (complete) {
     ctx.log.info(`drive ${drive} already holds every chunk of ${request.file}`);
@@ -381,9 +452,18 @@ async function send(
  * the same way, so the journal goes, and a drive this upload started is destroyed rather than
  * left uploading forever with part of an image; the message says which happened.
  */
-async function abandon(client: HttpClient, failure: InputError, drive: string, created: boolean, journal: Journal): Promise<OperationError> {
+async function abandon(
+  client: HttpClient,
+  failure: InputError,
+  drive: string,
+  created: boolean,
+  journal: Journal,
+): Promise<OperationError> {
   journal.remove();
-  if (!created) return new OperationError(`${failure.message}; drive ${drive} (given with -d) holds part of the image and is still uploading`);
+  if (!created)
+    return new OperationError(
+      `${failure.message}; drive ${drive} (given with -d) holds part of the image and is still uploading`,
+    );
   try {
     await deleteDrive2(client, drive);
     return new OperationError(`${failure.message}; drive ${drive}, which this upload started, is destroyed`);
@@ -404,14 +484,23 @@ async function target(
   image: ImageSource,
 ): Promise<{ journal: Journal; drive: string; complete: boolean }> {
   const path = uploadJournal(ctx, image, request);
-  const key = { kind: "upload" as const, file: image.path, size: image.size, mtimeMs: image.mtimeMs, chunk: request.chunk, drive: request.drive };
+  const key = {
+    kind: "upload" as const,
+    file: image.path,
+    size: image.size,
+    mtimeMs: image.mtimeMs,
+    chunk: request.chunk,
+    drive: request.drive,
+  };
   const wrongSize = (drive: string, size: number) =>
     new OperationError(
       `drive ${drive} is ${size} bytes, but ${request.file} is ${image.size} bytes: an API 2.0 chunked upload needs a drive started (initupload) for exactly this image's size`,
     );
   let journal = Journal.load(path);
   if (journal && !journal.matches(key)) {
-    ctx.log.warn(`${request.file} or --chunk changed since the interrupted upload to drive ${journal.header.drive}: starting over`);
+    ctx.log.warn(
+      `${request.file} or --chunk changed since the interrupted upload to drive ${journal.header.drive}: starting over`,
+    );
     journal = undefined;
   }
   if (journal) {
@@ -431,13 +520,18 @@ async function target(
     const info = await sizeAndStatus(client, request.drive);
     if (!sizeMatches(info.size, image.size)) throw wrongSize(request.drive, info.size);
     if (info.status !== "uploading") {
-      throw new OperationError(`drive ${request.drive} is ${info.status}, not uploading: chunks can only go into a drive whose upload (initupload) has not finished`);
+      throw new OperationError(
+        `drive ${request.drive} is ${info.status}, not uploading: chunks can only go into a drive whose upload (initupload) has not finished`,
+      );
     }
-    return { journal: Journal.create(path, { v: 1, ...key, drive: request.drive, created: false }), drive: request.drive, complete: false };
+    return {
+      journal: Journal.create(path, { v: 1, ...key, drive: request.drive, created: false }),
+      drive: request.drive,
+      complete: false,
+    };
   }
   const drive = (await initUpload(client, { name: request.name, size: image.size, media: "disk" })).uuid.toLowerCase();
   const chunks = api2Grid(image.size, request.chunk).count;
   ctx.log.info(`started drive ${drive} (${humanBytes(image.size)}, ${chunks} chunk${chunks === 1 ? "" : "s"})`);
   return { journal: Journal.create(path, { v: 1, ...key, drive, created: true }), drive, complete: false };
 }
-

@@ -27,7 +27,10 @@ export async function waitForDrive(client: HttpClient, drive: string, options: W
   for (;;) {
     const elapsed = performance.now() - started;
     const left = options.limitMs - elapsed;
-    const answer = await getDrive(client, drive, { timeoutMs: Math.max(1000, Math.min(120_000, left)), signal: options.signal });
+    const answer = await getDrive(client, drive, {
+      timeoutMs: Math.max(1000, Math.min(120_000, left)),
+      signal: options.signal,
+    });
     const status = answer.status ?? "";
     if (options.settled ? options.settled(status) : SETTLED.has(status)) return answer;
     const now = performance.now() - started;

@@ -16,11 +16,14 @@ export class Watchdog {
   stalled = false;
 
   constructor(readonly timeoutMs: number) {
-    this.timer = setInterval(() => {
-      if (performance.now() - this.last < timeoutMs) return;
-      this.stalled = true;
-      this.controller.abort();
-    }, Math.max(50, Math.min(1000, timeoutMs / 4)));
+    this.timer = setInterval(
+      () => {
+        if (performance.now() - this.last < timeoutMs) return;
+        this.stalled = true;
+        this.controller.abort();
+      },
+      Math.max(50, Math.min(1000, timeoutMs / 4)),
+    );
   }
 
   get signal(): AbortSignal {
@@ -38,7 +41,13 @@ export class Watchdog {
   /** Turn the abort it caused into a timeout error; anything else passes unchanged. */
   translate(error: unknown, method: string, path: string): unknown {
     if (this.stalled && (error as Error)?.name === "AbortError") {
-      return new ApiError("timeout", `nothing moved for ${Math.round(this.timeoutMs / 1000)} s`, undefined, method, path);
+      return new ApiError(
+        "timeout",
+        `nothing moved for ${Math.round(this.timeoutMs / 1000)} s`,
+        undefined,
+        method,
+        path,
+      );
     }
     return error;
   }

@@ -60,7 +60,11 @@ export function chunkGrid(size: number, chunk: number, offset: number) {
 }
 
 /** An AbortController that Ctrl-C or SIGTERM aborts; `interrupted()` names the signal that came. */
-export function abortOnInterrupt(): { controller: AbortController; interrupted: () => string | undefined; remove: () => void } {
+export function abortOnInterrupt(): {
+  controller: AbortController;
+  interrupted: () => string | undefined;
+  remove: () => void;
+} {
   const controller = new AbortController();
   let received: string | undefined;
   const remove = onInterrupt((signal) => {
@@ -155,7 +159,14 @@ export async function runChunks(ctx: Context, run: ChunkRun): Promise<ChunkRunRe
   };
   try {
     await run.prepare?.(signal);
-    await runLimited(run.pending, run.concurrency, step, () => controller.abort(), () => signal.aborted, run.lanes);
+    await runLimited(
+      run.pending,
+      run.concurrency,
+      step,
+      () => controller.abort(),
+      () => signal.aborted,
+      run.lanes,
+    );
     if (interrupted()) throw new OperationError(`interrupted (${interrupted()})`);
   } catch (error) {
     await run.onStop?.();

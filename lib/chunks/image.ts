@@ -33,11 +33,20 @@ export interface ImageSource {
   close(): Promise<void>;
 }
 
-async function fillFrom(handle: FileHandle, path: string, buffer: Uint8Array, length: number, position: number): Promise<void> {
+async function fillFrom(
+  handle: FileHandle,
+  path: string,
+  buffer: Uint8Array,
+  length: number,
+  position: number,
+): Promise<void> {
   let done = 0;
   while (done < length) {
     const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
-    if (bytesRead === 0) throw new OperationError(`${path}: the image ended at byte ${position + done}, before its size (it shrank while being read?)`);
+    if (bytesRead === 0)
+      throw new OperationError(
+        `${path}: the image ended at byte ${position + done}, before its size (it shrank while being read?)`,
+      );
     done += bytesRead;
   }
 }
@@ -94,7 +103,9 @@ export function imageSize(path: string): number {
     info = statSync(path);
   } catch (error) {
     const code = (error as { code?: string }).code;
-    throw new UsageError(`cannot read ${path}: ${code === "ENOENT" ? "no such file" : ((error as Error).message ?? code)}`);
+    throw new UsageError(
+      `cannot read ${path}: ${code === "ENOENT" ? "no such file" : ((error as Error).message ?? code)}`,
+    );
   }
   if (info.isFile()) return info.size;
   if (info.isBlockDevice()) {

@@ -6,13 +6,26 @@ import { DEFAULT_TIMEOUT_SECONDS, parseSeconds, pickApi, type Api, type Env } fr
 
 export const connectionArgs = {
   uri: { type: "string", description: "API endpoint; overrides EHURI (API 1.0) or CSURI (API 2.0)", valueHint: "URL" },
-  "auth-file": { type: "string", description: "File holding one line user:secret; overrides EHAUTH / CSAUTH", valueHint: "PATH" },
-  timeout: { type: "string", description: "Seconds to wait for an answer (in a transfer: for any progress)", default: String(DEFAULT_TIMEOUT_SECONDS), valueHint: "SECONDS" },
+  "auth-file": {
+    type: "string",
+    description: "File holding one line user:secret; overrides EHAUTH / CSAUTH",
+    valueHint: "PATH",
+  },
+  timeout: {
+    type: "string",
+    description: "Seconds to wait for an answer (in a transfer: for any progress)",
+    default: String(DEFAULT_TIMEOUT_SECONDS),
+    valueHint: "SECONDS",
+  },
   verbose: { type: "boolean", description: "Log each HTTP exchange (credentials masked) and error stacks" },
 } as const satisfies ArgsDef;
 
 export const apiArgs = {
-  api: { type: "enum", options: ["1", "2"], description: "API generation, 1 or 2 (default: 2 when CSURI is set, else 1)" },
+  api: {
+    type: "enum",
+    options: ["1", "2"],
+    description: "API generation, 1 or 2 (default: 2 when CSURI is set, else 1)",
+  },
 } as const satisfies ArgsDef;
 
 /** The API generation a call will use, known before anything is sent (so a refusal can exit 2). */
@@ -22,10 +35,18 @@ export function apiOf(args: { api?: string; location?: string }, ctx: { env: Env
 
 /** --wait and its bounds (create, clone, resize; image.ts has the same). Spread after connectionArgs: its --timeout wins. */
 export const waitArgs = {
-  wait: { type: "boolean", description: "Wait until the drive is ready (API 2.0: unmounted; API 1.0 clone: imaged), its status on stderr" },
+  wait: {
+    type: "boolean",
+    description: "Wait until the drive is ready (API 2.0: unmounted; API 1.0 clone: imaged), its status on stderr",
+  },
   interval: { type: "string", description: "With --wait: seconds between checks", default: "2", valueHint: "SECONDS" },
   quiet: { type: "boolean", alias: "q", description: "No status display while waiting" },
-  timeout: { type: "string", description: "Seconds to wait for each answer, and with --wait for the whole wait", default: "3600", valueHint: "SECONDS" },
+  timeout: {
+    type: "string",
+    description: "Seconds to wait for each answer, and with --wait for the whole wait",
+    default: "3600",
+    valueHint: "SECONDS",
+  },
 } as const satisfies ArgsDef;
 
 export interface WaitBounds {
@@ -50,8 +71,16 @@ export const jsonArgs = {
 /** Flags upload.ts and download.ts share. */
 export const transferArgs = {
   quiet: { type: "boolean", alias: "q", description: "No progress display" },
-  location: { type: "string", description: "API 2.0: CloudSigma location such as zrh (https://LOC.cloudsigma.com/api/2.0/)", valueHint: "LOC" },
-  concurrency: { type: "string", description: "API 1.0: requests in flight at once (default chosen by benchmark)", valueHint: "N" },
+  location: {
+    type: "string",
+    description: "API 2.0: CloudSigma location such as zrh (https://LOC.cloudsigma.com/api/2.0/)",
+    valueHint: "LOC",
+  },
+  concurrency: {
+    type: "string",
+    description: "API 1.0: requests in flight at once (default chosen by benchmark)",
+    valueHint: "N",
+  },
 } as const satisfies ArgsDef;
 
 /** -c/--chunk for the chunked engine: a multiple of 512 from 4k to the API's 4M limit per request. */
@@ -67,6 +96,7 @@ export function parseChunk(text: string): number {
 export function parseConcurrency(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const value = Number(text);
-  if (!/^\d+$/.test(text) || value < 1 || value > 64) throw new UsageError(`invalid --concurrency '${text}': expected 1 to 64`);
+  if (!/^\d+$/.test(text) || value < 1 || value > 64)
+    throw new UsageError(`invalid --concurrency '${text}': expected 1 to 64`);
   return value;
 }

@@ -10,21 +10,42 @@ export const EVERYONE = "ffffffff-ffff-ffff-ffff-ffffffffffff";
 export const driveFieldArgs = {
   name: { type: "string", description: "Drive name", valueHint: "NAME" },
   size: { type: "string", description: "Size in bytes, or with k/M/G/T (binary)", valueHint: "SIZE" },
-  "claim-type": { type: "enum", options: ["exclusive", "shared"], description: "API 1.0: exclusive (the default) or shared" },
-  readers: { type: "string", description: `API 1.0: users allowed to read, space or comma separated UUIDs, or ${EVERYONE} for all`, valueHint: "UUIDS" },
+  "claim-type": {
+    type: "enum",
+    options: ["exclusive", "shared"],
+    description: "API 1.0: exclusive (the default) or shared",
+  },
+  readers: {
+    type: "string",
+    description: `API 1.0: users allowed to read, space or comma separated UUIDs, or ${EVERYONE} for all`,
+    valueHint: "UUIDS",
+  },
   tags: { type: "string", description: "Tags, space or comma separated", valueHint: "TAGS" },
-  meta: { type: "string", description: "A user-defined field (API 1.0 user:KEY, API 2.0 meta KEY), as KEY=VALUE; repeat for more", valueHint: "KEY=VALUE" },
+  meta: {
+    type: "string",
+    description: "A user-defined field (API 1.0 user:KEY, API 2.0 meta KEY), as KEY=VALUE; repeat for more",
+    valueHint: "KEY=VALUE",
+  },
   media: { type: "enum", options: ["disk", "cdrom"], description: "API 2.0: disk (a new drive's default) or cdrom" },
 } as const satisfies ArgsDef;
 
 export const createOnlyArgs = {
-  encryption: { type: "enum", options: ["none", "aes-xts-plain"], description: "API 1.0: encryption:cipher (aes-xts-plain is the server's default)" },
-  avoid: { type: "string", description: "Drives to keep on other hardware, space or comma separated UUIDs", valueHint: "UUIDS" },
+  encryption: {
+    type: "enum",
+    options: ["none", "aes-xts-plain"],
+    description: "API 1.0: encryption:cipher (aes-xts-plain is the server's default)",
+  },
+  avoid: {
+    type: "string",
+    description: "Drives to keep on other hardware, space or comma separated UUIDs",
+    valueHint: "UUIDS",
+  },
   tier: {
     type: "enum",
     options: ["disk", "ssd"],
     alias: "t",
-    description: "API 1.0: the storage tier (the vendor tool's -t). Refused on API 2.0: its storage_type values (dssd...) are not the same",
+    description:
+      "API 1.0: the storage tier (the vendor tool's -t). Refused on API 2.0: its storage_type values (dssd...) are not the same",
   },
 } as const satisfies ArgsDef;
 
@@ -98,7 +119,8 @@ export function fieldsFromFlags(flags: FieldFlags, rawArgs: string[]): KvRecord 
   }
   if (flags.avoid !== undefined) fields.avoid = uuidList(flags.avoid, "--avoid").join(" ");
   if (flags.tier !== undefined) {
-    if (flags.tier !== "disk" && flags.tier !== "ssd") throw new UsageError(`invalid --tier '${flags.tier}': expected disk or ssd`);
+    if (flags.tier !== "disk" && flags.tier !== "ssd")
+      throw new UsageError(`invalid --tier '${flags.tier}': expected disk or ssd`);
     fields.tier = flags.tier;
   }
   if (flags.media !== undefined) throw new UsageError("--media is API 2.0 only (pass --api 2, or set CSURI)");
@@ -113,7 +135,9 @@ function metaPairs(rawArgs: string[]): [string, string][] {
     const eq = pair.indexOf("=");
     const key = eq === -1 ? pair : pair.slice(0, eq);
     if (eq <= 0 || !/^[A-Za-z0-9_.:-]+$/.test(key)) {
-      throw new UsageError(`invalid --meta '${pair.slice(0, 60)}': expected KEY=VALUE, KEY of letters, digits, _ . : -`);
+      throw new UsageError(
+        `invalid --meta '${pair.slice(0, 60)}': expected KEY=VALUE, KEY of letters, digits, _ . : -`,
+      );
     }
     const value = pair.slice(eq + 1);
     checkPair(key, value);
@@ -133,11 +157,20 @@ export interface DriveChanges2 {
 
 /** The API 2.0 reading of the field flags; API 1.0-only ones are refused (status 2, nothing sent). */
 export function changesFromFlags2(flags: FieldFlags, rawArgs: string[]): DriveChanges2 {
-  for (const [flag, value] of [["claim-type", flags["claim-type"]], ["readers", flags.readers], ["encryption", flags.encryption]] as const) {
-    if (value !== undefined) throw new UsageError(`--${flag} is API 1.0 only (API 2.0 has no such drive field; pass --api 1 for an API 1.0 cloud)`);
+  for (const [flag, value] of [
+    ["claim-type", flags["claim-type"]],
+    ["readers", flags.readers],
+    ["encryption", flags.encryption],
+  ] as const) {
+    if (value !== undefined)
+      throw new UsageError(
+        `--${flag} is API 1.0 only (API 2.0 has no such drive field; pass --api 1 for an API 1.0 cloud)`,
+      );
   }
   if (flags.tier !== undefined) {
-    throw new UsageError("--tier is API 1.0 only: API 2.0 storage types (storage_type, e.g. dssd) are not the 1.0 tiers; pass --api 1 for an API 1.0 cloud");
+    throw new UsageError(
+      "--tier is API 1.0 only: API 2.0 storage types (storage_type, e.g. dssd) are not the 1.0 tiers; pass --api 1 for an API 1.0 cloud",
+    );
   }
   // name, size, tags: the same checks as API 1.0
   const { "claim-type": _c, readers: _r, encryption: _e, tier: _t, media: _m, avoid: _a, ...common } = flags;
@@ -147,7 +180,8 @@ export function changesFromFlags2(flags: FieldFlags, rawArgs: string[]): DriveCh
   if (fields.size !== undefined) changes.size = Number(fields.size);
   if (fields.tags !== undefined) changes.tags = fields.tags.split(" ").filter(Boolean);
   if (flags.media !== undefined) {
-    if (flags.media !== "disk" && flags.media !== "cdrom") throw new UsageError(`invalid --media '${flags.media}': expected disk or cdrom`);
+    if (flags.media !== "disk" && flags.media !== "cdrom")
+      throw new UsageError(`invalid --media '${flags.media}': expected disk or cdrom`);
     changes.media = flags.media;
   }
   if (flags.avoid !== undefined) changes.avoid = uuidList(flags.avoid, "--avoid");

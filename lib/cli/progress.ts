@@ -27,7 +27,10 @@ export function progressLine(label: string, done: number, total: number, elapsed
   return parts.join("  ");
 }
 
-export function createProgress(ctx: { io: Pick<Io, "stderr" | "stderrIsTTY">; log: ConsolaInstance }, options: ProgressOptions): Progress {
+export function createProgress(
+  ctx: { io: Pick<Io, "stderr" | "stderrIsTTY">; log: ConsolaInstance },
+  options: ProgressOptions,
+): Progress {
   const started = performance.now();
   const live = ctx.io.stderrIsTTY;
   const every = live ? 200 : (options.logEveryMs ?? 5000);

@@ -54,11 +54,14 @@ const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&
  * a short one (a one-letter password) only there, or every "p" in "no space left" would go.
  */
 export function maskSecrets(text: string, secrets: readonly string[]): string {
-  let out = text.replace(/\bBasic\s+[A-Za-z0-9+/=]{4,}/g, "Basic ****").replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@]+@/gi, "$1****@");
+  let out = text
+    .replace(/\bBasic\s+[A-Za-z0-9+/=]{4,}/g, "Basic ****")
+    .replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@]+@/gi, "$1****@");
   for (const secret of secrets) {
-    out = secret.length >= BARE_SECRET_LENGTH
-      ? out.split(secret).join("****")
-      : out.replace(new RegExp(`:${escapeRegExp(secret)}(?=$|[\\s'"\\],;)])`, "g"), ":****");
+    out =
+      secret.length >= BARE_SECRET_LENGTH
+        ? out.split(secret).join("****")
+        : out.replace(new RegExp(`:${escapeRegExp(secret)}(?=$|[\\s'"\\],;)])`, "g"), ":****");
   }
   return out;
 }
@@ -66,7 +69,8 @@ export function maskSecrets(text: string, secrets: readonly string[]): string {
 /** citty hands `data` through untyped; every command reads its context with this. */
 export function contextOf(context: { data?: unknown }): RunContext {
   const data = context.data as RunContext | undefined;
-  if (!data?.io) throw new Error("command run without a drivekit context (use execute or runMain from lib/cli/runner.ts)");
+  if (!data?.io)
+    throw new Error("command run without a drivekit context (use execute or runMain from lib/cli/runner.ts)");
   return data;
 }
 
@@ -75,7 +79,10 @@ function createLogger(io: Io, tag: string, verbose: boolean): ConsolaInstance {
   const colors = io.stderrIsTTY && !io.env.NO_COLOR;
   const paint = (code: number, text: string) => (colors ? `\u001b[${code}m${text}\u001b[39m` : text);
   const labels: Record<string, string> = {
-    fatal: paint(31, "error: "), error: paint(31, "error: "), warn: paint(33, "warning: "), success: paint(32, "done: "),
+    fatal: paint(31, "error: "),
+    error: paint(31, "error: "),
+    warn: paint(33, "warning: "),
+    success: paint(32, "done: "),
   };
   return createConsola({
     level: verbose ? 4 : 3,
@@ -96,7 +103,10 @@ interface FlagInfo {
 
 /** Every spelling citty accepts for each flag: the name, its kebab/camel forms, aliases, and --no- for booleans. */
 function knownFlags(argsDef: ArgsDef): Map<string, FlagInfo> {
-  const flags = new Map<string, FlagInfo>([["help", { takesValue: false }], ["h", { takesValue: false }]]);
+  const flags = new Map<string, FlagInfo>([
+    ["help", { takesValue: false }],
+    ["h", { takesValue: false }],
+  ]);
   for (const [name, def] of Object.entries(argsDef)) {
     if (def.type === "positional") continue;
     const info = { takesValue: def.type === "string" || def.type === "enum" };
@@ -128,7 +138,8 @@ export function checkArgv(argsDef: ArgsDef, argv: string[]): void {
       const eq = body.indexOf("=");
       const name = eq === -1 ? body : body.slice(0, eq);
       const info = flags.get(name);
-      if (!info) throw new UsageError(`unknown option '${arg.length > 40 ? `${arg.slice(0, 40)}...` : arg}' (see --help)`);
+      if (!info)
+        throw new UsageError(`unknown option '${arg.length > 40 ? `${arg.slice(0, 40)}...` : arg}' (see --help)`);
       if (info.takesValue && eq === -1) {
         if (i + 1 >= argv.length) throw new UsageError(`option '${arg}' needs a value`);
         i++;
@@ -156,7 +167,11 @@ function wantsHelp(argv: string[]): boolean {
 }
 
 /** Run a command with the given arguments and I/O; resolves to the exit status. */
-export async function execute<T extends ArgsDef>(command: CommandDef<T>, argv: string[], io: Io = processIo()): Promise<number> {
+export async function execute<T extends ArgsDef>(
+  command: CommandDef<T>,
+  argv: string[],
+  io: Io = processIo(),
+): Promise<number> {
   const meta = (typeof command.meta === "function" ? await command.meta() : await command.meta) ?? {};
   const verbose = argv.includes("--verbose");
   const log = createLogger(io, meta.name ?? "drivekit", verbose);

@@ -47,7 +47,10 @@ export async function waitShowingStatus(
 ): Promise<Drive2> {
   const line = statusLine(ctx, quiet);
   try {
-    return await waitForDrive(client, drive, { ...bounds, onStatus: (status, seconds) => line.show(`drive ${drive}: ${status} (${seconds} s)`) });
+    return await waitForDrive(client, drive, {
+      ...bounds,
+      onStatus: (status, seconds) => line.show(`drive ${drive}: ${status} (${seconds} s)`),
+    });
   } finally {
     line.end();
   }

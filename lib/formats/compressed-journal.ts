@@ -3,7 +3,17 @@
 // its size, format, piece size), then one line per durable point, "DRIVE_BYTES PART_LENGTH". A
 // rerun cuts the .part back to the last point and reads the drive on from there. A torn last line
 // (a crash mid-write) is ignored; a raw download's journal never matches (another kind).
-import { closeSync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  ftruncateSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { messageOf, OperationError } from "../errors.ts";
 import type { CompressedFormat } from "./output-format.ts";
 import type { ResumePoint } from "./compressed-output.ts";
@@ -32,7 +42,8 @@ function fileSize(path: string): number | undefined {
   }
 }
 
-const wholeNumber = (value: unknown): value is number => typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+const wholeNumber = (value: unknown): value is number =>
+  typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 
 /**
  * Where a rerun goes on from: the last point of a journal that names this download (its drive
@@ -78,7 +89,8 @@ export function resumePointOf(
     if (!match) continue;
     const [driveBytes, partLength] = [Number(match[1]), Number(match[2])];
     const boundary = driveBytes === size || driveBytes % download.pieceSize === 0;
-    if (wholeNumber(driveBytes) && wholeNumber(partLength) && driveBytes <= size && boundary && partLength <= have) point = { driveBytes, partLength };
+    if (wholeNumber(driveBytes) && wholeNumber(partLength) && driveBytes <= size && boundary && partLength <= have)
+      point = { driveBytes, partLength };
   }
   return point && point.driveBytes > 0 ? { ...point, size } : undefined;
 }
@@ -91,7 +103,12 @@ export class CompressedJournal {
    * Open FILE.part for this run: cut back to `point` (a resume) or emptied, and a new journal
    * saying so (written atomically). Returns the .part's descriptor, open for writing.
    */
-  static start(journalFile: string, part: string, download: CompressedDownload, point?: ResumePoint): { fd: number; journal: CompressedJournal } {
+  static start(
+    journalFile: string,
+    part: string,
+    download: CompressedDownload,
+    point?: ResumePoint,
+  ): { fd: number; journal: CompressedJournal } {
     let fd: number;
     try {
       fd = openSync(part, point ? "r+" : "w", 0o644);
@@ -102,7 +119,11 @@ export class CompressedJournal {
     const header: Header = { v: 1, kind: "compressed-download", ...download };
     const temporary = `${journalFile}.${process.pid}.tmp`;
     try {
-      writeFileSync(temporary, `${JSON.stringify(header)}\n${point ? `${point.driveBytes} ${point.partLength}\n` : ""}`, { mode: 0o600 });
+      writeFileSync(
+        temporary,
+        `${JSON.stringify(header)}\n${point ? `${point.driveBytes} ${point.partLength}\n` : ""}`,
+        { mode: 0o600 },
+      );
       renameSync(temporary, journalFile);
     } catch (error) {
       rmSync(temporary, { force: true });

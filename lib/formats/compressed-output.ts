@@ -93,7 +93,9 @@ export class CompressedOutput {
   constructor(private readonly options: CompressedOutputOptions) {
     const start = options.start ?? { driveBytes: 0, partLength: 0 };
     if (start.driveBytes !== options.size && start.driveBytes % options.pieceSize !== 0) {
-      throw new OperationError(`internal: a compressed download cannot go on from byte ${start.driveBytes}, not a piece boundary`);
+      throw new OperationError(
+        `internal: a compressed download cannot go on from byte ${start.driveBytes}, not a piece boundary`,
+      );
     }
     this.window = options.window ?? compressionWindow();
     this.busyAt = options.busyAt ?? Math.max(1, availableParallelism() - 1);
@@ -150,7 +152,8 @@ export class CompressedOutput {
     this.check();
     const index = Math.floor(start / this.options.pieceSize);
     const piece = this.pieces.get(index);
-    if (!piece || piece.filled + length > piece.length) throw new OperationError(`internal: drive bytes ${start}+${length} were not asked for`);
+    if (!piece || piece.filled + length > piece.length)
+      throw new OperationError(`internal: drive bytes ${start}+${length} were not asked for`);
     piece.filled += length;
     if (piece.filled === piece.length) this.compress(piece);
   }
@@ -161,7 +164,9 @@ export class CompressedOutput {
     while (this.driveBytes < this.options.size || this.syncing) {
       this.check();
       if (this.compressing === 0 && !this.syncing) {
-        throw new OperationError(`internal: ${this.options.size - this.driveBytes} bytes of the drive never reached the compressed output`);
+        throw new OperationError(
+          `internal: ${this.options.size - this.driveBytes} bytes of the drive never reached the compressed output`,
+        );
       }
       await this.changed();
     }
@@ -210,7 +215,9 @@ export class CompressedOutput {
       },
       (error) => {
         this.compressing--;
-        this.fail(new OperationError(`cannot compress the drive's bytes (${this.options.format}): ${messageOf(error)}`));
+        this.fail(
+          new OperationError(`cannot compress the drive's bytes (${this.options.format}): ${messageOf(error)}`),
+        );
       },
     );
   }
@@ -218,7 +225,11 @@ export class CompressedOutput {
   /** Append the compressed pieces that are next in order. */
   private drain(): void {
     // bounded: at most `window` pieces are held
-    for (let piece = this.pieces.get(this.next); piece?.compressed && !this.failure; piece = this.pieces.get(this.next)) {
+    for (
+      let piece = this.pieces.get(this.next);
+      piece?.compressed && !this.failure;
+      piece = this.pieces.get(this.next)
+    ) {
       try {
         for (const bytes of piece.compressed) {
           writeAllAt(this.options.fd, bytes, this.partLength);

@@ -35,7 +35,10 @@ function decodeFailure(error: unknown, encoding: Encoding, shown: string, decode
   if (error instanceof OperationError || error instanceof UsageError) return error;
   const code = (error as { code?: string }).code;
   const detail = (error as Error).message ?? String(error);
-  if (code === "Z_BUF_ERROR") return new InputError(`${shown}: the ${encoding} data ends early, after ${decoded()} bytes of the image (a truncated file?)`);
+  if (code === "Z_BUF_ERROR")
+    return new InputError(
+      `${shown}: the ${encoding} data ends early, after ${decoded()} bytes of the image (a truncated file?)`,
+    );
   return new InputError(`${shown}: damaged ${encoding} data after ${decoded()} bytes of the image (${detail})`);
 }
 
@@ -47,7 +50,9 @@ function decodeFailure(error: unknown, encoding: Encoding, shown: string, decode
 export function decode(input: AsyncIterable<Uint8Array>, encoding: Encoding, shown: string): Decoded {
   let decoded = 0;
   const readFailure = (error: unknown) =>
-    error instanceof OperationError ? error : new OperationError(`reading ${shown} failed: ${(error as Error).message ?? error}`);
+    error instanceof OperationError
+      ? error
+      : new OperationError(`reading ${shown} failed: ${(error as Error).message ?? error}`);
   if (encoding === "raw") {
     const source = input[Symbol.asyncIterator]();
     return {
@@ -114,7 +119,11 @@ export function decode(input: AsyncIterable<Uint8Array>, encoding: Encoding, sho
 }
 
 /** Decode all of `input` once, only to count its bytes (gzip records no size it can be trusted for). */
-export async function countDecoded(input: AsyncIterable<Uint8Array>, encoding: Encoding, shown: string): Promise<number> {
+export async function countDecoded(
+  input: AsyncIterable<Uint8Array>,
+  encoding: Encoding,
+  shown: string,
+): Promise<number> {
   const { pieces, close } = decode(input, encoding, shown);
   let total = 0;
   try {

@@ -10,7 +10,8 @@ export const HEAD_BYTES = 8;
 /** What the first bytes say: an image format, or a compressor upload.ts refuses. */
 export type Detected = ImageFormat | "xz" | "bzip2";
 
-const startsWith = (head: Uint8Array, magic: number[]) => head.length >= magic.length && magic.every((byte, at) => head[at] === byte);
+const startsWith = (head: Uint8Array, magic: number[]) =>
+  head.length >= magic.length && magic.every((byte, at) => head[at] === byte);
 
 export function detectFormat(head: Uint8Array): Detected {
   if (startsWith(head, [0x1f, 0x8b])) return "gzip";
@@ -32,7 +33,9 @@ export function chooseFormat(detected: Detected, forced: ImageFormat | undefined
   if (forced === "raw") return "raw";
   if (forced && forced !== detected) {
     const what = detected === "raw" ? "no known format" : detected;
-    throw new UsageError(`${shown} is not ${forced} (its first bytes say ${what}): drop --format${forced === "gzip" ? " / -z" : ""}, or name the right one`);
+    throw new UsageError(
+      `${shown} is not ${forced} (its first bytes say ${what}): drop --format${forced === "gzip" ? " / -z" : ""}, or name the right one`,
+    );
   }
   if (detected === "xz" || detected === "bzip2") {
     const source = shown === "-" ? `... | ${DECOMPRESSOR[detected]}` : `${DECOMPRESSOR[detected]} ${shellWord(shown)}`;

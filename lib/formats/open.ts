@@ -55,14 +55,20 @@ async function sized(image: ImageSource, shown: string, options: InputOptions): 
   if (size < image.size) {
     await image.close();
     const decoded = image.format === "raw" ? "" : ` decoded (${image.format})`;
-    throw new UsageError(`--size ${size} is smaller than ${shown} (${image.size} bytes${decoded}): the image would not fit`);
+    throw new UsageError(
+      `--size ${size} is smaller than ${shown} (${image.size} bytes${decoded}): the image would not fit`,
+    );
   }
-  options.log?.info(`${shown} is ${humanBytes(image.size)}: the drive is ${humanBytes(size)} (--size), the rest of it zeros`);
+  options.log?.info(
+    `${shown} is ${humanBytes(image.size)}: the drive is ${humanBytes(size)} (--size), the rest of it zeros`,
+  );
   return paddedTo(image, size);
 }
 
 /** Read the stream's first bytes (to tell its format) and give them back in front of the rest. */
-async function sniff(stream: ReadableStream<Uint8Array>): Promise<{ head: Uint8Array; input: AsyncIterable<Uint8Array> }> {
+async function sniff(
+  stream: ReadableStream<Uint8Array>,
+): Promise<{ head: Uint8Array; input: AsyncIterable<Uint8Array> }> {
   const reader = stream.getReader();
   const taken: Uint8Array[] = [];
   let have = 0;
@@ -90,13 +96,20 @@ async function sniff(stream: ReadableStream<Uint8Array>): Promise<{ head: Uint8A
 }
 
 async function openStdin(options: InputOptions): Promise<ImageSource> {
-  if (options.size === undefined) throw new UsageError("reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is");
+  if (options.size === undefined)
+    throw new UsageError(
+      "reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is",
+    );
   if (!options.stdin) throw new UsageError("no stdin to read the image from");
   const { head, input } = await sniff(options.stdin());
   // most likely the command feeding the pipe failed: never a drive of zeros from nothing
-  if (head.length === 0) throw new UsageError("stdin is empty: there is nothing to upload (did the command feeding it fail?)");
+  if (head.length === 0)
+    throw new UsageError("stdin is empty: there is nothing to upload (did the command feeding it fail?)");
   const format = chooseFormat(detectFormat(head), options.format, "-");
-  if (format === "qcow2") throw new UsageError("a qcow2 image cannot be read from stdin (its tables point anywhere in the file): give its path instead of -");
+  if (format === "qcow2")
+    throw new UsageError(
+      "a qcow2 image cannot be read from stdin (its tables point anywhere in the file): give its path instead of -",
+    );
   return openDecoded({
     path: "-",
     shown: "stdin",
@@ -111,20 +124,31 @@ async function openStdin(options: InputOptions): Promise<ImageSource> {
 }
 
 /** A gzip or zstd file: its size found (--size, zstd's frame headers, or one counting pass), then decoded as read. */
-async function openCompressed(path: string, shown: string, format: "gzip" | "zstd", mtimeMs: number, options: InputOptions): Promise<ImageSource> {
+async function openCompressed(
+  path: string,
+  shown: string,
+  format: "gzip" | "zstd",
+  mtimeMs: number,
+  options: InputOptions,
+): Promise<ImageSource> {
   // zstd's frames are walked in any case: a truncated file is refused before anything is sent
   const recorded = format === "zstd" ? zstdContentSize(path, shown) : undefined;
   let size = options.size;
   let sizeOrigin: SizeOrigin = "--size";
   if (size !== undefined && recorded !== undefined && size < recorded) {
-    throw new UsageError(`--size ${size} is smaller than ${shown} (${recorded} bytes decoded, as its zstd frames record): the image would not fit`);
+    throw new UsageError(
+      `--size ${size} is smaller than ${shown} (${recorded} bytes decoded, as its zstd frames record): the image would not fit`,
+    );
   }
   if (size === undefined && recorded !== undefined) {
     size = recorded;
     sizeOrigin = "recorded";
   }
   if (size === undefined) {
-    const why = format === "gzip" ? "gzip does not record the image's size (only modulo 4 GiB)" : "its zstd frames do not record the image's size";
+    const why =
+      format === "gzip"
+        ? "gzip does not record the image's size (only modulo 4 GiB)"
+        : "its zstd frames do not record the image's size";
     options.log?.info(`${shown}: ${why}: decompressing it once to count (--size SIZE skips this)`);
     size = await countDecoded(fileBytes(path), format, shown);
     options.log?.info(`${shown}: the image is ${size} bytes (${humanBytes(size)})`);
@@ -151,7 +175,12 @@ export async function openInput(file: string, shown: string, options: InputOptio
 /** The image of an upload request: FILE from the command's folder, or stdin for "-"; --verify refused where it cannot be read again. */
 export async function openUploadInput(ctx: Context, request: UploadRequest): Promise<ImageSource> {
   const path = request.file === "-" ? "-" : resolve(ctx.cwd, request.file);
-  const image = await openInput(path, request.file, { format: request.format, size: request.size, stdin: request.stdin, log: ctx.log });
+  const image = await openInput(path, request.file, {
+    format: request.format,
+    size: request.size,
+    stdin: request.stdin,
+    log: ctx.log,
+  });
   if (request.verify && !image.reopen) {
     await image.close();
     throw new UsageError("--verify needs an image it can read again: stdin (-) is read once");

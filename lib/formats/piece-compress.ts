@@ -36,7 +36,8 @@ const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
  * frame is patched in place and the 4 bytes go after it: no copy of the frame.
  */
 function withChecksum(frame: Uint8Array, content: Uint8Array): Uint8Array[] {
-  if (frame.length < 6 || !ZSTD_MAGIC.every((byte, at) => frame[at] === byte)) throw new Error("the zstd compressor returned no frame");
+  if (frame.length < 6 || !ZSTD_MAGIC.every((byte, at) => frame[at] === byte))
+    throw new Error("the zstd compressor returned no frame");
   frame[4] = (frame[4] as number) | CONTENT_CHECKSUM_FLAG;
   const checksum = new Uint8Array(4);
   new DataView(checksum.buffer).setUint32(0, Number(BigInt.asUintN(32, Bun.hash.xxHash64(content))), true);
@@ -45,7 +46,9 @@ function withChecksum(frame: Uint8Array, content: Uint8Array): Uint8Array[] {
 
 function compress(format: CompressedFormat, bytes: Uint8Array, level: number): Promise<Uint8Array[]> {
   if (format === "zstd") return Bun.zstdCompress(bytes, { level }).then((frame) => withChecksum(frame, bytes));
-  return new Promise((resolve, reject) => gzip(bytes, { level }, (error, member) => (error ? reject(error) : resolve([member]))));
+  return new Promise((resolve, reject) =>
+    gzip(bytes, { level }, (error, member) => (error ? reject(error) : resolve([member]))),
+  );
 }
 
 /** Compressed all-zero pieces by format and length: a zero run costs a scan, not a compression. */

@@ -33,7 +33,13 @@ const INCOMPATIBLE_CORRUPT = 1;
 const INCOMPATIBLE_DATA_FILE = 2;
 const INCOMPATIBLE_COMPRESSION_TYPE = 3;
 const INCOMPATIBLE_EXTENDED_L2 = 4;
-const KNOWN_INCOMPATIBLE = [INCOMPATIBLE_DIRTY, INCOMPATIBLE_CORRUPT, INCOMPATIBLE_DATA_FILE, INCOMPATIBLE_COMPRESSION_TYPE, INCOMPATIBLE_EXTENDED_L2];
+const KNOWN_INCOMPATIBLE = [
+  INCOMPATIBLE_DIRTY,
+  INCOMPATIBLE_CORRUPT,
+  INCOMPATIBLE_DATA_FILE,
+  INCOMPATIBLE_COMPRESSION_TYPE,
+  INCOMPATIBLE_EXTENDED_L2,
+];
 const AUTOCLEAR_RAW_DATA_FILE = 1;
 
 const EXTENSION_END = 0;
@@ -55,7 +61,11 @@ const flattenHint = (shown: string) => `flatten it first: qemu-img convert -O qc
 
 /** The refusal for tables or clusters that cannot be where the header or a table says. */
 export function damaged(shown: string, what: string): UsageError {
-  return refusal(shown, `${what}: the image is truncated or damaged`, `check it with qemu-img check ${shellWord(shown)}`);
+  return refusal(
+    shown,
+    `${what}: the image is truncated or damaged`,
+    `check it with qemu-img check ${shellWord(shown)}`,
+  );
 }
 
 /** A 64-bit field as a number: exact below 2^53, and anything larger fails every bound checked here. */
@@ -68,14 +78,17 @@ function bitsSet(view: DataView, at: number): number[] {
   const bits: number[] = [];
   for (let bit = 0; bit < 64; bit++) {
     const word = view.getUint32(bit < 32 ? at + 4 : at);
-    if ((word >>> bit % 32) & 1) bits.push(bit);
+    if ((word >>> (bit % 32)) & 1) bits.push(bit);
   }
   return bits;
 }
 
 /** Printable text of a name stored in the image (for messages only). */
 function printable(bytes: Uint8Array): string {
-  return new TextDecoder().decode(bytes).replace(/\0+$/, "").replace(/[^\x20-\x7e]/g, "?");
+  return new TextDecoder()
+    .decode(bytes)
+    .replace(/\0+$/, "")
+    .replace(/[^\x20-\x7e]/g, "?");
 }
 
 interface Extension {
@@ -93,7 +106,8 @@ function extensionsOf(cluster: Uint8Array, from: number, shown: string): Extensi
     const type = view.getUint32(at);
     const length = view.getUint32(at + 4);
     if (type === EXTENSION_END) return found;
-    if (at + 8 + length > cluster.length) throw damaged(shown, `header extension 0x${type.toString(16)} runs past the first cluster`);
+    if (at + 8 + length > cluster.length)
+      throw damaged(shown, `header extension 0x${type.toString(16)} runs past the first cluster`);
     found.push({ type, data: cluster.subarray(at + 8, at + 8 + length) });
     at += 8 + Math.ceil(length / 8) * 8;
   }
@@ -105,7 +119,8 @@ function featureNames(extensions: Extension[]): Map<number, string> {
   const names = new Map<number, string>();
   for (const extension of extensions.filter((one) => one.type === EXTENSION_FEATURE_NAMES)) {
     for (let at = 0; at + 48 <= extension.data.length; at += 48) {
-      if (extension.data[at] === 0) names.set(extension.data[at + 1] as number, printable(extension.data.subarray(at + 2, at + 48)));
+      if (extension.data[at] === 0)
+        names.set(extension.data[at + 1] as number, printable(extension.data.subarray(at + 2, at + 48)));
     }
   }
   return names;
@@ -114,54 +129,79 @@ function featureNames(extensions: Extension[]): Map<number, string> {
 /** Read and check the header; throws UsageError for anything this reader cannot faithfully read. */
 export function readQcow2Header(readAt: ReadAt, fileSize: number, shown: string): Qcow2Header {
   const head = readAt(V3_HEADER_LENGTH + 8, 0);
-  if (!hasQcow2Magic(head)) throw new UsageError(`${shown}: not a qcow2 image (it does not begin with the qcow2 magic "QFI\\xfb")`);
+  if (!hasQcow2Magic(head))
+    throw new UsageError(`${shown}: not a qcow2 image (it does not begin with the qcow2 magic "QFI\\xfb")`);
   if (head.length < 8) throw damaged(shown, `the file ends inside the qcow2 header (${fileSize} bytes)`);
   const view = new DataView(head.buffer, head.byteOffset, head.length);
   const version = view.getUint32(4);
   const convertHint = `convert it first: qemu-img convert -O qcow2 ${shellWord(shown)} new.qcow2`;
   if (version === 1) throw refusal(shown, "is a qcow version 1 image, which drivekit does not read", convertHint);
-  if (version !== 2 && version !== 3) throw refusal(shown, `qcow2 version ${version} is not supported (only 2 and 3)`, convertHint);
-  const headerLength = version === 2 ? V2_HEADER_LENGTH : head.length >= V3_HEADER_LENGTH ? view.getUint32(100) : V3_HEADER_LENGTH;
-  if (head.length < Math.min(headerLength, V3_HEADER_LENGTH)) throw damaged(shown, `the file ends inside the qcow2 header (${fileSize} bytes)`);
+  if (version !== 2 && version !== 3)
+    throw refusal(shown, `qcow2 version ${version} is not supported (only 2 and 3)`, convertHint);
+  const headerLength =
+    version === 2 ? V2_HEADER_LENGTH : head.length >= V3_HEADER_LENGTH ? view.getUint32(100) : V3_HEADER_LENGTH;
+  if (head.length < Math.min(headerLength, V3_HEADER_LENGTH))
+    throw damaged(shown, `the file ends inside the qcow2 header (${fileSize} bytes)`);
 
   const clusterBits = view.getUint32(20);
-  if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) throw damaged(shown, `its cluster size 2^${clusterBits} is outside qcow2's 512 B to 2 MiB`);
+  if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS)
+    throw damaged(shown, `its cluster size 2^${clusterBits} is outside qcow2's 512 B to 2 MiB`);
   const clusterSize = 2 ** clusterBits;
-  if (version === 3 && (headerLength < V3_HEADER_LENGTH || headerLength > clusterSize)) throw damaged(shown, `its header length ${headerLength} is outside ${V3_HEADER_LENGTH} to the cluster size ${clusterSize}`);
+  if (version === 3 && (headerLength < V3_HEADER_LENGTH || headerLength > clusterSize))
+    throw damaged(
+      shown,
+      `its header length ${headerLength} is outside ${V3_HEADER_LENGTH} to the cluster size ${clusterSize}`,
+    );
 
   const cluster = readAt(clusterSize, 0);
   const extensions = extensionsOf(cluster, headerLength, shown);
   const incompatible = version === 3 ? bitsSet(view, 72) : [];
   const autoclear = version === 3 ? bitsSet(view, 88) : [];
 
-  if (incompatible.includes(INCOMPATIBLE_CORRUPT)) throw refusal(shown, "is marked corrupt by qemu", `repair it first: qemu-img check -r all ${shellWord(shown)}`);
+  if (incompatible.includes(INCOMPATIBLE_CORRUPT))
+    throw refusal(shown, "is marked corrupt by qemu", `repair it first: qemu-img check -r all ${shellWord(shown)}`);
 
   const cryptMethod = view.getUint32(32);
   if (cryptMethod !== 0 || extensions.some((one) => one.type === EXTENSION_ENCRYPTION)) {
     const kind = cryptMethod === 1 ? "AES" : cryptMethod === 2 ? "LUKS" : `method ${cryptMethod}`;
-    throw refusal(shown, `is encrypted (${kind}) and drivekit does not decrypt`, `write a plain copy first: qemu-img convert --object secret,id=key,file=KEYFILE --image-opts driver=qcow2,file.filename=${shellWord(shown)},encrypt.key-secret=key -O qcow2 plain.qcow2`);
+    throw refusal(
+      shown,
+      `is encrypted (${kind}) and drivekit does not decrypt`,
+      `write a plain copy first: qemu-img convert --object secret,id=key,file=KEYFILE --image-opts driver=qcow2,file.filename=${shellWord(shown)},encrypt.key-secret=key -O qcow2 plain.qcow2`,
+    );
   }
 
   const backingOffset = u64(view, 8);
   if (backingOffset !== 0) {
     const backingLength = view.getUint32(16);
-    const name = backingLength <= 1023 && backingOffset + backingLength <= fileSize ? printable(readAt(backingLength, backingOffset)) : "its name is unreadable";
+    const name =
+      backingLength <= 1023 && backingOffset + backingLength <= fileSize
+        ? printable(readAt(backingLength, backingOffset))
+        : "its name is unreadable";
     throw refusal(shown, `has a backing file (${name}), which holds part of its data`, flattenHint(shown));
   }
 
   const dataFile = extensions.find((one) => one.type === EXTENSION_DATA_FILE);
   if (incompatible.includes(INCOMPATIBLE_DATA_FILE) || dataFile) {
     const name = dataFile ? printable(dataFile.data) : "unnamed";
-    const fix = autoclear.includes(AUTOCLEAR_RAW_DATA_FILE) && dataFile ? `upload that file instead (it is kept as a raw image), or ${flattenHint(shown)}` : flattenHint(shown);
+    const fix =
+      autoclear.includes(AUTOCLEAR_RAW_DATA_FILE) && dataFile
+        ? `upload that file instead (it is kept as a raw image), or ${flattenHint(shown)}`
+        : flattenHint(shown);
     throw refusal(shown, `keeps its data in an external data file (${name})`, fix);
   }
 
-  if (incompatible.includes(INCOMPATIBLE_EXTENDED_L2)) throw refusal(shown, "uses extended L2 entries (subclusters), which drivekit does not read", flattenHint(shown));
+  if (incompatible.includes(INCOMPATIBLE_EXTENDED_L2))
+    throw refusal(shown, "uses extended L2 entries (subclusters), which drivekit does not read", flattenHint(shown));
 
   const compressionType = headerLength > V3_HEADER_LENGTH ? (head[V3_HEADER_LENGTH] as number) : 0;
   if (compressionType !== 0 || incompatible.includes(INCOMPATIBLE_COMPRESSION_TYPE)) {
     const kind = compressionType === 1 ? "zstd" : compressionType === 0 ? "an unnamed type" : `type ${compressionType}`;
-    throw refusal(shown, `compresses its clusters with ${kind}; drivekit inflates zlib only`, `convert it first: qemu-img convert -O qcow2 -o compression_type=zlib ${shellWord(shown)} new.qcow2`);
+    throw refusal(
+      shown,
+      `compresses its clusters with ${kind}; drivekit inflates zlib only`,
+      `convert it first: qemu-img convert -O qcow2 -o compression_type=zlib ${shellWord(shown)} new.qcow2`,
+    );
   }
 
   const unknown = incompatible.filter((bit) => !KNOWN_INCOMPATIBLE.includes(bit));
@@ -179,10 +219,14 @@ export function readQcow2Header(readAt: ReadAt, fileSize: number, shown: string)
   const l1Entries = Math.ceil(clusters / (clusterSize / 8));
   const l1Size = view.getUint32(36);
   const l1Offset = u64(view, 40);
-  if (l1Entries > MAX_L1_ENTRIES) throw damaged(shown, `its L1 table would need ${l1Entries} entries, more than qemu allows`);
-  if (l1Size < l1Entries) throw damaged(shown, `its L1 table (${l1Size} entries) does not cover its virtual size (${l1Entries} needed)`);
-  if (l1Offset % clusterSize !== 0) throw damaged(shown, `its L1 table at byte ${l1Offset} is not aligned to the ${clusterSize}-byte clusters`);
-  if (l1Offset === 0 || l1Offset + l1Entries * 8 > fileSize) throw damaged(shown, `its L1 table at byte ${l1Offset} lies outside the file (${fileSize} bytes)`);
+  if (l1Entries > MAX_L1_ENTRIES)
+    throw damaged(shown, `its L1 table would need ${l1Entries} entries, more than qemu allows`);
+  if (l1Size < l1Entries)
+    throw damaged(shown, `its L1 table (${l1Size} entries) does not cover its virtual size (${l1Entries} needed)`);
+  if (l1Offset % clusterSize !== 0)
+    throw damaged(shown, `its L1 table at byte ${l1Offset} is not aligned to the ${clusterSize}-byte clusters`);
+  if (l1Offset === 0 || l1Offset + l1Entries * 8 > fileSize)
+    throw damaged(shown, `its L1 table at byte ${l1Offset} lies outside the file (${fileSize} bytes)`);
 
   return { version, clusterBits, clusterSize, size, l1Entries, l1Offset };
 }

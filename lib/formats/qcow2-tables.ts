@@ -61,13 +61,23 @@ export class Qcow2Tables {
     const byOffset = new Map<number, DataView>();
     const tables: Array<DataView | undefined> = [];
     for (let index = 0; index < l1Entries; index++) {
-      const offset = (l1View.getUint32(index * 8) & OFFSET_HIGH_MASK) * 2 ** 32 + ((l1View.getUint32(index * 8 + 4) & OFFSET_LOW_MASK) >>> 0);
+      const offset =
+        (l1View.getUint32(index * 8) & OFFSET_HIGH_MASK) * 2 ** 32 +
+        ((l1View.getUint32(index * 8 + 4) & OFFSET_LOW_MASK) >>> 0);
       if (offset === 0) {
         tables.push(undefined);
         continue;
       }
-      if (offset % clusterSize !== 0) throw damaged(this.shown, `L2 table ${index} at byte ${offset} is not aligned to the ${clusterSize}-byte clusters`);
-      if (offset + clusterSize > this.fileSize) throw damaged(this.shown, `L2 table ${index} at byte ${offset} lies past the end of the file (${this.fileSize} bytes)`);
+      if (offset % clusterSize !== 0)
+        throw damaged(
+          this.shown,
+          `L2 table ${index} at byte ${offset} is not aligned to the ${clusterSize}-byte clusters`,
+        );
+      if (offset + clusterSize > this.fileSize)
+        throw damaged(
+          this.shown,
+          `L2 table ${index} at byte ${offset} lies past the end of the file (${this.fileSize} bytes)`,
+        );
       let table = byOffset.get(offset);
       if (!table) {
         const bytes = readAt(clusterSize, offset);
@@ -119,11 +129,22 @@ export class Qcow2Tables {
       if (cluster.kind === HOLE) continue;
       const guest = index * clusterSize;
       if (cluster.kind === NORMAL) {
-        if (cluster.host % clusterSize !== 0) throw damaged(this.shown, `the cluster at guest byte ${guest} is at byte ${cluster.host}, not aligned to the ${clusterSize}-byte clusters`);
+        if (cluster.host % clusterSize !== 0)
+          throw damaged(
+            this.shown,
+            `the cluster at guest byte ${guest} is at byte ${cluster.host}, not aligned to the ${clusterSize}-byte clusters`,
+          );
         // the part past the virtual disk's end (in the last cluster) is never read
-        if (cluster.host + Math.min(clusterSize, size - guest) > this.fileSize) throw damaged(this.shown, `the cluster at guest byte ${guest} lies past the end of the file (byte ${cluster.host} of ${this.fileSize})`);
+        if (cluster.host + Math.min(clusterSize, size - guest) > this.fileSize)
+          throw damaged(
+            this.shown,
+            `the cluster at guest byte ${guest} lies past the end of the file (byte ${cluster.host} of ${this.fileSize})`,
+          );
       } else if (cluster.host < clusterSize || cluster.host + cluster.stored > sectorEnd) {
-        throw damaged(this.shown, `the compressed cluster at guest byte ${guest} lies outside the file (bytes ${cluster.host} to ${cluster.host + cluster.stored} of ${this.fileSize})`);
+        throw damaged(
+          this.shown,
+          `the compressed cluster at guest byte ${guest} lies outside the file (bytes ${cluster.host} to ${cluster.host + cluster.stored} of ${this.fileSize})`,
+        );
       }
       this.markData(guest, Math.min(guest + clusterSize, size));
     }

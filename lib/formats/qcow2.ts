@@ -69,7 +69,13 @@ function readAtSync(fd: number): ReadAt {
 }
 
 /** Read up to `length` bytes into `buffer` at `offset`; fewer only where the file ends. */
-async function readUpTo(handle: FileHandle, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+async function readUpTo(
+  handle: FileHandle,
+  buffer: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+): Promise<number> {
   let done = 0;
   while (done < length) {
     const { bytesRead } = await handle.read(buffer, offset + done, length - done, position + done);
@@ -94,7 +100,9 @@ class Qcow2Reader {
   async read(buffer: Uint8Array, length: number, position: number): Promise<void> {
     const { clusterSize, size } = this.header;
     if (!Number.isSafeInteger(position) || position < 0 || length < 0 || position + length > size) {
-      throw new OperationError(`${this.shown}: read of ${length} bytes at ${position} is outside the ${size}-byte disk`);
+      throw new OperationError(
+        `${this.shown}: read of ${length} bytes at ${position} is outside the ${size}-byte disk`,
+      );
     }
     const reads: Array<Promise<void>> = [];
     const compressed: CompressedPiece[] = [];
@@ -138,7 +146,10 @@ class Qcow2Reader {
 
   private async readRun(buffer: Uint8Array, dest: number, length: number, host: number): Promise<void> {
     const got = await readUpTo(this.handle, buffer, dest, length, host);
-    if (got < length) throw new InputError(`${this.shown}: the file ended at byte ${host + got}, inside a data cluster (it shrank while being read?)`);
+    if (got < length)
+      throw new InputError(
+        `${this.shown}: the file ended at byte ${host + got}, inside a data cluster (it shrank while being read?)`,
+      );
   }
 
   /** Compressed clusters, in groups that lie close together in the file: one pread per group. */
@@ -147,13 +158,17 @@ class Qcow2Reader {
       const start = (group[0] as CompressedPiece).host;
       // taken from the cache now: other reads may evict them while this one waits for the file
       const cached = group.map((piece) => this.cache.get(piece.index));
-      const spanLength = group.reduce((longest, piece, i) => (cached[i] ? longest : Math.max(longest, piece.host + piece.stored - start)), 0);
+      const spanLength = group.reduce(
+        (longest, piece, i) => (cached[i] ? longest : Math.max(longest, piece.host + piece.stored - start)),
+        0,
+      );
       const spare = this.spans.pop() ?? new Uint8Array(COMPRESSED_SPAN + 2 * this.header.clusterSize);
       // a group is one cluster longer than the span at most, unless a descriptor claims more
       const room = spanLength <= spare.length ? spare : new Uint8Array(spanLength);
       const span = room.subarray(0, await readUpTo(this.handle, room, 0, spanLength, start));
       for (const [i, piece] of group.entries()) {
-        const cluster = cached[i] ?? this.inflate(span.subarray(piece.host - start, piece.host - start + piece.stored), piece);
+        const cluster =
+          cached[i] ?? this.inflate(span.subarray(piece.host - start, piece.host - start + piece.stored), piece);
         buffer.set(cluster.subarray(piece.within, piece.within + piece.take), piece.dest);
         if (piece.take < this.header.clusterSize) this.remember(piece.index, cluster);
       }
@@ -164,14 +179,20 @@ class Qcow2Reader {
   private inflate(stored: Uint8Array, piece: CompressedPiece): Uint8Array {
     const { clusterSize } = this.header;
     const where = `${this.shown}: the compressed cluster at guest byte ${piece.index * clusterSize} (file byte ${piece.host})`;
-    if (stored.length === 0) throw new InputError(`${where} lies past the end of the file (it shrank while being read?)`);
+    if (stored.length === 0)
+      throw new InputError(`${where} lies past the end of the file (it shrank while being read?)`);
     let cluster: Uint8Array;
     try {
       cluster = inflateCluster(stored, clusterSize);
     } catch (error) {
-      throw new InputError(`${where} does not inflate to one cluster (${(error as Error).message}): the image is damaged`);
+      throw new InputError(
+        `${where} does not inflate to one cluster (${(error as Error).message}): the image is damaged`,
+      );
     }
-    if (cluster.length !== clusterSize) throw new InputError(`${where} inflates to ${cluster.length} bytes, not a ${clusterSize}-byte cluster: the image is damaged`);
+    if (cluster.length !== clusterSize)
+      throw new InputError(
+        `${where} inflates to ${cluster.length} bytes, not a ${clusterSize}-byte cluster: the image is damaged`,
+      );
     this.inflatedSinceGc += clusterSize;
     if (this.inflatedSinceGc >= INFLATED_BETWEEN_GCS) {
       this.inflatedSinceGc = 0;
@@ -197,7 +218,11 @@ export function inflateCluster(stored: Uint8Array, clusterSize: number): Uint8Ar
   try {
     return Bun.inflateSync(stored as Uint8Array<ArrayBuffer>);
   } catch {
-    return inflateRawSync(stored, { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: clusterSize, chunkSize: clusterSize });
+    return inflateRawSync(stored, {
+      finishFlush: constants.Z_SYNC_FLUSH,
+      maxOutputLength: clusterSize,
+      chunkSize: clusterSize,
+    });
   }
 }
 

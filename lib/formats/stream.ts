@@ -55,7 +55,9 @@ class InOrderReader {
   private async serve(buffer: Uint8Array, length: number, position: number): Promise<void> {
     if (this.failure) throw this.failure;
     if (position < this.position) {
-      throw new OperationError(`${this.image.shown}: asked for byte ${position} after byte ${this.position}: a decoded image can only be read forwards`);
+      throw new OperationError(
+        `${this.image.shown}: asked for byte ${position} after byte ${this.position}: a decoded image can only be read forwards`,
+      );
     }
     try {
       await this.pass(position - this.position);
@@ -126,12 +128,17 @@ class InOrderReader {
       );
     }
     if (sizeOrigin !== "--size") {
-      const expected = sizeOrigin === "recorded" ? `the ${size} bytes its zstd frame headers record (a damaged file?)` : `the ${size} bytes counted before the upload (did the file change?)`;
+      const expected =
+        sizeOrigin === "recorded"
+          ? `the ${size} bytes its zstd frame headers record (a damaged file?)`
+          : `the ${size} bytes counted before the upload (did the file change?)`;
       throw new InputError(`${shown}: the image ends at byte ${end}, before ${expected}`);
     }
     if (!this.warned) {
       this.warned = true;
-      this.image.warn?.(`${shown} ends at byte ${end} (${humanBytes(end)}): the remaining ${humanBytes(size - end)} of the drive (--size ${humanBytes(size)}) are zeros`);
+      this.image.warn?.(
+        `${shown} ends at byte ${end} (${humanBytes(end)}): the remaining ${humanBytes(size - end)} of the drive (--size ${humanBytes(size)}) are zeros`,
+      );
     }
     buffer.fill(0, copied, length);
     this.position += length - copied;

@@ -73,7 +73,10 @@ export class ZstdFrames {
 
   /** At the end of the data: throws InputError unless it ended on a frame boundary. */
   end(): void {
-    if (!this.complete) throw new InputError(`${this.shown}: the zstd data ends inside a frame at compressed byte ${this.offset} (a truncated file?)`);
+    if (!this.complete)
+      throw new InputError(
+        `${this.shown}: the zstd data ends inside a frame at compressed byte ${this.offset} (a truncated file?)`,
+      );
   }
 
   private expect(state: State, need: number): void {
@@ -97,8 +100,10 @@ export class ZstdFrames {
       case "magic": {
         const magic = u32();
         if (magic === FRAME_MAGIC) return this.expect("descriptor", 1);
-        if (((magic & SKIPPABLE_MASK) >>> 0) === SKIPPABLE_MAGIC) return this.expect("skippableLength", 4);
-        throw new InputError(`${this.shown}: not a zstd frame at compressed byte ${this.offset - 4} (data after the last frame, or a damaged file)`);
+        if ((magic & SKIPPABLE_MASK) >>> 0 === SKIPPABLE_MAGIC) return this.expect("skippableLength", 4);
+        throw new InputError(
+          `${this.shown}: not a zstd frame at compressed byte ${this.offset - 4} (data after the last frame, or a damaged file)`,
+        );
       }
       case "skippableLength": {
         this.skip = u32();
@@ -107,7 +112,10 @@ export class ZstdFrames {
       }
       case "descriptor": {
         const descriptor = h[0]!;
-        if (descriptor & 0x08) throw new InputError(`${this.shown}: a zstd frame header at compressed byte ${this.offset - 5} sets a reserved bit`);
+        if (descriptor & 0x08)
+          throw new InputError(
+            `${this.shown}: a zstd frame header at compressed byte ${this.offset - 5} sets a reserved bit`,
+          );
         const sizeFlag = descriptor >> 6;
         const singleSegment = (descriptor >> 5) & 1;
         this.hasChecksum = Boolean((descriptor >> 2) & 1);
@@ -124,7 +132,10 @@ export class ZstdFrames {
         const last = value & 1;
         const type = (value >> 1) & 3;
         const size = value >>> 3;
-        if (type === 3) throw new InputError(`${this.shown}: a zstd block at compressed byte ${this.offset - 3} has the reserved type`);
+        if (type === 3)
+          throw new InputError(
+            `${this.shown}: a zstd block at compressed byte ${this.offset - 3} has the reserved type`,
+          );
         // an RLE block is one byte repeated `size` times
         this.skip = type === 1 ? 1 : size;
         if (last) {
@@ -146,9 +157,12 @@ export class ZstdFrames {
     const n = this.contentSizeBytes;
     // the dictionary ID sits just before the content size; 0 means none
     let dictionary = 0;
-    for (let i = this.dictionaryBytes - 1; i >= 0; i--) dictionary = dictionary * 256 + h[this.need - n - this.dictionaryBytes + i]!;
+    for (let i = this.dictionaryBytes - 1; i >= 0; i--)
+      dictionary = dictionary * 256 + h[this.need - n - this.dictionaryBytes + i]!;
     if (dictionary !== 0) {
-      throw new UsageError(`${this.shown} needs zstd dictionary ${dictionary} to decompress, which upload.ts does not have: zstd -D DICTIONARY -dc ... | upload.ts - --size SIZE`);
+      throw new UsageError(
+        `${this.shown} needs zstd dictionary ${dictionary} to decompress, which upload.ts does not have: zstd -D DICTIONARY -dc ... | upload.ts - --size SIZE`,
+      );
     }
     if (n === 0) {
       this.contentSize = undefined;

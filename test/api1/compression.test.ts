@@ -25,10 +25,13 @@ test("auto sends a chunk raw when gzip cannot shrink it (already-compressed data
 test("the model: gzip -6 wins on a 10 MB/s link, raw on a fast one, with 100 ms per request too", () => {
   const plan = new CompressionPlan("auto", 8);
   plan.noteLatency(1);
-  const best = (link: number) => ([0, 1, 6, 9] as const).reduce((a, b) => (plan.predict(b, link, CHUNK) > plan.predict(a, link, CHUNK) ? b : a));
+  const best = (link: number) =>
+    ([0, 1, 6, 9] as const).reduce((a, b) => (plan.predict(b, link, CHUNK) > plan.predict(a, link, CHUNK) ? b : a));
   expect(best(10e6)).toBe(6);
   expect(best(1e9)).toBe(0);
   const far = new CompressionPlan("auto", 8);
   far.noteLatency(100);
-  expect(([0, 1, 6, 9] as const).reduce((a, b) => (far.predict(b, 1e9, CHUNK) > far.predict(a, 1e9, CHUNK) ? b : a))).toBe(0);
+  expect(
+    ([0, 1, 6, 9] as const).reduce((a, b) => (far.predict(b, 1e9, CHUNK) > far.predict(a, 1e9, CHUNK) ? b : a)),
+  ).toBe(0);
 });

@@ -11,7 +11,14 @@ import download from "../../scripts/download.ts";
 import upload from "../../scripts/upload.ts";
 import { run, spawnScript } from "../helpers.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
-import { decodeFile, expectBackupOfImage, IMAGE_SIZE, sha256, toolCheck, writeHoleyImage } from "../formats/compressed-files.ts";
+import {
+  decodeFile,
+  expectBackupOfImage,
+  IMAGE_SIZE,
+  sha256,
+  toolCheck,
+  writeHoleyImage,
+} from "../formats/compressed-files.ts";
 import { CompressedJournal } from "../../lib/formats/compressed-journal.ts";
 import { journalPath } from "../../lib/chunks/journal.ts";
 
@@ -44,7 +51,10 @@ beforeEach(async () => {
 
 const reads = () => stub.requests.filter((r) => r.method === "GET" && /\/read\//.test(r.path));
 
-for (const [format, name] of [["gzip", "backup.img.gz"], ["zstd", "backup.img.zst"]] as const) {
+for (const [format, name] of [
+  ["gzip", "backup.img.gz"],
+  ["zstd", "backup.img.zst"],
+] as const) {
   test(`FILE ${name}: ${format} that decodes (here and with the ${format} tool) to the image's exact bytes`, async () => {
     const result = await run(download, [drive, name], { env: stub.env, cwd: dir });
     expect(result.stderr).not.toMatch(/error|warn/);
@@ -90,7 +100,12 @@ test("an existing FILE.zst is refused without --force (exit 2, nothing sent); -o
 
 test("a failure mid-way: exit 1, no FILE, the .part kept; the rerun reads only after the last whole piece and ends byte-identical", async () => {
   // the 6th read (at 20 MiB) fails for good
-  stub.fault({ method: "GET", path: new RegExp(`/read/${5 * CHUNK}/`), times: 1, action: { status: 401, kind: "auth" } });
+  stub.fault({
+    method: "GET",
+    path: new RegExp(`/read/${5 * CHUNK}/`),
+    times: 1,
+    action: { status: 401, kind: "auth" },
+  });
   const failed = await run(download, [drive, "cut.zst", "--concurrency", "2"], { env: stub.env, cwd: dir });
   expect(failed.status).toBe(1);
   expect(failed.stderr.trim().split("\n")).toHaveLength(1);
@@ -120,7 +135,10 @@ test("a run stopped after its last piece was recorded but before the rename: the
   const length = statSync(path).size;
   renameSync(path, `${path}.part`);
   const download4M = { file: path, drive, size: IMAGE_SIZE, format: "zstd" as const, pieceSize: CHUNK };
-  const started = CompressedJournal.start(journalPath(dir, `download\0${drive}\0${path}`), `${path}.part`, download4M, { driveBytes: IMAGE_SIZE, partLength: length });
+  const started = CompressedJournal.start(journalPath(dir, `download\0${drive}\0${path}`), `${path}.part`, download4M, {
+    driveBytes: IMAGE_SIZE,
+    partLength: length,
+  });
   closeSync(started.fd);
   started.journal.close();
   stub.requests.length = 0;

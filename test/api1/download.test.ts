@@ -71,7 +71,12 @@ test("zero regions stay holes at 4 KiB granularity: the file is sparse", async (
   const size = 64 * CHUNK;
   // data in small islands, none of them filling a whole chunk
   const bytes = new Uint8Array(size);
-  const islands = [[100, 5000], [CHUNK * 3 + 8192, CHUNK * 3 + 12288], [CHUNK * 40 + 1, CHUNK * 40 + 20_000], [size - 10, size]];
+  const islands = [
+    [100, 5000],
+    [CHUNK * 3 + 8192, CHUNK * 3 + 12288],
+    [CHUNK * 40 + 1, CHUNK * 40 + 20_000],
+    [size - 10, size],
+  ];
   islands.forEach(([start, end], i) => bytes.set(imageBytes((end as number) - (start as number), i + 3), start));
   const drive = stub.addDrive(size, {}, bytes);
   const result = await run(download, [drive.uuid, "sparse.img", "-c", "64k"], { env: stub.env, cwd: dir });
@@ -102,7 +107,8 @@ test("a short answer (fetch does not notice a body shorter than promised) is rea
   const drive = stub.addDrive(bytes.length, {}, bytes);
   let cut = 0;
   stub.handlers.push((request, path) => {
-    if (request.method !== "GET" || path !== `/drives/${drive.uuid}/read/${2 * CHUNK}/${CHUNK}` || cut++ > 0) return undefined;
+    if (request.method !== "GET" || path !== `/drives/${drive.uuid}/read/${2 * CHUNK}/${CHUNK}` || cut++ > 0)
+      return undefined;
     return new Response(bytes.slice(2 * CHUNK, 2 * CHUNK + 1000));
   });
   const result = await run(download, [drive.uuid, "short.img", "-c", "64k"], { env: stub.env, cwd: dir });
@@ -127,7 +133,10 @@ test("a final error stops with exit 1, keeps FILE.part, and a rerun resumes with
   const bytes = imageBytes(chunks * CHUNK, 8, [[4 * CHUNK, 9 * CHUNK]]);
   const drive = stub.addDrive(bytes.length, {}, bytes);
   stub.fault({ method: "GET", path: /\/read\//, every: 12, times: 1, action: { status: 401, kind: "auth" } });
-  const failed = await run(download, [drive.uuid, "resume.img", "-c", "64k", "--concurrency", "2"], { env: stub.env, cwd: dir });
+  const failed = await run(download, [drive.uuid, "resume.img", "-c", "64k", "--concurrency", "2"], {
+    env: stub.env,
+    cwd: dir,
+  });
   expect(failed.status).toBe(1);
   expect(failed.stderr).toMatch(/401 auth/);
   expect(failed.stderr).toMatch(/resume\.img\.part is kept: rerun the same command/);
@@ -137,7 +146,9 @@ test("a final error stops with exit 1, keeps FILE.part, and a rerun resumes with
   expect(readBefore).toBeGreaterThanOrEqual(10);
   // finished = written and journaled; a read in flight when the error came is dropped
   const [journal] = readdirSync(dir).filter((name) => name.startsWith(".drivekit-journal-") && !name.endsWith(".lock"));
-  const finished = new Set((await Bun.file(join(dir, journal as string)).text()).trim().split("\n").slice(1).map(Number));
+  const finished = new Set(
+    (await Bun.file(join(dir, journal as string)).text()).trim().split("\n").slice(1).map(Number),
+  );
   expect(finished.size).toBeGreaterThanOrEqual(readBefore - 2);
 
   stub.reset();
@@ -157,7 +168,10 @@ test("-o starts at an offset and keeps what FILE.part holds before it", async ()
   const drive = stub.addDrive(bytes.length, {}, bytes);
   const offset = 2 * CHUNK;
   await Bun.write(join(dir, "vendor.img.part"), bytes.slice(0, offset));
-  const result = await run(download, [drive.uuid, "vendor.img", "-c", "64k", "-o", String(offset)], { env: stub.env, cwd: dir });
+  const result = await run(download, [drive.uuid, "vendor.img", "-c", "64k", "-o", String(offset)], {
+    env: stub.env,
+    cwd: dir,
+  });
   expect(result.status).toBe(0);
   expect(reads().length).toBe(3);
   expect(same(await fileBytes(join(dir, "vendor.img")), bytes)).toBe(true);
@@ -199,7 +213,10 @@ test("a download into a .part another live process is writing refuses at once, n
 test("a one-letter secret does not mangle the error line (masking is where a secret can show, not every 'p')", async () => {
   const shortStub = await startStub({ secret: "p" });
   try {
-    const result = await run(download, ["8f9b42b1-1c5a-4a1e-9d8a-0123456789ab", "x.img", "--verbose"], { env: shortStub.env, cwd: dir });
+    const result = await run(download, ["8f9b42b1-1c5a-4a1e-9d8a-0123456789ab", "x.img", "--verbose"], {
+      env: shortStub.env,
+      cwd: dir,
+    });
     expect(result.status).toBe(1);
     expect(result.stderr).toContain("Please re-validate your entry");
     expect(result.stderr).toContain("authorization: Basic ****");

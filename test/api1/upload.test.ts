@@ -38,7 +38,8 @@ async function writeImage(name: string, bytes: Uint8Array): Promise<string> {
 }
 
 const writes = () => stub.requests.filter((r) => r.method === "POST" && /\/write\//.test(r.path));
-const journals = () => readdirSync(dir).filter((name) => name.startsWith(".drivekit-journal-") && !name.endsWith(".lock"));
+const journals = () =>
+  readdirSync(dir).filter((name) => name.startsWith(".drivekit-journal-") && !name.endsWith(".lock"));
 
 test("an empty image is refused before anything is sent", async () => {
   const path = await writeImage("empty.img", new Uint8Array(0));
@@ -82,7 +83,10 @@ for (const [label, size] of [
 
 test("zero chunks are not sent to a new drive, and -n names it", async () => {
   const size = 10 * CHUNK;
-  const bytes = imageBytes(size, 7, [[CHUNK, 4 * CHUNK], [6 * CHUNK + 100, 8 * CHUNK]]);
+  const bytes = imageBytes(size, 7, [
+    [CHUNK, 4 * CHUNK],
+    [6 * CHUNK + 100, 8 * CHUNK],
+  ]);
   const path = await writeImage("zeros.img", bytes);
   const result = await run(upload, [path, "-c", "64k", "-n", "my disk"], { env: stub.env, cwd: dir });
   expect(result.status).toBe(0);
@@ -90,13 +94,20 @@ test("zero chunks are not sent to a new drive, and -n names it", async () => {
   expect(stub.drives.get(drive)?.fields.name).toBe("my disk");
   expect(same(stub.readDrive(drive), bytes)).toBe(true);
   // chunks 1, 2, 3 and 7 are all zero
-  expect(writes().map((r) => Number(r.path.split("/").pop()) / CHUNK).sort((a, b) => a - b)).toEqual([0, 4, 5, 6, 8, 9]);
+  expect(
+    writes()
+      .map((r) => Number(r.path.split("/").pop()) / CHUNK)
+      .sort((a, b) => a - b),
+  ).toEqual([0, 4, 5, 6, 8, 9]);
 });
 
 test("an existing drive full of data is overwritten, zeros included (-d)", async () => {
   const size = 8 * CHUNK + 999;
   const old = stub.addDrive(size + 3 * CHUNK, { name: "old" }, new Uint8Array(size + 3 * CHUNK).fill(0xa5));
-  const bytes = imageBytes(size, 3, [[0, 2 * CHUNK], [3 * CHUNK + 17, 5 * CHUNK + 5000]]);
+  const bytes = imageBytes(size, 3, [
+    [0, 2 * CHUNK],
+    [3 * CHUNK + 17, 5 * CHUNK + 5000],
+  ]);
   const path = await writeImage("new.img", bytes);
   const result = await run(upload, [path, "-c", "64k", "-d", old.uuid], { env: stub.env, cwd: dir });
   expect(result.status).toBe(0);
@@ -114,7 +125,10 @@ test("-o resumes at an offset of an existing drive, like the vendor tool", async
   const offset = 2 * CHUNK + 4096;
   const drive = stub.addDrive(size, {}, bytes.slice(0, offset));
   const path = await writeImage("part.img", bytes);
-  const result = await run(upload, [path, "-c", "64k", "-d", drive.uuid, "-o", String(offset)], { env: stub.env, cwd: dir });
+  const result = await run(upload, [path, "-c", "64k", "-d", drive.uuid, "-o", String(offset)], {
+    env: stub.env,
+    cwd: dir,
+  });
   expect(result.status).toBe(0);
   expect(same(stub.readDrive(drive.uuid), bytes)).toBe(true);
   expect(writes().map((r) => Number(r.path.split("/").pop()))).not.toContain(0);
@@ -134,7 +148,9 @@ test("an 8 GiB sparse image with scattered data: holes are skipped, data lands",
   expect(result.stderr).not.toMatch(/error/);
   expect(result.status).toBe(0);
   const drive = result.stdout.trim();
-  const touched = new Set(pieces.flatMap(({ at, bytes }) => [Math.floor(at / CHUNK), Math.floor((at + bytes.length - 1) / CHUNK)]));
+  const touched = new Set(
+    pieces.flatMap(({ at, bytes }) => [Math.floor(at / CHUNK), Math.floor((at + bytes.length - 1) / CHUNK)]),
+  );
   expect(writes().length).toBe(touched.size);
   for (const { at, bytes } of pieces) expect(same(stub.readDrive(drive, at, bytes.length), bytes)).toBe(true);
   // nothing else was written: the drive's own file holds about as many blocks as the data
@@ -168,7 +184,10 @@ for (const [status, kind] of [
     const result = await run(upload, [path, "-c", "64k", "--concurrency", "4"], { env: stub.env, cwd: dir });
     expect(result.status).toBe(1);
     expect(result.stdout).toBe("");
-    const lines = result.stderr.trim().split("\n").filter((line) => /error/.test(line));
+    const lines = result.stderr
+      .trim()
+      .split("\n")
+      .filter((line) => /error/.test(line));
     expect(lines.length).toBe(1);
     expect(lines[0]).toMatch(new RegExp(`${status} ${kind}`));
     expect(lines[0]).toMatch(/rerun the same command/);
@@ -205,7 +224,8 @@ test("a spawned upload killed mid-way resumes on rerun: one drive, finished chun
     return name ? readFileSync(join(dir, name), "utf8").split("\n").length - 2 : 0;
   };
   // wait on the stub's counter and the journal, not on time (bounded: 30 s)
-  for (let i = 0; i < 3000 && !(writes().filter((r) => r.status === 204).length >= 5 && journaled() >= 3); i++) await Bun.sleep(10);
+  for (let i = 0; i < 3000 && !(writes().filter((r) => r.status === 204).length >= 5 && journaled() >= 3); i++)
+    await Bun.sleep(10);
   child.kill("SIGKILL");
   await child.exited;
   const done = journaled();
@@ -276,7 +296,10 @@ test("auto with big chunks: a raw probe write of 512 KiB measures the link first
   expect(same(stub.readDrive(result.stdout.trim()), bytes)).toBe(true);
 });
 
-for (const [signal, exitStatus] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+for (const [signal, exitStatus] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+] as const) {
   test(`${signal} stops a spawned upload cleanly: exit ${exitStatus}, one error line with the resume hint, journal kept`, async () => {
     const bytes = imageBytes(40 * CHUNK, 29);
     const path = await writeImage("interrupted.img", bytes);
@@ -289,12 +312,18 @@ for (const [signal, exitStatus] of [["SIGINT", 130], ["SIGTERM", 143]] as const)
     });
     for (let i = 0; i < 3000 && writes().filter((r) => r.status === 204).length < 3; i++) await Bun.sleep(10);
     child.kill(signal);
-    const [stdout, stderr, status] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    const [stdout, stderr, status] = await Promise.all([
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+      child.exited,
+    ]);
     expect(status).toBe(exitStatus);
     expect(stdout).toBe("");
     const errors = stderr.split("\n").filter((line) => /error/.test(line));
     expect(errors.length).toBe(1);
-    expect(errors[0]).toMatch(new RegExp(`interrupted \\(${signal}\\).*rerun the same command.*upload\\.ts -d [0-9a-f-]{36} -o \\d+ `));
+    expect(errors[0]).toMatch(
+      new RegExp(`interrupted \\(${signal}\\).*rerun the same command.*upload\\.ts -d [0-9a-f-]{36} -o \\d+ `),
+    );
     expect(journals().length).toBe(1);
   });
 }

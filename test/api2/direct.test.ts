@@ -229,7 +229,11 @@ describe("upload", () => {
 
   test("a failed upload is not retried: exit 1, says so", async () => {
     stub.requests.length = 0;
-    stub.fault({ method: "POST", path: /^\/api\/2\.0\/drives\/upload/, action: { status: 500, kind: "system", message: "disk on fire" } });
+    stub.fault({
+      method: "POST",
+      path: /^\/api\/2\.0\/drives\/upload/,
+      action: { status: 500, kind: "system", message: "disk on fire" },
+    });
     const before = stub.drives.size;
     const { result } = await uploadBytes(randomBytes(300_000, 11), "fail.raw");
     expect(result.status).toBe(1);
@@ -245,7 +249,10 @@ describe("upload", () => {
     stub.handlers.unshift(async (request, path) => {
       if (request.method !== "POST" || !path.includes("/upload/")) return undefined;
       await request.arrayBuffer();
-      return Response.json({ error_type: "backend", error_message: `Upload of drive ${partial} failed` }, { status: 500 });
+      return Response.json(
+        { error_type: "backend", error_message: `Upload of drive ${partial} failed` },
+        { status: 500 },
+      );
     });
     stub.requests.length = 0;
     const { result } = await uploadBytes(randomBytes(50_000, 12), "partial.raw");
@@ -291,10 +298,14 @@ describe("upload", () => {
       expect({ argv, status: result.status }).toEqual({ argv, status: 2 });
     }
     // plain http to a host other than loopback: credentials would travel in clear
-    const result = await run(upload, [good, "--direct"], { env: { ...api2.env, CSDIRECT: "http://192.0.2.10/api/2.0/" } });
+    const result = await run(upload, [good, "--direct"], {
+      env: { ...api2.env, CSDIRECT: "http://192.0.2.10/api/2.0/" },
+    });
     expect(result.status).toBe(2);
     expect(result.stderr).toContain("plain http");
-    const viaUri = await run(download, [crypto.randomUUID()], { env: { ...api2.env, CSURI: "http://example.com/api/2.0/" } });
+    const viaUri = await run(download, [crypto.randomUUID()], {
+      env: { ...api2.env, CSURI: "http://example.com/api/2.0/" },
+    });
     expect(viaUri.status).toBe(2);
     expect(stub.requests).toHaveLength(0);
   });
@@ -344,7 +355,11 @@ describe("the emulator's upload endpoint", () => {
         controller.close();
       },
     });
-    const response = await fetch(`${api2.uri}drives/upload/x`, { method: "POST", body, headers: { authorization: auth() } });
+    const response = await fetch(`${api2.uri}drives/upload/x`, {
+      method: "POST",
+      body,
+      headers: { authorization: auth() },
+    });
     expect(response.status).toBe(411);
   });
 
@@ -361,7 +376,9 @@ describe("the emulator's upload endpoint", () => {
       port: stub.port,
       socket: { data() {}, error() {} },
     });
-    socket.write(`POST /api/2.0/drives/upload/short HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${auth()}\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n`);
+    socket.write(
+      `POST /api/2.0/drives/upload/short HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${auth()}\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n`,
+    );
     socket.write(new Uint8Array(5000).fill(1));
     socket.end();
     const outcome = await api2.waitForUploads(before + 1);
@@ -506,7 +523,10 @@ describe("download", () => {
     writeFileSync(join(out, "wrong.raw.part"), content.subarray(0, 1000));
     api2.originHook = (request, d) =>
       request.headers.get("range")
-        ? new Response(Bun.file(d.path).slice(500, d.size), { status: 206, headers: { "content-range": `bytes 500-${d.size - 1}/${d.size}` } })
+        ? new Response(Bun.file(d.path).slice(500, d.size), {
+            status: 206,
+            headers: { "content-range": `bytes 500-${d.size - 1}/${d.size}` },
+          })
         : undefined;
     const result = await run(download, [drive, "wrong.raw", "--quiet"], { env: api2.env, cwd: out });
     expect(result.status).toBe(0);
@@ -530,7 +550,9 @@ describe("download", () => {
       },
     });
     stub.handlers.unshift((_request, path) =>
-      path.endsWith("/download/") ? new Response(null, { status: 302, headers: { location: `http://127.0.0.1:${server.port}/raw` } }) : undefined,
+      path.endsWith("/download/")
+        ? new Response(null, { status: 302, headers: { location: `http://127.0.0.1:${server.port}/raw` } })
+        : undefined,
     );
     return { requests, stop: () => server.stop(true) };
   }
@@ -608,7 +630,9 @@ describe("download", () => {
   test("a redirect to plain http on another host is refused", async () => {
     const out = await freshFolder();
     stub.handlers.unshift((request, path) =>
-      path.endsWith("/download/") ? new Response(null, { status: 302, headers: { location: "http://192.0.2.10/steal" } }) : undefined,
+      path.endsWith("/download/")
+        ? new Response(null, { status: 302, headers: { location: "http://192.0.2.10/steal" } })
+        : undefined,
     );
     const result = await run(download, [drive, "x.raw", "--quiet"], { env: api2.env, cwd: out });
     expect(result.status).toBe(1);

@@ -14,7 +14,14 @@ import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import { journalPath } from "../../lib/chunks/journal.ts";
 import { CompressedJournal } from "../../lib/formats/compressed-journal.ts";
-import { decodeFile, expectBackupOfImage, IMAGE_SIZE, sha256, toolCheck, writeHoleyImage } from "../formats/compressed-files.ts";
+import {
+  decodeFile,
+  expectBackupOfImage,
+  IMAGE_SIZE,
+  sha256,
+  toolCheck,
+  writeHoleyImage,
+} from "../formats/compressed-files.ts";
 import { withPolicy } from "../faults/support.ts";
 
 /** A run that does not retry within itself: what a cut leaves for the rerun. */
@@ -60,7 +67,10 @@ afterEach(() => {
   api2.disposition = (d) => `attachment; filename="${d.uuid}"`;
 });
 
-for (const [format, name] of [["gzip", "backup.img.gz"], ["zstd", "backup.img.zst"]] as const) {
+for (const [format, name] of [
+  ["gzip", "backup.img.gz"],
+  ["zstd", "backup.img.zst"],
+] as const) {
   test(`FILE ${name}: ${format} that decodes (here and with the ${format} tool) to the image's exact bytes`, async () => {
     const result = await run(download, [drive, name], { env: api2.env, cwd: dir });
     expect(result.stderr).not.toMatch(/error|warn/);
@@ -101,7 +111,9 @@ test("--format overrides FILE's suffix; an existing FILE is refused without --fo
  * mid-way. Writes go on at each drain until all `cut` bytes are out, so the cut is exact.
  */
 function cuttingOrigin(bytes: Uint8Array, cut: number) {
-  const head = new TextEncoder().encode(`HTTP/1.1 200 OK\r\nContent-Length: ${bytes.length}\r\nConnection: close\r\n\r\n`);
+  const head = new TextEncoder().encode(
+    `HTTP/1.1 200 OK\r\nContent-Length: ${bytes.length}\r\nConnection: close\r\n\r\n`,
+  );
   const answer = new Uint8Array(head.length + cut);
   answer.set(head);
   answer.set(bytes.subarray(0, cut), head.length);
@@ -170,7 +182,10 @@ test("a run stopped after its last piece was recorded but before the rename: the
   const length = statSync(path).size;
   renameSync(path, `${path}.part`);
   const recorded = { file: path, drive, size: IMAGE_SIZE, format: "zstd" as const, pieceSize: 4 * MiB };
-  const started = CompressedJournal.start(journalPath(dir, `download\0${drive}\0${path}`), `${path}.part`, recorded, { driveBytes: IMAGE_SIZE, partLength: length });
+  const started = CompressedJournal.start(journalPath(dir, `download\0${drive}\0${path}`), `${path}.part`, recorded, {
+    driveBytes: IMAGE_SIZE,
+    partLength: length,
+  });
   closeSync(started.fd);
   started.journal.close();
   api2.originRequests.length = 0;
@@ -184,7 +199,9 @@ test("a run stopped after its last piece was recorded but before the rename: the
 test("a raw rerun over a compressed run's .part starts over instead of resuming its bytes", async () => {
   const cutting = cuttingOrigin(image, 9 * MiB);
   api2.originHook = () => new Response(null, { status: 302, headers: { location: cutting.url } });
-  const first = await once(() => run(download, [drive, "mixed.img", "--format", "gzip", "--quiet"], { env: api2.env, cwd: dir }));
+  const first = await once(() =>
+    run(download, [drive, "mixed.img", "--format", "gzip", "--quiet"], { env: api2.env, cwd: dir }),
+  );
   cutting.stop();
   expect(first.status).toBe(1);
   api2.originHook = undefined;

@@ -55,7 +55,10 @@ function driveOf(size: number, seed: number): { uuid: string; bytes: Uint8Array 
   return { uuid: stub.addDrive(size, {}, bytes).uuid, bytes };
 }
 
-function downloadIn(argv: string[], options: { env?: Record<string, string>; policy?: object } = {}): Promise<RunResult> {
+function downloadIn(
+  argv: string[],
+  options: { env?: Record<string, string>; policy?: object } = {},
+): Promise<RunResult> {
   return withPolicy(options.policy ?? FAST, () => run(download, argv, { env: options.env ?? api2.env, cwd: dir }));
 }
 
@@ -83,7 +86,11 @@ test("a raw download cut twice mid-body completes in one run, identical, resumin
   expect(third).toBeLessThanOrEqual(second + cut);
   expect(ranges[2]?.[1]).toBe(206);
   // the second retry is a warning; both resumes are logged
-  expect(result.stderr).toMatch(new RegExp(`download of drive ${drive.uuid} failed \\(GET download failed: network: .*\\); retry 2 in \\d+\\.\\d s`));
+  expect(result.stderr).toMatch(
+    new RegExp(
+      `download of drive ${drive.uuid} failed \\(GET download failed: network: .*\\); retry 2 in \\d+\\.\\d s`,
+    ),
+  );
   expect(result.stderr).toContain(`resuming ${join(dir, "disk.img.part")} from byte ${second}`);
   expect(result.stderr).toContain(`resuming ${join(dir, "disk.img.part")} from byte ${third}`);
   expect(result.stderr).not.toMatch(/error/);
@@ -129,12 +136,18 @@ for (const [label, env] of [
 ] as const) {
   test(`${label} is not retried: exit 1, one request, the server's message as it is, nothing written`, async () => {
     const uuid = env ? driveOf(MiB, 4).uuid : crypto.randomUUID();
-    const result = await downloadIn([uuid, "none.img", "--verbose"], { env: env ? { ...api2.env, CSAUTH: `${stub.user}:${env}` } : api2.env });
+    const result = await downloadIn([uuid, "none.img", "--verbose"], {
+      env: env ? { ...api2.env, CSAUTH: `${stub.user}:${env}` } : api2.env,
+    });
     expect(result.status).toBe(1);
     expect(stub.count("GET", API_GET)).toBe(1);
     expect(result.stderr).not.toMatch(/retry \d/);
     const errors = result.stderr.split("\n").filter((line) => line.includes(": error: "));
-    expect(errors).toEqual([expect.stringMatching(env ? /^download: error: GET \S+ failed: 401 auth: / : /^download: error: GET \S+ failed: 404 missing: /)]);
+    expect(errors).toEqual([
+      expect.stringMatching(
+        env ? /^download: error: GET \S+ failed: 401 auth: / : /^download: error: GET \S+ failed: 404 missing: /,
+      ),
+    ]);
     expect(readdirSync(dir)).toEqual([]);
   });
 }
@@ -145,7 +158,9 @@ test("a failure that does not pass: the policy's attempts, then exit 1 naming th
   // after the first GET, the API answers 503 to every one
   let gets = 0;
   stub.handlers.unshift((request, path) =>
-    request.method === "GET" && API_GET.test(path) && gets++ >= 1 ? jsonError(503, "backend", "down for maintenance") : undefined,
+    request.method === "GET" && API_GET.test(path) && gets++ >= 1
+      ? jsonError(503, "backend", "down for maintenance")
+      : undefined,
   );
   const result = await downloadIn([drive.uuid, "kept.img"], { policy: { ...FAST, attempts: 3 } });
   expect(result.status).toBe(1);
@@ -153,7 +168,9 @@ test("a failure that does not pass: the policy's attempts, then exit 1 naming th
   const part = join(dir, "kept.img.part");
   const errors = result.stderr.split("\n").filter((line) => line.includes(": error: "));
   expect(errors).toEqual([
-    expect.stringMatching(/^download: error: download cut short at .* of 3\.0 MiB: GET \S+ failed: 503 backend: down for maintenance.*; gave up after 3 attempts; \S+kept\.img\.part kept: run the same command again to resume$/),
+    expect.stringMatching(
+      /^download: error: download cut short at .* of 3\.0 MiB: GET \S+ failed: 503 backend: down for maintenance.*; gave up after 3 attempts; \S+kept\.img\.part kept: run the same command again to resume$/,
+    ),
   ]);
   expect(existsSync(join(dir, "kept.img"))).toBe(false);
   const kept = new Uint8Array(readFileSync(part));
@@ -178,8 +195,17 @@ test("Ctrl-C while the run retries ends it at once with status 130, not after it
   child.kill("SIGINT");
   const result = await child.finished;
   expect(result.status).toBe(130);
-  expect(result.stderr.trim().split("\n").filter((line) => line.includes(": error: "))).toEqual([
-    expect.stringMatching(new RegExp(`^download: error: download of drive ${drive.uuid} stopped at 0 B: interrupted \\(SIGINT\\); nothing was kept: run the same command again$`)),
+  expect(
+    result.stderr
+      .trim()
+      .split("\n")
+      .filter((line) => line.includes(": error: ")),
+  ).toEqual([
+    expect.stringMatching(
+      new RegExp(
+        `^download: error: download of drive ${drive.uuid} stopped at 0 B: interrupted \\(SIGINT\\); nothing was kept: run the same command again$`,
+      ),
+    ),
   ]);
   expect(stub.count("GET", API_GET)).toBeLessThan(8);
   expect(readdirSync(dir)).toEqual([]);

@@ -60,7 +60,11 @@ afterEach(() => {
 
 // 8 MiB holding about 300 KiB of data: at most ~80 data blocks, the rest holes
 const SIZE = 8 * MiB;
-const CONTENT = sparseImage(SIZE, [[1000, 5000], [3 * MiB + 17, 200_000], [6 * MiB - 3, 100_000]]);
+const CONTENT = sparseImage(SIZE, [
+  [1000, 5000],
+  [3 * MiB + 17, 200_000],
+  [6 * MiB - 3, 100_000],
+]);
 let drive: string;
 
 beforeAll(() => {
@@ -166,7 +170,10 @@ describe("resume", () => {
     writeFileSync(join(out, "badrange.raw.part"), CONTENT.subarray(0, have));
     api2.originHook = (request, d) =>
       request.headers.get("range")
-        ? new Response(stub.readDrive(d.uuid, 4096), { status: 206, headers: { "content-range": `bytes 4096-${d.size - 1}/${d.size}` } })
+        ? new Response(stub.readDrive(d.uuid, 4096), {
+            status: 206,
+            headers: { "content-range": `bytes 4096-${d.size - 1}/${d.size}` },
+          })
         : undefined;
     api2.originRequests.length = 0;
     const result = await run(download, [drive, "badrange.raw"], { env: api2.env, cwd: out });

@@ -7,8 +7,17 @@ import { classifyError } from "../../lib/http.ts";
 import { ApiError, OperationError } from "../../lib/errors.ts";
 import { formatRecord, parseRecord } from "../../lib/kv.ts";
 import {
-  checkDrive, cloneDrive2, createDrive2, definitionOf, deleteDrive2, driveSizeLimits, getDrive, listDriveDetails,
-  listDrives2, resizeDrive2, updateDrive2,
+  checkDrive,
+  cloneDrive2,
+  createDrive2,
+  definitionOf,
+  deleteDrive2,
+  driveSizeLimits,
+  getDrive,
+  listDriveDetails,
+  listDrives2,
+  resizeDrive2,
+  updateDrive2,
 } from "../../lib/api2/drives.ts";
 import { waitForDrive } from "../../lib/api2/wait.ts";
 import { flattenDrive } from "../../lib/api2/flatten.ts";
@@ -25,7 +34,10 @@ beforeAll(async () => {
   stub = await startStub();
   api2 = await installApi2(stub);
   api2Handler = stub.handlers[0] as DriveStub["handlers"][number];
-  client = new HttpClient(new URL(api2.uri), { credentials: { user: stub.user, secret: stub.secret }, timeoutMs: 5000 });
+  client = new HttpClient(new URL(api2.uri), {
+    credentials: { user: stub.user, secret: stub.secret },
+    timeoutMs: 5000,
+  });
 });
 afterAll(async () => {
   api2.stop();
@@ -42,7 +54,11 @@ beforeEach(() => {
 
 /** Serve a recorded body for one path, with a request id. */
 function serve(path: RegExp, body: string, status = 200): void {
-  stub.handlers.unshift((request, at) => (path.test(at + new URL(request.url).search) ? new Response(body, { status, headers: { "content-type": "application/json", "x-request-id": "req-42" } }) : undefined));
+  stub.handlers.unshift((request, at) =>
+    path.test(at + new URL(request.url).search)
+      ? new Response(body, { status, headers: { "content-type": "application/json", "x-request-id": "req-42" } })
+      : undefined,
+  );
 }
 
 async function failure(promise: Promise<unknown>): Promise<Error> {
@@ -97,7 +113,9 @@ describe("the recorded answers", () => {
     serve(/drives\/b02311e2/, body, 500);
     const error = (await failure(getDrive(client, FIXTURE_DRIVE))) as ApiError;
     expect(error).toBeInstanceOf(ApiError);
-    expect(error.message).toBe(`GET /api/2.0/drives/${FIXTURE_DRIVE}/ failed: 500 backend: unknown error (X-REQUEST-ID req-42)`);
+    expect(error.message).toBe(
+      `GET /api/2.0/drives/${FIXTURE_DRIVE}/ failed: 500 backend: unknown error (X-REQUEST-ID req-42)`,
+    );
     expect(error.requestId).toBe("req-42");
     expect(error.retryable).toBe(true);
   });
@@ -115,7 +133,9 @@ describe("answers are checked before use", () => {
 
   test("a create answer without objects", async () => {
     serve(/^\/api\/2\.0\/drives\/$/, JSON.stringify({ uuid: FIXTURE_DRIVE }), 201);
-    expect((await failure(createDrive2(client, { name: "x", size: 1 << 20, media: "disk" }))).message).toMatch(/expected \{"objects"/);
+    expect((await failure(createDrive2(client, { name: "x", size: 1 << 20, media: "disk" }))).message).toMatch(
+      /expected \{"objects"/,
+    );
   });
 
   test("a get answering another drive", async () => {
@@ -137,7 +157,9 @@ describe("API 2.0 errors", () => {
     const error = (await failure(getDrive(client, crypto.randomUUID()))) as ApiError;
     expect(error.status).toBe(404);
     expect(error.kind).toBe("missing");
-    expect(error.message).toMatch(/failed: 404 notexist: Object with uuid .* does not exist \(X-REQUEST-ID [0-9a-f]{16}\)$/);
+    expect(error.message).toMatch(
+      /failed: 404 notexist: Object with uuid .* does not exist \(X-REQUEST-ID [0-9a-f]{16}\)$/,
+    );
   });
 });
 
@@ -160,11 +182,21 @@ describe("the calls on the emulator", () => {
   });
 
   test("create, update, resize, clone, delete", async () => {
-    const created = await createDrive2(client, { name: "db", size: 4 << 20, media: "disk", meta: { owner: "ops" }, tags: ["prod"] });
+    const created = await createDrive2(client, {
+      name: "db",
+      size: 4 << 20,
+      media: "disk",
+      meta: { owner: "ops" },
+      tags: ["prod"],
+    });
     expect(created.status).toBe("creating");
     const settled = await waitForDrive(client, created.uuid, { limitMs: 5000, intervalMs: 5 });
     expect(settled.status).toBe("unmounted");
-    const updated = await updateDrive2(client, created.uuid, definitionOf(settled, { name: "db2", meta: { owner: "dev" } }));
+    const updated = await updateDrive2(
+      client,
+      created.uuid,
+      definitionOf(settled, { name: "db2", meta: { owner: "dev" } }),
+    );
     expect(updated).toMatchObject({ name: "db2", meta: { owner: "dev" }, tags: ["prod"] });
     expect(stub.drives.get(created.uuid)?.fields["user:owner"]).toBe("dev");
     const resized = await resizeDrive2(client, created.uuid, definitionOf(updated, { size: 8 << 20 }));
@@ -180,7 +212,9 @@ describe("the calls on the emulator", () => {
     api2.drives.statusDelayMs = 60_000;
     const created = await createDrive2(client, { name: "slow", size: 1 << 20, media: "disk" });
     const seen: string[] = [];
-    const error = await failure(waitForDrive(client, created.uuid, { limitMs: 100, intervalMs: 20, onStatus: (s) => seen.push(s) }));
+    const error = await failure(
+      waitForDrive(client, created.uuid, { limitMs: 100, intervalMs: 20, onStatus: (s) => seen.push(s) }),
+    );
     expect(error.message).toMatch(/still creating after \d+ s/);
     expect(seen[0]).toBe("creating");
   });

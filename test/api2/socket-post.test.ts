@@ -25,7 +25,8 @@ function echoServer(tls?: { key: string; cert: string }) {
     maxRequestBodySize: 2 ** 40,
     tls,
     async fetch(request) {
-      if (new URL(request.url).pathname === "/early") return new Response("nope\n", { status: 401, headers: { "x-elastic-error": "auth" } });
+      if (new URL(request.url).pathname === "/early")
+        return new Response("nope\n", { status: 401, headers: { "x-elastic-error": "auth" } });
       const hasher = new Bun.CryptoHasher("sha256");
       let length = 0;
       for await (const chunk of request.body ?? new ReadableStream<Uint8Array>()) {
@@ -93,7 +94,12 @@ describe("streamPost over plain http", () => {
     const closed = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
     const port = closed.port;
     closed.stop(true);
-    const error = await streamPost({ url: new URL(`http://127.0.0.1:${port}/`), headers: {}, size: 1, fill: () => 1 }).catch((e) => e);
+    const error = await streamPost({
+      url: new URL(`http://127.0.0.1:${port}/`),
+      headers: {},
+      size: 1,
+      fill: () => 1,
+    }).catch((e) => e);
     expect((error as { code?: string }).code).toBe("ECONNREFUSED");
   });
 
@@ -129,10 +135,15 @@ describe("parseAnswer", () => {
     const parse = (text: string, ended = true) => parseAnswer(Buffer.from(text), ended);
     expect(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")?.body).toBe("hello");
     expect(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", false)).toBeUndefined();
-    expect(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")?.body).toBe("abcde");
+    expect(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")?.body).toBe(
+      "abcde",
+    );
     expect(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", false)).toBeUndefined();
     expect(parse("HTTP/1.1 201 Created\r\n\r\nuuid\n")).toMatchObject({ status: 201, body: "uuid\n" });
-    expect(parse("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")).toMatchObject({ status: 200, body: "ok" });
+    expect(parse("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")).toMatchObject({
+      status: 200,
+      body: "ok",
+    });
     expect(() => parse("garbage\r\n\r\n")).toThrow("malformed answer");
   });
 });
@@ -146,11 +157,27 @@ describe.skipIf(!openssl)("streamPost over https", () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "drivekit-tls-"));
-    const made = Bun.spawnSync([
-      openssl as string, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-      "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"),
-    ], { stderr: "pipe" });
+    const made = Bun.spawnSync(
+      [
+        openssl as string,
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+      ],
+      { stderr: "pipe" },
+    );
     expect(made.exitCode).toBe(0);
     cert = await Bun.file(join(dir, "cert.pem")).text();
     server = echoServer({ key: await Bun.file(join(dir, "key.pem")).text(), cert });
@@ -172,16 +199,36 @@ describe.skipIf(!openssl)("streamPost over https", () => {
         ca: cert,
       });
       expect(answer.status).toBe(200);
-      expect(JSON.parse(answer.body)).toMatchObject({ length: bytes.length, sha: new Bun.CryptoHasher("sha256").update(bytes).digest("hex"), transferEncoding: null });
+      expect(JSON.parse(answer.body)).toMatchObject({
+        length: bytes.length,
+        sha: new Bun.CryptoHasher("sha256").update(bytes).digest("hex"),
+        transferEncoding: null,
+      });
     }
   });
 
   test("a trusted certificate for another name is refused", async () => {
-    const made = Bun.spawnSync([
-      openssl as string, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=other.example",
-      "-addext", "subjectAltName=DNS:other.example",
-      "-keyout", join(dir, "other-key.pem"), "-out", join(dir, "other-cert.pem"),
-    ], { stderr: "pipe" });
+    const made = Bun.spawnSync(
+      [
+        openssl as string,
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=other.example",
+        "-addext",
+        "subjectAltName=DNS:other.example",
+        "-keyout",
+        join(dir, "other-key.pem"),
+        "-out",
+        join(dir, "other-cert.pem"),
+      ],
+      { stderr: "pipe" },
+    );
     expect(made.exitCode).toBe(0);
     const otherCert = await Bun.file(join(dir, "other-cert.pem")).text();
     const other = echoServer({ key: await Bun.file(join(dir, "other-key.pem")).text(), cert: otherCert });
@@ -213,7 +260,9 @@ describe.skipIf(!openssl)("streamPost over https", () => {
       },
     }).catch((e) => e);
     expect(error).toBeInstanceOf(Error);
-    expect(String((error as { code?: string }).code ?? (error as Error).message)).toMatch(/SELF_SIGNED|CERT|certificate/i);
+    expect(String((error as { code?: string }).code ?? (error as Error).message)).toMatch(
+      /SELF_SIGNED|CERT|certificate/i,
+    );
     expect(filled).toBe(0);
   });
 });

@@ -51,7 +51,8 @@ async function writeImage(name: string, bytes: Uint8Array): Promise<string> {
 const upload2 = (argv: string[]) => run(upload, ["-c", "64k", ...argv], { env: api2.env, cwd: dir });
 const posted = () => api2.chunked.chunkPosts.filter((post) => post.status === 200);
 const linkRequests = () => stub.requests.filter((r) => r.method === "POST" && /\/action\/$/.test(r.path));
-const journals = () => readdirSync(dir).filter((name) => name.startsWith(".drivekit-journal-") && !name.endsWith(".lock"));
+const journals = () =>
+  readdirSync(dir).filter((name) => name.startsWith(".drivekit-journal-") && !name.endsWith(".lock"));
 
 for (const [label, size] of [
   ["a multiple of the chunk", 4 * CHUNK],
@@ -82,7 +83,15 @@ test("the last chunk runs to the end of the image, larger than the others", asyn
   const path = await writeImage("tail.img", imageBytes(size, 5));
   const result = await upload2([path]);
   expect(result.status).toBe(0);
-  expect(posted().map((post) => [post.chunk, post.bytes]).sort((a, b) => a[0]! - b[0]!)).toEqual([[0, CHUNK], [1, CHUNK], [2, CHUNK + 40_000]]);
+  expect(
+    posted()
+      .map((post) => [post.chunk, post.bytes])
+      .sort((a, b) => a[0]! - b[0]!),
+  ).toEqual([
+    [0, CHUNK],
+    [1, CHUNK],
+    [2, CHUNK + 40_000],
+  ]);
 });
 
 test("no Authorization header goes to the one-time links", async () => {
@@ -107,7 +116,11 @@ test("all-zero chunks are still sent (a hole-filled image), and the drive comple
   closeSync(fd);
   const result = await upload2([path]);
   expect(result.status).toBe(0);
-  expect(posted().map((post) => post.chunk).sort()).toEqual([0, 1, 2, 3, 4, 5]);
+  expect(
+    posted()
+      .map((post) => post.chunk)
+      .sort(),
+  ).toEqual([0, 1, 2, 3, 4, 5]);
   expect(posted().every((post) => post.bytes === CHUNK)).toBe(true);
   expect(stub.drives.get(result.stdout.trim())!.status).toBe("unmounted");
 });
@@ -119,7 +132,9 @@ test("a stop after some chunks (a final error), then a rerun: same drive, no chu
   // the server turns the link calls down (403: final) once 5 chunks are in
   stub.handlers.unshift((request, urlPath) =>
     request.method === "POST" && urlPath.endsWith("/action/") && posted().length >= 5
-      ? Response.json([{ error_point: null, error_type: "permission", error_message: "quota exceeded" }], { status: 403 })
+      ? Response.json([{ error_point: null, error_type: "permission", error_message: "quota exceeded" }], {
+          status: 403,
+        })
       : undefined,
   );
   const first = await upload2([path, "--concurrency", "2"]);
@@ -155,7 +170,11 @@ test("-d into a drive another client started: chunks it holds are skipped (416),
   const result = await upload2([path, "-d", other.uuid]);
   expect(result.status).toBe(0);
   expect(result.stdout.trim()).toBe(other.uuid);
-  expect(posted().map((post) => post.chunk).sort()).toEqual([1, 4, 5]);
+  expect(
+    posted()
+      .map((post) => post.chunk)
+      .sort(),
+  ).toEqual([1, 4, 5]);
   expect(linkRequests().length).toBe(6);
   expect(stub.count("POST", /initupload/)).toBe(0);
   expect(sameBytes(stub.readDrive(other.uuid, 0, size), bytes)).toBe(true);
@@ -203,7 +222,11 @@ test("a 5xx on a chunk's POST is retried and the chunk lands", async () => {
 
 test("a 401 on the link calls is not retried: exit 1, one error line", async () => {
   const path = await writeImage("auth401.img", imageBytes(20 * CHUNK, 13));
-  stub.fault({ method: "POST", path: /\/action\/$/, action: { status: 401, kind: "auth", message: "Authentication failed" } });
+  stub.fault({
+    method: "POST",
+    path: /\/action\/$/,
+    action: { status: 401, kind: "auth", message: "Authentication failed" },
+  });
   const result = await upload2([path, "--concurrency", "2"]);
   expect(result.status).toBe(1);
   const errors = result.stderr.split("\n").filter((line) => /error/.test(line));
@@ -272,7 +295,11 @@ test("Ctrl-C (SIGINT) stops a spawned upload: exit 130, one line with the resume
   // wait on the stub's record, not on time (bounded: 30 s)
   for (let i = 0; i < 3000 && posted().length < 3; i++) await Bun.sleep(10);
   child.kill("SIGINT");
-  const [stdout, stderr, status] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  const [stdout, stderr, status] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
   expect(status).toBe(130);
   expect(stdout).toBe("");
   const errors = stderr.split("\n").filter((line) => /error/.test(line));

@@ -22,7 +22,14 @@ test("runLimited runs up to the limit, and retires lanes when fewer are wanted",
       });
     });
   const items = Array.from({ length: 40 }, (_, i) => i);
-  const finished = runLimited(items, 8, task, () => undefined, () => false, () => wanted);
+  const finished = runLimited(
+    items,
+    8,
+    task,
+    () => undefined,
+    () => false,
+    () => wanted,
+  );
   for (let step = 0; step < 1000 && done.length < items.length; step++) {
     await Bun.sleep(0);
     if (done.length >= 8) wanted = 3;

@@ -13,8 +13,16 @@ const argsDef = {
 
 test("known flags in every spelling citty accepts pass; unknown ones and extra arguments are refused", () => {
   const ok = [
-    ["D"], ["D", "F"], ["D", "-c", "4M"], ["D", "--chunk", "4M"], ["D", "--auth-file", "p"],
-    ["D", "--authFile", "p"], ["D", "--no-force"], ["D", "-f"], ["D", "-"], ["D", "--", "-weird-name"],
+    ["D"],
+    ["D", "F"],
+    ["D", "-c", "4M"],
+    ["D", "--chunk", "4M"],
+    ["D", "--auth-file", "p"],
+    ["D", "--authFile", "p"],
+    ["D", "--no-force"],
+    ["D", "-f"],
+    ["D", "-"],
+    ["D", "--", "-weird-name"],
   ];
   for (const argv of ok) expect(() => checkArgv(argsDef, argv)).not.toThrow();
   expect(() => checkArgv(argsDef, ["D", "--bogus"])).toThrow(/unknown option '--bogus'/);
@@ -57,6 +65,8 @@ describe("maskSecrets", () => {
   });
 
   test("a long secret is masked anywhere it appears", () => {
-    expect(maskSecrets("server said: bad key hunter2-very-secret", ["hunter2-very-secret"])).toBe("server said: bad key ****");
+    expect(maskSecrets("server said: bad key hunter2-very-secret", ["hunter2-very-secret"])).toBe(
+      "server said: bad key ****",
+    );
   });
 });

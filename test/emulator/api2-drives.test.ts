@@ -42,7 +42,10 @@ async function statusBecomes(uuid: string, wanted: string): Promise<string> {
 describe("lists", () => {
   test("pages of 20 by default, with meta", async () => {
     for (let i = 0; i < 25; i++) stub.addDrive(1 << 20);
-    const page = (await (await call("GET", "drives/")).json()) as { meta: Record<string, number>; objects: { uuid: string }[] };
+    const page = (await (await call("GET", "drives/")).json()) as {
+      meta: Record<string, number>;
+      objects: { uuid: string }[];
+    };
     expect(page.meta).toEqual({ limit: 20, offset: 0, total_count: 25 });
     expect(page.objects).toHaveLength(20);
     expect(Object.keys(page.objects[0] as object).sort()).toEqual(["name", "owner", "resource_uri", "status", "uuid"]);
@@ -60,19 +63,34 @@ describe("lists", () => {
     const trimmed = (await (await call("GET", "drives/?fields=uuid,status")).json()) as { objects: object[] };
     expect(Object.keys(trimmed.objects[0] as object).sort()).toEqual(["status", "uuid"]);
     const detail = (await (await call("GET", "drives/detail/")).json()) as { objects: Record<string, unknown>[] };
-    expect(detail.objects[0]).toMatchObject({ size: 1 << 20, media: "disk", meta: { owner: "ops" }, status: "unmounted" });
+    expect(detail.objects[0]).toMatchObject({
+      size: 1 << 20,
+      media: "disk",
+      meta: { owner: "ops" },
+      status: "unmounted",
+    });
   });
 });
 
 describe("lifecycle", () => {
   test("create answers creating, then unmounted; meta and tags land in the 1.0 fields", async () => {
     api2.drives.statusDelayMs = 20;
-    const answer = await call("POST", "drives/", { objects: [{ name: "a", size: 2 << 20, media: "disk", meta: { note: "x\ny" }, tags: ["t1", "t2"] }] });
+    const answer = await call("POST", "drives/", {
+      objects: [{ name: "a", size: 2 << 20, media: "disk", meta: { note: "x\ny" }, tags: ["t1", "t2"] }],
+    });
     expect(answer.status).toBe(201);
-    const drive = ((await answer.json()) as { objects: { uuid: string; status: string }[] }).objects[0] as { uuid: string; status: string };
+    const drive = ((await answer.json()) as { objects: { uuid: string; status: string }[] }).objects[0] as {
+      uuid: string;
+      status: string;
+    };
     expect(drive.status).toBe("creating");
     expect(await statusBecomes(drive.uuid, "unmounted")).toBe("unmounted");
-    expect(stub.drives.get(drive.uuid)?.fields).toMatchObject({ name: "a", "user:note": "x\ny", tags: "t1 t2", media: "disk" });
+    expect(stub.drives.get(drive.uuid)?.fields).toMatchObject({
+      name: "a",
+      "user:note": "x\ny",
+      tags: "t1 t2",
+      media: "disk",
+    });
   });
 
   test("clone copies the bytes (cloning, then unmounted)", async () => {
@@ -81,7 +99,8 @@ describe("lifecycle", () => {
     stub.writeDrive(source.uuid, 6 << 20, data);
     const answer = await call("POST", `drives/${source.uuid}/action/?do=clone`, { name: "copy" });
     expect(answer.status).toBe(202);
-    const clone = ((await answer.json()) as { objects: { uuid: string; status: string; name: string }[] }).objects[0] as { uuid: string; status: string; name: string };
+    const clone = ((await answer.json()) as { objects: { uuid: string; status: string; name: string }[] })
+      .objects[0] as { uuid: string; status: string; name: string };
     expect(clone).toMatchObject({ status: "cloning", name: "copy" });
     expect(await statusBecomes(clone.uuid, "unmounted")).toBe("unmounted");
     expect(Buffer.from(stub.readDrive(clone.uuid)).equals(Buffer.from(stub.readDrive(source.uuid)))).toBe(true);
@@ -89,16 +108,28 @@ describe("lifecycle", () => {
 
   test("resize answers resizing with the new size", async () => {
     const drive = stub.addDrive(1 << 20, { name: "r" });
-    const answer = await call("POST", `drives/${drive.uuid}/action/?do=resize`, { name: "r", media: "disk", size: 3 << 20 });
+    const answer = await call("POST", `drives/${drive.uuid}/action/?do=resize`, {
+      name: "r",
+      media: "disk",
+      size: 3 << 20,
+    });
     expect(answer.status).toBe(202);
-    expect(((await answer.json()) as { objects: unknown[] }).objects[0]).toMatchObject({ size: 3 << 20, status: "resizing" });
+    expect(((await answer.json()) as { objects: unknown[] }).objects[0]).toMatchObject({
+      size: 3 << 20,
+      status: "resizing",
+    });
     expect(stub.drives.get(drive.uuid)?.size).toBe(3 << 20);
   });
 
   test("PUT needs the definition and replaces meta", async () => {
     const drive = stub.addDrive(1 << 20, { name: "p", "user:a": "1" });
     expect((await call("PUT", `drives/${drive.uuid}/`, { meta: { b: "2" } })).status).toBe(400);
-    const answer = await call("PUT", `drives/${drive.uuid}/`, { name: "p2", size: 1 << 20, media: "cdrom", meta: { b: "2" } });
+    const answer = await call("PUT", `drives/${drive.uuid}/`, {
+      name: "p2",
+      size: 1 << 20,
+      media: "cdrom",
+      meta: { b: "2" },
+    });
     expect(answer.status).toBe(200);
     expect(await answer.json()).toMatchObject({ name: "p2", media: "cdrom", meta: { b: "2" } });
   });
@@ -109,7 +140,9 @@ describe("errors", () => {
     const answer = await fetch(`${api2.uri}drives/`, { headers: { authorization: "Basic bm9wZTpub3Bl" } });
     expect(answer.status).toBe(401);
     expect(answer.headers.get("x-request-id")).toMatch(/^[0-9a-f]{16}$/);
-    expect(await answer.json()).toEqual([{ error_point: null, error_type: "auth", error_message: "Authentication failed" }]);
+    expect(await answer.json()).toEqual([
+      { error_point: null, error_type: "auth", error_message: "Authentication failed" },
+    ]);
   });
 
   test("404 JSON for an unknown drive", async () => {
@@ -136,11 +169,20 @@ describe("errors", () => {
   test("anything unexpected is 418; upload_chunk is left to the chunked upload's handler", async () => {
     expect((await call("GET", "drives/nothing/here/")).status).toBe(418);
     const drive = stub.addDrive(1 << 20);
-    expect(await api2.drives.route(new Request(`${api2.uri}drives/${drive.uuid}/action/?do=upload_chunk`, { method: "POST" }), `drives/${drive.uuid}/action/`)).toBeUndefined();
-    expect(await api2.drives.route(new Request(`${api2.uri}initupload/`, { method: "POST" }), "initupload/")).toBeUndefined();
+    expect(
+      await api2.drives.route(
+        new Request(`${api2.uri}drives/${drive.uuid}/action/?do=upload_chunk`, { method: "POST" }),
+        `drives/${drive.uuid}/action/`,
+      ),
+    ).toBeUndefined();
+    expect(
+      await api2.drives.route(new Request(`${api2.uri}initupload/`, { method: "POST" }), "initupload/"),
+    ).toBeUndefined();
   });
 
   test("capabilities/ gives the drive size limits", async () => {
-    expect(await (await call("GET", "capabilities/")).json()).toEqual({ drives: { dssd: { min_size: 1 << 20, max_size: 2 ** 40 } } });
+    expect(await (await call("GET", "capabilities/")).json()).toEqual({
+      drives: { dssd: { min_size: 1 << 20, max_size: 2 ** 40 } },
+    });
   });
 });

@@ -44,7 +44,11 @@ async function link(uuid: string, chunk: number, chunkSize = CHUNK): Promise<Res
 
 async function sendChunk(uuid: string, chunk: number, bytes: Uint8Array): Promise<Response> {
   const answer = (await (await link(uuid, chunk)).json()) as { link: string };
-  return fetch(new URL(answer.link, stub.url), { method: "POST", body: bytes, headers: { "content-type": "application/octet-stream" } });
+  return fetch(new URL(answer.link, stub.url), {
+    method: "POST",
+    body: bytes,
+    headers: { "content-type": "application/octet-stream" },
+  });
 }
 
 test("initupload needs credentials: 401 with a JSON error list and X-REQUEST-ID", async () => {
@@ -73,7 +77,11 @@ test("every chunk in: the bytes land, the last chunk larger, and the drive turns
   const size = 3 * CHUNK + 1000;
   const bytes = imageBytes(size, 3);
   const uuid = await init(size);
-  for (const [index, start, end] of [[0, 0, CHUNK], [1, CHUNK, 2 * CHUNK], [2, 2 * CHUNK, size]] as const) {
+  for (const [index, start, end] of [
+    [0, 0, CHUNK],
+    [1, CHUNK, 2 * CHUNK],
+    [2, 2 * CHUNK, size],
+  ] as const) {
     expect(stub.drives.get(uuid)!.status).toBe("uploading");
     expect((await sendChunk(uuid, index, bytes.subarray(start, end))).status).toBe(200);
   }

@@ -22,7 +22,10 @@ test("a bodyless POST on list is answered as the GET (elastichosts.sh POSTs ever
 
 test("a bodyless POST on info, all drives' info and info/full is answered as the GET", async () => {
   const drive = stub.addDrive(2048, { name: "posted" });
-  expect(parseRecord(await (await post(`drives/${drive.uuid}/info`)).text())).toMatchObject({ drive: drive.uuid, name: "posted" });
+  expect(parseRecord(await (await post(`drives/${drive.uuid}/info`)).text())).toMatchObject({
+    drive: drive.uuid,
+    name: "posted",
+  });
   expect(parseRecord(await (await post(`drives/${drive.uuid}/info/full`)).text()).size).toBe("2048");
   expect(parseRecords(await (await post("drives/info")).text()).map((r) => r.drive)).toContain(drive.uuid);
 });
@@ -41,6 +44,8 @@ test("a POST with a body on list is still refused", async () => {
 test("create accepts the vendor upload tool's tier field and info shows it", async () => {
   const created = parseRecord(await (await post("drives/create", "name t\nsize 1M\ntier ssd\n")).text());
   expect(created.tier).toBe("ssd");
-  expect(parseRecord(await (await fetch(`${stub.url}drives/${created.drive}/info`, { headers: auth })).text()).tier).toBe("ssd");
+  expect(
+    parseRecord(await (await fetch(`${stub.url}drives/${created.drive}/info`, { headers: auth })).text()).tier,
+  ).toBe("ssd");
   expect((await post("drives/create", "name t\nsize 1M\ntier gold\n")).status).toBe(400);
 });

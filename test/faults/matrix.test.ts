@@ -12,7 +12,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, type RunResult } from "../helpers.ts";
 import { sameBytes } from "../images.ts";
-import { Emulator, errorLines, Hold, journaled, leftIn, mountTmpfs, spawnScript, waitFor, withPolicy } from "./support.ts";
+import {
+  Emulator,
+  errorLines,
+  Hold,
+  journaled,
+  leftIn,
+  mountTmpfs,
+  spawnScript,
+  waitFor,
+  withPolicy,
+} from "./support.ts";
 import { transferPaths, type PathName, type Transfer, type TransferPath } from "./paths.ts";
 
 const MiB = 1024 * 1024;
@@ -84,8 +94,15 @@ afterEach(async () => {
 /** Flags the cell's run gets besides the row's: --verbose where its retry lines are checked. */
 let cellFlags: string[] = [];
 
-function inProcess(path: TransferPath, transfer: Transfer, extra: string[] = [], policy: object = FAST): Promise<RunResult> {
-  return withPolicy(policy, () => run(path.command, [...transfer.argv, ...cellFlags, ...extra], { env: path.env(), cwd: transfer.cwd }));
+function inProcess(
+  path: TransferPath,
+  transfer: Transfer,
+  extra: string[] = [],
+  policy: object = FAST,
+): Promise<RunResult> {
+  return withPolicy(policy, () =>
+    run(path.command, [...transfer.argv, ...cellFlags, ...extra], { env: path.env(), cwd: transfer.cwd }),
+  );
 }
 
 function spawned(path: TransferPath, transfer: Transfer, extra: string[] = []) {
@@ -184,7 +201,12 @@ const rows: Row[] = [
       "1.0 upload": DONE,
       "1.0 download": DONE,
       "2.0 chunked upload": DONE,
-      "2.0 direct upload": { status: 1, says: "POST \\S+ failed: 500 backend: injected fault \\(X-REQUEST-ID \\w+\\)", left: {}, rerun: "identical" },
+      "2.0 direct upload": {
+        status: 1,
+        says: "POST \\S+ failed: 500 backend: injected fault \\(X-REQUEST-ID \\w+\\)",
+        left: {},
+        rerun: "identical",
+      },
       "2.0 download": RESUMED,
     },
   },
@@ -198,7 +220,12 @@ const rows: Row[] = [
       "1.0 upload": DONE,
       "1.0 download": DONE,
       "2.0 chunked upload": DONE,
-      "2.0 direct upload": { status: 1, says: "POST \\S+ failed: 503 backend: injected fault \\(X-REQUEST-ID \\w+\\)", left: {}, rerun: "identical" },
+      "2.0 direct upload": {
+        status: 1,
+        says: "POST \\S+ failed: 503 backend: injected fault \\(X-REQUEST-ID \\w+\\)",
+        left: {},
+        rerun: "identical",
+      },
       "2.0 download": RESUMED,
     },
   },
@@ -206,17 +233,26 @@ const rows: Row[] = [
     // 1.0: 409 with X-Elastic-Error busy; 2.0: 429 with a JSON error list
     fault: "busy",
     provoke: (path, transfer) => {
-      const busy = path.api === 1 ? { status: 409, kind: "busy", message: "Drive is busy" } : { status: 429, message: "Too many requests" };
+      const busy =
+        path.api === 1
+          ? { status: 409, kind: "busy", message: "Drive is busy" }
+          : { status: 429, message: "Too many requests" };
       failSome(path, busy);
       // the 2.0 chunked upload's link requests are API calls too: busy there is retried as well
-      if (path.name === "2.0 chunked upload") emulator.stub.fault({ method: "POST", path: /\/action\/$/, every: 4, times: 2, action: busy });
+      if (path.name === "2.0 chunked upload")
+        emulator.stub.fault({ method: "POST", path: /\/action\/$/, every: 4, times: 2, action: busy });
       return inProcess(path, transfer);
     },
     cells: {
       "1.0 upload": DONE,
       "1.0 download": DONE,
       "2.0 chunked upload": DONE,
-      "2.0 direct upload": { status: 1, says: "POST \\S+ failed: 429 backend: Too many requests \\(X-REQUEST-ID \\w+\\)", left: {}, rerun: "identical" },
+      "2.0 direct upload": {
+        status: 1,
+        says: "POST \\S+ failed: 429 backend: Too many requests \\(X-REQUEST-ID \\w+\\)",
+        left: {},
+        rerun: "identical",
+      },
       "2.0 download": RESUMED,
     },
   },
@@ -225,21 +261,41 @@ const rows: Row[] = [
     provoke: (path, transfer) => {
       let passed = 0;
       emulator.intercept((request, urlPath) =>
-        request.method === path.data.method && path.data.path.test(urlPath) && passed++ >= 3 ? path.error(503, "down for maintenance") : undefined,
+        request.method === path.data.method && path.data.path.test(urlPath) && passed++ >= 3
+          ? path.error(503, "down for maintenance")
+          : undefined,
       );
       // the 2.0 download's first three answers are cut short: its retries resume, then meet the 503s
-      if (path.name === "2.0 download") emulator.stub.fault({ ...path.body, action: { end: true, afterBytes: 256 * 1024 } });
+      if (path.name === "2.0 download")
+        emulator.stub.fault({ ...path.body, action: { end: true, afterBytes: 256 * 1024 } });
       return inProcess(path, transfer);
     },
     cells: {
-      "1.0 upload": { status: 1, says: "POST \\S+ failed: 503 system: down for maintenance", left: JOURNAL, rerun: "identical" },
-      "1.0 download": { status: 1, says: "GET \\S+ failed: 503 system: down for maintenance", left: JOURNAL_PART, rerun: "identical" },
-      "2.0 chunked upload": { status: 1, says: "POST \\(upload link\\) failed: 503 backend: down for maintenance.*", left: JOURNAL, rerun: "identical" },
+      "1.0 upload": {
+        status: 1,
+        says: "POST \\S+ failed: 503 system: down for maintenance",
+        left: JOURNAL,
+        rerun: "identical",
+      },
+      "1.0 download": {
+        status: 1,
+        says: "GET \\S+ failed: 503 system: down for maintenance",
+        left: JOURNAL_PART,
+        rerun: "identical",
+      },
+      "2.0 chunked upload": {
+        status: 1,
+        says: "POST \\(upload link\\) failed: 503 backend: down for maintenance.*",
+        left: JOURNAL,
+        rerun: "identical",
+      },
       "2.0 direct upload": SINGLE,
       // the policy's 8 attempts: 3 cut short, 5 answered 503
       "2.0 download": {
         status: 1,
-        says: cutShort(`GET /api/2\\.0/drives/${UUID}/download/ failed: 503 backend: down for maintenance.*; gave up after 8 attempts`),
+        says: cutShort(
+          `GET /api/2\\.0/drives/${UUID}/download/ failed: 503 backend: down for maintenance.*; gave up after 8 attempts`,
+        ),
         left: PART,
         rerun: "identical",
       },
@@ -249,7 +305,12 @@ const rows: Row[] = [
     fault: "dropped connection mid-body",
     provoke: (path, transfer) => {
       const afterBytes = path.chunked ? 32 * 1024 : MiB;
-      emulator.stub.fault({ ...path.body, every: path.chunked ? 3 : 1, times: path.chunked ? 3 : 1, action: { reset: true, afterBytes } });
+      emulator.stub.fault({
+        ...path.body,
+        every: path.chunked ? 3 : 1,
+        times: path.chunked ? 3 : 1,
+        action: { reset: true, afterBytes },
+      });
       return inProcess(path, transfer);
     },
     cells: {
@@ -278,10 +339,30 @@ const rows: Row[] = [
       return inProcess(path, transfer, ["--timeout", "1"], { ...FAST, attempts: 2 });
     },
     cells: {
-      "1.0 upload": { status: 1, says: "POST \\S+ failed: timeout: no answer within 1 s", left: JOURNAL, rerun: "identical" },
-      "1.0 download": { status: 1, says: "GET \\S+ failed: timeout: no answer within 1 s", left: JOURNAL_PART, rerun: "identical" },
-      "2.0 chunked upload": { status: 1, says: "POST \\(upload link\\) failed: timeout: nothing moved for 1 s", left: JOURNAL, rerun: "identical" },
-      "2.0 direct upload": { status: 1, says: "POST \\S+ failed: timeout: nothing moved for 1 s", left: {}, rerun: "identical" },
+      "1.0 upload": {
+        status: 1,
+        says: "POST \\S+ failed: timeout: no answer within 1 s",
+        left: JOURNAL,
+        rerun: "identical",
+      },
+      "1.0 download": {
+        status: 1,
+        says: "GET \\S+ failed: timeout: no answer within 1 s",
+        left: JOURNAL_PART,
+        rerun: "identical",
+      },
+      "2.0 chunked upload": {
+        status: 1,
+        says: "POST \\(upload link\\) failed: timeout: nothing moved for 1 s",
+        left: JOURNAL,
+        rerun: "identical",
+      },
+      "2.0 direct upload": {
+        status: 1,
+        says: "POST \\S+ failed: timeout: nothing moved for 1 s",
+        left: {},
+        rerun: "identical",
+      },
       "2.0 download": RESUMED,
     },
   },
@@ -344,12 +425,29 @@ const rows: Row[] = [
       return result;
     },
     cells: {
-      "1.0 upload": { status: 1, plain: true, says: "cannot create the lock \\S+: ENOSPC: no space left on device.*", left: {}, rerun: "identical" },
+      "1.0 upload": {
+        status: 1,
+        plain: true,
+        says: "cannot create the lock \\S+: ENOSPC: no space left on device.*",
+        left: {},
+        rerun: "identical",
+      },
       "1.0 download": { status: 1, says: "ENOSPC: no space left on device.*", left: JOURNAL_PART, rerun: "identical" },
-      "2.0 chunked upload": { status: 1, plain: true, says: "cannot create the lock \\S+: ENOSPC: no space left on device.*", left: {}, rerun: "identical" },
+      "2.0 chunked upload": {
+        status: 1,
+        plain: true,
+        says: "cannot create the lock \\S+: ENOSPC: no space left on device.*",
+        left: {},
+        rerun: "identical",
+      },
       // it keeps nothing in its folder: a full one does not matter
       "2.0 direct upload": DONE,
-      "2.0 download": { status: 1, says: cutShort("ENOSPC: no space left on device.*"), left: PART, rerun: "identical" },
+      "2.0 download": {
+        status: 1,
+        says: cutShort("ENOSPC: no space left on device.*"),
+        left: PART,
+        rerun: "identical",
+      },
     },
   },
   {
@@ -380,11 +478,30 @@ const rows: Row[] = [
       return second;
     },
     cells: {
-      "1.0 upload": { status: 1, plain: true, says: "the upload of \\S+ is already running in process \\d+ \\(lock \\S+\\): wait for it to finish, or stop it \\(kill \\d+\\) and run this again", left: {} },
-      "1.0 download": { status: 1, plain: true, says: "a download into out\\.img\\.part is already running in process \\d+ \\(lock \\S+\\): wait for it to finish, or stop it \\(kill \\d+\\) and run this again", left: { final: true } },
-      "2.0 chunked upload": { status: 1, plain: true, says: "the upload of \\S+ is already running in process \\d+ \\(lock \\S+\\): wait for it to finish, or stop it \\(kill \\d+\\) and run this again", left: {} },
+      "1.0 upload": {
+        status: 1,
+        plain: true,
+        says: "the upload of \\S+ is already running in process \\d+ \\(lock \\S+\\): wait for it to finish, or stop it \\(kill \\d+\\) and run this again",
+        left: {},
+      },
+      "1.0 download": {
+        status: 1,
+        plain: true,
+        says: "a download into out\\.img\\.part is already running in process \\d+ \\(lock \\S+\\): wait for it to finish, or stop it \\(kill \\d+\\) and run this again",
+        left: { final: true },
+      },
+      "2.0 chunked upload": {
+        status: 1,
+        plain: true,
+        says: "the upload of \\S+ is already running in process \\d+ \\(lock \\S+\\): wait for it to finish, or stop it \\(kill \\d+\\) and run this again",
+        left: {},
+      },
       "2.0 direct upload": DONE,
-      "2.0 download": { status: 1, says: ".*is already running in process \\d+ \\(lock \\S+\\): wait for it to finish, or stop it \\(kill \\d+\\) and run this again", left: { final: true } },
+      "2.0 download": {
+        status: 1,
+        says: ".*is already running in process \\d+ \\(lock \\S+\\): wait for it to finish, or stop it \\(kill \\d+\\) and run this again",
+        left: { final: true },
+      },
     },
   },
   {
@@ -398,11 +515,31 @@ const rows: Row[] = [
       return running;
     },
     cells: {
-      "1.0 upload": { status: 1, says: `POST \\S+ failed: 404 missing: Drive ${UUID} could not be found\\..*`, left: JOURNAL, rerun: "fresh" },
-      "1.0 download": { status: 1, says: `GET \\S+ failed: 404 missing: Drive ${UUID} could not be found\\..*`, left: JOURNAL_PART, rerun: `GET /drives/${UUID}/info failed: 404 missing: Drive ${UUID} could not be found\\..*` },
-      "2.0 chunked upload": { status: 1, says: `POST /api/2\\.0/drives/${UUID}/action/\\?do=upload_chunk failed: 404 notexist: .*`, left: JOURNAL, rerun: "fresh" },
+      "1.0 upload": {
+        status: 1,
+        says: `POST \\S+ failed: 404 missing: Drive ${UUID} could not be found\\..*`,
+        left: JOURNAL,
+        rerun: "fresh",
+      },
+      "1.0 download": {
+        status: 1,
+        says: `GET \\S+ failed: 404 missing: Drive ${UUID} could not be found\\..*`,
+        left: JOURNAL_PART,
+        rerun: `GET /drives/${UUID}/info failed: 404 missing: Drive ${UUID} could not be found\\..*`,
+      },
+      "2.0 chunked upload": {
+        status: 1,
+        says: `POST /api/2\\.0/drives/${UUID}/action/\\?do=upload_chunk failed: 404 notexist: .*`,
+        left: JOURNAL,
+        rerun: "fresh",
+      },
       "2.0 direct upload": { status: 1, says: "POST \\S+ failed: network: .*", left: {}, rerun: "identical" },
-      "2.0 download": { status: 1, says: cutShort(".*"), left: PART, rerun: `GET /api/2\\.0/drives/${UUID}/download/ failed: 404 missing: Drive ${UUID} could not be found\\..*` },
+      "2.0 download": {
+        status: 1,
+        says: cutShort(".*"),
+        left: PART,
+        rerun: `GET /api/2\\.0/drives/${UUID}/download/ failed: 404 missing: Drive ${UUID} could not be found\\..*`,
+      },
     },
   },
 ];
@@ -420,7 +557,9 @@ const tmpfsProblem = (() => {
 
 function journalDrive(cwd: string): string | undefined {
   const [name] = leftIn(cwd).journals;
-  return name ? (JSON.parse(readFileSync(join(cwd, name), "utf8").split("\n")[0] as string) as { drive: string }).drive : undefined;
+  return name
+    ? (JSON.parse(readFileSync(join(cwd, name), "utf8").split("\n")[0] as string) as { drive: string }).drive
+    : undefined;
 }
 
 async function check(row: Row, path: TransferPath, outcome: Outcome): Promise<void> {
@@ -445,7 +584,8 @@ async function check(row: Row, path: TransferPath, outcome: Outcome): Promise<vo
       const resumed = emulator.api2.originRequests.filter((request) => request.headers.range !== undefined);
       if (outcome.retried === "range") expect(resumed.length).toBeGreaterThan(0);
       // each resumed from where the .part stood (never 0), answered with the rest
-      for (const request of resumed) expect([request.headers.range, request.status]).toEqual([expect.stringMatching(/^bytes=[1-9]\d*-$/), 206]);
+      for (const request of resumed)
+        expect([request.headers.range, request.status]).toEqual([expect.stringMatching(/^bytes=[1-9]\d*-$/), 206]);
     }
     return;
   }
@@ -504,7 +644,13 @@ for (const row of rows) {
   const skip = row.skip?.();
   if (skip) console.log(`skipped "${row.fault}": ${skip}`);
   describe(row.fault, () => {
-    for (const name of ["1.0 upload", "1.0 download", "2.0 chunked upload", "2.0 direct upload", "2.0 download"] as const) {
+    for (const name of [
+      "1.0 upload",
+      "1.0 download",
+      "2.0 chunked upload",
+      "2.0 direct upload",
+      "2.0 download",
+    ] as const) {
       const cell = row.cells[name];
       if ("notApplicable" in cell) {
         test.skip(`${name}: not applicable (${cell.notApplicable})`, () => {});

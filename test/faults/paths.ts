@@ -77,8 +77,11 @@ export function transferPaths(emulator: Emulator): TransferPath[] {
     return { argv: [stub.addDrive(SIZE, {}, bytes).uuid, "out.img"], cwd: dir, bytes, file: "out.img" };
   };
   const offsets = (method: string, path: RegExp, ok: number) =>
-    stub.requests.filter((r) => r.method === method && r.status === ok && path.test(r.path)).map((r) => Number(/\/(\d+)(?:\/\d+)?$/.exec(r.path)?.[1]) / CHUNK);
-  const intercept = (requests: Requests) => (hold: Hold) => emulator.intercept(hold.handler(requests.method, requests.path));
+    stub.requests
+      .filter((r) => r.method === method && r.status === ok && path.test(r.path))
+      .map((r) => Number(/\/(\d+)(?:\/\d+)?$/.exec(r.path)?.[1]) / CHUNK);
+  const intercept = (requests: Requests) => (hold: Hold) =>
+    emulator.intercept(hold.handler(requests.method, requests.path));
   const error1 = (status: number, message: string) => elasticError(status, status === 409 ? "busy" : "system", message);
   const error2 = (status: number, message: string) => jsonError(status, "backend", message);
 

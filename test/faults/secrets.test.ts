@@ -45,7 +45,8 @@ for (const name of ["1.0 upload", "1.0 download", "2.0 chunked upload"] as PathN
     await waitFor(() => hold.held >= 1 && journaled(dir).size >= 3, "the run midway");
 
     const seen: string[] = [readFileSync(`/proc/${child.pid}/cmdline`, "utf8")];
-    for (const file of readdirSync(dir).filter((file) => file.startsWith(".drivekit-journal-"))) seen.push(readFileSync(join(dir, file), "utf8"));
+    for (const file of readdirSync(dir).filter((file) => file.startsWith(".drivekit-journal-")))
+      seen.push(readFileSync(join(dir, file), "utf8"));
     expect(seen.length).toBeGreaterThanOrEqual(3); // the arguments, the journal and the lock
     child.kill("SIGINT");
     const stopped = await child.finished;

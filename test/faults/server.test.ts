@@ -38,12 +38,16 @@ const path = (name: PathName) => paths.find((candidate) => candidate.name === na
 
 /** Answer `method` on paths matching `pattern` with `answer` (every time). */
 function answer(method: string, pattern: RegExp, make: (request: Request, path: string) => Response | undefined): void {
-  emulator.intercept((request, urlPath) => (request.method === method && pattern.test(urlPath) ? make(request, urlPath) : undefined));
+  emulator.intercept((request, urlPath) =>
+    request.method === method && pattern.test(urlPath) ? make(request, urlPath) : undefined,
+  );
 }
 
 /** Run the transfer in this process, retries paced fast: a misbehaving server may be asked several times. */
 function runOn(on: TransferPath, transfer: Transfer, extra: string[] = []): Promise<RunResult> {
-  return withPolicy({ baseMs: 1, capMs: 5 }, () => run(on.command, [...transfer.argv, ...extra], { env: on.env(), cwd: transfer.cwd }));
+  return withPolicy({ baseMs: 1, capMs: 5 }, () =>
+    run(on.command, [...transfer.argv, ...extra], { env: on.env(), cwd: transfer.cwd }),
+  );
 }
 
 /** Status 1, one error line matching `says`, no stack trace, nothing on stdout, no final file. */
@@ -58,7 +62,10 @@ function expectOneLine(result: RunResult, says: RegExp, transfer: Transfer): voi
   expect(leftIn(transfer.cwd).locks).toEqual([]);
 }
 
-const garbage = () => new Response("<html><body><h1>502 Bad Gateway</h1>\n<p>nginx</p></body></html>\n", { headers: { "content-type": "text/html" } });
+const garbage = () =>
+  new Response("<html><body><h1>502 Bad Gateway</h1>\n<p>nginx</p></body></html>\n", {
+    headers: { "content-type": "text/html" },
+  });
 const binary = () => new Response(new Uint8Array([0, 255, 10, 32, 0, 13, 10, 7, 200, 10]));
 
 test("1.0 read: a 200 whose body ends short of its Content-Length, every time: exit 1 after the retries, .part kept", async () => {
@@ -68,7 +75,13 @@ test("1.0 read: a 200 whose body ends short of its Content-Length, every time: e
   const result = await runOn(on, transfer);
   // Bun's fetch sees the connection close early (and may drop what it held); counting the bytes would catch it otherwise
   const cut = "(protocol: short answer: \\d+ of 65536 bytes|network: answer cut after \\d+ of 65536 bytes: .*)";
-  expectOneLine(result, new RegExp(`^download: error: download of drive ${UUID} stopped at .*: GET \\S+ failed: 200 ${cut}; out\\.img\\.part is kept: rerun the same command in \\S+ to resume$`), transfer);
+  expectOneLine(
+    result,
+    new RegExp(
+      `^download: error: download of drive ${UUID} stopped at .*: GET \\S+ failed: 200 ${cut}; out\\.img\\.part is kept: rerun the same command in \\S+ to resume$`,
+    ),
+    transfer,
+  );
   expect(leftIn(dir).parts).toEqual(["out.img.part"]);
 });
 
@@ -85,7 +98,11 @@ test("1.0 read: an answer longer than asked stops at once (never retried, never 
   const transfer = on.prepare(dir, ++seed);
   answer("GET", on.data.path, () => new Response(new Uint8Array(64 * 1024 + 1).fill(9)));
   const result = await runOn(on, transfer);
-  expectOneLine(result, /GET \/drives\/\S+\/read\/\d+\/65536 failed: 200 protocol: the server sent more than the 65536 bytes asked/, transfer);
+  expectOneLine(
+    result,
+    /GET \/drives\/\S+\/read\/\d+\/65536 failed: 200 protocol: the server sent more than the 65536 bytes asked/,
+    transfer,
+  );
   // stopped at once: one answer per chunk in flight, no retries
   expect(emulator.stub.count("GET", on.data.path)).toBeLessThanOrEqual(2);
   const part = join(dir, "out.img.part");
@@ -100,7 +117,8 @@ test("2.0 download: a 200 whose body ends short of its Content-Length (retries o
   const result = await withPolicy({ attempts: 1 }, () => runOn(on, transfer));
   // the early close is seen as such, or else the byte count falls short of Content-Length
   const cut = `(download cut short at .* of 2\\.5 MiB: .*|download of drive ${UUID} cut short: \\d+ of ${SIZE} bytes)`;
-  const next = "(\\S+out\\.img\\.part kept: run the same command again to resume|nothing was kept: run the same command again)";
+  const next =
+    "(\\S+out\\.img\\.part kept: run the same command again to resume|nothing was kept: run the same command again)";
   expectOneLine(result, new RegExp(`^download: error: ${cut}; ${next}$`), transfer);
   // what is kept is what arrived (the close may drop what fetch still held), and right
   const part = join(dir, "out.img.part");
@@ -114,7 +132,13 @@ test("2.0 download: a whole 200 that holds less than the drive (its Content-Leng
   const transfer = on.prepare(dir, ++seed);
   emulator.api2.originHook = () => new Response(transfer.bytes.slice(0, 1024 * 1024));
   const result = await runOn(on, transfer);
-  expectOneLine(result, new RegExp(`^download: error: the server announced 1048576 bytes for drive ${UUID}, which holds ${SIZE}: refusing a file that would not be the drive$`), transfer);
+  expectOneLine(
+    result,
+    new RegExp(
+      `^download: error: the server announced 1048576 bytes for drive ${UUID}, which holds ${SIZE}: refusing a file that would not be the drive$`,
+    ),
+    transfer,
+  );
   expect(readdirSync(dir)).toEqual([]);
 });
 
@@ -127,7 +151,11 @@ for (const [label, make] of [
     const transfer = on.prepare(dir, ++seed);
     answer("GET", /^\/drives\/[0-9a-f-]{36}\/info$/, make);
     const result = await runOn(on, transfer);
-    expectOneLine(result, new RegExp(`^download: error: drive ${UUID}: the server gave no usable size \\('.*'\\)$`), transfer);
+    expectOneLine(
+      result,
+      new RegExp(`^download: error: drive ${UUID}: the server gave no usable size \\('.*'\\)$`),
+      transfer,
+    );
     expect(readdirSync(dir)).toEqual([]);
   });
 
@@ -157,7 +185,11 @@ test("2.0 upload_chunk answering JSON without a link: exit 1 at once, with the r
   const transfer = on.prepare(dir, ++seed);
   answer("POST", /\/action\/$/, () => Response.json({ objects: [] }));
   const result = await runOn(on, transfer);
-  expectOneLine(result, /^upload: error: upload to drive \S+ stopped at 0 B of .*: POST \S+\/action\/ failed: 200 protocol: no link in the answer for chunk \d+; to resume, rerun the same command/, transfer);
+  expectOneLine(
+    result,
+    /^upload: error: upload to drive \S+ stopped at 0 B of .*: POST \S+\/action\/ failed: 200 protocol: no link in the answer for chunk \d+; to resume, rerun the same command/,
+    transfer,
+  );
   // not retried: a server that answers without a link will not answer otherwise
   expect(emulator.stub.count("POST", /\/action\/$/)).toBeLessThanOrEqual(6);
 });
@@ -180,7 +212,11 @@ test("2.0 direct upload answered with HTML instead of the new drive: exit 1, say
     return garbage();
   });
   const result = await runOn(on, transfer);
-  expectOneLine(result, /^upload: error: upload of \S+ ended, but the answer holds no drive UUID: '<html>.*'; not retried: check your drive list$/, transfer);
+  expectOneLine(
+    result,
+    /^upload: error: upload of \S+ ended, but the answer holds no drive UUID: '<html>.*'; not retried: check your drive list$/,
+    transfer,
+  );
 });
 
 for (const name of ["1.0 download", "2.0 download"] as const) {
@@ -188,7 +224,11 @@ for (const name of ["1.0 download", "2.0 download"] as const) {
     const on = path(name);
     const transfer = on.prepare(dir, ++seed);
     const first = name === "1.0 download" ? { method: "GET", path: /^\/drives\/[0-9a-f-]{36}\/info$/ } : on.data;
-    answer(first.method, first.path, (request) => new Response(null, { status: 302, headers: { location: new URL(request.url).pathname } }));
+    answer(
+      first.method,
+      first.path,
+      (request) => new Response(null, { status: 302, headers: { location: new URL(request.url).pathname } }),
+    );
     const result = await runOn(on, transfer);
     expectOneLine(result, /^download: error: GET \S+ failed: 302 protocol: more than 5 redirects/, transfer);
     expect(emulator.stub.count(first.method, first.path)).toBe(6);

@@ -110,9 +110,16 @@ export function spawnScript(script: string, argv: string[], env: Record<string, 
     stdout: "pipe",
     stderr: "pipe",
   });
-  const finished = Promise.all([new Response(child.stdout).arrayBuffer(), new Response(child.stderr).text(), child.exited]).then(
-    ([stdout, stderr, status]) => ({ status, stdout: new TextDecoder().decode(stdout), stdoutBytes: new Uint8Array(stdout), stderr }),
-  );
+  const finished = Promise.all([
+    new Response(child.stdout).arrayBuffer(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]).then(([stdout, stderr, status]) => ({
+    status,
+    stdout: new TextDecoder().decode(stdout),
+    stdoutBytes: new Uint8Array(stdout),
+    stderr,
+  }));
   return { pid: child.pid, kill: (signal) => child.kill(signal), finished };
 }
 
@@ -120,7 +127,9 @@ export function spawnScript(script: string, argv: string[], env: Record<string, 
 export function leftIn(dir: string): { journals: string[]; locks: string[]; parts: string[] } {
   const names = existsSync(dir) ? readdirSync(dir) : [];
   return {
-    journals: names.filter((name) => name.startsWith(".drivekit-journal-") && !name.includes(".lock") && !name.endsWith(".tmp")),
+    journals: names.filter(
+      (name) => name.startsWith(".drivekit-journal-") && !name.includes(".lock") && !name.endsWith(".tmp"),
+    ),
     locks: names.filter((name) => name.endsWith(".lock")),
     parts: names.filter((name) => name.endsWith(".part")),
   };
@@ -132,7 +141,12 @@ export function journaled(dir: string): Set<number> {
   if (!name) return new Set();
   const lines = readFileSync(join(dir, name), "utf8").split("\n");
   // only whole lines: the last one may be torn
-  return new Set(lines.slice(1, -1).filter((line) => /^\d+$/.test(line)).map(Number));
+  return new Set(
+    lines
+      .slice(1, -1)
+      .filter((line) => /^\d+$/.test(line))
+      .map(Number),
+  );
 }
 
 /** Run `body` with a retry policy paced for tests: what is tested is how a run ends, not how long it waits. */
@@ -149,11 +163,17 @@ export async function withPolicy<T>(policy: Partial<RetryPolicy>, body: () => Pr
 /** The error lines of a run, and whether anything looks like a stack trace. */
 export function errorLines(result: RunResult): { errors: string[]; stack: boolean } {
   const lines = result.stderr.split("\n");
-  return { errors: lines.filter((line) => /: error: /.test(line)), stack: lines.some((line) => /^\s+at \S/.test(line)) };
+  return {
+    errors: lines.filter((line) => /: error: /.test(line)),
+    stack: lines.some((line) => /^\s+at \S/.test(line)),
+  };
 }
 
 /** A tmpfs of `size` mounted on `dir` (root only), for a disk that fills up; else why it cannot be had here. */
-export function mountTmpfs(dir: string, size: string): { unmount: () => void; resize: (size: string) => void } | string {
+export function mountTmpfs(
+  dir: string,
+  size: string,
+): { unmount: () => void; resize: (size: string) => void } | string {
   if (process.getuid?.() !== 0) return "not root: a tmpfs cannot be mounted";
   mkdirSync(dir, { recursive: true });
   const mount = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir], { stderr: "pipe" });

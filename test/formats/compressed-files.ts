@@ -51,7 +51,10 @@ const TOOLS: Record<CompressedFormat, string> = { gzip: "gzip", zstd: "zstd" };
  * The gzip / zstd tool's own test (-t) and its decoding (-dc) of the file, hashed; undefined when
  * the tool is not installed (the reason printed).
  */
-export async function toolCheck(format: CompressedFormat, path: string): Promise<{ tested: number; sha256: string } | undefined> {
+export async function toolCheck(
+  format: CompressedFormat,
+  path: string,
+): Promise<{ tested: number; sha256: string } | undefined> {
   const tool = Bun.which(TOOLS[format]);
   if (!tool) {
     console.log(`skipped the ${TOOLS[format]} tool's check of ${path}: ${TOOLS[format]} is not installed`);

@@ -26,7 +26,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const decode = (format: CompressedFormat, bytes: Uint8Array) => new Uint8Array(format === "gzip" ? gunzipSync(bytes) : Bun.zstdDecompressSync(bytes));
+const decode = (format: CompressedFormat, bytes: Uint8Array) =>
+  new Uint8Array(format === "gzip" ? gunzipSync(bytes) : Bun.zstdDecompressSync(bytes));
 
 /** A drive of data, an all-zero piece and an odd tail. */
 function driveBytes(size: number, seed: number): Uint8Array {
@@ -65,14 +66,24 @@ for (const format of ["gzip", "zstd"] as const) {
       const path = join(dir, `order.${format}`);
       const fd = openSync(path, "w");
       const points: ResumePoint[] = [];
-      const output = new CompressedOutput({ fd, part: path, format, size, pieceSize: PIECE, window: 3, onDurable: (point) => points.push(point) });
+      const output = new CompressedOutput({
+        fd,
+        part: path,
+        format,
+        size,
+        pieceSize: PIECE,
+        window: 3,
+        onDurable: (point) => points.push(point),
+      });
       const end = await feed(output, bytes, nearlyInOrder(Math.ceil(size / CHUNK), 6));
       closeSync(fd);
       const written = readFileSync(path);
       expect(end).toEqual({ driveBytes: size, partLength: written.length });
       expect(sameBytes(decode(format, written), bytes)).toBe(true);
       // each piece is its own member / frame (at the normal or the fast level): the first one alone is the first piece
-      const first = await Promise.all([false, true].map(async (fast) => Buffer.concat(await compressPiece(format, bytes.subarray(0, PIECE), fast))));
+      const first = await Promise.all(
+        [false, true].map(async (fast) => Buffer.concat(await compressPiece(format, bytes.subarray(0, PIECE), fast))),
+      );
       expect(first.some((member) => sameBytes(written.subarray(0, member.length), member))).toBe(true);
       // a durable point was recorded at a piece boundary, within what was written
       expect(points.length).toBeGreaterThan(0);
@@ -95,7 +106,14 @@ for (const format of ["gzip", "zstd"] as const) {
       const path = join(dir, `stop.${format}`);
       let fd = openSync(path, "w");
       const points: ResumePoint[] = [];
-      const output = new CompressedOutput({ fd, part: path, format, size, pieceSize: PIECE, onDurable: (point) => points.push(point) });
+      const output = new CompressedOutput({
+        fd,
+        part: path,
+        format,
+        size,
+        pieceSize: PIECE,
+        onDurable: (point) => points.push(point),
+      });
       // pieces 0 and 1 whole, piece 2 half
       for (let start = 0; start < 2.5 * PIECE; start += CHUNK) {
         const room = await output.slot(start, CHUNK);
@@ -111,11 +129,21 @@ for (const format of ["gzip", "zstd"] as const) {
 
       // bytes after the point (a run killed mid-write) are cut away when the next run starts
       writeFileSync(path, new Uint8Array(999).fill(1), { flag: "a" });
-      const journal = CompressedJournal.start(join(dir, `stop-journal.${format}`), path, { file: path, drive: "d", size, format, pieceSize: PIECE }, kept);
+      const journal = CompressedJournal.start(
+        join(dir, `stop-journal.${format}`),
+        path,
+        { file: path, drive: "d", size, format, pieceSize: PIECE },
+        kept,
+      );
       fd = journal.fd;
       const resumed = new CompressedOutput({ fd, part: path, format, size, pieceSize: PIECE, start: kept });
       const chunks = Math.ceil((size - kept.driveBytes) / CHUNK);
-      const end = await feed(resumed, bytes, Array.from({ length: chunks }, (_, i) => i), kept.driveBytes);
+      const end = await feed(
+        resumed,
+        bytes,
+        Array.from({ length: chunks }, (_, i) => i),
+        kept.driveBytes,
+      );
       closeSync(fd);
       journal.journal.remove();
       expect(end.driveBytes).toBe(size);
@@ -218,7 +246,11 @@ describe("resume journal", () => {
     record.record({ driveBytes: PIECE, partLength: 1000 });
     record.record({ driveBytes: 2 * PIECE, partLength: 2000 });
     record.close();
-    expect(resumePointOf(journal, part, download)).toEqual({ driveBytes: 2 * PIECE, partLength: 2000, size: download.size });
+    expect(resumePointOf(journal, part, download)).toEqual({
+      driveBytes: 2 * PIECE,
+      partLength: 2000,
+      size: download.size,
+    });
     const text = readFileSync(journal, "utf8");
     writeFileSync(journal, `${text}${3 * PIECE} 9000\n${3 * PIECE + 1} 3000\n${4 * PIECE} 40`);
     // 9000 is past the .part's 5000 bytes, 3 PIECE + 1 is off the grid, the last line is torn
@@ -229,7 +261,10 @@ describe("resume journal", () => {
     expect(resumePointOf(journal, part, { ...download, pieceSize: 2 * PIECE })).toBeUndefined();
     expect(resumePointOf(journal, part, { ...download, size: download.size + 1 })).toBeUndefined();
     // a raw download's journal (same place) is another kind
-    writeFileSync(journal, `${JSON.stringify({ v: 1, kind: "download", file: download.file, size: download.size, chunk: PIECE, drive: "d1" })}\n1\n2\n`);
+    writeFileSync(
+      journal,
+      `${JSON.stringify({ v: 1, kind: "download", file: download.file, size: download.size, chunk: PIECE, drive: "d1" })}\n1\n2\n`,
+    );
     expect(resumePointOf(journal, part, download)).toBeUndefined();
   });
 
@@ -237,10 +272,17 @@ describe("resume journal", () => {
     const journal = join(dir, "journal-start");
     const part = join(dir, "journal-start.part");
     writeFileSync(part, new Uint8Array(7000).fill(5));
-    const { fd, journal: record } = CompressedJournal.start(journal, part, download, { driveBytes: PIECE, partLength: 3000 });
+    const { fd, journal: record } = CompressedJournal.start(journal, part, download, {
+      driveBytes: PIECE,
+      partLength: 3000,
+    });
     closeSync(fd);
     record.close();
     expect(statSync(part).size).toBe(3000);
-    expect(resumePointOf(journal, part, download)).toEqual({ driveBytes: PIECE, partLength: 3000, size: download.size });
+    expect(resumePointOf(journal, part, download)).toEqual({
+      driveBytes: PIECE,
+      partLength: 3000,
+      size: download.size,
+    });
   });
 });

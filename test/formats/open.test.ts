@@ -30,11 +30,18 @@ async function write(name: string, content: Uint8Array): Promise<string> {
   return path;
 }
 
-const gzipMembers = (...parts: Uint8Array[]) => Buffer.concat(parts.map((part) => Bun.gzipSync(part as Uint8Array<ArrayBuffer>)));
+const gzipMembers = (...parts: Uint8Array[]) =>
+  Buffer.concat(parts.map((part) => Bun.gzipSync(part as Uint8Array<ArrayBuffer>)));
 
 function logger() {
   const lines: string[] = [];
-  return { lines, log: { info: (text: string) => void lines.push(`info ${text}`), warn: (text: string) => void lines.push(`warn ${text}`) } };
+  return {
+    lines,
+    log: {
+      info: (text: string) => void lines.push(`info ${text}`),
+      warn: (text: string) => void lines.push(`warn ${text}`),
+    },
+  };
 }
 
 /** Read the whole image in ascending 1 MiB reads, as an engine would (every read issued at once, in order). */
@@ -49,13 +56,15 @@ async function readAll(image: ImageSource, piece = 1024 * 1024): Promise<Uint8Ar
   return out;
 }
 
-const stdinOf = (content: Uint8Array, piece = 65536) => () =>
-  new ReadableStream<Uint8Array>({
-    start(controller) {
-      for (let at = 0; at < content.length; at += piece) controller.enqueue(content.slice(at, at + piece));
-      controller.close();
-    },
-  });
+const stdinOf =
+  (content: Uint8Array, piece = 65536) =>
+  () =>
+    new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let at = 0; at < content.length; at += piece) controller.enqueue(content.slice(at, at + piece));
+        controller.close();
+      },
+    });
 
 async function opened(path: string, options: InputOptions = {}) {
   const image = await openInput(path, path, options);
@@ -79,10 +88,21 @@ test("the format comes from the first bytes", () => {
 
 for (const [label, make] of [
   ["gzip, one member", async () => Bun.gzipSync(bytes as Uint8Array<ArrayBuffer>)],
-  ["gzip, three members", async () => gzipMembers(bytes.subarray(0, 100_000), bytes.subarray(100_000, 2_000_000), bytes.subarray(2_000_000))],
+  [
+    "gzip, three members",
+    async () => gzipMembers(bytes.subarray(0, 100_000), bytes.subarray(100_000, 2_000_000), bytes.subarray(2_000_000)),
+  ],
   ["zstd with its content size", async () => zstdCompressSync(bytes)],
   ["zstd without a content size", () => zstdWithoutSize(bytes)],
-  ["zstd, two frames and a skippable one", async () => Buffer.concat([zstdCompressSync(bytes.subarray(0, 1_000_000)), Buffer.from([0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3]), zstdCompressSync(bytes.subarray(1_000_000))])],
+  [
+    "zstd, two frames and a skippable one",
+    async () =>
+      Buffer.concat([
+        zstdCompressSync(bytes.subarray(0, 1_000_000)),
+        Buffer.from([0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3]),
+        zstdCompressSync(bytes.subarray(1_000_000)),
+      ]),
+  ],
 ] as const) {
   test(`${label}: decoded byte for byte, its size found`, async () => {
     const encoded = await make();
@@ -95,7 +115,9 @@ for (const [label, make] of [
     expect(image.size).toBe(SIZE);
     expect(sameBytes(read, bytes)).toBe(true);
     const counted = label.startsWith("gzip") || label.includes("without");
-    expect(lines.some((line) => line.includes("decompressing it once to count (--size SIZE skips this)"))).toBe(counted);
+    expect(lines.some((line) => line.includes("decompressing it once to count (--size SIZE skips this)"))).toBe(
+      counted,
+    );
     // --verify's second pass
     const again = await image.reopen!();
     try {
@@ -134,7 +156,9 @@ test("stdin: raw, gzip or zstd as its first bytes say; --size required; a stream
   }
   const missing = await openInput("-", "-", { stdin: stdinOf(bytes) }).catch((caught) => caught);
   expect(missing).toBeInstanceOf(UsageError);
-  expect(missing.message).toBe("reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is");
+  expect(missing.message).toBe(
+    "reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is",
+  );
 
   const empty = await openInput("-", "-", { size: SIZE, stdin: stdinOf(new Uint8Array(0)) }).catch((caught) => caught);
   expect(empty).toBeInstanceOf(UsageError);
@@ -146,7 +170,10 @@ test("stdin: raw, gzip or zstd as its first bytes say; --size required; a stream
   expect(decodedNothing.message).toBe("stdin decodes to nothing (0 bytes): there is no image in it");
 
   // a pipe that ends early is a producer that died, never an image to pad
-  const short = await openInput("-", "-", { size: SIZE + 5000, stdin: stdinOf(Bun.gzipSync(bytes as Uint8Array<ArrayBuffer>)) });
+  const short = await openInput("-", "-", {
+    size: SIZE + 5000,
+    stdin: stdinOf(Bun.gzipSync(bytes as Uint8Array<ArrayBuffer>)),
+  });
   const cut = await readAll(short).catch((caught) => caught);
   await short.close();
   expect(cut).toBeInstanceOf(InputError);
@@ -183,8 +210,13 @@ test("refused before anything is read: xz and bzip2 (with the pipe that works), 
     "disk.raw.xz is xz-compressed, which upload.ts does not decode (no xz in the runtime; it cannot seek either): xz -dc disk.raw.xz | upload.ts - --size SIZE (the image's size)",
   );
   const bz = await write("disk.bz2", new TextEncoder().encode("BZh91AY&SY"));
-  expect((await openInput(bz, "disk.bz2").catch((caught) => caught)).message).toContain("bzip2 -dc disk.bz2 | upload.ts - --size SIZE");
-  const stdinXz = await openInput("-", "-", { size: 100, stdin: stdinOf(new Uint8Array([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 4])) }).catch((caught) => caught);
+  expect((await openInput(bz, "disk.bz2").catch((caught) => caught)).message).toContain(
+    "bzip2 -dc disk.bz2 | upload.ts - --size SIZE",
+  );
+  const stdinXz = await openInput("-", "-", {
+    size: 100,
+    stdin: stdinOf(new Uint8Array([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 4])),
+  }).catch((caught) => caught);
   expect(stdinXz.message).toContain("... | xz -dc | upload.ts - --size SIZE");
   const raw = await write("plain.img", bytes);
   for (const format of ["gzip", "zstd", "qcow2"] as const) {
@@ -204,7 +236,9 @@ test("truncated or damaged data: refused at open when the size is found first, e
   const truncated = await write("cut.gz", gz.subarray(0, gz.length - 5000));
   const counting = await openInput(truncated, "cut.gz").catch((caught) => caught);
   expect(counting).toBeInstanceOf(InputError);
-  expect(counting.message).toMatch(/^cut\.gz: the gzip data ends early, after \d+ bytes of the image \(a truncated file\?\)$/);
+  expect(counting.message).toMatch(
+    /^cut\.gz: the gzip data ends early, after \d+ bytes of the image \(a truncated file\?\)$/,
+  );
   // with --size nothing is counted: the read that meets the end fails
   const image = await openInput(truncated, "cut.gz", { size: SIZE });
   const failed = await readAll(image).catch((caught) => caught);
@@ -219,11 +253,20 @@ test("truncated or damaged data: refused at open when the size is found first, e
   expect(bad.message).toMatch(/^bad\.gz: damaged gzip data after \d+ bytes of the image \(.+\)$/);
 
   const zst = zstdCompressSync(bytes);
-  const cutZst = await openInput(await write("cut.zst", zst.subarray(0, zst.length - 100)), "cut.zst").catch((caught) => caught);
+  const cutZst = await openInput(await write("cut.zst", zst.subarray(0, zst.length - 100)), "cut.zst").catch(
+    (caught) => caught,
+  );
   expect(cutZst).toBeInstanceOf(InputError);
-  expect(cutZst.message).toMatch(/^cut\.zst: the zstd data ends inside a frame at compressed byte \d+ \(a truncated file\?\)$/);
-  const junk = await openInput(await write("junk.zst", Buffer.concat([zst, Buffer.from("junk after")])), "junk.zst").catch((caught) => caught);
-  expect(junk.message).toBe(`junk.zst: not a zstd frame at compressed byte ${zst.length} (data after the last frame, or a damaged file)`);
+  expect(cutZst.message).toMatch(
+    /^cut\.zst: the zstd data ends inside a frame at compressed byte \d+ \(a truncated file\?\)$/,
+  );
+  const junk = await openInput(
+    await write("junk.zst", Buffer.concat([zst, Buffer.from("junk after")])),
+    "junk.zst",
+  ).catch((caught) => caught);
+  expect(junk.message).toBe(
+    `junk.zst: not a zstd frame at compressed byte ${zst.length} (data after the last frame, or a damaged file)`,
+  );
 });
 
 test("a zstd frame that needs a dictionary is refused with status 2 before anything is read", async () => {
@@ -231,7 +274,9 @@ test("a zstd frame that needs a dictionary is refused with status 2 before anyth
   const framed = new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 0x21, 7, 5, 0x29, 0, 0, 1, 2, 3, 4, 5]);
   const error = await openInput(await write("dict.zst", framed), "dict.zst").catch((caught) => caught);
   expect(error).toBeInstanceOf(UsageError);
-  expect(error.message).toBe("dict.zst needs zstd dictionary 7 to decompress, which upload.ts does not have: zstd -D DICTIONARY -dc ... | upload.ts - --size SIZE");
+  expect(error.message).toBe(
+    "dict.zst needs zstd dictionary 7 to decompress, which upload.ts does not have: zstd -D DICTIONARY -dc ... | upload.ts - --size SIZE",
+  );
 });
 
 test("an image longer than --size is an error at the last byte; a zstd one is refused at open", async () => {
@@ -240,11 +285,15 @@ test("an image longer than --size is an error at the last byte; a zstd one is re
   const error = await readAll(image).catch((caught) => caught);
   await image.close();
   expect(error).toBeInstanceOf(InputError);
-  expect(error.message).toBe(`long.gz holds more than ${SIZE - 1000} bytes (byte ${SIZE - 1000} is not the end): --size ${SIZE - 1000} is smaller than the image: give its whole size (or, for a file, leave --size out)`);
+  expect(error.message).toBe(
+    `long.gz holds more than ${SIZE - 1000} bytes (byte ${SIZE - 1000} is not the end): --size ${SIZE - 1000} is smaller than the image: give its whole size (or, for a file, leave --size out)`,
+  );
   const zst = await write("long.zst", zstdCompressSync(bytes));
   const refused = await openInput(zst, "long.zst", { size: SIZE - 1000 }).catch((caught) => caught);
   expect(refused).toBeInstanceOf(UsageError);
-  expect(refused.message).toBe(`--size ${SIZE - 1000} is smaller than long.zst (${SIZE} bytes decoded, as its zstd frames record): the image would not fit`);
+  expect(refused.message).toBe(
+    `--size ${SIZE - 1000} is smaller than long.zst (${SIZE} bytes decoded, as its zstd frames record): the image would not fit`,
+  );
   const stdin = await openInput("-", "-", { size: SIZE - 1, stdin: stdinOf(bytes) });
   const tooLong = await readAll(stdin).catch((caught) => caught);
   await stdin.close();

@@ -58,7 +58,8 @@ async function refusal(path: string): Promise<string> {
   return message;
 }
 
-const create = (out: string, ...options: string[]) => qemu("qemu-img", "create", "-q", "-f", "qcow2", ...options, out, "1M");
+const create = (out: string, ...options: string[]) =>
+  qemu("qemu-img", "create", "-q", "-f", "qcow2", ...options, out, "1M");
 
 test("bad magic", async () => {
   const path = copyOf(good);
@@ -70,7 +71,9 @@ test("bad magic", async () => {
 test("versions other than 2 and 3", async () => {
   const path = copyOf(good);
   patch(path, 4, u32(4));
-  expect(await refusal(path)).toBe(`${SHOWN}: qcow2 version 4 is not supported (only 2 and 3); convert it first: qemu-img convert -O qcow2 in.qcow2 new.qcow2`);
+  expect(await refusal(path)).toBe(
+    `${SHOWN}: qcow2 version 4 is not supported (only 2 and 3); convert it first: qemu-img convert -O qcow2 in.qcow2 new.qcow2`,
+  );
   patch(path, 4, u32(1));
   expect(await refusal(path)).toContain("is a qcow version 1 image");
 });
@@ -78,7 +81,9 @@ test("versions other than 2 and 3", async () => {
 test("a backing file", async () => {
   const path = join(dir, "overlay.qcow2");
   qemu("qemu-img", "create", "-q", "-f", "qcow2", "-b", source, "-F", "raw", path);
-  expect(await refusal(path)).toBe(`${SHOWN}: has a backing file (${source}), which holds part of its data; ${FLATTEN}`);
+  expect(await refusal(path)).toBe(
+    `${SHOWN}: has a backing file (${source}), which holds part of its data; ${FLATTEN}`,
+  );
 });
 
 test("encryption: LUKS, and the old AES", async () => {
@@ -87,13 +92,21 @@ test("encryption: LUKS, and the old AES", async () => {
   // now and then on a loaded machine (4 of 60 tries here): up to 10 tries, for that error only
   for (let attempt = 1; ; attempt++) {
     try {
-      create(path, "--object", "secret,id=s,data=x", "-o", "encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10");
+      create(
+        path,
+        "--object",
+        "secret,id=s,data=x",
+        "-o",
+        "encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10",
+      );
       break;
     } catch (error) {
       if (attempt >= 10 || !/accurate CPU usage/.test((error as Error).message)) throw error;
     }
   }
-  expect(await refusal(path)).toMatch(/^in\.qcow2: is encrypted \(LUKS\) and drivekit does not decrypt; write a plain copy first: qemu-img convert .*encrypt\.key-secret=key -O qcow2 plain\.qcow2$/);
+  expect(await refusal(path)).toMatch(
+    /^in\.qcow2: is encrypted \(LUKS\) and drivekit does not decrypt; write a plain copy first: qemu-img convert .*encrypt\.key-secret=key -O qcow2 plain\.qcow2$/,
+  );
   const aes = copyOf(good);
   patch(aes, 32, u32(1));
   expect(await refusal(aes)).toContain("is encrypted (AES)");
@@ -102,7 +115,9 @@ test("encryption: LUKS, and the old AES", async () => {
 test("an external data file", async () => {
   const path = join(dir, "external.qcow2");
   create(path, "-o", `data_file=${join(dir, "external.raw")}`);
-  expect(await refusal(path)).toBe(`${SHOWN}: keeps its data in an external data file (${join(dir, "external.raw")}); ${FLATTEN}`);
+  expect(await refusal(path)).toBe(
+    `${SHOWN}: keeps its data in an external data file (${join(dir, "external.raw")}); ${FLATTEN}`,
+  );
   const raw = join(dir, "external-raw.qcow2");
   create(raw, "-o", `data_file=${join(dir, "external2.raw")},data_file_raw=on`);
   expect(await refusal(raw)).toContain("; upload that file instead (it is kept as a raw image), or flatten it first");
@@ -111,19 +126,25 @@ test("an external data file", async () => {
 test("extended L2 entries", async () => {
   const path = join(dir, "extended.qcow2");
   create(path, "-o", "extended_l2=on");
-  expect(await refusal(path)).toBe(`${SHOWN}: uses extended L2 entries (subclusters), which drivekit does not read; ${FLATTEN}`);
+  expect(await refusal(path)).toBe(
+    `${SHOWN}: uses extended L2 entries (subclusters), which drivekit does not read; ${FLATTEN}`,
+  );
 });
 
 test("a compression type other than zlib", async () => {
   const path = join(dir, "zstd.qcow2");
   create(path, "-o", "compression_type=zstd");
-  expect(await refusal(path)).toBe(`${SHOWN}: compresses its clusters with zstd; drivekit inflates zlib only; convert it first: qemu-img convert -O qcow2 -o compression_type=zlib in.qcow2 new.qcow2`);
+  expect(await refusal(path)).toBe(
+    `${SHOWN}: compresses its clusters with zstd; drivekit inflates zlib only; convert it first: qemu-img convert -O qcow2 -o compression_type=zlib in.qcow2 new.qcow2`,
+  );
 });
 
 test("the corrupt bit, and incompatible features it does not know", async () => {
   const corrupt = copyOf(good);
   patch(corrupt, 72, u64(1n << 1n));
-  expect(await refusal(corrupt)).toBe(`${SHOWN}: is marked corrupt by qemu; repair it first: qemu-img check -r all in.qcow2`);
+  expect(await refusal(corrupt)).toBe(
+    `${SHOWN}: is marked corrupt by qemu; repair it first: qemu-img check -r all in.qcow2`,
+  );
   const unknown = copyOf(good);
   patch(unknown, 72, u64((1n << 10n) | (1n << 40n)));
   expect(await refusal(unknown)).toContain("uses incompatible features drivekit does not know (bit 10, bit 40)");
@@ -146,7 +167,9 @@ test("cluster sizes outside 512 B to 2 MiB", async () => {
   for (const bits of [8, 22]) {
     const path = copyOf(good);
     patch(path, 20, u32(bits));
-    expect(await refusal(path)).toBe(`${SHOWN}: its cluster size 2^${bits} is outside qcow2's 512 B to 2 MiB: ${DAMAGED}`);
+    expect(await refusal(path)).toBe(
+      `${SHOWN}: its cluster size 2^${bits} is outside qcow2's 512 B to 2 MiB: ${DAMAGED}`,
+    );
   }
 });
 
@@ -162,7 +185,9 @@ test("a virtual size of 0, or larger than any drive", async () => {
 test("a truncated copy", async () => {
   const path = copyOf(good);
   truncateSync(path, 3 * MiB);
-  expect(await refusal(path)).toMatch(/^in\.qcow2: the cluster at guest byte \d+ lies past the end of the file \(byte \d+ of 3145728\): the image is truncated or damaged; check it with qemu-img check in\.qcow2$/);
+  expect(await refusal(path)).toMatch(
+    /^in\.qcow2: the cluster at guest byte \d+ lies past the end of the file \(byte \d+ of 3145728\): the image is truncated or damaged; check it with qemu-img check in\.qcow2$/,
+  );
   const headerOnly = copyOf(good);
   truncateSync(headerOnly, 60);
   expect(await refusal(headerOnly)).toContain("the file ends inside the qcow2 header (60 bytes)");
@@ -174,12 +199,16 @@ test("a truncated copy", async () => {
 test("an L1 table, an L2 table or a cluster past the end of the file or misaligned", async () => {
   const l1PastEnd = copyOf(good);
   patch(l1PastEnd, 40, u64(1n << 40n));
-  expect(await refusal(l1PastEnd)).toBe(`${SHOWN}: its L1 table at byte ${2 ** 40} lies outside the file (${Bun.file(good).size} bytes): ${DAMAGED}`);
+  expect(await refusal(l1PastEnd)).toBe(
+    `${SHOWN}: its L1 table at byte ${2 ** 40} lies outside the file (${Bun.file(good).size} bytes): ${DAMAGED}`,
+  );
 
   const l1Offset = Number(readU64(good, 40));
   const l2PastEnd = copyOf(good);
   patch(l2PastEnd, l1Offset, u64((1n << 63n) | (1n << 32n)));
-  expect(await refusal(l2PastEnd)).toBe(`${SHOWN}: L2 table 0 at byte ${2 ** 32} lies past the end of the file (${Bun.file(good).size} bytes): ${DAMAGED}`);
+  expect(await refusal(l2PastEnd)).toBe(
+    `${SHOWN}: L2 table 0 at byte ${2 ** 32} lies past the end of the file (${Bun.file(good).size} bytes): ${DAMAGED}`,
+  );
   const l2Misaligned = copyOf(good);
   patch(l2Misaligned, l1Offset, u64(readU64(good, l1Offset) + 512n));
   expect(await refusal(l2Misaligned)).toContain("L2 table 0 at byte");
@@ -188,7 +217,9 @@ test("an L1 table, an L2 table or a cluster past the end of the file or misalign
   const entry = l2EntryOffset(good, 2);
   const clusterPastEnd = copyOf(good);
   patch(clusterPastEnd, entry, u64((1n << 63n) | (1n << 36n)));
-  expect(await refusal(clusterPastEnd)).toBe(`${SHOWN}: the cluster at guest byte 131072 lies past the end of the file (byte ${2 ** 36} of ${Bun.file(good).size}): ${DAMAGED}`);
+  expect(await refusal(clusterPastEnd)).toBe(
+    `${SHOWN}: the cluster at guest byte 131072 lies past the end of the file (byte ${2 ** 36} of ${Bun.file(good).size}): ${DAMAGED}`,
+  );
   const clusterMisaligned = copyOf(good);
   patch(clusterMisaligned, entry, u64(readU64(good, entry) + 4096n));
   expect(await refusal(clusterMisaligned)).toContain("the cluster at guest byte 131072 is at byte");

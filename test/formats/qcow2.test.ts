@@ -9,13 +9,26 @@ import type { ImageSource } from "../../lib/chunks/image.ts";
 import { InputError, OperationError } from "../../lib/errors.ts";
 import { inflateCluster, looksLikeQcow2, openQcow2 } from "../../lib/formats/qcow2.ts";
 import { sameBytes } from "../images.ts";
-import { l2EntryOffset, MiB, patch, qemu, qemuMap, qemuRaw, readU64, SOURCE_SIZE, u64, writeSource } from "./qcow2-images.ts";
+import {
+  l2EntryOffset,
+  MiB,
+  patch,
+  qemu,
+  qemuMap,
+  qemuRaw,
+  readU64,
+  SOURCE_SIZE,
+  u64,
+  writeSource,
+} from "./qcow2-images.ts";
 
 let dir: string;
 let source: string;
 
-const convert = (out: string, ...options: string[]) => qemu("qemu-img", "convert", "-O", "qcow2", ...options, source, out);
-const io = (image: string, ...commands: string[]) => qemu("qemu-io", "-f", "qcow2", ...commands.flatMap((command) => ["-c", command]), image);
+const convert = (out: string, ...options: string[]) =>
+  qemu("qemu-img", "convert", "-O", "qcow2", ...options, source, out);
+const io = (image: string, ...commands: string[]) =>
+  qemu("qemu-io", "-f", "qcow2", ...commands.flatMap((command) => ["-c", command]), image);
 
 /** Each image as qemu makes it from the source, then changed the way the name says. */
 const IMAGES: Record<string, (out: string) => void> = {
@@ -57,7 +70,23 @@ const IMAGES: Record<string, (out: string) => void> = {
   "dirty (lazy refcounts, writer killed)": (out) => {
     qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", out, String(SOURCE_SIZE));
     // qemu-io's abort leaves the dirty bit set, as a crashed writer would; qemu-io exits by a signal
-    Bun.spawnSync(["qemu-io", "-t", "writeback", "-f", "qcow2", "-c", "write -P 0x44 100000 200000", "-c", "flush", "-c", "abort", out], { stderr: "pipe" });
+    Bun.spawnSync(
+      [
+        "qemu-io",
+        "-t",
+        "writeback",
+        "-f",
+        "qcow2",
+        "-c",
+        "write -P 0x44 100000 200000",
+        "-c",
+        "flush",
+        "-c",
+        "abort",
+        out,
+      ],
+      { stderr: "pipe" },
+    );
   },
 };
 
@@ -140,7 +169,8 @@ describe.each(Object.keys(IMAGES))("%s", (name) => {
     entries.forEach((entry, i) => {
       const end = entry.start + entry.length;
       if (entry.data) {
-        for (const at of [entry.start, entry.start + Math.floor(entry.length / 2), end - 1]) expect(map.nextData(at)).toBe(at);
+        for (const at of [entry.start, entry.start + Math.floor(entry.length / 2), end - 1])
+          expect(map.nextData(at)).toBe(at);
       } else {
         const nextData = entries.slice(i + 1).find((later) => later.data)?.start ?? image.size;
         for (const at of [entry.start, end - 1]) expect(map.nextData(at)).toBe(nextData);
@@ -203,9 +233,14 @@ test("a compressed cluster whose bytes do not inflate fails the read with where 
   patch(path, host, new Uint8Array(512).fill(0xff));
   const image = await openQcow2(path, "in.qcow2");
   try {
-    const error = await image.read(new Uint8Array(65536), 65536, 0).then(() => undefined, (caught: unknown) => caught);
+    const error = await image.read(new Uint8Array(65536), 65536, 0).then(
+      () => undefined,
+      (caught: unknown) => caught,
+    );
     expect(error).toBeInstanceOf(InputError);
-    expect((error as Error).message).toMatch(/^in\.qcow2: the compressed cluster at guest byte 0 \(file byte \d+\) does not inflate .*: the image is damaged$/);
+    expect((error as Error).message).toMatch(
+      /^in\.qcow2: the compressed cluster at guest byte 0 \(file byte \d+\) does not inflate .*: the image is damaged$/,
+    );
   } finally {
     await image.close();
   }
@@ -217,7 +252,8 @@ test("a compressed cluster inflates whether its stream ends exactly, runs into t
   const trailing = Buffer.concat([finished, Buffer.alloc(300, 0xab)]);
   // a stream flushed but never finished: all of the cluster's bytes, no final block
   const unfinished = deflateRawSync(cluster, { finishFlush: constants.Z_SYNC_FLUSH });
-  for (const stored of [finished, trailing, unfinished]) expect(sameBytes(inflateCluster(stored, 65536), cluster)).toBe(true);
+  for (const stored of [finished, trailing, unfinished])
+    expect(sameBytes(inflateCluster(stored, 65536), cluster)).toBe(true);
   // a stream cut before the cluster is full gives fewer bytes, which the reader refuses as damaged
   expect(inflateCluster(finished.subarray(0, finished.length - 50), 65536).length).toBeLessThan(65536);
 });

@@ -41,7 +41,11 @@ for (const [api, env] of [
       ["gzip", Bun.gzipSync(bytes as Uint8Array<ArrayBuffer>)],
       ["zstd", zstdCompressSync(bytes)],
     ] as const) {
-      const up = await spawnScript("upload", ["-", "--size", String(SIZE), "-c", "64k"], { env: env(), cwd: dir, stdin: input });
+      const up = await spawnScript("upload", ["-", "--size", String(SIZE), "-c", "64k"], {
+        env: env(),
+        cwd: dir,
+        stdin: input,
+      });
       expect(up.stderr).not.toMatch(/error/);
       expect(up.status).toBe(0);
       const uuid = up.stdout.trim();
@@ -61,6 +65,8 @@ test("upload.ts - without --size: status 2, one line, nothing sent", async () =>
   const result = await spawnScript("upload", ["-"], { env: stub.env, cwd: dir, stdin: bytes });
   expect(result.status).toBe(2);
   expect(result.stdout).toBe("");
-  expect(result.stderr).toBe("upload: error: reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is\n");
+  expect(result.stderr).toBe(
+    "upload: error: reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is\n",
+  );
   expect(stub.requests.length).toBe(0);
 });

@@ -47,7 +47,14 @@ beforeAll(async () => {
   };
   await write("disk.raw", bytes);
   await write("disk.img.gz", gzipped(bytes));
-  await write("members.gz", Buffer.concat([gzipped(bytes.subarray(0, 300_000)), gzipped(bytes.subarray(300_000, 900_000)), gzipped(bytes.subarray(900_000))]));
+  await write(
+    "members.gz",
+    Buffer.concat([
+      gzipped(bytes.subarray(0, 300_000)),
+      gzipped(bytes.subarray(300_000, 900_000)),
+      gzipped(bytes.subarray(900_000)),
+    ]),
+  );
   await write("sized.zst", zstdCompressSync(bytes));
   await write("unsized.zst", await zstdWithoutSize(bytes));
   ENCODED["disk.qcow2"] = join(images, "disk.qcow2");
@@ -55,10 +62,32 @@ beforeAll(async () => {
   ENCODED["compressed.qcow2"] = join(images, "compressed.qcow2");
   qemu("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", ENCODED["disk.raw"]!, ENCODED["compressed.qcow2"]!);
   ENCODED["v2.qcow2"] = join(images, "v2.qcow2");
-  qemu("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "compat=0.10,cluster_size=4096", ENCODED["disk.raw"]!, ENCODED["v2.qcow2"]!);
+  qemu(
+    "qemu-img",
+    "convert",
+    "-f",
+    "raw",
+    "-O",
+    "qcow2",
+    "-o",
+    "compat=0.10,cluster_size=4096",
+    ENCODED["disk.raw"]!,
+    ENCODED["v2.qcow2"]!,
+  );
   // v3 zero clusters over the image's zero run (the image's bytes stay the same)
   ENCODED["zeros.qcow2"] = join(images, "zeros.qcow2");
-  qemu("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1,cluster_size=65536", ENCODED["disk.raw"]!, ENCODED["zeros.qcow2"]!);
+  qemu(
+    "qemu-img",
+    "convert",
+    "-f",
+    "raw",
+    "-O",
+    "qcow2",
+    "-o",
+    "compat=1.1,cluster_size=65536",
+    ENCODED["disk.raw"]!,
+    ENCODED["zeros.qcow2"]!,
+  );
   qemu("qemu-io", "-f", "qcow2", "-c", `write -z ${4 * 64 * KiB} ${3 * 64 * KiB}`, ENCODED["zeros.qcow2"]!);
 });
 afterAll(async () => {
@@ -78,9 +107,12 @@ afterEach(async () => {
 });
 
 const MODES = {
-  "API 1.0": (argv: string[], stdin?: Uint8Array) => run(upload, ["-c", "64k", ...argv], { env: stub.env, cwd: dir, stdin }),
-  "API 2.0 chunked": (argv: string[], stdin?: Uint8Array) => run(upload, ["-c", "64k", ...argv], { env: api2.env, cwd: dir, stdin }),
-  "API 2.0 --direct": (argv: string[], stdin?: Uint8Array) => run(upload, ["--direct", ...argv], { env: api2.env, cwd: dir, stdin }),
+  "API 1.0": (argv: string[], stdin?: Uint8Array) =>
+    run(upload, ["-c", "64k", ...argv], { env: stub.env, cwd: dir, stdin }),
+  "API 2.0 chunked": (argv: string[], stdin?: Uint8Array) =>
+    run(upload, ["-c", "64k", ...argv], { env: api2.env, cwd: dir, stdin }),
+  "API 2.0 --direct": (argv: string[], stdin?: Uint8Array) =>
+    run(upload, ["--direct", ...argv], { env: api2.env, cwd: dir, stdin }),
 } as const;
 type Mode = keyof typeof MODES;
 
@@ -93,20 +125,34 @@ function expectDriveHoldsImage(uuid: string): void {
   if (drive!.size > SIZE) expect(stub.readDrive(uuid, SIZE, drive!.size - SIZE).every((byte) => byte === 0)).toBe(true);
 }
 
-const journals = () => readdirSync(dir).filter((name) => name.startsWith(".drivekit-journal-") && !name.endsWith(".lock"));
+const journals = () =>
+  readdirSync(dir).filter((name) => name.startsWith(".drivekit-journal-") && !name.endsWith(".lock"));
 /** Requests that send image bytes or make a drive: none may go out before a refusal. */
 const sending = () => stub.requests.filter((request) => request.method === "POST").length;
 
 for (const mode of Object.keys(MODES) as Mode[]) {
   describe(mode, () => {
-    for (const name of ["disk.raw", "disk.img.gz", "members.gz", "sized.zst", "unsized.zst", "disk.qcow2", "compressed.qcow2", "v2.qcow2", "zeros.qcow2"]) {
+    for (const name of [
+      "disk.raw",
+      "disk.img.gz",
+      "members.gz",
+      "sized.zst",
+      "unsized.zst",
+      "disk.qcow2",
+      "compressed.qcow2",
+      "v2.qcow2",
+      "zeros.qcow2",
+    ]) {
       test(`${name}: the drive holds the raw image (sha256), --verify passes, download.ts brings it back`, async () => {
         const result = await MODES[mode]([ENCODED[name]!, "--verify"]);
         expect(result.stderr).not.toMatch(/error/);
         expect(result.status).toBe(0);
         expectDriveHoldsImage(result.stdout.trim());
         const back = join(dir, "back.img");
-        const fetched = await run(download, [result.stdout.trim(), back], { env: mode === "API 1.0" ? stub.env : api2.env, cwd: dir });
+        const fetched = await run(download, [result.stdout.trim(), back], {
+          env: mode === "API 1.0" ? stub.env : api2.env,
+          cwd: dir,
+        });
         expect(fetched.status).toBe(0);
         const copy = new Uint8Array(await Bun.file(back).arrayBuffer());
         expect(sha(copy.subarray(0, SIZE))).toBe(IMAGE_SHA);
@@ -114,7 +160,9 @@ for (const mode of Object.keys(MODES) as Mode[]) {
         rmSync(back);
         expect(result.stderr).toMatch(/verified/);
         // the size came from the format, or from one counting pass (said so)
-        expect(result.stderr.includes("decompressing it once to count")).toBe(name.endsWith(".gz") || name === "unsized.zst");
+        expect(result.stderr.includes("decompressing it once to count")).toBe(
+          name.endsWith(".gz") || name === "unsized.zst",
+        );
         expect(journals()).toEqual([]);
       });
     }
@@ -144,7 +192,9 @@ for (const mode of Object.keys(MODES) as Mode[]) {
       const result = await MODES[mode](["-", "--size", String(SIZE + 100 * KiB)], gzipped(bytes));
       expect(result.status).toBe(1);
       expect(result.stdout).toBe("");
-      expect(result.stderr).toContain(`stdin ended at byte ${SIZE}, before --size ${SIZE + 100 * KiB}: did the command feeding it stop early?`);
+      expect(result.stderr).toContain(
+        `stdin ended at byte ${SIZE}, before --size ${SIZE + 100 * KiB}: did the command feeding it stop early?`,
+      );
       expect(result.stderr).not.toMatch(/^\s+at /m);
       // 1.0 destroys the drive it made; the emulator drops a cut direct upload itself; a 2.0 drive
       // still uploading cannot be destroyed, so the message names it
@@ -159,12 +209,30 @@ for (const mode of Object.keys(MODES) as Mode[]) {
       await Bun.write(xz, new Uint8Array([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 4, 0, 0]));
       for (const [argv, message] of [
         [["-"], "reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is"],
-        [["-", "--size", "1M", "--verify"], "--verify needs an image it can read again: stdin (-) is read once (upload the file itself to verify)"],
-        [[xz], `${xz} is xz-compressed, which upload.ts does not decode (no xz in the runtime; it cannot seek either): xz -dc ${xz} | upload.ts - --size SIZE (the image's size)`],
-        [[ENCODED["disk.raw"]!, "-z"], `${ENCODED["disk.raw"]} is not gzip (its first bytes say no known format): drop --format / -z, or name the right one`],
-        [[ENCODED["disk.img.gz"]!, "--format", "qcow2"], `${ENCODED["disk.img.gz"]} is not qcow2 (its first bytes say gzip): drop --format, or name the right one`],
-        [[ENCODED["disk.raw"]!, "--size", "1M"], `--size 1048576 is smaller than ${ENCODED["disk.raw"]} (${SIZE} bytes): the image would not fit`],
-        [[ENCODED["sized.zst"]!, "--size", "1M"], `--size 1048576 is smaller than ${ENCODED["sized.zst"]} (${SIZE} bytes decoded, as its zstd frames record): the image would not fit`],
+        [
+          ["-", "--size", "1M", "--verify"],
+          "--verify needs an image it can read again: stdin (-) is read once (upload the file itself to verify)",
+        ],
+        [
+          [xz],
+          `${xz} is xz-compressed, which upload.ts does not decode (no xz in the runtime; it cannot seek either): xz -dc ${xz} | upload.ts - --size SIZE (the image's size)`,
+        ],
+        [
+          [ENCODED["disk.raw"]!, "-z"],
+          `${ENCODED["disk.raw"]} is not gzip (its first bytes say no known format): drop --format / -z, or name the right one`,
+        ],
+        [
+          [ENCODED["disk.img.gz"]!, "--format", "qcow2"],
+          `${ENCODED["disk.img.gz"]} is not qcow2 (its first bytes say gzip): drop --format, or name the right one`,
+        ],
+        [
+          [ENCODED["disk.raw"]!, "--size", "1M"],
+          `--size 1048576 is smaller than ${ENCODED["disk.raw"]} (${SIZE} bytes): the image would not fit`,
+        ],
+        [
+          [ENCODED["sized.zst"]!, "--size", "1M"],
+          `--size 1048576 is smaller than ${ENCODED["sized.zst"]} (${SIZE} bytes decoded, as its zstd frames record): the image would not fit`,
+        ],
         [[ENCODED["disk.raw"]!, "-z", "--format", "zstd"], "-z says gzip, --format says zstd: give one"],
       ] as const) {
         const result = await MODES[mode]([...argv], bytes);
@@ -183,7 +251,9 @@ for (const mode of Object.keys(MODES) as Mode[]) {
       const drives = stub.drives.size;
       const result = await MODES[mode]([cut]);
       expect(result.status).toBe(1);
-      expect(result.stderr).toMatch(/^upload: error: .*cut\.gz: the gzip data ends early, after \d+ bytes of the image \(a truncated file\?\)$/m);
+      expect(result.stderr).toMatch(
+        /^upload: error: .*cut\.gz: the gzip data ends early, after \d+ bytes of the image \(a truncated file\?\)$/m,
+      );
       expect(result.stderr.split("\n").filter((line) => line.includes("error")).length).toBe(1);
       expect(sending()).toBe(0);
       expect(stub.drives.size).toBe(drives);
@@ -224,7 +294,9 @@ describe("an image that breaks off mid-upload (known only once read): status 1, 
     expect(result.status).toBe(1);
     const errors = result.stderr.split("\n").filter((line) => line.includes("error"));
     expect(errors.length).toBe(1);
-    expect(errors[0]).toMatch(/^upload: error: stdin: the gzip data ends early, after \d+ bytes of the image \(a truncated file\?\); drive [0-9a-f-]{36}, which this upload created, is destroyed$/);
+    expect(errors[0]).toMatch(
+      /^upload: error: stdin: the gzip data ends early, after \d+ bytes of the image \(a truncated file\?\); drive [0-9a-f-]{36}, which this upload created, is destroyed$/,
+    );
     expect(stub.drives.size).toBe(drives);
     expect(journals()).toEqual([]);
   });
@@ -245,11 +317,15 @@ describe("an image that breaks off mid-upload (known only once read): status 1, 
     expect(result.status).toBe(1);
     const errors = result.stderr.split("\n").filter((line) => line.includes("error"));
     expect(errors.length).toBe(1);
-    expect(errors[0]).toMatch(/^upload: error: stdin: the gzip data ends early, after \d+ bytes of the image \(a truncated file\?\); drive [0-9a-f-]{36}, which this upload started, /);
+    expect(errors[0]).toMatch(
+      /^upload: error: stdin: the gzip data ends early, after \d+ bytes of the image \(a truncated file\?\); drive [0-9a-f-]{36}, which this upload started, /,
+    );
     const uuid = /drive ([0-9a-f-]{36})/.exec(errors[0]!)![1]!;
     if (stub.drives.has(uuid)) {
       expect(errors[0]).toContain(`holds part of the image and could not be destroyed (`);
-      expect(errors[0]).toEndWith(`): finish it from an intact image (upload.ts --api 2 -d ${uuid} IMAGE) or destroy it when the server allows (destroy.ts --api 2 ${uuid})`);
+      expect(errors[0]).toEndWith(
+        `): finish it from an intact image (upload.ts --api 2 -d ${uuid} IMAGE) or destroy it when the server allows (destroy.ts --api 2 ${uuid})`,
+      );
       // the chunks it holds came before the break: -d with the intact image finishes the drive right
       const finish = await MODES["API 2.0 chunked"](["-", "--size", String(SIZE), "-d", uuid], gzipped(bytes));
       expect(finish.status).toBe(0);
@@ -283,12 +359,22 @@ describe("a resumed gzip upload: the rerun decodes from the start, sends only wh
     // the server turns the link calls down (403: final) once 6 chunks are in
     stub.handlers.unshift((request, path) =>
       request.method === "POST" && path.endsWith("/action/") && posted().length >= 6
-        ? Response.json([{ error_point: null, error_type: "permission", error_message: "quota exceeded" }], { status: 403 })
+        ? Response.json([{ error_point: null, error_type: "permission", error_message: "quota exceeded" }], {
+            status: 403,
+          })
         : undefined,
     );
-    const first = await MODES["API 2.0 chunked"]([ENCODED["disk.img.gz"]!, "--size", String(SIZE), "--concurrency", "2"]);
+    const first = await MODES["API 2.0 chunked"]([
+      ENCODED["disk.img.gz"]!,
+      "--size",
+      String(SIZE),
+      "--concurrency",
+      "2",
+    ]);
     expect(first.status).toBe(1);
-    expect(first.stderr).toMatch(new RegExp(`rerun the same command.*upload\\.ts --api 2 -d [0-9a-f-]{36} -c 65536 --size ${SIZE} `));
+    expect(first.stderr).toMatch(
+      new RegExp(`rerun the same command.*upload\\.ts --api 2 -d [0-9a-f-]{36} -c 65536 --size ${SIZE} `),
+    );
     expect(journals().length).toBe(1);
     const firstChunks = posted().map((post) => post.chunk);
     expect(firstChunks.length).toBeGreaterThanOrEqual(6);
@@ -307,9 +393,14 @@ describe("a resumed gzip upload: the rerun decodes from the start, sends only wh
   });
 
   test("API 1.0 (the size counted again on the rerun)", async () => {
-    const writes = () => stub.requests.filter((request) => request.method === "POST" && /\/write\//.test(request.path) && request.status === 204);
+    const writes = () =>
+      stub.requests.filter(
+        (request) => request.method === "POST" && /\/write\//.test(request.path) && request.status === 204,
+      );
     stub.handlers.unshift((request, path) =>
-      request.method === "POST" && /\/write\//.test(path) && writes().length >= 5 ? new Response("errors:auth denied\n", { status: 401, headers: { "x-elastic-error": "auth" } }) : undefined,
+      request.method === "POST" && /\/write\//.test(path) && writes().length >= 5
+        ? new Response("errors:auth denied\n", { status: 401, headers: { "x-elastic-error": "auth" } })
+        : undefined,
     );
     const first = await MODES["API 1.0"]([ENCODED["members.gz"]!, "--concurrency", "2", "--compress", "never"]);
     expect(first.status).toBe(1);
@@ -338,20 +429,37 @@ describe("a resumed gzip upload: the rerun decodes from the start, sends only wh
       if (request.method === "POST" && path.includes("/upload/chunk/") && ++seen === 3) cue();
       return undefined;
     });
-    const child = Bun.spawn(["bun", join(import.meta.dir, "../../scripts/upload.ts"), ENCODED["members.gz"]!, "-c", "64k", "--concurrency", "2"], {
-      cwd: dir,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: "1", ...api2.env } as Record<string, string>,
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    const child = Bun.spawn(
+      [
+        "bun",
+        join(import.meta.dir, "../../scripts/upload.ts"),
+        ENCODED["members.gz"]!,
+        "-c",
+        "64k",
+        "--concurrency",
+        "2",
+      ],
+      {
+        cwd: dir,
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: "1", ...api2.env } as Record<string, string>,
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
     await third;
     child.kill("SIGINT");
-    const [stdout, stderr, status] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    const [stdout, stderr, status] = await Promise.all([
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+      child.exited,
+    ]);
     expect(status).toBe(130);
     expect(stdout).toBe("");
     const errors = stderr.split("\n").filter((line) => /error/.test(line));
     expect(errors.length).toBe(1);
-    expect(errors[0]).toMatch(/interrupted \(SIGINT\).*rerun the same command.*upload\.ts --api 2 -d [0-9a-f-]{36} -c 65536 /);
+    expect(errors[0]).toMatch(
+      /interrupted \(SIGINT\).*rerun the same command.*upload\.ts --api 2 -d [0-9a-f-]{36} -c 65536 /,
+    );
     expect(journals().length).toBe(1);
     const chunks = Math.floor(SIZE / (64 * KiB));
     const before = posted().length;
@@ -372,7 +480,9 @@ describe("a resumed gzip upload: the rerun decodes from the start, sends only wh
     const posted = () => api2.chunked.chunkPosts.filter((post) => post.status === 200);
     stub.handlers.unshift((request, path) =>
       request.method === "POST" && path.endsWith("/action/") && posted().length >= 4
-        ? Response.json([{ error_point: null, error_type: "permission", error_message: "quota exceeded" }], { status: 403 })
+        ? Response.json([{ error_point: null, error_type: "permission", error_message: "quota exceeded" }], {
+            status: 403,
+          })
         : undefined,
     );
     const first = await MODES["API 2.0 chunked"](["-", "--size", String(SIZE), "--concurrency", "1"], gzipped(bytes));
@@ -380,7 +490,9 @@ describe("a resumed gzip upload: the rerun decodes from the start, sends only wh
     stub.handlers.splice(0, stub.handlers.length, ...baseHandlers);
     const again = await MODES["API 2.0 chunked"](["-", "--size", String(SIZE)], gzipped(bytes));
     expect(again.status).toBe(0);
-    expect(again.stderr).toContain("warning: resuming an upload read from stdin: the input must be the same image as in the interrupted run");
+    expect(again.stderr).toContain(
+      "warning: resuming an upload read from stdin: the input must be the same image as in the interrupted run",
+    );
     expectDriveHoldsImage(again.stdout.trim());
   });
 });
