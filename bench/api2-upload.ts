@@ -128,7 +128,8 @@ try {
       const order = run % 2 ? clients : [...clients].reverse();
       for (const client of order) {
         const measure = await timed(command[client] as string[], emulator.env);
-        (results[client] ??= []).push(measure);
+        results[client] ??= [];
+        results[client].push(measure);
         console.log(
           `| ${client} | run ${run} | ${measure.seconds.toFixed(2)} s | ${(mb / measure.seconds).toFixed(1)} MB/s | ${measure.rssMiB.toFixed(0)} MiB |`,
         );

@@ -140,7 +140,8 @@ async function scenario(name: string, emulatorOptions: string[], clients: string
         rmSync(CONVERTED, { force: true });
         // the next client must not pay for this one's dirty pages (the converted copy, the drive)
         spawnSync("sync");
-        (results[client] ??= []).push({ seconds, rssMiB: rssKiB / 1024 });
+        results[client] ??= [];
+        results[client].push({ seconds, rssMiB: rssKiB / 1024 });
         console.log(
           `| ${client} | ${round} | ${seconds.toFixed(2)} | ${(mb / seconds).toFixed(1)} | ${(rssKiB / 1024).toFixed(0)} MiB |`,
         );

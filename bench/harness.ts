@@ -85,7 +85,9 @@ export async function startEmulator(
   return {
     env: printed,
     log: () => logged,
-    clearLog: () => void (logged = ""),
+    clearLog: () => {
+      logged = "";
+    },
     stop: () => {
       child.kill("SIGTERM");
       return child.exited;

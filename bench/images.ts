@@ -40,7 +40,7 @@ function stageFiles(staging: string, budget: number): number {
     }
     for (const name of names) {
       const path = join(dir, name);
-      let info;
+      let info: ReturnType<typeof lstatSync>;
       try {
         info = lstatSync(path);
       } catch {

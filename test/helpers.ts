@@ -30,6 +30,7 @@ function collector() {
 }
 
 /** Run a command in this process, as `runMain` would, with captured output. */
+// biome-ignore lint/suspicious/noExplicitAny: a command of any flag set
 export async function run(command: CommandDef<any>, argv: string[], options: RunOptions = {}): Promise<RunResult> {
   const out = collector();
   const err = collector();

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:tes
 import { createConsola } from "consola";
 import { ApiError } from "../lib/errors.ts";
 import { classifyError, HttpClient } from "../lib/http.ts";
-import { elasticError, startStub, type DriveStub } from "../emulator/server.ts";
+import { startStub, type DriveStub } from "../emulator/server.ts";
 
 let stub: DriveStub;
 let client: HttpClient;

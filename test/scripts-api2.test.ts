@@ -227,6 +227,7 @@ describe("API 1.0: clone, resize, tier", () => {
 
 describe("wrong calls exit 2, one line, nothing sent", () => {
   const uuid = "8f9b42b1-1c5a-4a1e-9d8a-0123456789ab";
+  // biome-ignore lint/suspicious/noExplicitAny: a command of any flag set
   const cases: [string, CommandDef<any>, string[], RegExp][] = [
     ["image on 2.0", image, [uuid, MISSING], /image\.ts is API 1\.0 only: on API 2\.0 copy a drive with clone\.ts/],
     ["read on 2.0", read, [uuid, "0", "1"], /download\.ts/],

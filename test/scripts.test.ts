@@ -286,6 +286,7 @@ describe("image", () => {
 
 describe("wrong calls exit 2 and send nothing", () => {
   const uuid = "8f9b42b1-1c5a-4a1e-9d8a-0123456789ab";
+  // biome-ignore lint/suspicious/noExplicitAny: a command of any flag set
   const cases: [string, CommandDef<any>, string[], RegExp][] = [
     ["unknown flag", list, ["--bogus"], /unknown option '--bogus'/],
     ["extra argument", list, ["extra"], /too many arguments/],

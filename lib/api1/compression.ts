@@ -252,7 +252,8 @@ export class CompressionPlan {
       // the link may well be faster than gzip: measure it with raw chunks once, the model decides from there
       this.triedRaw = true;
       this.switchTo(0, `compressor-bound at ${busy.toFixed(1)} of ${this.slots} in flight`);
-      return this.newEpoch();
+      this.newEpoch();
+      return;
     }
     let best = this.current;
     let bestRate = this.predict(best, link, chunk);

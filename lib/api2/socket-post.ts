@@ -191,7 +191,10 @@ export async function streamPost(options: StreamPost): Promise<StreamPostAnswer>
   const waitFor = (done: () => boolean) =>
     new Promise<void>((resolve) => {
       if (done()) return resolve();
-      const check = () => (done() ? resolve() : (wake = check));
+      const check = () => {
+        if (done()) resolve();
+        else wake = check;
+      };
       wake = check;
     });
   let socket: Socket | undefined;

@@ -195,7 +195,9 @@ export async function verifyDirect(
         }
         const want = Math.min(value.length - at, size - done, local.length);
         // a raw file is read directly; a decoded image in order, as the drive's bytes come
-        const n = fd !== undefined ? readSync(fd, local, 0, want, done) : (await image.read(local, want, done), want);
+        let n = want;
+        if (fd !== undefined) n = readSync(fd, local, 0, want, done);
+        else await image.read(local, want, done);
         if (n !== want) throw new OperationError(`verify: ${file} changed size while verifying`);
         const theirs = value.subarray(at, at + n);
         if (!Buffer.from(theirs.buffer, theirs.byteOffset, n).equals(Buffer.from(local.buffer, 0, n))) {

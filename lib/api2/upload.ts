@@ -254,7 +254,12 @@ async function send(
         signal: AbortSignal.any([signal, watchdog.signal]),
         buffer,
         // a hole in the image is zeros without reading the disk; the zeros still go out
-        fill: hole ? (buffer, _offset, want) => (buffer.fill(0, 0, want), want) : body.fill,
+        fill: hole
+          ? (buffer, _offset, want) => {
+              buffer.fill(0, 0, want);
+              return want;
+            }
+          : body.fill,
         onProgress: () => watchdog.touch(),
       });
     } catch (error) {

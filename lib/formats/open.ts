@@ -3,7 +3,7 @@
 // bytes unless forced (--format, -z); the drive's size from --size, else from the format (qcow2's
 // virtual size, zstd's frame content sizes), else gzip (and zstd without content sizes) is
 // decompressed once to count it, which a log line says.
-import { open } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Context } from "../context.ts";
 import { UsageError } from "../errors.ts";
@@ -34,7 +34,7 @@ async function headOf(path: string, shown: string): Promise<{ head: Uint8Array; 
   const info = await statImage(path, shown);
   if (!info.isFile() && !info.isBlockDevice()) throw new UsageError(`${shown}: not a regular file or a block device`);
   const head = new Uint8Array(HEAD_BYTES);
-  let handle;
+  let handle: FileHandle;
   try {
     handle = await open(path, "r");
   } catch (error) {

@@ -7,7 +7,7 @@ import { constants, inflateRawSync } from "node:zlib";
 import { statImage, type ImageSource } from "../chunks/image.ts";
 import { InputError, OperationError, UsageError } from "../errors.ts";
 import { hasQcow2Magic, readQcow2Header, type Qcow2Header, type ReadAt } from "./qcow2-header.ts";
-import { COMPRESSED, HOLE, NORMAL, Qcow2Tables, type Cluster } from "./qcow2-tables.ts";
+import { HOLE, NORMAL, Qcow2Tables, type Cluster } from "./qcow2-tables.ts";
 
 /** qcow2 files begin with "QFI\xfb". */
 export function looksLikeQcow2(head: Uint8Array): boolean {

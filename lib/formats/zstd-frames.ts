@@ -99,8 +99,14 @@ export class ZstdFrames {
     switch (this.state) {
       case "magic": {
         const magic = u32();
-        if (magic === FRAME_MAGIC) return this.expect("descriptor", 1);
-        if ((magic & SKIPPABLE_MASK) >>> 0 === SKIPPABLE_MAGIC) return this.expect("skippableLength", 4);
+        if (magic === FRAME_MAGIC) {
+          this.expect("descriptor", 1);
+          return;
+        }
+        if ((magic & SKIPPABLE_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+          this.expect("skippableLength", 4);
+          return;
+        }
         throw new InputError(
           `${this.shown}: not a zstd frame at compressed byte ${this.offset - 4} (data after the last frame, or a damaged file)`,
         );
@@ -122,11 +128,13 @@ export class ZstdFrames {
         this.dictionaryBytes = [0, 1, 2, 4][descriptor & 3]!;
         this.contentSizeBytes = sizeFlag === 0 ? singleSegment : [0, 2, 4, 8][sizeFlag]!;
         const rest = (singleSegment ? 0 : 1) + this.dictionaryBytes + this.contentSizeBytes;
-        if (rest === 0) return this.frameHeaderDone();
-        return this.expect("frameHeader", rest);
+        if (rest === 0) this.frameHeaderDone();
+        else this.expect("frameHeader", rest);
+        return;
       }
       case "frameHeader":
-        return this.frameHeaderDone();
+        this.frameHeaderDone();
+        return;
       case "block": {
         const value = h[0]! | (h[1]! << 8) | (h[2]! << 16);
         const last = value & 1;
@@ -148,7 +156,8 @@ export class ZstdFrames {
       }
       case "checksum":
         this.frames++;
-        return this.expect("magic", 4);
+        this.expect("magic", 4);
+        return;
     }
   }
 

@@ -77,7 +77,8 @@ test("zero regions stay holes at 4 KiB granularity: the file is sparse", async (
     [CHUNK * 40 + 1, CHUNK * 40 + 20_000],
     [size - 10, size],
   ];
-  islands.forEach(([start, end], i) => bytes.set(imageBytes((end as number) - (start as number), i + 3), start));
+  for (const [i, [start, end]] of islands.entries())
+    bytes.set(imageBytes((end as number) - (start as number), i + 3), start);
   const drive = stub.addDrive(size, {}, bytes);
   const result = await run(download, [drive.uuid, "sparse.img", "-c", "64k"], { env: stub.env, cwd: dir });
   expect(result.status).toBe(0);

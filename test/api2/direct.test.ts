@@ -629,7 +629,7 @@ describe("download", () => {
 
   test("a redirect to plain http on another host is refused", async () => {
     const out = await freshFolder();
-    stub.handlers.unshift((request, path) =>
+    stub.handlers.unshift((_request, path) =>
       path.endsWith("/download/")
         ? new Response(null, { status: 302, headers: { location: "http://192.0.2.10/steal" } })
         : undefined,

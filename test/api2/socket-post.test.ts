@@ -237,7 +237,7 @@ describe.skipIf(!openssl)("streamPost over https", () => {
         url: new URL(`https://127.0.0.1:${other.port}/drives/upload/x`),
         headers: {},
         size: 10,
-        fill: (buffer, _offset, length) => length,
+        fill: (_buffer, _offset, length) => length,
         ca: otherCert,
       }).catch((e) => e);
       expect(error).toBeInstanceOf(Error);

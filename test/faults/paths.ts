@@ -35,6 +35,7 @@ export interface TransferPath {
   name: PathName;
   api: 1 | 2;
   script: "upload" | "download";
+  // biome-ignore lint/suspicious/noExplicitAny: a command of any flag set
   command: CommandDef<any>;
   /** In chunks, each retried on passing errors, recorded in a resume journal. */
   chunked: boolean;

@@ -22,7 +22,8 @@ export function writeHoleyImage(path: string): Uint8Array {
     [16 * MiB, 22 * MiB],
     [IMAGE_SIZE - 5000, IMAGE_SIZE],
   ];
-  data.forEach(([start, end], i) => bytes.set(imageBytes(end - start, i + 11, [[100_000, 140_000]]), start));
+  for (const [i, [start, end]] of data.entries())
+    bytes.set(imageBytes(end - start, i + 11, [[100_000, 140_000]]), start);
   const fd = openSync(path, "w");
   try {
     ftruncateSync(fd, IMAGE_SIZE);

@@ -18,7 +18,6 @@ import {
   qemuRaw,
   readU64,
   SOURCE_SIZE,
-  u64,
   writeSource,
 } from "./qcow2-images.ts";
 
