@@ -38,26 +38,59 @@ export type ErrorKind = ServerKind | "permission" | "conflict" | "network" | "ti
 /** Kinds where the same request may succeed if sent again. */
 const RETRYABLE: ReadonlySet<ErrorKind> = new Set(["busy", "failed", "system", "network", "timeout"]);
 
+/** What an ApiError is made of: named, so a call site says what each value is. */
+export interface ApiErrorFields {
+  kind: ErrorKind;
+  /** The server's message (or ours, for a network or protocol failure). */
+  message: string;
+  /** The HTTP status; undefined when no answer came. */
+  status?: number;
+  method: string;
+  /** The path as shown to the user (no credentials, no one-time tokens). */
+  path: string;
+  /** Overrides the kind's default: a retry may help. */
+  retryable?: boolean;
+  /** API 2.0: the answer's `X-REQUEST-ID`, which the provider's support asks for. */
+  requestId?: string;
+  /** API 2.0: the server's own `error_type` (`backend`, `notexist`, `permission`...), shown instead of the kind. */
+  errorType?: string;
+  /** The lower-level failure behind this one (a socket error, a TLS refusal). */
+  cause?: unknown;
+}
+
 /** A failed HTTP exchange with the drive API, typed by the server's error kind. */
 export class ApiError extends OperationError {
   override name = "ApiError";
-  constructor(
-    readonly kind: ErrorKind,
-    readonly serverMessage: string,
-    readonly status: number | undefined,
-    readonly method: string,
-    readonly path: string,
-    readonly retryable: boolean = RETRYABLE.has(kind) || (status !== undefined && status >= 500 && kind !== "full"),
-    /** API 2.0: the answer's `X-REQUEST-ID`, which the provider's support asks for. */
-    readonly requestId?: string,
-    /** API 2.0: the server's own `error_type` (`backend`, `notexist`, `permission`...), shown instead of the kind. */
-    readonly errorType?: string,
-  ) {
-    const where = `${method} ${path}`;
+  readonly kind: ErrorKind;
+  readonly serverMessage: string;
+  readonly status: number | undefined;
+  readonly method: string;
+  readonly path: string;
+  readonly retryable: boolean;
+  readonly requestId: string | undefined;
+  readonly errorType: string | undefined;
+
+  constructor(fields: ApiErrorFields) {
+    const { kind, message, status, method, path, requestId, errorType } = fields;
     const shownKind = errorType || kind;
     const code = status === undefined ? shownKind : `${status} ${shownKind}`;
     const id = requestId ? ` (X-REQUEST-ID ${requestId})` : "";
-    super(`${where} failed: ${code}${serverMessage ? `: ${serverMessage}` : ""}${id}`);
+    super(`${method} ${path} failed: ${code}${message ? `: ${message}` : ""}${id}`, { cause: fields.cause });
+    this.kind = kind;
+    this.serverMessage = message;
+    this.status = status;
+    this.method = method;
+    this.path = path;
+    this.retryable =
+      fields.retryable ?? (RETRYABLE.has(kind) || (status !== undefined && status >= 500 && kind !== "full"));
+    this.requestId = requestId;
+    this.errorType = errorType;
+  }
+
+  /** The same failure with other fields changed (e.g. made final). */
+  with(changes: Partial<ApiErrorFields>): ApiError {
+    const { kind, serverMessage: message, status, method, path, retryable, requestId, errorType, cause } = this;
+    return new ApiError({ kind, message, status, method, path, retryable, requestId, errorType, cause, ...changes });
   }
 }
 

@@ -149,7 +149,7 @@ export function answerError(
   retryable?: boolean,
 ): ApiError {
   const { kind, message, errorType } = classifyError(status, headers.get("x-elastic-error"), body);
-  return new ApiError(kind, message, status, method, path, retryable, requestIdOf(headers), errorType);
+  return new ApiError({ kind, message, status, method, path, retryable, requestId: requestIdOf(headers), errorType });
 }
 
 const NETWORK_CODES: Record<string, string> = {
@@ -208,32 +208,43 @@ export class HttpClient {
       } catch (error) {
         const name = (error as Error)?.name;
         if (name === "TimeoutError" || (name === "AbortError" && !options.signal?.aborted)) {
-          throw new ApiError(
-            "timeout",
-            `no answer within ${Math.round(timeoutMs / 1000)} s`,
-            undefined,
+          throw new ApiError({
+            kind: "timeout",
+            message: `no answer within ${Math.round(timeoutMs / 1000)} s`,
             method,
-            shownPath,
-          );
+            path: shownPath,
+          });
         }
         if (name === "AbortError") throw error;
-        throw new ApiError("network", describeNetworkError(error, url), undefined, method, shownPath);
+        throw new ApiError({
+          kind: "network",
+          message: describeNetworkError(error, url),
+          method,
+          path: shownPath,
+          cause: error,
+        });
       }
       this.trace(`< ${response.status} ${response.statusText}`, Object.fromEntries(response.headers));
       const location = response.headers.get("location");
       if (response.status >= 300 && response.status < 400 && location && (method === "GET" || method === "HEAD")) {
         await response.body?.cancel();
         if (hop >= MAX_REDIRECTS)
-          throw new ApiError("protocol", `more than ${MAX_REDIRECTS} redirects`, response.status, method, shownPath);
+          throw new ApiError({
+            kind: "protocol",
+            message: `more than ${MAX_REDIRECTS} redirects`,
+            status: response.status,
+            method,
+            path: shownPath,
+          });
         const next = new URL(location, url);
         if (next.protocol !== "https:" && !(next.protocol === "http:" && isLoopbackHost(next.hostname))) {
-          throw new ApiError(
-            "protocol",
-            `refusing redirect to ${next.origin} (not https)`,
-            response.status,
+          throw new ApiError({
+            kind: "protocol",
+            message: `refusing redirect to ${next.origin} (not https)`,
+            status: response.status,
             method,
-            shownPath,
-          );
+            path: shownPath,
+          });
         }
         url = next;
         continue;

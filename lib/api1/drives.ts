@@ -143,33 +143,41 @@ export async function readInto(
         if (done) break;
         if (got + value.length > length) {
           await reader.cancel().catch(() => undefined);
-          throw new ApiError(
-            "protocol",
-            `the server sent more than the ${length} bytes asked`,
-            response.status,
-            "GET",
-            shown,
-            false,
-          );
+          throw new ApiError({
+            kind: "protocol",
+            message: `the server sent more than the ${length} bytes asked`,
+            status: response.status,
+            method: "GET",
+            path: shown,
+            retryable: false,
+          });
         }
         buffer.set(value, got);
         got += value.length;
       }
     } catch (error) {
       if (error instanceof ApiError || signal?.aborted) throw error;
-      throw new ApiError(
-        "network",
-        `answer cut after ${got} of ${length} bytes: ${(error as Error).message}`,
-        response.status,
-        "GET",
-        shown,
-        true,
-      );
+      throw new ApiError({
+        kind: "network",
+        message: `answer cut after ${got} of ${length} bytes: ${(error as Error).message}`,
+        status: response.status,
+        method: "GET",
+        path: shown,
+        retryable: true,
+        cause: error,
+      });
     } finally {
       reader.releaseLock();
     }
   }
   if (got !== length)
-    throw new ApiError("protocol", `short answer: ${got} of ${length} bytes`, response.status, "GET", shown, true);
+    throw new ApiError({
+      kind: "protocol",
+      message: `short answer: ${got} of ${length} bytes`,
+      status: response.status,
+      method: "GET",
+      path: shown,
+      retryable: true,
+    });
   return buffer.subarray(0, length);
 }

@@ -124,7 +124,12 @@ export async function receiveCompressed(
     }
     // a connection closed cleanly before the announced length: a cut like any other
     if (received !== total)
-      throw new ApiError("network", `the answer ended at byte ${received} of ${total}`, undefined, "GET", "download");
+      throw new ApiError({
+        kind: "network",
+        message: `the answer ended at byte ${received} of ${total}`,
+        method: "GET",
+        path: "download",
+      });
     end = await output.finish();
     if (fstatSync(fd).size !== end.partLength)
       throw new OperationError(`${part} is ${fstatSync(fd).size} bytes, not the ${end.partLength} written`);

@@ -145,13 +145,12 @@ export async function receive(
     writer.flush();
     // a connection closed cleanly before the announced length: a cut like any other
     if (writer.written !== total)
-      throw new ApiError(
-        "network",
-        `the answer ended at byte ${writer.written} of ${total}`,
-        undefined,
-        "GET",
-        "download",
-      );
+      throw new ApiError({
+        kind: "network",
+        message: `the answer ended at byte ${writer.written} of ${total}`,
+        method: "GET",
+        path: "download",
+      });
   } catch (error) {
     // what arrived before the cut is right: keep it for the resume
     try {

@@ -19,7 +19,13 @@ export function bodyFailure(error: unknown, watchdog: Watchdog): unknown {
   if (translated instanceof OperationError || !(translated instanceof Error)) return translated;
   const { code, syscall } = translated as { code?: unknown; syscall?: unknown };
   if (typeof code !== "string" || syscall !== undefined) return translated;
-  return new ApiError("network", messageOf(translated), undefined, "GET", "download");
+  return new ApiError({
+    kind: "network",
+    message: messageOf(translated),
+    method: "GET",
+    path: "download",
+    cause: translated,
+  });
 }
 
 /** Where the run stands when it ends in failure. */

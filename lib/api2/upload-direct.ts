@@ -94,7 +94,13 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
   } catch (caught) {
     let error = body.failure() ?? watchdog.translate(caught, "POST", url.pathname);
     if (error instanceof StreamPostError) {
-      error = new ApiError("network", describeNetworkError(error, url), undefined, "POST", url.pathname);
+      error = new ApiError({
+        kind: "network",
+        message: describeNetworkError(error, url),
+        method: "POST",
+        path: url.pathname,
+        cause: error,
+      });
     }
     progress.finish();
     const partial = error instanceof ApiError ? UUID.exec(error.serverMessage)?.[0]?.toLowerCase() : undefined;

@@ -80,13 +80,12 @@ export function api2Grid(size: number, chunk: number) {
 async function sizeAndStatus(client: HttpClient, uuid: string): Promise<{ size: number; status: string }> {
   const { size, status } = await getDrive(client, uuid);
   if (size === undefined || status === undefined) {
-    throw new ApiError(
-      "protocol",
-      "the drive's answer holds no size or status",
-      undefined,
-      "GET",
-      client.url(`drives/${uuid}/`).pathname,
-    );
+    throw new ApiError({
+      kind: "protocol",
+      message: "the drive's answer holds no size or status",
+      method: "GET",
+      path: client.url(`drives/${uuid}/`).pathname,
+    });
   }
   return { size, status };
 }
@@ -99,7 +98,7 @@ function sizeMatches(driveSize: number, imageSize: number): boolean {
 /** 409 on a 2.0 call means the drive is in the wrong state: sending again will not change that. */
 function finalConflict(error: unknown): unknown {
   if (error instanceof ApiError && error.status === 409 && error.retryable) {
-    return new ApiError(error.kind, error.serverMessage, error.status, error.method, error.path, false);
+    return error.with({ retryable: false });
   }
   return error;
 }
@@ -206,16 +205,22 @@ async function send(
     const answer = (await response.json().catch(() => undefined)) as { link?: unknown } | undefined;
     const where = client.url(`drives/${drive}/action/`).pathname;
     if (typeof answer?.link !== "string" || answer.link === "")
-      throw new ApiError("protocol", `no link in the answer for chunk ${index}`, response.status, "POST", where);
+      throw new ApiError({
+        kind: "protocol",
+        message: `no link in the answer for chunk ${index}`,
+        status: response.status,
+        method: "POST",
+        path: where,
+      });
     const url = new URL(answer.link, apiOrigin);
     if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHost(url.hostname))) {
-      throw new ApiError(
-        "protocol",
-        `refusing the upload link to ${url.origin} (not https)`,
-        response.status,
-        "POST",
-        where,
-      );
+      throw new ApiError({
+        kind: "protocol",
+        message: `refusing the upload link to ${url.origin} (not https)`,
+        status: response.status,
+        method: "POST",
+        path: where,
+      });
     }
     return url;
   };
@@ -268,7 +273,13 @@ async function send(
       if (signal.aborted) throw error;
       const translated = watchdog.translate(error, "POST", "(upload link)");
       if (translated instanceof ApiError) throw translated;
-      throw new ApiError("network", describeNetworkError(error, url), undefined, "POST", "(upload link)");
+      throw new ApiError({
+        kind: "network",
+        message: describeNetworkError(error, url),
+        method: "POST",
+        path: "(upload link)",
+        cause: error,
+      });
     } finally {
       watchdog.stop();
       pieces.give(buffer);
@@ -278,13 +289,13 @@ async function send(
     client.trace(`< ${answer.status} ${answer.statusText}`, Object.fromEntries(answer.headers));
     if (answer.status >= 200 && answer.status < 300) {
       if (answer.sent !== length)
-        throw new ApiError(
-          "protocol",
-          `the link answered ${answer.status} after ${answer.sent} of ${length} bytes`,
-          answer.status,
-          "POST",
-          "(upload link)",
-        );
+        throw new ApiError({
+          kind: "protocol",
+          message: `the link answered ${answer.status} after ${answer.sent} of ${length} bytes`,
+          status: answer.status,
+          method: "POST",
+          path: "(upload link)",
+        });
       return "ok";
     }
     if (answer.status === 404 || answer.status === 410) return "expired";
@@ -357,14 +368,13 @@ async function send(
           if (answer === HELD) return "held";
           if ((await postChunk(answer, start, length, signal, data)) === "ok") return "sent";
           if (renewals >= LINK_RENEWALS) {
-            throw new ApiError(
-              "protocol",
-              `the server refused ${renewals + 1} links for chunk ${index} as expired or unknown`,
-              undefined,
-              "POST",
-              "(upload link)",
-              false,
-            );
+            throw new ApiError({
+              kind: "protocol",
+              message: `the server refused ${renewals + 1} links for chunk ${index} as expired or unknown`,
+              method: "POST",
+              path: "(upload link)",
+              retryable: false,
+            });
           }
           renewed++;
           ctx.log.debug(`chunk ${index}: the link expired; asking for a new one`);

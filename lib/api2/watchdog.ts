@@ -41,13 +41,12 @@ export class Watchdog {
   /** Turn the abort it caused into a timeout error; anything else passes unchanged. */
   translate(error: unknown, method: string, path: string): unknown {
     if (this.stalled && (error as Error)?.name === "AbortError") {
-      return new ApiError(
-        "timeout",
-        `nothing moved for ${Math.round(this.timeoutMs / 1000)} s`,
-        undefined,
+      return new ApiError({
+        kind: "timeout",
+        message: `nothing moved for ${Math.round(this.timeoutMs / 1000)} s`,
         method,
         path,
-      );
+      });
     }
     return error;
   }

@@ -149,7 +149,7 @@ describe("API 2.0 errors", () => {
     const list = JSON.stringify([{ error_point: null, error_type: "permission", error_message: "no" }]);
     for (const status of [401, 403, 404, 409]) {
       const { kind, errorType } = classifyError(status, null, list);
-      expect(new ApiError(kind, "no", status, "GET", "/x", undefined, undefined, errorType).retryable).toBe(false);
+      expect(new ApiError({ kind, message: "no", status, method: "GET", path: "/x", errorType }).retryable).toBe(false);
     }
   });
 
