@@ -81,6 +81,8 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
       size,
       signal: AbortSignal.any([watchdog.signal, interrupt.controller.signal]),
       fill: body.fill,
+      // the run's proxy; never sent twice (a second POST would make a second drive)
+      pool: connection.sockets,
       onProgress(done) {
         sent = done;
         watchdog.touch();
