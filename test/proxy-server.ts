@@ -1,10 +1,7 @@
-// Network pieces for proxy tests, all on 127.0.0.1 port 0: a forward proxy (CONNECT tunnels, and
-// plain-http requests in absolute form) that alone resolves made-up host names, a TLS front that
-// serves a plain server (the emulator) under a certificate, and the certificates themselves (made
-// with openssl: a CA and a server certificate for given names).
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+// Network pieces for proxy tests, both on 127.0.0.1 port 0: a forward proxy (CONNECT tunnels, and
+// plain-http requests in absolute form) that alone resolves made-up host names and counts what goes
+// through it, and a front that serves a plain server (the emulator), over TLS under a certificate
+// when asked (test/certificates.ts makes them), and counts its connections.
 import type { Socket, TCPSocketListener } from "bun";
 
 /** Bytes a socket did not take yet, sent on `drain`: the helpers never drop bytes under load. */
@@ -41,16 +38,10 @@ class Upstream {
   private early: Uint8Array[] = [];
   private closed = false;
 
-  constructor(
-    port: number,
-    onData: (bytes: Uint8Array) => void,
-    onClose: () => void,
-    tls?: { ca: string; serverName: string },
-  ) {
+  constructor(port: number, onData: (bytes: Uint8Array) => void, onClose: () => void) {
     Bun.connect({
       hostname: "127.0.0.1",
       port,
-      tls: tls ? { ca: tls.ca, serverName: tls.serverName, rejectUnauthorized: true } : undefined,
       socket: {
         data: (_socket, data) => onData(data),
         drain: () => this.outbox?.flush(),
@@ -258,10 +249,10 @@ export class TestProxy {
   }
 }
 
-export interface TlsFrontOptions {
-  key: string;
-  cert: string;
-  /** After the first answer on a connection, close it (a server that keeps no connection open). */
+export interface FrontOptions {
+  /** Serve over TLS with this key and certificate (test/certificates.ts). */
+  tls?: { key: string; cert: string };
+  /** After the first answer on a connection, close it (a server that keeps no connection open, and does not say so). */
   closeAfterAnswer?: boolean;
 }
 
@@ -272,19 +263,22 @@ interface FrontConnection {
   answer: Buffer;
 }
 
-/** Serves a plain-http server on 127.0.0.1 over TLS with the given certificate; counts connections. */
-export class TlsFront {
+/** Passes a plain-http server on 127.0.0.1 on (over TLS when asked), counting the connections it takes. */
+export class Front {
+  /** Connections accepted, and still open. */
   connections = 0;
+  open = 0;
   private readonly listener: TCPSocketListener<FrontConnection>;
 
-  constructor(target: number, options: TlsFrontOptions) {
+  constructor(target: number, options: FrontOptions = {}) {
     this.listener = Bun.listen<FrontConnection>({
       hostname: "127.0.0.1",
       port: 0,
-      tls: { key: options.key, cert: options.cert },
+      tls: options.tls,
       socket: {
         open: (socket) => {
           this.connections++;
+          this.open++;
           const state: FrontConnection = { outbox: new Outbox(socket), answer: Buffer.alloc(0) };
           socket.data = state;
           state.upstream = new Upstream(
@@ -298,7 +292,10 @@ export class TlsFront {
         },
         data: (socket, data) => socket.data.upstream?.send(data),
         drain: (socket) => socket.data.outbox.flush(),
-        close: (socket) => socket.data.upstream?.end(),
+        close: (socket) => {
+          this.open--;
+          socket.data.upstream?.end();
+        },
         error: () => {},
       },
     });
@@ -325,57 +322,4 @@ function answerEnds(state: FrontConnection, bytes: Uint8Array): boolean {
   }
   const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
   return state.answer.length >= end + 4 + length;
-}
-
-export interface Certificates {
-  dir: string;
-  /** The CA's certificate (PEM): what a client must trust. */
-  ca: string;
-  caPath: string;
-  key: string;
-  cert: string;
-  remove(): void;
-}
-
-/** A CA and a server certificate signed by it for `names` (DNS names or IP addresses), made with openssl. */
-export function makeCertificates(names: string[]): Certificates {
-  const openssl = Bun.which("openssl");
-  if (!openssl) throw new Error("openssl is needed to make test certificates");
-  const dir = mkdtempSync(join(tmpdir(), "drivekit-certs-"));
-  const path = (name: string) => join(dir, name);
-  const alt = names.map((name) => (/^[\d.]+$|:/.test(name) ? `IP:${name}` : `DNS:${name}`)).join(",");
-  const steps = [
-    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=drivekit test CA"]
-      .concat(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-      .concat(["-keyout", path("ca-key.pem"), "-out", path("ca.pem")]),
-    ["req", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=${names[0]}`].concat([
-      "-keyout",
-      path("key.pem"),
-      "-out",
-      path("server.csr"),
-    ]),
-    ["x509", "-req", "-in", path("server.csr"), "-CA", path("ca.pem"), "-CAkey", path("ca-key.pem")].concat([
-      "-CAcreateserial",
-      "-days",
-      "2",
-      "-out",
-      path("cert.pem"),
-      "-extfile",
-      path("ext.cnf"),
-    ]),
-  ];
-  writeFileSync(path("ext.cnf"), `subjectAltName=${alt}\nextendedKeyUsage=serverAuth\n`);
-  for (const step of steps) {
-    const made = Bun.spawnSync([openssl, ...step], { stderr: "pipe" });
-    if (made.exitCode !== 0) throw new Error(`openssl ${step[0]} failed: ${made.stderr.toString()}`);
-  }
-  const read = (name: string) => readFileSync(path(name), "utf8");
-  return {
-    dir,
-    ca: read("ca.pem"),
-    caPath: path("ca.pem"),
-    key: read("key.pem"),
-    cert: read("cert.pem"),
-    remove: () => rmSync(dir, { recursive: true, force: true }),
-  };
 }
