@@ -213,8 +213,8 @@ export function proxyError(
   request: { method: string; path: string; cause?: unknown },
 ): ApiError {
   const message = what.unreachable
-    ? `cannot reach the proxy ${proxy.shown} (${proxy.variable}): ${what.unreachable}`
-    : `the proxy ${proxy.shown} (${proxy.variable}) answered ${what.status}${what.reason ? ` ${printable(what.reason)}` : ""}` +
+    ? `cannot reach ${proxy.shown} (${proxy.variable}): ${what.unreachable}`
+    : `${proxy.shown} (${proxy.variable}) answered ${what.status}${what.reason ? ` ${printable(what.reason)}` : ""}` +
       (what.status === 407 ? " (check the user and password in the proxy URL)" : "");
   const retryable = what.unreachable !== undefined || (what.status !== undefined && what.status >= 500);
   return new ApiError({ kind: "proxy", message, retryable, ...request });
