@@ -4,6 +4,9 @@
 // when asked (test/certificates.ts makes them), and counts its connections.
 import type { Socket, TCPSocketListener } from "bun";
 
+/** A copy that owns its memory (a socket's data buffer is Bun's to reuse; Buffer#slice would be a view of it). */
+const copy = (bytes: Uint8Array) => new Uint8Array(bytes);
+
 /** Bytes a socket did not take yet, sent on `drain`: the helpers never drop bytes under load. */
 class Outbox {
   private queue: Uint8Array[] = [];
@@ -11,11 +14,11 @@ class Outbox {
 
   send(bytes: Uint8Array): void {
     if (this.queue.length > 0) {
-      this.queue.push(bytes.slice());
+      this.queue.push(copy(bytes));
       return;
     }
     const n = this.socket.write(bytes);
-    if (n < bytes.length) this.queue.push(bytes.slice(Math.max(0, n)));
+    if (n < bytes.length) this.queue.push(copy(bytes.subarray(Math.max(0, n))));
   }
 
   flush(): void {
@@ -23,7 +26,7 @@ class Outbox {
       const bytes = this.queue[0] as Uint8Array;
       const n = this.socket.write(bytes);
       if (n < bytes.length) {
-        this.queue[0] = bytes.slice(Math.max(0, n));
+        this.queue[0] = bytes.subarray(Math.max(0, n));
         return;
       }
       this.queue.shift();
@@ -64,7 +67,7 @@ class Upstream {
 
   send(bytes: Uint8Array): void {
     if (this.outbox) this.outbox.send(bytes);
-    else this.early.push(bytes.slice());
+    else this.early.push(copy(bytes));
   }
 
   end(): void {
@@ -261,6 +264,7 @@ interface FrontConnection {
   upstream?: Upstream;
   /** closeAfterAnswer: the answer's bytes seen so far, until its end is known. */
   answer: Buffer;
+  closing?: boolean;
 }
 
 /** Passes a plain-http server on 127.0.0.1 on (over TLS when asked), counting the connections it takes. */
@@ -285,12 +289,18 @@ export class Front {
             target,
             (bytes) => {
               state.outbox.send(bytes);
-              if (options.closeAfterAnswer && answerEnds(state, bytes)) socket.end();
+              if (options.closeAfterAnswer && answerEnds(state, bytes)) {
+                // closed as a server that keeps no connection does it: whatever the client sends next is lost
+                state.closing = true;
+                socket.end();
+              }
             },
             () => socket.end(),
           );
         },
-        data: (socket, data) => socket.data.upstream?.send(data),
+        data: (socket, data) => {
+          if (!socket.data.closing) socket.data.upstream?.send(data);
+        },
         drain: (socket) => socket.data.outbox.flush(),
         close: (socket) => {
           this.open--;
