@@ -226,7 +226,7 @@ describe("spawned scripts through a CONNECT proxy, to a name only the proxy reso
     }
   });
 
-  test("the proxy's credentials go to the proxy alone, and show nowhere (output, --verbose, journal, lock)", async () => {
+  test("the proxy's credentials go to the proxy alone, and show nowhere (output, --verbose, journal)", async () => {
     const guarded = new TestProxy({ hosts: { [HOST]: front.port }, credentials: `${PROXY_USER}:${PROXY_PASSWORD}` });
     const basic = Buffer.from(`${PROXY_USER}:${PROXY_PASSWORD}`).toString("base64");
     try {
