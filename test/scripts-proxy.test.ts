@@ -217,6 +217,7 @@ describe("spawned scripts through a CONNECT proxy, to a name only the proxy reso
           expect(stack).toBe(false);
           expect(errors[0]).toContain(`${url.replace(/\/\/.*@/, "//")} (HTTPS_PROXY)`);
           expect(errors[0]).toContain(words);
+          if (script === "upload") expect(errors[0]).toContain("the proxy let nothing through to the server");
           expect(result.stderr).not.toContain(PROXY_PASSWORD);
         }
       }
