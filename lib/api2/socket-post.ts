@@ -410,8 +410,8 @@ async function openWire(url: URL, proxy: ProxyServer | undefined, key: string, o
     }
     options.pool?.noteOpened();
     if (options.signal?.aborted) throw abortError();
-    if (proxy && https) await tunnel(wire, proxy, host, port);
     if (proxy && https) {
+      await tunnel(wire, proxy, host, port);
       const [, secure] = (wire.socket as Socket<Wire>).upgradeTLS<Wire>({
         data: wire,
         tls: tlsOptions,
