@@ -1,8 +1,11 @@
-// From parsed flags and the environment to a ready HTTP client.
+// From parsed flags and the environment to a ready HTTP client, the run's proxy settings and the
+// connections it keeps open (closed by close() when the run ends).
 import { parseSeconds, resolveConfig, type Config } from "./config.ts";
 import { HttpClient } from "./http.ts";
 import { UsageError } from "./errors.ts";
 import type { Context } from "./context.ts";
+import { ProxyRoutes } from "./proxy.ts";
+import { SocketPool } from "./socket-pool.ts";
 
 export interface ConnectArgs {
   uri?: string;
@@ -19,6 +22,12 @@ export interface Connection {
   direct?: HttpClient;
   /** --timeout: how long to wait for an answer (or, in a long transfer, for any progress). */
   timeoutMs: number;
+  /** HTTPS_PROXY, HTTP_PROXY, NO_PROXY (and their lower-case names) from the run's environment. */
+  proxies: ProxyRoutes;
+  /** The connections the upload POSTs keep open between them (fetch keeps its own). */
+  sockets: SocketPool;
+  /** Close what the run keeps open. */
+  close(): void;
 }
 
 export async function connect(args: ConnectArgs, ctx: Context, forceApi?: 1 | 2): Promise<Connection> {
@@ -31,10 +40,16 @@ export async function connect(args: ConnectArgs, ctx: Context, forceApi?: 1 | 2)
     location: args.location,
   });
   ctx.addSecret(config.secret);
-  const options = { credentials: config, log: ctx.log, verbose: ctx.verbose, timeoutMs };
+  const proxies = new ProxyRoutes(ctx.env);
+  for (const secret of proxies.secrets) ctx.addSecret(secret);
+  // an endpoint whose credentials a proxy would carry in clear is refused now, before anything is sent
+  proxies.for(config.base);
+  if (config.direct) proxies.for(config.direct);
+  const options = { credentials: config, log: ctx.log, verbose: ctx.verbose, timeoutMs, proxies };
   const client = new HttpClient(config.base, options);
   const direct = config.direct ? new HttpClient(config.direct, options) : undefined;
-  return { config, client, direct, timeoutMs };
+  const sockets = new SocketPool({ proxies });
+  return { config, client, direct, timeoutMs, proxies, sockets, close: () => sockets.close() };
 }
 
 /** API 2.0: the client for the direct (upload/download) host. */

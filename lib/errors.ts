@@ -32,8 +32,19 @@ export const SERVER_KINDS = [
   "full",
 ] as const;
 export type ServerKind = (typeof SERVER_KINDS)[number];
-/** `permission` (403) and `conflict` (409) come from API 2.0 answers, whose bodies are JSON error lists. */
-export type ErrorKind = ServerKind | "permission" | "conflict" | "network" | "timeout" | "protocol" | "unexpected";
+/**
+ * `permission` (403) and `conflict` (409) come from API 2.0 answers, whose bodies are JSON error lists;
+ * `proxy`: the proxy (HTTPS_PROXY...) did not let the request through.
+ */
+export type ErrorKind =
+  | ServerKind
+  | "permission"
+  | "conflict"
+  | "network"
+  | "timeout"
+  | "protocol"
+  | "proxy"
+  | "unexpected";
 
 /** Kinds where the same request may succeed if sent again. */
 const RETRYABLE: ReadonlySet<ErrorKind> = new Set(["busy", "failed", "system", "network", "timeout"]);

@@ -3,6 +3,7 @@ import type { ConsolaInstance } from "consola";
 import { ApiError, messageOf, SERVER_KINDS, type ErrorKind, type ServerKind } from "./errors.ts";
 import { checkTransport, DEFAULT_TIMEOUT_SECONDS, isLoopbackHost, type Credentials } from "./config.ts";
 import { parseRecord, parseRecords, type KvRecord } from "./kv.ts";
+import { fetchProxyOption, proxyError, proxyUrl, ProxyRoutes, type ProxyServer } from "./proxy.ts";
 
 export interface HttpOptions {
   credentials: Credentials;
@@ -11,6 +12,8 @@ export interface HttpOptions {
   verbose?: boolean;
   /** Per-request timeout; each request may pass its own. */
   timeoutMs?: number;
+  /** The run's proxy settings, asked for every request (a redirect target too); default: none. */
+  proxies?: ProxyRoutes;
 }
 
 export interface RequestOptions {
@@ -172,13 +175,42 @@ export function describeNetworkError(error: unknown, url: URL): string {
   return `${message}${code && !message.includes(code) ? ` (${code})` : ""} (${url.host})`;
 }
 
+/** Connection failures that, through a proxy, concern the proxy: fetch connects to nothing else. */
+const CONNECT_FAILURES = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+
+/** A fetch that failed through a proxy: the proxy's refusal (Bun's ERR_PROXY_TUNNEL) or absence named as such. */
+function throughProxy(error: unknown, url: URL, proxy: ProxyServer, method: string, path: string): ApiError {
+  const code = (error as { code?: string })?.code ?? "";
+  const request = { method, path, cause: error };
+  if (code === "ERR_PROXY_TUNNEL") {
+    const refused = /(\d{3})\s*(.*)$/.exec(messageOf(error));
+    return proxyError(proxy, { status: Number(refused?.[1] ?? 0), reason: refused?.[2] }, request);
+  }
+  if (CONNECT_FAILURES.has(code))
+    return proxyError(proxy, { unreachable: describeNetworkError(error, new URL(proxyUrl(proxy))) }, request);
+  return new ApiError({
+    kind: "network",
+    message: `${describeNetworkError(error, url)} (through the proxy ${proxy.shown})`,
+    ...request,
+  });
+}
+
 export class HttpClient {
   private readonly authorization: string;
+  private readonly proxies: ProxyRoutes;
   constructor(
     readonly base: URL,
     private readonly options: HttpOptions,
   ) {
     checkTransport(base, "endpoint");
+    this.proxies = options.proxies ?? new ProxyRoutes();
     const { user, secret } = options.credentials;
     this.authorization = `Basic ${Buffer.from(`${user}:${secret}`).toString("base64")}`;
   }
@@ -201,10 +233,20 @@ export class HttpClient {
       const sameOrigin = url.origin === started.origin;
       const headers: Record<string, string> = { ...options.headers };
       if (sameOrigin) headers.authorization = this.authorization;
-      this.trace(`> ${method} ${url.href}`, headers);
+      const proxy = this.proxies.for(url);
+      this.trace(`> ${method} ${url.href}${proxy ? ` (through the proxy ${proxy.shown})` : ""}`, headers);
       let response: Response;
       try {
-        response = await fetch(url, { method, body: options.body, headers, redirect: "manual", signal });
+        // fetch keeps its connections open by itself (Bun's pool: 20 requests 4 at a time took 4
+        // connections, or 4 tunnels through a proxy); the proxy is ours to decide, never Bun's
+        response = await fetch(url, {
+          method,
+          body: options.body,
+          headers,
+          redirect: "manual",
+          signal,
+          proxy: fetchProxyOption(proxy),
+        });
       } catch (error) {
         const name = (error as Error)?.name;
         if (name === "TimeoutError" || (name === "AbortError" && !options.signal?.aborted)) {
@@ -216,6 +258,7 @@ export class HttpClient {
           });
         }
         if (name === "AbortError") throw error;
+        if (proxy) throw throughProxy(error, url, proxy, method, shownPath);
         throw new ApiError({
           kind: "network",
           message: describeNetworkError(error, url),
@@ -225,6 +268,11 @@ export class HttpClient {
         });
       }
       this.trace(`< ${response.status} ${response.statusText}`, Object.fromEntries(response.headers));
+      // through a proxy, a plain-http request's 407 is the proxy's answer, not the server's
+      if (proxy && response.status === 407 && url.protocol === "http:") {
+        await response.body?.cancel();
+        throw proxyError(proxy, { status: 407, reason: response.statusText }, { method, path: shownPath });
+      }
       const location = response.headers.get("location");
       if (response.status >= 300 && response.status < 400 && location && (method === "GET" || method === "HEAD")) {
         await response.body?.cancel();
@@ -278,7 +326,7 @@ export class HttpClient {
   trace(line: string, headers: Record<string, string>): void {
     if (!this.options.verbose || !this.options.log) return;
     const shown = Object.entries(headers).map(
-      ([key, value]) => `  ${key}: ${key.toLowerCase() === "authorization" ? value.replace(/ .*/, " ****") : value}`,
+      ([key, value]) => `  ${key}: ${/authorization$/i.test(key) ? value.replace(/ .*/, " ****") : value}`,
     );
     this.options.log.info([line, ...shown].join("\n"));
   }

@@ -134,23 +134,27 @@ const command = defineCommand({
       throw new UsageError("invalid --name: empty or holding a newline");
     const connection = await connect(args, ctx);
     let drive: string;
-    if (connection.config.api === 2 && args.tier !== undefined) {
-      throw new UsageError(
-        "-t/--tier is API 1.0 only: API 2.0 storage types (storage_type, e.g. dssd) are not the 1.0 tiers",
-      );
-    }
-    if (connection.config.api === 1) {
-      if (args.direct) throw new UsageError("--direct is API 2.0 only");
-      drive = await uploadChunked(ctx, connection, { ...request, chunk: parseChunk(args.chunk ?? "4M") });
-    } else if (args.direct) {
-      drive = await uploadDirect(ctx, connection, request);
-    } else {
-      if (request.offset !== undefined)
+    try {
+      if (connection.config.api === 2 && args.tier !== undefined) {
         throw new UsageError(
-          "-o/--offset is API 1.0 only: an API 2.0 upload resumes by chunks (rerun the same command, or -d DRIVE)",
+          "-t/--tier is API 1.0 only: API 2.0 storage types (storage_type, e.g. dssd) are not the 1.0 tiers",
         );
-      const chunk = parseApi2Chunk(args.chunk ?? `${DEFAULT_API2_CHUNK}`);
-      drive = await uploadChunked2(ctx, connection, { ...request, chunk, wait: args.wait !== false });
+      }
+      if (connection.config.api === 1) {
+        if (args.direct) throw new UsageError("--direct is API 2.0 only");
+        drive = await uploadChunked(ctx, connection, { ...request, chunk: parseChunk(args.chunk ?? "4M") });
+      } else if (args.direct) {
+        drive = await uploadDirect(ctx, connection, request);
+      } else {
+        if (request.offset !== undefined)
+          throw new UsageError(
+            "-o/--offset is API 1.0 only: an API 2.0 upload resumes by chunks (rerun the same command, or -d DRIVE)",
+          );
+        const chunk = parseApi2Chunk(args.chunk ?? `${DEFAULT_API2_CHUNK}`);
+        drive = await uploadChunked2(ctx, connection, { ...request, chunk, wait: args.wait !== false });
+      }
+    } finally {
+      connection.close();
     }
     ctx.print(args.json ? JSON.stringify({ drive }) : drive);
   },

@@ -81,6 +81,8 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
       size,
       signal: AbortSignal.any([watchdog.signal, interrupt.controller.signal]),
       fill: body.fill,
+      // the run's proxy; never sent twice (a second POST would make a second drive)
+      pool: connection.sockets,
       onProgress(done) {
         sent = done;
         watchdog.touch();
@@ -108,7 +110,9 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
       ? `; the server named drive ${partial}, which may hold a partial image: check it and destroy it`
       : error instanceof InputError
         ? "; the POST was cut off before its last byte, so the server completes no drive from it"
-        : "; the server may have created a partial drive: check your drive list";
+        : error instanceof ApiError && error.kind === "proxy"
+          ? "; the proxy let nothing through to the server"
+          : "; the server may have created a partial drive: check your drive list";
     const stoppedBy = interrupt.interrupted();
     const message =
       `upload of ${request.file} ${stoppedBy ? "stopped" : "failed"} after ${humanBytes(sent)} of ${humanBytes(size)}: ` +

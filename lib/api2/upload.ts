@@ -258,6 +258,9 @@ async function send(
         size: length,
         signal: AbortSignal.any([signal, watchdog.signal]),
         buffer,
+        // the run's connections (kept open between chunks) and proxy; a chunk may go to its link twice
+        pool: connection.sockets,
+        replayable: true,
         // a hole in the image is zeros without reading the disk; the zeros still go out
         fill: hole
           ? (buffer, _offset, want) => {
