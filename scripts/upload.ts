@@ -104,14 +104,6 @@ const command = defineCommand({
       throw new UsageError(
         "stdin (-) is a terminal: pipe the image in, e.g. xz -dc disk.raw.xz | upload.ts - --size 20G",
       );
-    if (stdin && args.size === undefined)
-      throw new UsageError(
-        "reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is",
-      );
-    if (stdin && args.verify)
-      throw new UsageError(
-        "--verify needs an image it can read again: stdin (-) is read once (upload the file itself to verify)",
-      );
     const compress = args.compress as CompressMode;
     const concurrency = parseConcurrency(args.concurrency);
     const request: UploadRequest = {
