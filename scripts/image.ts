@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // Image a drive from another (API 1.0 POST drives/DRIVE/image/SOURCE[/CONVERSION]); --wait follows it.
 // API 2.0 has no imaging: clone.ts copies a drive there.
-import { defineCommand } from "citty";
+import { defineCommand } from "../lib/cli/command.ts";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
 import { apiArgs, apiOf, connectionArgs, waitArgs, waitBounds } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
@@ -14,7 +14,13 @@ const command = defineCommand({
   meta: {
     name: "image",
     description:
-      "API 1.0: copy SOURCE drive onto DRIVE on the server, optionally gzipping or gunzipping it (API 2.0: use clone.ts)",
+      "API 1.0: copy a drive onto another on the server\n\n" +
+      "SOURCE's data overwrites DRIVE's, optionally gzipped or gunzipped on the way. API 2.0 has no imaging: " +
+      "clone.ts copies drives there.",
+    examples: [
+      { about: "copy SOURCE onto DRIVE and follow it to the end", args: "DRIVE SOURCE --wait" },
+      { about: "store a gzipped image's data decompressed", args: "DRIVE SOURCE --convert gunzip" },
+    ],
   },
   args: {
     drive: { type: "positional", description: "Destination drive UUID (it is overwritten)" },

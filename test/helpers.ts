@@ -93,6 +93,11 @@ export function spawnScript(script: string, argv: string[], options: RunOptions 
   return startScript(script, argv, options).finished;
 }
 
+/** Run the drivekit command from the source (`bun bin/drivekit.ts ...`) to its end. */
+export function spawnDrivekit(argv: string[], options: RunOptions = {}): Promise<RunResult> {
+  return startProcess(["bun", `${ROOT}bin/drivekit.ts`, ...argv], options).finished;
+}
+
 export const FIXTURES = `${ROOT}test/fixtures/api1/`;
 
 export function fixture(name: string): Promise<string> {
