@@ -2,7 +2,7 @@
 // Copy a drive to a new one and print the new drive's UUID. API 2.0: POST drives/SOURCE/action/?do=clone
 // (--wait until the clone is unmounted). API 1.0: create a drive of SOURCE's size, then image it from
 // SOURCE (--wait follows the imaging to its end, as image.ts does).
-import { defineCommand } from "citty";
+import { defineCommand } from "../lib/cli/command.ts";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
 import { apiArgs, apiOf, connectionArgs, waitArgs, waitBounds } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
@@ -15,17 +15,30 @@ import { checkPair } from "../lib/kv.ts";
 import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
-  meta: { name: "clone", description: "Copy SOURCE drive to a new drive on the server; print the new drive's UUID" },
+  meta: {
+    name: "clone",
+    description:
+      "Copy a drive to a new one on the server and print its UUID\n\n" +
+      "API 2.0: the server's clone. API 1.0: a new drive of the source's size, imaged from it.",
+    examples: [{ about: "a named copy, once it is ready", args: 'SOURCE --name "web-02 root" --wait' }],
+  },
   args: {
     source: { type: "positional", description: "Source drive UUID" },
-    name: { type: "string", description: "The new drive's name (default: the source's)", valueHint: "NAME" },
+    name: {
+      type: "string",
+      group: "drive",
+      description: "The new drive's name (default: the source's)",
+      valueHint: "NAME",
+    },
     media: {
       type: "enum",
+      group: "drive",
       options: ["disk", "cdrom"],
       description: "API 2.0: the new drive's media (default: the source's)",
     },
     avoid: {
       type: "string",
+      group: "drive",
       description: "Drives to keep the new one off the hardware of, space or comma separated UUIDs",
       valueHint: "UUIDS",
     },

@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 // Create a drive and print its info: API 1.0 POST drives/create, API 2.0 POST drives/ (--wait until it is unmounted).
-import { defineCommand } from "citty";
+import { defineCommand } from "../lib/cli/command.ts";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
 import { apiArgs, apiOf, connectionArgs, jsonArgs, waitArgs, waitBounds } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
@@ -14,7 +14,12 @@ import { UsageError } from "../lib/errors.ts";
 const command = defineCommand({
   meta: {
     name: "create",
-    description: "Create a drive and print its info (API 1.0: the new UUID is the 'drive' field; API 2.0: 'uuid')",
+    description:
+      "Create a drive and print its info\n\n" + "Its new UUID is the 'drive' field on API 1.0, 'uuid' on API 2.0.",
+    examples: [
+      { about: "a 10 GiB drive, once it is ready (API 2.0)", args: "--name web-01 --size 10G --wait" },
+      { about: "tagged, with a meta field", args: '--name scratch --size 512M --tags "tmp ci" --meta owner=ops' },
+    ],
   },
   args: { ...driveFieldArgs, ...createOnlyArgs, ...apiArgs, ...connectionArgs, ...waitArgs, ...jsonArgs },
   async run(context) {

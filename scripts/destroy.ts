@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // Destroy a drive (API 1.0 POST drives/DRIVE/destroy, API 2.0 DELETE drives/DRIVE/). Asks first on a
 // terminal; elsewhere needs --yes.
-import { defineCommand } from "citty";
+import { defineCommand } from "../lib/cli/command.ts";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
 import { apiArgs, connectionArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
@@ -14,7 +14,9 @@ import { checkUuid } from "../lib/uuid.ts";
 const command = defineCommand({
   meta: {
     name: "destroy",
-    description: "Destroy a drive and its data. Asks on a terminal; without one, refuses unless --yes",
+    description:
+      "Destroy a drive and its data\n\n" + "Asks first on a terminal; without one (cron, CI) it refuses unless --yes.",
+    examples: [{ about: "without asking", args: "DRIVE --yes" }],
   },
   args: {
     drive: { type: "positional", description: "Drive UUID" },

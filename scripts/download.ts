@@ -2,7 +2,7 @@
 // Download a whole drive to a file: API 1.0 in parallel reads, or API 2.0 in one direct GET, into a
 // sparse FILE.part or, for FILE.gz / FILE.zst (--format), a compressed one. Never overwrites FILE
 // without --force. Prints the file's path on stdout.
-import { defineCommand } from "citty";
+import { defineCommand } from "../lib/cli/command.ts";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
 import { apiArgs, connectionArgs, jsonArgs, parseChunk, parseConcurrency, transferArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
@@ -16,16 +16,23 @@ const command = defineCommand({
   meta: {
     name: "download",
     description:
-      "Download a whole drive to FILE (API 1.0 default: the drive UUID; API 2.0: the server's name). " +
-      "Raw: the drive's bytes, its zero blocks left as holes. FILE.gz / FILE.zst: compressed as it arrives, no raw copy on disk. " +
-      "Written to FILE.part, renamed to FILE when complete; passing failures are retried within the run, and a rerun of a stopped download resumes " +
-      "(raw: from the chunks or bytes FILE.part holds; gz/zst: from the last whole piece recorded, about once a second)",
+      "Download a whole drive to a file\n\n" +
+      "FILE defaults to the drive's UUID (API 1.0) or the server's name for it (API 2.0). Raw: the drive's " +
+      "bytes, its zero blocks left as holes. FILE.gz / FILE.zst: compressed as it arrives, no raw copy on " +
+      "disk. Written to FILE.part, renamed to FILE when complete; passing failures are retried within the run, " +
+      "and a rerun of a stopped download resumes (raw: from the chunks or bytes FILE.part holds; gz/zst: from " +
+      "the last whole piece recorded, about once a second).",
+    examples: [
+      { about: "a drive to a sparse raw file", args: "DRIVE disk.img" },
+      { about: "a backup compressed with zstd as it arrives", args: "DRIVE backup.img.zst" },
+    ],
   },
   args: {
     drive: { type: "positional", description: "Drive UUID" },
     file: { type: "positional", description: "Output file", required: false },
     chunk: {
       type: "string",
+      group: "transfer",
       alias: "c",
       description: "API 1.0: bytes per read (at most 4M)",
       default: "4M",
@@ -33,17 +40,20 @@ const command = defineCommand({
     },
     offset: {
       type: "string",
+      group: "transfer",
       alias: "o",
       description: "API 1.0, raw: start at this byte of FILE.part",
       valueHint: "OFFSET",
     },
     format: {
       type: "enum",
+      group: "image",
       options: ["raw", "gzip", "zstd"],
       description:
-        "raw (sparse), gzip (.gz: gunzip, zcat read it) or zstd (.zst: zstd -d reads it, faster and smaller); default: from FILE's suffix, else raw; without FILE, adds the suffix to the default name",
+        "raw (sparse), gzip (.gz: gunzip, zcat read it) or zstd (.zst: zstd -d reads it, faster and smaller); " +
+        "default: from FILE's suffix, else raw; without FILE, adds the suffix to the default name",
     },
-    force: { type: "boolean", alias: "f", description: "Overwrite FILE if it exists" },
+    force: { type: "boolean", group: "image", alias: "f", description: "Overwrite FILE if it exists" },
     ...transferArgs,
     ...apiArgs,
     ...connectionArgs,

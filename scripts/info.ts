@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // Show one drive's info, its full info (API 1.0: the imaging percentage), or every drive's.
 // API 2.0: GET drives/{uuid}/ or drives/detail/?limit=0, flattened to the same KEY VALUE lines.
-import { defineCommand } from "citty";
+import { defineCommand } from "../lib/cli/command.ts";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
 import { apiArgs, connectionArgs, jsonArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
@@ -15,7 +15,13 @@ const command = defineCommand({
   meta: {
     name: "info",
     description:
-      "Print a drive's info as KEY VALUE lines, or all drives' (records split by a blank line); API 2.0 objects flattened (meta:KEY, lists space separated)",
+      "Print a drive's info, or every drive's, as KEY VALUE lines\n\n" +
+      "Records are split by a blank line; API 2.0 objects are flattened the same way (meta:KEY, lists space " +
+      "separated), or printed as the server sent them with --json.",
+    examples: [
+      { about: "one drive; API 1.0 --full adds the imaging percentage", args: "DRIVE --full" },
+      { about: "every drive, as JSON", args: "--json" },
+    ],
   },
   args: {
     drive: { type: "positional", description: "Drive UUID; without it, every drive", required: false },

@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // Read up to 4M from a drive (API 1.0 GET /drives/DRIVE/read/OFFSET/SIZE) to stdout or a file.
 // API 2.0 has no piece reads: download.ts fetches whole drives there.
-import { defineCommand } from "citty";
+import { defineCommand } from "../lib/cli/command.ts";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
 import { apiArgs, apiOf, connectionArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
@@ -15,14 +15,22 @@ const command = defineCommand({
   meta: {
     name: "read",
     description:
-      "API 1.0: read SIZE bytes (at most 4M) at OFFSET of a drive; raw bytes to stdout or -o FILE (download.ts: whole drives, either API)",
+      "API 1.0: read up to 4M of a drive\n\n" +
+      "SIZE bytes at OFFSET, raw to stdout or to -o FILE. download.ts reads whole drives, on either API.",
+    examples: [{ about: "a drive's first sector into a file", args: "DRIVE 0 512 -o mbr.bin" }],
   },
   args: {
     drive: { type: "positional", description: "Drive UUID" },
     offset: { type: "positional", description: "Byte offset on the drive (k/M/G/T allowed)", required: true },
     size: { type: "positional", description: "Bytes to read, at most 4M", required: true },
-    output: { type: "string", alias: "o", description: "Write to FILE instead of stdout", valueHint: "FILE" },
-    force: { type: "boolean", alias: "f", description: "Overwrite FILE if it exists" },
+    output: {
+      type: "string",
+      group: "output",
+      alias: "o",
+      description: "Write to FILE instead of stdout",
+      valueHint: "FILE",
+    },
+    force: { type: "boolean", group: "output", alias: "f", description: "Overwrite FILE if it exists" },
     ...apiArgs,
     ...connectionArgs,
   },

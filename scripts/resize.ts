@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // Change a drive's size and print its info. API 2.0: POST drives/DRIVE/action/?do=resize with the
 // drive's definition (--wait until it is unmounted again); API 1.0: set size.
-import { defineCommand } from "citty";
+import { defineCommand } from "../lib/cli/command.ts";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
 import { apiArgs, apiOf, connectionArgs, jsonArgs, waitArgs, waitBounds } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
@@ -14,7 +14,13 @@ import { parseSize } from "../lib/size.ts";
 import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
-  meta: { name: "resize", description: "Change a drive's size (bytes, or with k/M/G/T, binary); print its info" },
+  meta: {
+    name: "resize",
+    description:
+      "Change a drive's size and print its info\n\n" +
+      "SIZE in bytes, or with k/M/G/T (binary). API 2.0: a mounted drive is refused.",
+    examples: [{ about: "grow a drive to 20 GiB, once it is ready again", args: "DRIVE 20G --wait" }],
+  },
   args: {
     drive: { type: "positional", description: "Drive UUID" },
     size: { type: "positional", description: "The new size (k/M/G/T allowed)", required: true },

@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // Change a drive's fields and print its info: API 1.0 POST drives/DRIVE/set; API 2.0 reads the
 // drive, applies the changes and PUTs the definition (a size change on a mounted drive is refused).
-import { defineCommand } from "citty";
+import { defineCommand } from "../lib/cli/command.ts";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
 import { apiArgs, apiOf, connectionArgs, jsonArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
@@ -13,7 +13,17 @@ import { OperationError, UsageError } from "../lib/errors.ts";
 import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
-  meta: { name: "set", description: "Set a drive's name, size, tags, meta (user:*) fields and more; print its info" },
+  meta: {
+    name: "set",
+    description:
+      "Change a drive's fields and print its info\n\n" +
+      "Its name, size, tags, meta (user:*) fields and more. API 2.0: the drive's definition is read, changed " +
+      "and put back; a size change on a mounted drive is refused.",
+    examples: [
+      { about: "rename a drive and replace its tags", args: 'DRIVE --name web-01-old --tags "old web"' },
+      { about: "add a meta field, as JSON", args: "DRIVE --meta role=standby --json" },
+    ],
+  },
   args: {
     drive: { type: "positional", description: "Drive UUID" },
     ...driveFieldArgs,

@@ -4,7 +4,7 @@
 // The image may be raw, qcow2, gzip or zstd (told by its first bytes), or stdin (-).
 // Prints the drive UUID alone on stdout.
 import { basename } from "node:path";
-import { defineCommand } from "citty";
+import { defineCommand } from "../lib/cli/command.ts";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
 import { apiArgs, connectionArgs, jsonArgs, parseChunk, parseConcurrency, transferArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
@@ -21,65 +21,92 @@ const command = defineCommand({
   meta: {
     name: "upload",
     description:
-      "Upload an image to a new drive, or to an existing one with -d. A rerun of a stopped upload resumes: a seekable image (raw, qcow2) " +
-      "from where it stopped; a streamed one (gzip, zstd, stdin) is decompressed again from its start, but only the chunks the journal does not hold are sent",
+      "Upload an image to a new drive, or to an existing one with -d\n\n" +
+      "The image is raw, qcow2, gzip or zstd (told by its first bytes), or stdin (-). A rerun of a stopped " +
+      "upload resumes: a seekable image (raw, qcow2) from where it stopped; a streamed one (gzip, zstd, stdin) " +
+      "is decompressed again from its start, but only the chunks the journal does not hold are sent.",
+    examples: [
+      { about: "a raw or qcow2 image to a new drive, read back and compared", args: "disk.img --verify" },
+      {
+        about: "from a pipe, which needs the image's size",
+        args: "- --size 20G -n web-01",
+        pipe: "xz -dc disk.raw.xz",
+      },
+    ],
   },
   args: {
     file: {
       type: "positional",
       description:
-        "Image: a raw file or block device, qcow2, gzip or zstd (told by its first bytes), or - for stdin (raw, gzip or zstd; needs --size)",
+        "Image: a raw file or block device, qcow2, gzip or zstd (told by its first bytes), or - for stdin " +
+        "(raw, gzip or zstd; needs --size)",
     },
     format: {
       type: "enum",
+      group: "image",
       options: ["raw", "gzip", "zstd", "qcow2"],
       description: "Read the image as this format (default: what its first bytes say; raw: its bytes as they are)",
     },
-    gzipped: { type: "boolean", alias: "z", description: "The image is gzip (the vendor tool's -z): --format gzip" },
+    gzipped: {
+      type: "boolean",
+      group: "image",
+      alias: "z",
+      description: "The image is gzip (the vendor tool's -z): --format gzip",
+    },
     size: {
       type: "string",
+      group: "image",
       description:
-        "The drive's size (k/M/G/T allowed); needed for stdin, which must hold exactly that many bytes; without it a gzip image, or zstd without recorded sizes, is decompressed once to count its size (qcow2: its virtual size); larger than a file's image: the rest is zeros",
+        "The drive's size (k/M/G/T allowed); needed for stdin, which must hold exactly that many bytes; " +
+        "without it a gzip image, or zstd without recorded sizes, is decompressed once to count its size " +
+        "(qcow2: its virtual size); larger than a file's image: the rest is zeros",
       valueHint: "SIZE",
     },
     chunk: {
       type: "string",
+      group: "transfer",
       alias: "c",
       description: `Bytes per chunk (k/M/G/T allowed); API 1.0: at most 4M, default 4M; API 2.0: 64k to 256M, default ${DEFAULT_API2_CHUNK / 2 ** 20}M`,
       valueHint: "SIZE",
     },
     drive: {
       type: "string",
+      group: "drive",
       alias: "d",
       description: "Existing drive UUID to write into (its old data is overwritten)",
       valueHint: "DRIVE",
     },
     name: {
       type: "string",
+      group: "drive",
       alias: "n",
       description: "Name of the new drive (default: the file's base name)",
       valueHint: "NAME",
     },
     offset: {
       type: "string",
+      group: "transfer",
       alias: "o",
       description: "API 1.0: resume from this byte of the image",
       valueHint: "OFFSET",
     },
     compress: {
       type: "enum",
+      group: "transfer",
       options: ["auto", "always", "never"],
       description: "API 1.0: gzip each chunk: auto (when it pays), always, never",
       default: "auto",
     },
     tier: { ...createOnlyArgs.tier, description: "API 1.0: the new drive's storage tier (the vendor tool's -t)" },
-    verify: { type: "boolean", description: "Read the drive back and compare it with the image" },
+    verify: { type: "boolean", group: "transfer", description: "Read the drive back and compare it with the image" },
     direct: {
       type: "boolean",
+      group: "transfer",
       description: "API 2.0: one streamed POST to the direct host instead of chunks (not resumable)",
     },
     wait: {
       type: "boolean",
+      group: "transfer",
       description: "API 2.0: wait until the drive leaves status uploading (--no-wait: do not)",
       default: true,
     },
@@ -103,14 +130,6 @@ const command = defineCommand({
     if (stdin && ctx.io.stdinIsTTY)
       throw new UsageError(
         "stdin (-) is a terminal: pipe the image in, e.g. xz -dc disk.raw.xz | upload.ts - --size 20G",
-      );
-    if (stdin && args.size === undefined)
-      throw new UsageError(
-        "reading the image from stdin (-) needs --size SIZE: a stream does not tell how large its image is",
-      );
-    if (stdin && args.verify)
-      throw new UsageError(
-        "--verify needs an image it can read again: stdin (-) is read once (upload the file itself to verify)",
       );
     const compress = args.compress as CompressMode;
     const concurrency = parseConcurrency(args.concurrency);

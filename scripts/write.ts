@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // Write one piece (at most 4M) to a drive at OFFSET (API 1.0 POST drives/DRIVE/write/OFFSET), gzipped.
 // API 2.0 has no piece writes: upload.ts moves whole images there.
-import { defineCommand } from "citty";
+import { defineCommand } from "../lib/cli/command.ts";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
 import { apiArgs, apiOf, connectionArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
@@ -26,7 +26,12 @@ const command = defineCommand({
   meta: {
     name: "write",
     description:
-      "API 1.0: write one piece of at most 4M from FILE or stdin to a drive at OFFSET, sent gzipped (upload.ts moves whole images, on either API)",
+      "API 1.0: write up to 4M to a drive\n\n" +
+      "One piece from FILE or stdin at OFFSET, sent gzipped. upload.ts moves whole images, on either API.",
+    examples: [
+      { about: "a file at the drive's start", args: "DRIVE 0 mbr.bin" },
+      { about: "from stdin at 1 MiB", args: "DRIVE 1M", pipe: "head -c 4096 piece.bin" },
+    ],
   },
   args: {
     drive: { type: "positional", description: "Drive UUID" },

@@ -54,24 +54,48 @@ export async function run(command: CommandDef<any>, argv: string[], options: Run
   };
 }
 
-const ROOT = new URL("..", import.meta.url).pathname;
+export const ROOT = new URL("..", import.meta.url).pathname;
 
-/** Run a script as a real process (`bun scripts/NAME.ts ...`) with NO_COLOR=1 and only the given env. */
-export async function spawnScript(script: string, argv: string[], options: RunOptions = {}): Promise<RunResult> {
-  const child = Bun.spawn(["bun", `${ROOT}scripts/${script}.ts`, ...argv], {
+/** A process started by a test: signal it while it runs, await how it ended. */
+export interface Spawned {
+  pid: number;
+  kill(signal: NodeJS.Signals): void;
+  finished: Promise<RunResult>;
+}
+
+/** Start a real process with NO_COLOR=1 and only the given env (plus PATH and HOME), its output captured. */
+export function startProcess(command: string[], options: RunOptions = {}): Spawned {
+  const child = Bun.spawn(command, {
     cwd: options.cwd ?? ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: "1", ...options.env } as Record<string, string>,
     stdin: options.stdin === undefined ? "ignore" : new Blob([options.stdin as Uint8Array<ArrayBuffer>]),
     stdout: "pipe",
     stderr: "pipe",
   });
-  const [stdoutBuffer, stderr, status] = await Promise.all([
+  const finished = Promise.all([
     new Response(child.stdout).arrayBuffer(),
     new Response(child.stderr).text(),
     child.exited,
-  ]);
-  const stdoutBytes = new Uint8Array(stdoutBuffer);
-  return { status, stdout: new TextDecoder().decode(stdoutBytes), stdoutBytes, stderr };
+  ]).then(([stdout, stderr, status]) => {
+    const stdoutBytes = new Uint8Array(stdout);
+    return { status, stdout: new TextDecoder().decode(stdoutBytes), stdoutBytes, stderr };
+  });
+  return { pid: child.pid, kill: (signal) => child.kill(signal), finished };
+}
+
+/** Start a script as a real process (`bun scripts/NAME.ts ...`), to signal it or watch it while it runs. */
+export function startScript(script: string, argv: string[], options: RunOptions = {}): Spawned {
+  return startProcess(["bun", `${ROOT}scripts/${script}.ts`, ...argv], options);
+}
+
+/** Run a script as a real process (`bun scripts/NAME.ts ...`) to its end. */
+export function spawnScript(script: string, argv: string[], options: RunOptions = {}): Promise<RunResult> {
+  return startScript(script, argv, options).finished;
+}
+
+/** Run the drivekit command from the source (`bun bin/drivekit.ts ...`) to its end. */
+export function spawnDrivekit(argv: string[], options: RunOptions = {}): Promise<RunResult> {
+  return startProcess(["bun", `${ROOT}bin/drivekit.ts`, ...argv], options).finished;
 }
 
 export const FIXTURES = `${ROOT}test/fixtures/api1/`;

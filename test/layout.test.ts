@@ -1,7 +1,8 @@
 // The layers of lib/, checked on every import, lowest first: the core (lib/*.ts), the chunk
 // engine (lib/chunks), the image formats (lib/formats: gzip, zstd, qcow2 in and out), one folder per API generation (lib/api1, lib/api2: neither imports the
 // other), the command-line part (lib/cli), which only scripts import. No layer imports a higher
-// one. The emulator never imports the API clients, so it never tests them with their own code.
+// one. The emulator never imports the API clients, so it never tests them with their own code. The
+// drivekit command (bin/) sits above the scripts it loads.
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
@@ -60,4 +61,19 @@ test("scripts import lib, never each other or the emulator", () => {
       .map((target) => `${file} -> ${target}`),
   );
   expect(wrong).toEqual([]);
+});
+
+test("bin (the drivekit command) imports lib/cli, the scripts and package.json; nothing imports bin", () => {
+  const wrong = files("bin").flatMap((file) =>
+    importsOf(file)
+      .filter((target) => !/^(lib\/cli\/|scripts\/|bin\/)/.test(target) && target !== "package.json")
+      .map((target) => `${file} -> ${target}`),
+  );
+  expect(wrong).toEqual([]);
+  const into = [...files("lib"), ...files("scripts"), ...files("emulator")].flatMap((file) =>
+    importsOf(file)
+      .filter((target) => target.startsWith("bin/"))
+      .map((target) => `${file} -> ${target}`),
+  );
+  expect(into).toEqual([]);
 });

@@ -1,32 +1,44 @@
 // Flags shared by the scripts (the nuxt/cli `_shared.ts` pattern).
-import type { ArgsDef } from "citty";
+import type { OptionsDef } from "./command.ts";
 import { UsageError } from "../errors.ts";
 import { parseSize } from "../size.ts";
 import { DEFAULT_TIMEOUT_SECONDS, parseSeconds, pickApi, type Api, type Env } from "../config.ts";
 
 export const connectionArgs = {
-  uri: { type: "string", description: "API endpoint; overrides EHURI (API 1.0) or CSURI (API 2.0)", valueHint: "URL" },
+  uri: {
+    type: "string",
+    group: "connection",
+    description: "API endpoint; overrides EHURI (API 1.0) or CSURI (API 2.0)",
+    valueHint: "URL",
+  },
   "auth-file": {
     type: "string",
+    group: "connection",
     description: "File holding one line user:secret; overrides EHAUTH / CSAUTH",
     valueHint: "PATH",
   },
   timeout: {
     type: "string",
+    group: "connection",
     description: "Seconds to wait for an answer (in a transfer: for any progress)",
     default: String(DEFAULT_TIMEOUT_SECONDS),
     valueHint: "SECONDS",
   },
-  verbose: { type: "boolean", description: "Log each HTTP exchange (credentials masked) and error stacks" },
-} as const satisfies ArgsDef;
+  verbose: {
+    type: "boolean",
+    group: "connection",
+    description: "Log each HTTP exchange (credentials masked) and error stacks",
+  },
+} as const satisfies OptionsDef;
 
 export const apiArgs = {
   api: {
     type: "enum",
+    group: "connection",
     options: ["1", "2"],
     description: "API generation, 1 or 2 (default: 2 when CSURI is set, else 1)",
   },
-} as const satisfies ArgsDef;
+} as const satisfies OptionsDef;
 
 /** The API generation a call will use, known before anything is sent (so a refusal can exit 2). */
 export function apiOf(args: { api?: string; location?: string }, ctx: { env: Env }): Api {
@@ -37,17 +49,25 @@ export function apiOf(args: { api?: string; location?: string }, ctx: { env: Env
 export const waitArgs = {
   wait: {
     type: "boolean",
+    group: "wait",
     description: "Wait until the drive is ready (API 2.0: unmounted; API 1.0 clone: imaged), its status on stderr",
   },
-  interval: { type: "string", description: "With --wait: seconds between checks", default: "2", valueHint: "SECONDS" },
-  quiet: { type: "boolean", alias: "q", description: "No status display while waiting" },
+  interval: {
+    type: "string",
+    group: "wait",
+    description: "With --wait: seconds between checks",
+    default: "2",
+    valueHint: "SECONDS",
+  },
+  quiet: { type: "boolean", group: "wait", alias: "q", description: "No status display while waiting" },
   timeout: {
     type: "string",
+    group: "wait",
     description: "Seconds to wait for each answer, and with --wait for the whole wait",
     default: "3600",
     valueHint: "SECONDS",
   },
-} as const satisfies ArgsDef;
+} as const satisfies OptionsDef;
 
 export interface WaitBounds {
   /** The whole wait (--timeout). */
@@ -65,23 +85,25 @@ export function waitBounds(args: { timeout?: string; interval?: string }): WaitB
 }
 
 export const jsonArgs = {
-  json: { type: "boolean", description: "Print JSON instead of KEY VALUE lines" },
-} as const satisfies ArgsDef;
+  json: { type: "boolean", group: "output", description: "Print JSON instead of KEY VALUE lines" },
+} as const satisfies OptionsDef;
 
 /** Flags upload.ts and download.ts share. */
 export const transferArgs = {
-  quiet: { type: "boolean", alias: "q", description: "No progress display" },
+  quiet: { type: "boolean", group: "transfer", alias: "q", description: "No progress display" },
   location: {
     type: "string",
+    group: "connection",
     description: "API 2.0: CloudSigma location such as zrh (https://LOC.cloudsigma.com/api/2.0/)",
     valueHint: "LOC",
   },
   concurrency: {
     type: "string",
+    group: "transfer",
     description: "API 1.0: requests in flight at once (default chosen by benchmark)",
     valueHint: "N",
   },
-} as const satisfies ArgsDef;
+} as const satisfies OptionsDef;
 
 /** -c/--chunk for the chunked engine: a multiple of 512 from 4k to the API's 4M limit per request. */
 export function parseChunk(text: string): number {

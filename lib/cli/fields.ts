@@ -1,5 +1,5 @@
 // Drive fields as flags (create, set): each value checked before anything is sent.
-import type { ArgsDef } from "citty";
+import type { OptionsDef } from "./command.ts";
 import { UsageError } from "../errors.ts";
 import { checkPair, type KvRecord } from "../kv.ts";
 import { parseSize } from "../size.ts";
@@ -8,46 +8,57 @@ import { checkUuid } from "../uuid.ts";
 export const EVERYONE = "ffffffff-ffff-ffff-ffff-ffffffffffff";
 
 export const driveFieldArgs = {
-  name: { type: "string", description: "Drive name", valueHint: "NAME" },
-  size: { type: "string", description: "Size in bytes, or with k/M/G/T (binary)", valueHint: "SIZE" },
+  name: { type: "string", group: "drive", description: "Drive name", valueHint: "NAME" },
+  size: { type: "string", group: "drive", description: "Size in bytes, or with k/M/G/T (binary)", valueHint: "SIZE" },
   "claim-type": {
     type: "enum",
+    group: "drive",
     options: ["exclusive", "shared"],
     description: "API 1.0: exclusive (the default) or shared",
   },
   readers: {
     type: "string",
+    group: "drive",
     description: `API 1.0: users allowed to read, space or comma separated UUIDs, or ${EVERYONE} for all`,
     valueHint: "UUIDS",
   },
-  tags: { type: "string", description: "Tags, space or comma separated", valueHint: "TAGS" },
+  tags: { type: "string", group: "drive", description: "Tags, space or comma separated", valueHint: "TAGS" },
   meta: {
     type: "string",
+    group: "drive",
     description: "A user-defined field (API 1.0 user:KEY, API 2.0 meta KEY), as KEY=VALUE; repeat for more",
     valueHint: "KEY=VALUE",
   },
-  media: { type: "enum", options: ["disk", "cdrom"], description: "API 2.0: disk (a new drive's default) or cdrom" },
-} as const satisfies ArgsDef;
+  media: {
+    type: "enum",
+    group: "drive",
+    options: ["disk", "cdrom"],
+    description: "API 2.0: disk (a new drive's default) or cdrom",
+  },
+} as const satisfies OptionsDef;
 
 export const createOnlyArgs = {
   encryption: {
     type: "enum",
+    group: "drive",
     options: ["none", "aes-xts-plain"],
     description: "API 1.0: encryption:cipher (aes-xts-plain is the server's default)",
   },
   avoid: {
     type: "string",
+    group: "drive",
     description: "Drives to keep on other hardware, space or comma separated UUIDs",
     valueHint: "UUIDS",
   },
   tier: {
     type: "enum",
+    group: "drive",
     options: ["disk", "ssd"],
     alias: "t",
     description:
       "API 1.0: the storage tier (the vendor tool's -t). Refused on API 2.0: its storage_type values (dssd...) are not the same",
   },
-} as const satisfies ArgsDef;
+} as const satisfies OptionsDef;
 
 function splitList(text: string): string[] {
   return text.split(/[\s,]+/).filter(Boolean);

@@ -1,10 +1,12 @@
 // Running a command: strict argument checks, one-line errors, exit statuses (0 done, 1 failed,
 // 2 wrong call), and the stdout/stderr/env a command uses, so tests can run commands in-process.
 import { createConsola, type ConsolaInstance } from "consola";
-import { renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
+import { runCommand, type ArgsDef, type CommandDef } from "citty";
+import { basename } from "node:path";
 import { exitStatusOf, UsageError } from "../errors.ts";
 import type { Context } from "../context.ts";
 import { createProgress } from "./progress.ts";
+import { helpWidth, renderHelp, type HelpArg, type HelpMeta } from "./help.ts";
 
 export interface Writer {
   write(chunk: string | Uint8Array): unknown;
@@ -20,6 +22,8 @@ export interface Io {
   stdinIsTTY: boolean;
   stderrIsTTY: boolean;
   cwd: string;
+  /** stdout's width when it is a terminal (--help is wrapped to it). */
+  columns?: number;
 }
 
 /** The engines' Context, plus what only commands use: the raw I/O and stdout. */
@@ -40,6 +44,7 @@ export function processIo(): Io {
     stdinIsTTY: Boolean(process.stdin.isTTY),
     stderrIsTTY: Boolean(process.stderr.isTTY),
     cwd: process.cwd(),
+    columns: process.stdout.isTTY ? process.stdout.columns : undefined,
   };
 }
 
@@ -166,11 +171,15 @@ function wantsHelp(argv: string[]): boolean {
   return (end === -1 ? argv : argv.slice(0, end)).some((arg) => arg === "--help" || arg === "-h");
 }
 
-/** Run a command with the given arguments and I/O; resolves to the exit status. */
+/**
+ * Run a command with the given arguments and I/O; resolves to the exit status. `program` is what
+ * --help calls it (`upload.ts`, `drivekit upload`; default: NAME.ts).
+ */
 export async function execute<T extends ArgsDef>(
   command: CommandDef<T>,
   argv: string[],
   io: Io = processIo(),
+  program?: string,
 ): Promise<number> {
   const meta = (typeof command.meta === "function" ? await command.meta() : await command.meta) ?? {};
   const verbose = argv.includes("--verbose");
@@ -191,14 +200,12 @@ export async function execute<T extends ArgsDef>(
     },
   };
   try {
+    const argsDef = ((typeof command.args === "function" ? await command.args() : await command.args) ?? {}) as ArgsDef;
     if (wantsHelp(argv)) {
-      const usage = await renderUsage(command as CommandDef<ArgsDef>);
-      // citty colours its usage; only a terminal should get escape codes
-      const plain = io.stdout !== process.stdout || !process.stdout.isTTY || io.env.NO_COLOR;
-      io.stdout.write(`${plain ? usage.replace(/\u001b\[[0-9;]*m/g, "") : usage}\n`);
+      const options = { program: program ?? `${meta.name ?? "drivekit"}.ts`, width: helpWidth(io.env, io.columns) };
+      io.stdout.write(renderHelp(meta as HelpMeta, argsDef as Record<string, HelpArg>, options));
       return 0;
     }
-    const argsDef = ((typeof command.args === "function" ? await command.args() : await command.args) ?? {}) as ArgsDef;
     checkArgv(argsDef, argv);
     await runCommand(command, { rawArgs: argv, data: context });
     return 0;
@@ -211,9 +218,17 @@ export async function execute<T extends ArgsDef>(
   }
 }
 
-/** The entry point of every script: `if (import.meta.main) runMain(command)`. */
-export function runMain<T extends ArgsDef>(command: CommandDef<T>): void {
-  void execute(command, process.argv.slice(2)).then((status) => {
+/**
+ * The entry point of every script: `if (import.meta.main) runMain(command)`; its --help names it
+ * as it was run (upload.ts, upload.js), or as `program` says (`drivekit upload`).
+ */
+export function runMain<T extends ArgsDef>(
+  command: CommandDef<T>,
+  program?: string,
+  argv = process.argv.slice(2),
+): void {
+  const name = program ?? (process.argv[1] ? basename(process.argv[1]) : undefined);
+  void execute(command, argv, processIo(), name).then((status) => {
     process.exitCode = status;
   });
 }

@@ -3,6 +3,7 @@
 import { UsageError } from "../errors.ts";
 import { shellWord } from "../files.ts";
 import type { ImageFormat } from "../chunks/image.ts";
+import { hasQcow2Magic } from "./qcow2-header.ts";
 
 /** Bytes enough to tell every format below apart. */
 export const HEAD_BYTES = 8;
@@ -16,7 +17,7 @@ const startsWith = (head: Uint8Array, magic: number[]) =>
 export function detectFormat(head: Uint8Array): Detected {
   if (startsWith(head, [0x1f, 0x8b])) return "gzip";
   if (startsWith(head, [0x28, 0xb5, 0x2f, 0xfd])) return "zstd";
-  if (startsWith(head, [0x51, 0x46, 0x49, 0xfb])) return "qcow2";
+  if (hasQcow2Magic(head)) return "qcow2";
   if (startsWith(head, [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) return "xz";
   // "BZh" and a block size digit 1-9
   if (startsWith(head, [0x42, 0x5a, 0x68]) && (head[3] ?? 0) >= 0x31 && (head[3] ?? 0) <= 0x39) return "bzip2";

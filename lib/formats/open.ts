@@ -183,7 +183,9 @@ export async function openUploadInput(ctx: Context, request: UploadRequest): Pro
   });
   if (request.verify && !image.reopen) {
     await image.close();
-    throw new UsageError("--verify needs an image it can read again: stdin (-) is read once");
+    throw new UsageError(
+      "--verify needs an image it can read again: stdin (-) is read once (upload the file itself to verify)",
+    );
   }
   return image;
 }

@@ -49,6 +49,7 @@ const EXTENSION_DATA_FILE = 0x44415441;
 
 const MAGIC = [0x51, 0x46, 0x49, 0xfb]; // "QFI\xfb"
 
+/** qcow2 files begin with "QFI\xfb": the one test of it (format detection and the header reader). */
 export function hasQcow2Magic(head: Uint8Array): boolean {
   return head.length >= MAGIC.length && MAGIC.every((byte, i) => head[i] === byte);
 }

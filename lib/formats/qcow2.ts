@@ -6,13 +6,8 @@ import { open, type FileHandle } from "node:fs/promises";
 import { constants, inflateRawSync } from "node:zlib";
 import { statImage, type ImageSource } from "../chunks/image.ts";
 import { InputError, OperationError, UsageError } from "../errors.ts";
-import { hasQcow2Magic, readQcow2Header, type Qcow2Header, type ReadAt } from "./qcow2-header.ts";
+import { readQcow2Header, type Qcow2Header, type ReadAt } from "./qcow2-header.ts";
 import { HOLE, NORMAL, Qcow2Tables, type Cluster } from "./qcow2-tables.ts";
-
-/** qcow2 files begin with "QFI\xfb". */
-export function looksLikeQcow2(head: Uint8Array): boolean {
-  return hasQcow2Magic(head);
-}
 
 /** Compressed clusters close together in the file are read in one pread of up to this span. */
 const COMPRESSED_SPAN = 2 * 1024 * 1024;

@@ -6,13 +6,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import upload from "../../scripts/upload.ts";
-import { run } from "../helpers.ts";
+import { run, startScript } from "../helpers.ts";
 import { imageBytes, sameBytes as same } from "../images.ts";
 import { journalPath } from "../../lib/chunks/journal.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
 
 const CHUNK = 64 * 1024;
-const ROOT = new URL("../..", import.meta.url).pathname;
 
 let stub: DriveStub;
 let dir: string;
@@ -213,12 +212,7 @@ test("a spawned upload killed mid-way resumes on rerun: one drive, finished chun
   // slow writes, so that the kill lands in the middle
   stub.fault({ method: "POST", path: /\/write\//, action: { delayMs: 40 } });
   const drivesBefore = stub.drives.size;
-  const child = Bun.spawn(["bun", `${ROOT}scripts/upload.ts`, path, "-c", "64k", "--concurrency", "2"], {
-    cwd: dir,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: "1", ...stub.env } as Record<string, string>,
-    stdout: "pipe",
-    stderr: "pipe",
-  });
+  const child = startScript("upload", [path, "-c", "64k", "--concurrency", "2"], { env: stub.env, cwd: dir });
   const journaled = () => {
     const [name] = journals();
     return name ? readFileSync(join(dir, name), "utf8").split("\n").length - 2 : 0;
@@ -227,7 +221,7 @@ test("a spawned upload killed mid-way resumes on rerun: one drive, finished chun
   for (let i = 0; i < 3000 && !(writes().filter((r) => r.status === 204).length >= 5 && journaled() >= 3); i++)
     await Bun.sleep(10);
   child.kill("SIGKILL");
-  await child.exited;
+  await child.finished;
   const done = journaled();
   expect(done).toBeGreaterThanOrEqual(3);
   expect(done).toBeLessThan(chunks);
@@ -304,19 +298,10 @@ for (const [signal, exitStatus] of [
     const bytes = imageBytes(40 * CHUNK, 29);
     const path = await writeImage("interrupted.img", bytes);
     stub.fault({ method: "POST", path: /\/write\//, action: { delayMs: 40 } });
-    const child = Bun.spawn(["bun", `${ROOT}scripts/upload.ts`, path, "-c", "64k", "--concurrency", "2"], {
-      cwd: dir,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: "1", ...stub.env } as Record<string, string>,
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    const child = startScript("upload", [path, "-c", "64k", "--concurrency", "2"], { env: stub.env, cwd: dir });
     for (let i = 0; i < 3000 && writes().filter((r) => r.status === 204).length < 3; i++) await Bun.sleep(10);
     child.kill(signal);
-    const [stdout, stderr, status] = await Promise.all([
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-      child.exited,
-    ]);
+    const { stdout, stderr, status } = await child.finished;
     expect(status).toBe(exitStatus);
     expect(stdout).toBe("");
     const errors = stderr.split("\n").filter((line) => /error/.test(line));
@@ -332,12 +317,7 @@ test("a second run of the same upload while the first runs refuses at once, nami
   const bytes = imageBytes(40 * CHUNK, 31);
   const path = await writeImage("overlap.img", bytes);
   stub.fault({ method: "POST", path: /\/write\//, action: { delayMs: 40 } });
-  const first = Bun.spawn(["bun", `${ROOT}scripts/upload.ts`, path, "-c", "64k", "--concurrency", "2"], {
-    cwd: dir,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: "1", ...stub.env } as Record<string, string>,
-    stdout: "pipe",
-    stderr: "pipe",
-  });
+  const first = startScript("upload", [path, "-c", "64k", "--concurrency", "2"], { env: stub.env, cwd: dir });
   for (let i = 0; i < 3000 && writes().length < 2; i++) await Bun.sleep(10);
   const creates = stub.count("POST", /\/drives\/create/);
   const second = await run(upload, [path, "-c", "64k"], { env: stub.env, cwd: dir });
@@ -345,8 +325,9 @@ test("a second run of the same upload while the first runs refuses at once, nami
   expect(second.stderr.trim().split("\n").length).toBe(1);
   expect(second.stderr).toContain(`already running in process ${first.pid}`);
   expect(stub.count("POST", /\/drives\/create/)).toBe(creates);
-  expect(await first.exited).toBe(0);
-  expect(same(stub.readDrive((await new Response(first.stdout).text()).trim()), bytes)).toBe(true);
+  const firstResult = await first.finished;
+  expect(firstResult.status).toBe(0);
+  expect(same(stub.readDrive(firstResult.stdout.trim()), bytes)).toBe(true);
 });
 
 test("a lock left by a process that is gone (kill -9, reboot) is taken over without asking", async () => {

@@ -8,12 +8,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import download from "../../scripts/download.ts";
-import { run, type RunResult } from "../helpers.ts";
+import { run, startScript, type RunResult } from "../helpers.ts";
 import { imageBytes, sameBytes } from "../images.ts";
 import { jsonError, startStub, type DriveStub } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import { decodeFile } from "../formats/compressed-files.ts";
-import { spawnScript, waitFor, withPolicy } from "../faults/support.ts";
+import { waitFor, withPolicy } from "../faults/support.ts";
 
 const MiB = 1024 * 1024;
 /** Tries paced for tests: what is tested is how a run ends, not how long it waits. */
@@ -190,7 +190,7 @@ test("Ctrl-C while the run retries ends it at once with status 130, not after it
   const drive = driveOf(MiB, 6);
   stub.fault({ method: "GET", path: API_GET, action: { status: 503, message: "down for maintenance" } });
   // a real process with the default policy: 8 tries over seconds of backoff
-  const child = spawnScript("download", [drive.uuid, "stopped.img"], api2.env, dir);
+  const child = startScript("download", [drive.uuid, "stopped.img"], { env: api2.env, cwd: dir });
   await waitFor(() => stub.count("GET", API_GET) >= 2, "the first retry");
   child.kill("SIGINT");
   const result = await child.finished;

@@ -7,13 +7,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import upload from "../../scripts/upload.ts";
-import { run } from "../helpers.ts";
+import { run, startScript } from "../helpers.ts";
 import { imageBytes, sameBytes } from "../images.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 
 const CHUNK = 64 * 1024;
-const ROOT = new URL("../..", import.meta.url).pathname;
 
 let stub: DriveStub;
 let api2: Api2Stub;
@@ -286,20 +285,11 @@ test("Ctrl-C (SIGINT) stops a spawned upload: exit 130, one line with the resume
   const path = await writeImage("interrupted.img", bytes);
   // slow chunk POSTs, so that the signal lands in the middle
   stub.fault({ method: "POST", path: /\/upload\/chunk\//, action: { delayMs: 40 } });
-  const child = Bun.spawn(["bun", `${ROOT}scripts/upload.ts`, path, "-c", "64k", "--concurrency", "2"], {
-    cwd: dir,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: "1", ...api2.env } as Record<string, string>,
-    stdout: "pipe",
-    stderr: "pipe",
-  });
+  const child = startScript("upload", [path, "-c", "64k", "--concurrency", "2"], { env: api2.env, cwd: dir });
   // wait on the stub's record, not on time (bounded: 30 s)
   for (let i = 0; i < 3000 && posted().length < 3; i++) await Bun.sleep(10);
   child.kill("SIGINT");
-  const [stdout, stderr, status] = await Promise.all([
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-    child.exited,
-  ]);
+  const { stdout, stderr, status } = await child.finished;
   expect(status).toBe(130);
   expect(stdout).toBe("");
   const errors = stderr.split("\n").filter((line) => /error/.test(line));

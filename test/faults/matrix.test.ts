@@ -10,19 +10,9 @@ import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { run, type RunResult } from "../helpers.ts";
+import { run, startScript, type RunResult } from "../helpers.ts";
 import { sameBytes } from "../images.ts";
-import {
-  Emulator,
-  errorLines,
-  Hold,
-  journaled,
-  leftIn,
-  mountTmpfs,
-  spawnScript,
-  waitFor,
-  withPolicy,
-} from "./support.ts";
+import { Emulator, errorLines, Hold, journaled, leftIn, mountTmpfs, waitFor, withPolicy } from "./support.ts";
 import { transferPaths, type PathName, type Transfer, type TransferPath } from "./paths.ts";
 
 const MiB = 1024 * 1024;
@@ -106,7 +96,7 @@ function inProcess(
 }
 
 function spawned(path: TransferPath, transfer: Transfer, extra: string[] = []) {
-  return spawnScript(path.script, [...transfer.argv, ...extra], path.env(), transfer.cwd);
+  return startScript(path.script, [...transfer.argv, ...extra], { env: path.env(), cwd: transfer.cwd });
 }
 
 const partSize = (transfer: Transfer) => {

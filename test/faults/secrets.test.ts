@@ -6,9 +6,9 @@ import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { run } from "../helpers.ts";
+import { run, startScript } from "../helpers.ts";
 import { sameBytes } from "../images.ts";
-import { Emulator, Hold, journaled, spawnScript, waitFor } from "./support.ts";
+import { Emulator, Hold, journaled, waitFor } from "./support.ts";
 import { transferPaths, type PathName, type TransferPath } from "./paths.ts";
 
 const emulator = new Emulator();
@@ -41,7 +41,7 @@ for (const name of ["1.0 upload", "1.0 download", "2.0 chunked upload"] as PathN
     const hold = new Hold(3);
     holds.push(hold);
     path.hold(hold);
-    const child = spawnScript(path.script, [...transfer.argv, "--verbose"], path.env(), dir);
+    const child = startScript(path.script, [...transfer.argv, "--verbose"], { env: path.env(), cwd: dir });
     await waitFor(() => hold.held >= 1 && journaled(dir).size >= 3, "the run midway");
 
     const seen: string[] = [readFileSync(`/proc/${child.pid}/cmdline`, "utf8")];

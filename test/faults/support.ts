@@ -1,14 +1,12 @@
 // What the fault suites share: one emulator of both APIs, waits on events (bounded), data requests
-// held at a known point, spawned runs that can be signalled, what a run left in its folder, and a
-// small tmpfs for a full disk.
+// held at a known point, what a run left in its folder, and a small tmpfs for a full disk (spawned
+// runs: test/helpers.ts startScript).
 import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_RETRY, type RetryPolicy } from "../../lib/retry.ts";
 import { startStub, type DriveStub, type Handler } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import type { RunResult } from "../helpers.ts";
-
-export const ROOT = new URL("../..", import.meta.url).pathname;
 
 /** The emulator of both APIs, and what each test changes on it put back. */
 export class Emulator {
@@ -94,33 +92,6 @@ export class Hold {
     this.released = true;
     this.open(answer);
   }
-}
-
-/** A spawned script that can be signalled while it runs. */
-export interface Spawned {
-  pid: number;
-  kill(signal: NodeJS.Signals): void;
-  finished: Promise<RunResult>;
-}
-
-export function spawnScript(script: string, argv: string[], env: Record<string, string>, cwd: string): Spawned {
-  const child = Bun.spawn(["bun", `${ROOT}scripts/${script}.ts`, ...argv], {
-    cwd,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: "1", ...env } as Record<string, string>,
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const finished = Promise.all([
-    new Response(child.stdout).arrayBuffer(),
-    new Response(child.stderr).text(),
-    child.exited,
-  ]).then(([stdout, stderr, status]) => ({
-    status,
-    stdout: new TextDecoder().decode(stdout),
-    stdoutBytes: new Uint8Array(stdout),
-    stderr,
-  }));
-  return { pid: child.pid, kill: (signal) => child.kill(signal), finished };
 }
 
 /** What a run left in a folder, by kind: resume journals, run locks, partial files. */

@@ -40,7 +40,11 @@ export function sha256(bytes: Uint8Array): string {
   return new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
 }
 
-/** A .gz / .zst decoded in this process (every member / frame, checksums checked). */
+/**
+ * A .gz / .zst decoded in this process (every member / frame, checksums checked), whether or not
+ * the tools are installed. node:zlib's gunzipSync, not Bun.gunzipSync: Bun's stops after the
+ * first member (two members of 10 and 5 bytes: 10 bytes back), and a download writes one a piece.
+ */
 export function decodeFile(format: CompressedFormat, path: string): Uint8Array {
   const bytes = readFileSync(path);
   return new Uint8Array(format === "gzip" ? gunzipSync(bytes) : Bun.zstdDecompressSync(bytes));
@@ -52,7 +56,7 @@ const TOOLS: Record<CompressedFormat, string> = { gzip: "gzip", zstd: "zstd" };
  * The gzip / zstd tool's own test (-t) and its decoding (-dc) of the file, hashed; undefined when
  * the tool is not installed (the reason printed).
  */
-export async function toolCheck(
+async function toolCheck(
   format: CompressedFormat,
   path: string,
 ): Promise<{ tested: number; sha256: string } | undefined> {

@@ -7,7 +7,9 @@ import { join } from "node:path";
 import { constants, deflateRawSync } from "node:zlib";
 import type { ImageSource } from "../../lib/chunks/image.ts";
 import { InputError, OperationError } from "../../lib/errors.ts";
-import { inflateCluster, looksLikeQcow2, openQcow2 } from "../../lib/formats/qcow2.ts";
+import { inflateCluster, openQcow2 } from "../../lib/formats/qcow2.ts";
+import { hasQcow2Magic } from "../../lib/formats/qcow2-header.ts";
+import { detectFormat } from "../../lib/formats/detect.ts";
 import { sameBytes } from "../images.ts";
 import {
   l2EntryOffset,
@@ -203,11 +205,20 @@ test("the source's data and holes survive into the images (the fixtures test wha
   expect(entries.some((entry) => entry.data)).toBe(true);
 });
 
-test("looksLikeQcow2 knows the magic, and only the magic", () => {
-  expect(looksLikeQcow2(new Uint8Array([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3]))).toBe(true);
-  expect(looksLikeQcow2(new Uint8Array([0x51, 0x46, 0x49]))).toBe(false);
-  expect(looksLikeQcow2(new Uint8Array([0x1f, 0x8b, 8, 0]))).toBe(false);
-  expect(looksLikeQcow2(new Uint8Array(0))).toBe(false);
+test("the qcow2 magic, and only the magic: the header reader and format detection agree", () => {
+  const cases: Array<[number[], boolean]> = [
+    [[0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3], true],
+    [[0x51, 0x46, 0x49, 0xfb], true],
+    [[0x51, 0x46, 0x49], false],
+    [[0x51, 0x46, 0x49, 0xfc, 0, 0, 0, 3], false],
+    [[0x1f, 0x8b, 8, 0], false],
+    [[], false],
+  ];
+  for (const [bytes, qcow2] of cases) {
+    const head = new Uint8Array(bytes);
+    expect(hasQcow2Magic(head)).toBe(qcow2);
+    expect(detectFormat(head) === "qcow2").toBe(qcow2);
+  }
 });
 
 test("reads outside the disk are refused", async () => {

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { zstdCompressSync } from "node:zlib";
 import upload from "../../scripts/upload.ts";
 import download from "../../scripts/download.ts";
-import { run } from "../helpers.ts";
+import { run, startScript } from "../helpers.ts";
 import { waitFor } from "../faults/support.ts";
 import { imageBytes, zstdWithoutSize } from "../images.ts";
 import { qemu } from "./qcow2-images.ts";
@@ -429,30 +429,13 @@ describe("a resumed gzip upload: the rerun decodes from the start, sends only wh
       if (request.method === "POST" && path.includes("/upload/chunk/") && ++seen === 3) cue();
       return undefined;
     });
-    const child = Bun.spawn(
-      [
-        "bun",
-        join(import.meta.dir, "../../scripts/upload.ts"),
-        ENCODED["members.gz"]!,
-        "-c",
-        "64k",
-        "--concurrency",
-        "2",
-      ],
-      {
-        cwd: dir,
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: "1", ...api2.env } as Record<string, string>,
-        stdout: "pipe",
-        stderr: "pipe",
-      },
-    );
+    const child = startScript("upload", [ENCODED["members.gz"]!, "-c", "64k", "--concurrency", "2"], {
+      env: api2.env,
+      cwd: dir,
+    });
     await third;
     child.kill("SIGINT");
-    const [stdout, stderr, status] = await Promise.all([
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-      child.exited,
-    ]);
+    const { stdout, stderr, status } = await child.finished;
     expect(status).toBe(130);
     expect(stdout).toBe("");
     const errors = stderr.split("\n").filter((line) => /error/.test(line));
