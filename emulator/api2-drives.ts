@@ -8,11 +8,13 @@
 // Paths it does not own (`initupload/`, `action/?do=upload_chunk`, upload, download) return
 // undefined so the next handler answers them.
 import { ftruncateSync, writeSync } from "node:fs";
-import { jsonError, type DriveStub, type StubDrive } from "./server.ts";
-import { dataMapOf } from "../lib/chunks/holes.ts";
 import { isAllZero } from "../lib/bytes.ts";
+import { dataMapOf } from "../lib/chunks/holes.ts";
+import { isUuid } from "../lib/uuid.ts";
+import { driveView, type Json, prefixMeta, statusOf } from "./drive-view.ts";
+import { api2Error } from "./errors.ts";
+import type { DriveStub, StubDrive } from "./server.ts";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const DEFAULT_LIMIT = 20;
 /** Statuses during which a drive refuses changes (409), as a real server does. */
 const BUSY = new Set(["creating", "cloning", "resizing", "uploading"]);
@@ -27,12 +29,9 @@ export interface Api2DrivesOptions {
   maxSize?: number;
 }
 
-type Json = Record<string, unknown>;
-
 const answer = (body: unknown, status = 200) => Response.json(body, { status });
-const missing = (uuid: string) => jsonError(404, "notexist", `Object with uuid ${uuid} does not exist`);
-const invalid = (message: string, point?: string) =>
-  Response.json([{ error_point: point ?? null, error_type: "validation", error_message: message }], { status: 400 });
+const missing = (uuid: string) => api2Error(404, "notexist", `Object with uuid ${uuid} does not exist`);
+const invalid = (message: string, point?: string) => api2Error(400, "validation", message, {}, point ?? null);
 
 export class Api2Drives {
   statusDelayMs: number;
@@ -65,7 +64,7 @@ export class Api2Drives {
     const allow = (wanted: string[]) =>
       wanted.includes(method)
         ? undefined
-        : jsonError(405, "method", `${method} is not allowed here; use ${wanted.join(" or ")}`);
+        : api2Error(405, "method", `${method} is not allowed here; use ${wanted.join(" or ")}`);
     if (parts.length === 1 && parts[0] === "capabilities") {
       return allow(["GET"]) ?? answer({ drives: { dssd: { max_size: this.maxSize, min_size: this.minSize } } });
     }
@@ -76,7 +75,7 @@ export class Api2Drives {
     }
     if (parts.length === 2 && parts[1] === "detail") return allow(["GET"]) ?? this.list(url, true);
     const id = parts[1] as string;
-    if (!UUID.test(id)) return undefined;
+    if (!isUuid(id)) return undefined;
     const drive = this.stub.drives.get(id);
     if (parts.length === 2) {
       const wrong = allow(["GET", "PUT", "DELETE"]);
@@ -100,28 +99,7 @@ export class Api2Drives {
 
   /** The 2.0 view of a drive (the full object `drives/UUID/` and `drives/detail/` answer). */
   view(drive: StubDrive): Json {
-    const meta: Record<string, string> = {};
-    for (const [key, value] of Object.entries(drive.fields)) if (key.startsWith("user:")) meta[key.slice(5)] = value;
-    const storage = drive.fields.storage_type ?? "dssd";
-    return {
-      affinities: splitField(drive.fields.affinities),
-      allow_multimount: drive.fields.allow_multimount === "true",
-      jobs: [],
-      licenses: [],
-      media: drive.fields.media ?? "disk",
-      meta,
-      mounted_on: [],
-      name: drive.fields.name ?? drive.uuid,
-      owner: { resource_uri: `/api/2.0/user/${this.stub.user}/`, uuid: this.stub.user },
-      resource_uri: `/api/2.0/drives/${drive.uuid}/`,
-      runtime: { snapshots_allocated_size: 0, storage_type: storage },
-      size: drive.size,
-      snapshots: [],
-      status: statusOf(drive),
-      storage_type: storage,
-      tags: splitField(drive.fields.tags),
-      uuid: drive.uuid,
-    };
+    return driveView(this.stub, drive);
   }
 
   private list(url: URL, detail: boolean): Response {
@@ -227,7 +205,7 @@ export class Api2Drives {
   private avoidError(url: URL): Response | undefined {
     const avoid = url.searchParams.get("avoid");
     if (avoid === null) return undefined;
-    return avoid.split(",").every((item) => UUID.test(item))
+    return avoid.split(",").every((item) => isUuid(item))
       ? undefined
       : invalid(`Invalid avoid '${avoid.slice(0, 80)}'`, "avoid");
   }
@@ -270,7 +248,7 @@ export class Api2Drives {
     if (busy) return busy;
     const resizing = definition.size !== undefined && definition.size !== drive.size;
     if (resizing && statusOf(drive) === "mounted")
-      return jsonError(409, "permission", `Cannot change the size of drive ${drive.uuid} while it is mounted`);
+      return api2Error(409, "permission", `Cannot change the size of drive ${drive.uuid} while it is mounted`);
     Object.assign(drive.fields, definition.fields);
     if (definition.meta) {
       for (const key of Object.keys(drive.fields)) if (key.startsWith("user:")) delete drive.fields[key];
@@ -282,7 +260,7 @@ export class Api2Drives {
 
   private remove(drive: StubDrive): Response {
     if (statusOf(drive) === "mounted")
-      return jsonError(409, "permission", `Drive ${drive.uuid} is mounted on a server; detach it first`);
+      return api2Error(409, "permission", `Drive ${drive.uuid} is mounted on a server; detach it first`);
     const busy = this.busy(drive);
     if (busy) return busy;
     this.stub.removeDrive(drive);
@@ -324,7 +302,7 @@ export class Api2Drives {
     const busy = this.busy(drive);
     if (busy) return busy;
     if (statusOf(drive) === "mounted")
-      return jsonError(409, "permission", `Cannot resize drive ${drive.uuid} while it is mounted`);
+      return api2Error(409, "permission", `Cannot resize drive ${drive.uuid} while it is mounted`);
     this.setSize(drive, definition.size);
     return answer({ objects: [this.view(drive)] }, 202);
   }
@@ -332,7 +310,7 @@ export class Api2Drives {
   private busy(drive: StubDrive): Response | undefined {
     const status = statusOf(drive);
     if (BUSY.has(status) || drive.imaging)
-      return jsonError(409, "permission", `Drive ${drive.uuid} is busy (${drive.imaging ? "imaging" : status})`);
+      return api2Error(409, "permission", `Drive ${drive.uuid} is busy (${drive.imaging ? "imaging" : status})`);
     return undefined;
   }
 
@@ -369,17 +347,4 @@ export class Api2Drives {
       await Bun.sleep(0);
     }
   }
-}
-
-/** The lifecycle status a drive shows: its own, or mounted when a 1.0 server claims it, else unmounted. */
-export function statusOf(drive: StubDrive): string {
-  return drive.status ?? (drive.fields.claimed ? "mounted" : "unmounted");
-}
-
-function splitField(value: string | undefined): string[] {
-  return value ? value.split(" ").filter(Boolean) : [];
-}
-
-function prefixMeta(meta: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(meta).map(([key, value]) => [`user:${key}`, value]));
 }

@@ -9,10 +9,12 @@
 // - When every chunk is held the drive goes `unmounted` (after `finishMs`, when set).
 // Errors are JSON lists with X-REQUEST-ID; anything unexpected gets 418.
 import { writeSync } from "node:fs";
-import type { DriveStub, StubDrive } from "./server.ts";
 import { isAllZero } from "../lib/bytes.ts";
+import { isUuid } from "../lib/uuid.ts";
+import { driveView } from "./drive-view.ts";
+import { api2Error } from "./errors.ts";
+import type { DriveStub, StubDrive } from "./server.ts";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Where the one-time links point, under the API prefix. */
 const LINK_PATH = "upload/chunk/";
 
@@ -48,37 +50,6 @@ export interface ChunkPost {
   bytes: number;
   headers: Record<string, string>;
   status: number;
-}
-
-function requestId(): string {
-  return crypto.randomUUID().replace(/-/g, "").slice(0, 16);
-}
-
-/** A 2.0 error answer: a JSON list, and the request's id. */
-export function api2Error(status: number, type: string, message: string): Response {
-  return Response.json([{ error_point: null, error_type: type, error_message: message }], {
-    status,
-    headers: { "x-request-id": requestId() },
-  });
-}
-
-function api2Json(value: unknown, status = 200): Response {
-  return Response.json(value, { status, headers: { "x-request-id": requestId() } });
-}
-
-/** The 2.0 view of a drive, as `GET drives/UUID/` shows it. */
-function driveObject(drive: StubDrive): Record<string, unknown> {
-  const meta: Record<string, string> = {};
-  for (const [key, value] of Object.entries(drive.fields)) if (key.startsWith("user:")) meta[key.slice(5)] = value;
-  return {
-    uuid: drive.uuid,
-    name: drive.fields.name ?? drive.uuid,
-    size: drive.size,
-    media: drive.fields.media ?? "disk",
-    status: drive.status ?? "unmounted",
-    meta,
-    tags: (drive.fields.tags ?? "").split(" ").filter(Boolean),
-  };
 }
 
 /** The byte range [start, end) of chunk `index` of `size` bytes in chunks of `chunkSize`. */
@@ -157,7 +128,7 @@ export class ChunkUploadStub {
     if (media !== "disk" && media !== "cdrom")
       return api2Error(400, "validation", `media: expected disk or cdrom, not ${JSON.stringify(media)}`);
     const drive = this.begin(name, size, media);
-    return api2Json({ objects: [driveObject(drive)] }, 201);
+    return Response.json({ objects: [driveView(this.stub, drive)] }, { status: 201 });
   }
 
   /** `POST drives/UUID/action/?do=upload_chunk`. */
@@ -191,7 +162,7 @@ export class ChunkUploadStub {
     if (session.held.has(chunk)) return api2Error(416, "validation", `Chunk ${chunk} is already uploaded`);
     const token = `${crypto.randomUUID()}${crypto.randomUUID()}`.replace(/-/g, "");
     this.links.set(token, { drive: uuid, chunk, expires: this.now() + (this.options.linkTtlMs ?? 5 * 60_000) });
-    return api2Json({ link: `/api/2.0/${LINK_PATH}${token}/` });
+    return Response.json({ link: `/api/2.0/${LINK_PATH}${token}/` });
   }
 
   /** `POST` to a one-time link: the chunk's bytes. */
@@ -265,7 +236,7 @@ export class ChunkUploadStub {
       return answer(api2Error(400, "validation", `chunk ${link.chunk}: ${received} of ${expected} bytes arrived`));
     session.held.add(link.chunk);
     this.finishIfComplete(link.drive, session);
-    return answer(new Response(null, { status: 200, headers: { "x-request-id": requestId() } }));
+    return answer(new Response(null, { status: 200 }));
   }
 
   private finishIfComplete(uuid: string, session: UploadSession): void {
@@ -288,7 +259,7 @@ export class ChunkUploadStub {
     const parts = path.split("/");
     if (
       parts[0] === "drives" &&
-      UUID.test(parts[1] ?? "") &&
+      isUuid(parts[1] ?? "") &&
       parts[2] === "action" &&
       (parts[3] ?? "") === "" &&
       parts.length <= 4

@@ -8,13 +8,12 @@
 // Uploaded drives live in the 1.0 stub's drive map, so every 1.0 call sees them too.
 import { ftruncateSync, writeSync } from "node:fs";
 import type { Server } from "bun";
-import { elasticError, jsonError, type DriveStub, type StubDrive } from "./server.ts";
-import { Api2Drives } from "./api2-drives.ts";
 import { isAllZero } from "../lib/bytes.ts";
+import { isUuid } from "../lib/uuid.ts";
+import { Api2Drives } from "./api2-drives.ts";
 import { ChunkUploadStub, type ChunkUploadOptions } from "./api2-upload.ts";
-
-const PREFIX = "/api/2.0/";
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+import { api2Error, elasticError } from "./errors.ts";
+import { API2_PREFIX, type DriveStub, type StubDrive } from "./server.ts";
 
 export interface Api2Options {
   /** Images smaller than this are grown (zero-padded) on completion, as CloudSigma does. Default 0. */
@@ -98,7 +97,7 @@ export class Api2Stub {
   async start(): Promise<this> {
     this.serveOrigin(0);
     this.stub.handlers.push((request, path) =>
-      path.startsWith(PREFIX) ? this.route(request, path.slice(PREFIX.length)) : undefined,
+      path.startsWith(API2_PREFIX) ? this.route(request, path.slice(API2_PREFIX.length)) : undefined,
     );
     // a restarted server forgets its links and drops the downloads in flight too
     this.stub.restartListeners.push(() => {
@@ -132,17 +131,12 @@ export class Api2Stub {
     for (const waiter of waiting) waiter(outcome);
   }
 
-  private authorised(request: Request): boolean {
-    const expected = `Basic ${Buffer.from(`${this.stub.user}:${this.stub.secret}`).toString("base64")}`;
-    return request.headers.get("authorization") === expected;
-  }
-
   private async route(request: Request, path: string): Promise<Response> {
     // a one-time upload link needs no credentials: the token is the permission
     if (this.chunked.isLinkPath(path)) return this.chunked.receive(request, path);
-    if (!this.authorised(request)) {
+    if (!this.stub.authorised(request)) {
       await request.body?.cancel().catch(() => undefined);
-      return jsonError(401, "auth", "Authentication failed", { "www-authenticate": 'Basic realm="drivekit stub"' });
+      return api2Error(401, "auth", "Authentication failed", { "www-authenticate": 'Basic realm="drivekit stub"' });
     }
     const chunked = this.chunked.route(request, path, new URL(request.url).search);
     if (chunked) return chunked;
@@ -157,13 +151,7 @@ export class Api2Stub {
       }
       return this.upload(request, name || "upload");
     }
-    if (
-      parts[0] === "drives" &&
-      UUID.test(parts[1] ?? "") &&
-      parts[2] === "download" &&
-      parts.length <= 4 &&
-      !parts[3]
-    ) {
+    if (parts[0] === "drives" && isUuid(parts[1] ?? "") && parts[2] === "download" && parts.length <= 4 && !parts[3]) {
       if (request.method !== "GET" && request.method !== "HEAD") return elasticError(405, "method", "use GET");
       const drive = this.stub.drives.get(parts[1] as string);
       if (!drive) return elasticError(404, "missing", `Drive ${parts[1]} could not be found.`);

@@ -10,7 +10,8 @@ import { join } from "node:path";
 import download from "../../scripts/download.ts";
 import { run, type RunResult } from "../helpers.ts";
 import { imageBytes, sameBytes } from "../images.ts";
-import { jsonError, startStub, type DriveStub } from "../../emulator/server.ts";
+import { api2Error } from "../../emulator/errors.ts";
+import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import { decodeFile } from "../formats/compressed-files.ts";
 import { spawnScript, waitFor, withPolicy } from "../faults/support.ts";
@@ -159,7 +160,7 @@ test("a failure that does not pass: the policy's attempts, then exit 1 naming th
   let gets = 0;
   stub.handlers.unshift((request, path) =>
     request.method === "GET" && API_GET.test(path) && gets++ >= 1
-      ? jsonError(503, "backend", "down for maintenance")
+      ? api2Error(503, "backend", "down for maintenance")
       : undefined,
   );
   const result = await downloadIn([drive.uuid, "kept.img"], { policy: { ...FAST, attempts: 3 } });
