@@ -150,7 +150,8 @@ export class Api1Routes {
   }
 
   private destroy(drive: StubDrive): Response {
-    if (drive.fields.claimed) return elasticError(409, "busy", `Drive ${drive.uuid} is in use by a server`);
+    const running = this.stub.serversOf(drive.uuid).some((server) => server.status === "running");
+    if (drive.fields.claimed || running) return elasticError(409, "busy", `Drive ${drive.uuid} is in use by a server`);
     if (drive.imaging) return elasticError(409, "busy", `Drive ${drive.uuid} is imaging`);
     this.stub.removeDrive(drive);
     return new Response(null, { status: 204 });

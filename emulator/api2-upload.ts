@@ -11,6 +11,8 @@
 import { writeSync } from "node:fs";
 import { isAllZero } from "../lib/bytes.ts";
 import { isUuid } from "../lib/uuid.ts";
+import { allow, avoidOf, readDefinitions } from "./api2-common.ts";
+import type { Api2Drives } from "./api2-drives.ts";
 import { driveView } from "./drive-view.ts";
 import { api2Error } from "./errors.ts";
 import type { DriveStub, StubDrive } from "./server.ts";
@@ -66,6 +68,8 @@ export class ChunkUploadStub {
 
   constructor(
     readonly stub: DriveStub,
+    /** The drive calls: how a definition is checked, where a new drive is placed. */
+    readonly drives: Api2Drives,
     readonly options: ChunkUploadOptions = {},
   ) {}
 
@@ -111,24 +115,30 @@ export class ChunkUploadStub {
     return path.startsWith(LINK_PATH);
   }
 
-  /** `POST initupload/`. */
-  async initUpload(request: Request): Promise<Response> {
-    if (request.method !== "POST") return api2Error(405, "method", "use POST");
-    let body: { name?: unknown; size?: unknown; media?: unknown };
-    try {
-      body = (await request.json()) as typeof body;
-    } catch {
-      return api2Error(400, "validation", "the body must be a JSON object {name, size, media}");
+  /**
+   * `POST initupload/` with `{name, size, media}`: bare (the upload client), listed, or wrapped in
+   * `{"objects": [...]}` (the resource client); `size` a number or a string of digits; `?avoid=`.
+   */
+  async initUpload(request: Request, url: URL): Promise<Response> {
+    const wrong = allow(request.method, ["POST"]);
+    if (wrong) return wrong;
+    const avoid = avoidOf(url);
+    if (avoid instanceof Response) return avoid;
+    const definitions = await readDefinitions(request, "drive");
+    if (definitions instanceof Response) return definitions;
+    const checked: { name: string; size: number; media: string }[] = [];
+    for (const item of definitions) {
+      const definition = this.drives.definition(item, ["name", "size"], { min: 1, max: this.drives.maxSize });
+      if (definition instanceof Response) return definition;
+      const { name, media = "disk" } = definition.fields;
+      checked.push({ name: name as string, size: definition.size as number, media });
     }
-    const { name, size, media = "disk" } = body ?? {};
-    if (typeof name !== "string" || name === "")
-      return api2Error(400, "validation", "name: a non-empty string is required");
-    if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0)
-      return api2Error(400, "validation", "size: a positive integer number of bytes is required");
-    if (media !== "disk" && media !== "cdrom")
-      return api2Error(400, "validation", `media: expected disk or cdrom, not ${JSON.stringify(media)}`);
-    const drive = this.begin(name, size, media);
-    return Response.json({ objects: [driveView(this.stub, drive)] }, { status: 201 });
+    const drives = checked.map(({ name, size, media }) => {
+      const drive = this.begin(name, size, media);
+      drive.host = this.drives.storageHost(avoid);
+      return driveView(this.stub, drive);
+    });
+    return Response.json({ objects: drives }, { status: 201 });
   }
 
   /** `POST drives/UUID/action/?do=upload_chunk`. */
@@ -255,7 +265,7 @@ export class ChunkUploadStub {
 
   /** Route a path under the API prefix; undefined when it is not the chunked upload's. */
   route(request: Request, path: string, search: string): Promise<Response> | undefined {
-    if (path === "initupload/" || path === "initupload") return this.initUpload(request);
+    if (path === "initupload/" || path === "initupload") return this.initUpload(request, new URL(request.url));
     const parts = path.split("/");
     if (
       parts[0] === "drives" &&

@@ -1,14 +1,26 @@
 // The API 2.0 view of an emulated drive: the object `GET drives/{uuid}/` answers (and every create,
 // clone, resize and upload answer holds). Drives live as 1.0 records (StubDrive.fields); the 2.0
 // fields map onto them: `name`, `media` (default disk), `meta` = the `user:KEY` fields, `tags` = the
-// space-separated `tags` field, `affinities` likewise, `allow_multimount` "true"/"false".
+// space-separated `tags` field, `affinities` likewise, `allow_multimount` "true"/"false",
+// `storage_type` (default dssd). Its status: the operation running on it, else `mounted` when a
+// server holds it, else `unmounted`.
 import type { DriveStub, StubDrive } from "./server.ts";
 
 export type Json = Record<string, unknown>;
 
-/** The lifecycle status a drive shows: its own, or mounted when a 1.0 server claims it, else unmounted. */
-export function statusOf(drive: StubDrive): string {
-  return drive.status ?? (drive.fields.claimed ? "mounted" : "unmounted");
+/** Statuses of a drive an operation holds: it refuses changes (and deletion) until they end. */
+export const BUSY: ReadonlySet<string> = new Set(["creating", "cloning_dst", "cloning_src", "resizing"]);
+
+/** The lifecycle status a drive shows (`unmounted` set by an operation that ended means "settled"). */
+export function statusOf(stub: DriveStub, drive: StubDrive): string {
+  if (drive.status && drive.status !== "unmounted") return drive.status;
+  return drive.fields.claimed || stub.serversOf(drive.uuid).length > 0 ? "mounted" : "unmounted";
+}
+
+/** True when a running server uses the drive (or a test marked it `mounted`, or a 1.0 server claims it). */
+export function inUse(stub: DriveStub, drive: StubDrive): boolean {
+  if (drive.status === "mounted" || drive.fields.claimed) return true;
+  return stub.serversOf(drive.uuid).some((server) => server.status === "running");
 }
 
 export function splitField(value: string | undefined): string[] {
@@ -27,24 +39,38 @@ export function metaOf(drive: StubDrive): Record<string, string> {
   return meta;
 }
 
-/** The full 2.0 drive object. */
+/** `{resource_uri, uuid}`, how the API refers to an object inside another. */
+export function reference(kind: string, uuid: string): Json {
+  return { resource_uri: `/api/2.0/${kind}/${uuid}/`, uuid };
+}
+
+/** The full 2.0 drive object (a library drive's too, through `drives/{uuid}/`: no owner). */
 export function driveView(stub: DriveStub, drive: StubDrive): Json {
   const storage = drive.fields.storage_type ?? "dssd";
+  const snapshots = [...stub.snapshots.values()].filter((snapshot) => snapshot.drive === drive.uuid);
   return {
     affinities: splitField(drive.fields.affinities),
     allow_multimount: drive.fields.allow_multimount === "true",
+    grantees: [],
     jobs: [],
-    licenses: [],
+    licenses: drive.library?.licenses ?? [],
     media: drive.fields.media ?? "disk",
     meta: metaOf(drive),
-    mounted_on: [],
+    mounted_on: stub.serversOf(drive.uuid).map((server) => reference("servers", server.uuid)),
     name: drive.fields.name ?? drive.uuid,
-    owner: { resource_uri: `/api/2.0/user/${stub.user}/`, uuid: stub.user },
+    owner: drive.library ? null : reference("user", stub.user),
+    permissions: [],
     resource_uri: `/api/2.0/drives/${drive.uuid}/`,
-    runtime: { snapshots_allocated_size: 0, storage_type: storage },
+    runtime: {
+      is_downloadable: storage !== "local_nvme",
+      is_ephemeral: storage === "local_nvme",
+      is_snapshotable: storage !== "local_nvme",
+      snapshots_allocated_size: 0,
+      storage_type: storage,
+    },
     size: drive.size,
-    snapshots: [],
-    status: statusOf(drive),
+    snapshots: snapshots.map((snapshot) => reference("snapshots", snapshot.uuid)),
+    status: statusOf(stub, drive),
     storage_type: storage,
     tags: splitField(drive.fields.tags),
     uuid: drive.uuid,

@@ -37,11 +37,45 @@ export interface StubDrive {
   /** Imaging in progress: bytes of the source done out of total, or queued. */
   imaging?: { done: number; total: number; queued: boolean };
   /**
-   * API 2.0 lifecycle status, `unmounted` when unset: creating, uploading, cloning, resizing,
-   * mounted... The 2.0 view of a drive maps the 1.0 fields: `name`, `media` (default disk),
-   * `meta` = the `user:KEY` fields, `tags` = the space-separated `tags` field.
+   * API 2.0 lifecycle status while an operation runs (creating, uploading, cloning_dst,
+   * cloning_src, resizing), or one a test sets (`mounted` counts as mounted on a running server).
+   * Unset, the drive is `mounted` when a server holds it (or a 1.0 claim), else `unmounted`.
+   * The 2.0 view of a drive maps the 1.0 fields: emulator/drive-view.ts.
    */
   status?: string;
+  /** The storage host it lives on (API 2.0 `avoid` and `availability_groups`). */
+  host?: number;
+  /** A library drive's own fields (arch, os, image_type, paid, licenses...): emulator/api2-libdrives.ts. */
+  library?: Record<string, unknown>;
+}
+
+/** An API 2.0 server (emulator/api2-servers.ts): only what mounting drives needs. */
+export interface StubServer {
+  uuid: string;
+  name: string;
+  status: "stopped" | "running";
+  /** The drives it holds, in order, with how they are attached. */
+  drives: { drive: string; device: string; dev_channel: string; boot_order: number | null }[];
+  /** The rest of its definition (cpu, mem, vnc_password, meta, tags), shown as given. */
+  definition: Record<string, unknown>;
+}
+
+/** An API 2.0 snapshot (emulator/api2-snapshots.ts): the drive's bytes as of the instant it was made. */
+export interface StubSnapshot {
+  uuid: string;
+  /** The drive it was taken of. */
+  drive: string;
+  name: string;
+  meta: Record<string, string>;
+  tags: string[];
+  /** `2014-06-05 09:52:53.896622+00:00`, as CloudSigma shows it. */
+  timestamp: string;
+  status: "creating" | "available";
+  /** The drive's size and media when it was taken. */
+  size: number;
+  media: string;
+  path: string;
+  fd: number;
 }
 
 export interface RequestRecord {
@@ -124,10 +158,26 @@ async function readPrefix(request: Request, bytes: number): Promise<void> {
   }
 }
 
+/** `length` bytes (default: to the end) of an emulator file from `offset`. */
+function readFile(file: { fd: number; size: number }, offset: number, length?: number): Uint8Array {
+  const size = Math.max(0, Math.min(length ?? file.size, file.size - offset));
+  const buffer = new Uint8Array(size);
+  let done = 0;
+  while (done < size) {
+    const n = readSync(file.fd, buffer, done, size - done, offset + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return buffer;
+}
+
 export class DriveStub {
   readonly user: string;
   readonly secret: string;
   readonly drives = new Map<string, StubDrive>();
+  /** API 2.0 servers (what mounts a drive) and snapshots; deleting a drive deletes its snapshots. */
+  readonly servers = new Map<string, StubServer>();
+  readonly snapshots = new Map<string, StubSnapshot>();
   readonly requests: RequestRecord[] = [];
   readonly faults: Fault[] = [];
   /** Handlers each test can set; the first that answers wins. */
@@ -138,7 +188,7 @@ export class DriveStub {
   private linkFreeAt = 0;
   private stopping = false;
   /** Drives a restart dropped: their files are gone, their descriptors closed only at stop (requests in flight may still hold them). */
-  private readonly retired: StubDrive[] = [];
+  private readonly retired: { fd: number }[] = [];
   /** Answers cut or stalled mid-body. */
   private readonly cuts = new CutServer();
   /** Run on restart, after the drives are gone (the API 2.0 side forgets its links and restarts its origin). */
@@ -203,8 +253,10 @@ export class DriveStub {
     this.server?.stop(true);
     this.cuts.stop();
     await Promise.allSettled([...this.tasks]);
-    for (const drive of [...this.drives.values(), ...this.retired]) closeSync(drive.fd);
+    for (const file of [...this.drives.values(), ...this.snapshots.values(), ...this.retired]) closeSync(file.fd);
     this.drives.clear();
+    this.snapshots.clear();
+    this.servers.clear();
     this.retired.length = 0;
     await rm(this.dir, { recursive: true, force: true });
   }
@@ -215,23 +267,75 @@ export class DriveStub {
    */
   async restart(): Promise<void> {
     const port = this.port;
-    const gone = [...this.drives.values()];
+    const gone = [...this.drives.values(), ...this.snapshots.values()];
     // no await until it listens again: a client in this process never finds the port closed
     this.server.stop(true);
     this.cuts.stop();
     this.retired.push(...gone);
     this.drives.clear();
+    this.snapshots.clear();
+    this.servers.clear();
     for (const listener of this.restartListeners) listener();
     this.serve(port);
     await Promise.all(gone.map((drive) => rm(drive.path, { force: true })));
   }
 
-  /** Destroy a drive (its file and descriptor); nothing to do for one a restart already dropped. */
+  /**
+   * Destroy a drive (its file and descriptor), its snapshots and its place on servers; nothing to
+   * do for one a restart already dropped.
+   */
   removeDrive(drive: StubDrive): void {
     if (this.drives.get(drive.uuid) !== drive) return;
     closeSync(drive.fd);
     this.drives.delete(drive.uuid);
     void rm(drive.path, { force: true });
+    for (const snapshot of [...this.snapshots.values()])
+      if (snapshot.drive === drive.uuid) this.removeSnapshot(snapshot);
+    for (const server of this.servers.values()) server.drives = server.drives.filter((d) => d.drive !== drive.uuid);
+  }
+
+  removeSnapshot(snapshot: StubSnapshot): void {
+    if (this.snapshots.get(snapshot.uuid) !== snapshot) return;
+    closeSync(snapshot.fd);
+    this.snapshots.delete(snapshot.uuid);
+    void rm(snapshot.path, { force: true });
+  }
+
+  /** A new sparse file of `size` bytes in the emulator's folder (a drive's or a snapshot's). */
+  createFile(uuid: string, size: number): { path: string; fd: number } {
+    const path = join(this.dir, uuid);
+    const fd = openSync(path, "w+");
+    ftruncateSync(fd, size);
+    return { path, fd };
+  }
+
+  /**
+   * Mount a drive, as a server using it does: a server (named after the drive, running unless
+   * `running` is false) that holds it, listed under API 2.0 `servers/`. A drive mounted on a running
+   * server refuses deletion and resizing, ignores a size change by PUT, can be snapshotted, and
+   * tests may go on reading and writing it (writeDrive: the server's own writes).
+   */
+  mount(uuid: string, options: { running?: boolean } = {}): StubServer {
+    if (!this.drives.has(uuid)) throw new Error(`no drive ${uuid}`);
+    const server: StubServer = {
+      uuid: crypto.randomUUID(),
+      name: `server of ${uuid}`,
+      status: options.running === false ? "stopped" : "running",
+      drives: [{ drive: uuid, device: "virtio", dev_channel: "0:0", boot_order: 1 }],
+      definition: { cpu: 1000, mem: 536870912, vnc_password: "emulated", meta: {}, tags: [] },
+    };
+    this.servers.set(server.uuid, server);
+    return server;
+  }
+
+  /** Detach a drive from every server holding it (the servers stay). */
+  unmount(uuid: string): void {
+    for (const server of this.servers.values()) server.drives = server.drives.filter((d) => d.drive !== uuid);
+  }
+
+  /** The servers holding a drive. */
+  serversOf(uuid: string): StubServer[] {
+    return [...this.servers.values()].filter((server) => server.drives.some((d) => d.drive === uuid));
   }
 
   /** Requests whose method and path match (both optional). */
@@ -255,9 +359,7 @@ export class DriveStub {
   /** Add a drive directly (test set-up), optionally filled with bytes at offset 0. */
   addDrive(size: number, fields: KvRecord = {}, content?: Uint8Array): StubDrive {
     const uuid = crypto.randomUUID();
-    const path = join(this.dir, uuid);
-    const fd = openSync(path, "w+");
-    ftruncateSync(fd, size);
+    const { path, fd } = this.createFile(uuid, size);
     if (content) writeSync(fd, content, 0, content.length, 0);
     const drive: StubDrive = {
       uuid,
@@ -274,15 +376,14 @@ export class DriveStub {
   readDrive(uuid: string, offset = 0, length?: number): Uint8Array {
     const drive = this.drives.get(uuid);
     if (!drive) throw new Error(`no drive ${uuid}`);
-    const size = Math.max(0, Math.min(length ?? drive.size, drive.size - offset));
-    const buffer = new Uint8Array(size);
-    let done = 0;
-    while (done < size) {
-      const n = readSync(drive.fd, buffer, done, size - done, offset + done);
-      if (n === 0) break;
-      done += n;
-    }
-    return buffer;
+    return readFile(drive, offset, length);
+  }
+
+  /** Bytes of a snapshot: the drive as it was when the snapshot was taken (for test assertions). */
+  readSnapshot(uuid: string, offset = 0, length?: number): Uint8Array {
+    const snapshot = this.snapshots.get(uuid);
+    if (!snapshot) throw new Error(`no snapshot ${uuid}`);
+    return readFile(snapshot, offset, length);
   }
 
   writeDrive(uuid: string, offset: number, bytes: Uint8Array): void {

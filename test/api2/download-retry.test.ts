@@ -146,7 +146,7 @@ for (const [label, env] of [
     const errors = result.stderr.split("\n").filter((line) => line.includes(": error: "));
     expect(errors).toEqual([
       expect.stringMatching(
-        env ? /^download: error: GET \S+ failed: 401 auth: / : /^download: error: GET \S+ failed: 404 missing: /,
+        env ? /^download: error: GET \S+ failed: 401 auth: / : /^download: error: GET \S+ failed: 404 notexist: /,
       ),
     ]);
     expect(readdirSync(dir)).toEqual([]);
