@@ -41,7 +41,7 @@ export const LIBRARY: readonly Seed[] = [
     uuid: "6d3b2c1e-8f4a-4b5c-9d7e-1a2b3c4d5e01",
     name: "Debian 12 Server (emulated)",
     media: "disk",
-    size: 64 * MiB,
+    size: 32 * MiB,
     library: {
       arch: "64",
       category: ["general", "webserver"],
@@ -60,7 +60,7 @@ export const LIBRARY: readonly Seed[] = [
     uuid: "6d3b2c1e-8f4a-4b5c-9d7e-1a2b3c4d5e02",
     name: "Windows Server 2022 (emulated)",
     media: "disk",
-    size: 96 * MiB,
+    size: 48 * MiB,
     library: {
       arch: "64",
       category: ["general"],
@@ -79,7 +79,7 @@ export const LIBRARY: readonly Seed[] = [
     uuid: "6d3b2c1e-8f4a-4b5c-9d7e-1a2b3c4d5e03",
     name: "Debian 12 netinst CD (emulated)",
     media: "cdrom",
-    size: 16 * MiB,
+    size: 8 * MiB,
     library: {
       arch: "64",
       category: ["other"],

@@ -1,8 +1,9 @@
 // Copying an emulated drive's bytes into another file (a clone, a snapshot) the sparse way: only
-// the ranges the source holds data in are read (SEEK_DATA through lib/chunks/holes.ts), and
-// all-zero pieces are not written (the target is all zeros already).
+// the ranges the source holds data in are read (SEEK_DATA through lib/chunks/holes.ts), and only
+// the 4 KiB blocks holding a non-zero byte are written (the target is all zeros already), so the
+// copy is as sparse as the data.
 import { readSync, writeSync } from "node:fs";
-import { isAllZero } from "../lib/bytes.ts";
+import { dataRuns } from "../lib/bytes.ts";
 import type { DataMap } from "../lib/chunks/holes.ts";
 
 const STEP = 4 * 1024 * 1024;
@@ -22,8 +23,8 @@ export function* copyData(from: number, to: number, size: number, map: DataMap |
     const length = Math.min(STEP, size - start);
     const read = readSync(from, buffer, 0, length, start);
     if (read <= 0) return;
-    const piece = buffer.subarray(0, read);
-    if (!isAllZero(piece)) writeSync(to, piece, 0, read, start);
+    for (const [head, tail] of dataRuns(buffer.subarray(0, read), start))
+      writeSync(to, buffer, head, tail - head, start + head);
     at = start + read;
     yield;
   }
