@@ -17,7 +17,7 @@ import { ftruncateSync, writeSync } from "node:fs";
 import type { Server } from "bun";
 import { isAllZero } from "../lib/bytes.ts";
 import { isUuid } from "../lib/uuid.ts";
-import { partsOf, refused } from "./api2-common.ts";
+import { missing, partsOf, refused } from "./api2-common.ts";
 import { Api2Drives } from "./api2-drives.ts";
 import { Api2LibDrives } from "./api2-libdrives.ts";
 import { Api2Servers } from "./api2-servers.ts";
@@ -210,7 +210,7 @@ export class Api2Stub {
       if (request.method !== "GET" && request.method !== "HEAD") return api2Error(405, "method", "use GET");
       const uuid = (parts[1] as string).toLowerCase();
       const drive = this.stub.drives.get(uuid);
-      if (!drive) return api2Error(404, "notexist", `Object with uuid ${uuid} does not exist`);
+      if (!drive) return missing(uuid);
       if (drive.fields.storage_type === "local_nvme")
         return refused(`Drive ${uuid} is ephemeral (local_nvme): it cannot be downloaded`);
       const token = crypto.randomUUID();
