@@ -1,43 +1,81 @@
-// The API 2.0 drive calls of the emulator, on the same drive map as the 1.0 side (DriveStub.drives):
-// list (pages of 20 by default, `limit=0` for all, `offset`, `fields=`), `drives/detail/`, get,
-// create (`{"objects": [...]}`, `?avoid=`), update (PUT), delete, `action/?do=clone` and
-// `action/?do=resize`, `capabilities/`. Lifecycle statuses as CloudSigma's: a new drive is
-// `creating`, a clone `cloning` (its bytes are copied, holes skipped), a resize `resizing`, each
-// `unmounted` after `statusDelayMs`. Errors are JSON lists; the 1.0 fields map as StubDrive says:
-// `meta` = the `user:KEY` fields, `tags` = the space-separated `tags` field, `media` = `media`.
-// Paths it does not own (`initupload/`, `action/?do=upload_chunk`, upload, download) return
-// undefined so the next handler answers them.
-import { ftruncateSync, writeSync } from "node:fs";
-import { jsonError, type DriveStub, type StubDrive } from "./server.ts";
+// The API 2.0 drive calls of the emulator, on the same drive map as the 1.0 side (DriveStub.drives),
+// in the forms the real API takes:
+// - `drives/` (pages of 20, `limit=0` for all, `offset`, `fields=`, filters name, name__contains,
+//   tag, uuid), `drives/detail/`, `drives/schema/`, `drives/availability_groups/[UUID/]`,
+//   `capabilities/`;
+// - create: one bare definition, a list, or `{"objects": [...]}` (bulk), sizes as numbers or
+//   strings, `?avoid=` (best effort: another storage host); always 201 `{"objects": [...]}`, each
+//   `creating`;
+// - get (a library drive's too, without owner), PUT (name, media, meta, tags, allow_multimount,
+//   affinities; a size change answers `resizing`; on a drive mounted on a running server only
+//   name, meta, tags, allow_multimount change, the rest is ignored), DELETE (one, or bulk on
+//   `drives/`);
+// - `action/?do=clone` (a library drive too; `cloning_dst`, the source `cloning_src` while its
+//   bytes are copied, holes skipped) and `action/?do=resize` (refused on a running server's drive).
+// Each transient status lasts `statusDelayMs`. Paths it does not own (initupload/, upload_chunk,
+// upload, download) return undefined so the next handler answers them.
+import { ftruncateSync } from "node:fs";
 import { dataMapOf } from "../lib/chunks/holes.ts";
-import { isAllZero } from "../lib/bytes.ts";
+import { isUuid } from "../lib/uuid.ts";
+import {
+  allow,
+  avoidOf,
+  COMMON_FILTERS,
+  invalid,
+  missing,
+  objectOf,
+  page,
+  partsOf,
+  readJson,
+  refused,
+  sizeOf,
+  uuidOf,
+  readDefinitions,
+  readTargets,
+} from "./api2-common.ts";
+import { DRIVE_SCHEMA } from "./api2-schemas.ts";
+import { BUSY, driveView, inUse, type Json, prefixMeta, statusOf } from "./drive-view.ts";
+import type { DriveStub, StubDrive } from "./server.ts";
+import { copyData } from "./sparse-copy.ts";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const DEFAULT_LIMIT = 20;
-/** Statuses during which a drive refuses changes (409), as a real server does. */
-const BUSY = new Set(["creating", "cloning", "resizing", "uploading"]);
 const META_KEY = /^[A-Za-z0-9_.:-]{1,64}$/;
-const COPY_STEP = 4 * 1024 * 1024;
+const STORAGE_TYPES = new Set(["magnetic", "ssd", "dssd", "zadara", "nvme", "local_nvme"]);
+/** Storage hosts drives are spread over (what `avoid` and `availability_groups/` are about). */
+const STORAGE_HOSTS = 3;
+/** A clone's size, when given, is rounded up to this (CloudSigma's answers show 16 KiB multiples). */
+const CLONE_GRANULE = 16 * 1024;
 
 export interface Api2DrivesOptions {
-  /** Milliseconds a drive stays `creating`, `cloning` (after its copy) or `resizing` (default 0: the next tick). */
+  /** Milliseconds a drive stays `creating`, `cloning_dst` (after its copy) or `resizing` (default 0: the next tick). */
   statusDelayMs?: number;
   /** `capabilities/`: the smallest and largest drive sizes accepted (default 1 MiB and 1 TiB). */
   minSize?: number;
   maxSize?: number;
 }
 
-type Json = Record<string, unknown>;
+/** A drive definition, checked: the 1.0 fields it maps to, its size, meta and storage type. */
+export interface Definition {
+  fields: Record<string, string>;
+  size?: number;
+  meta?: Record<string, string>;
+}
 
-const answer = (body: unknown, status = 200) => Response.json(body, { status });
-const missing = (uuid: string) => jsonError(404, "notexist", `Object with uuid ${uuid} does not exist`);
-const invalid = (message: string, point?: string) =>
-  Response.json([{ error_point: point ?? null, error_type: "validation", error_message: message }], { status: 400 });
+/** What a clone copies: an open file of `size` bytes, readable while `alive()`. */
+export interface CopySource {
+  fd: number;
+  size: number;
+  alive: () => boolean;
+}
+
+/** The fields a PUT may change on a drive a running server uses; the rest is ignored. */
+const LIVE_FIELDS = new Set(["name", "tags", "allow_multimount"]);
 
 export class Api2Drives {
   statusDelayMs: number;
   readonly minSize: number;
   readonly maxSize: number;
+  /** Library drives by UUID (emulator/api2-libdrives.ts): `drives/{uuid}/` shows them and clones them. */
+  library: (uuid: string) => StubDrive | undefined = () => undefined;
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
 
   constructor(
@@ -58,281 +96,299 @@ export class Api2Drives {
   async route(request: Request, path: string): Promise<Response | undefined> {
     const url = new URL(request.url);
     const method = request.method;
-    const parts = path.split("/");
-    // every API 2.0 path ends with "/": ["drives", ""], ["drives", UUID, ""], ["drives", UUID, "action", ""]
-    if (parts.at(-1) !== "") return undefined;
-    parts.pop();
-    const allow = (wanted: string[]) =>
-      wanted.includes(method)
-        ? undefined
-        : jsonError(405, "method", `${method} is not allowed here; use ${wanted.join(" or ")}`);
+    const parts = partsOf(path);
+    if (!parts) return undefined;
     if (parts.length === 1 && parts[0] === "capabilities") {
-      return allow(["GET"]) ?? answer({ drives: { dssd: { max_size: this.maxSize, min_size: this.minSize } } });
+      return (
+        allow(method, ["GET"]) ??
+        Response.json({ drives: { dssd: { max_size: this.maxSize, min_size: this.minSize } } })
+      );
     }
     if (parts[0] !== "drives") return undefined;
+    const [, id, action] = parts;
     if (parts.length === 1) {
       if (method === "POST") return this.create(request, url);
-      return allow(["GET", "POST"]) ?? this.list(url, false);
+      if (method === "DELETE") return this.removeMany(request);
+      return allow(method, ["GET", "POST", "DELETE"]) ?? this.list(url, false);
     }
-    if (parts.length === 2 && parts[1] === "detail") return allow(["GET"]) ?? this.list(url, true);
-    const id = parts[1] as string;
-    if (!UUID.test(id)) return undefined;
-    const drive = this.stub.drives.get(id);
+    if (parts.length === 2 && id === "detail") return allow(method, ["GET"]) ?? this.list(url, true);
+    if (parts.length === 2 && id === "schema") return allow(method, ["GET"]) ?? Response.json(DRIVE_SCHEMA);
+    if (id === "availability_groups" && parts.length <= 3) return allow(method, ["GET"]) ?? this.groups(parts[2]);
+    if (!id || !isUuid(id)) return undefined;
+    const drive = this.stub.drives.get(id.toLowerCase());
+    const library = drive ? undefined : this.library(id.toLowerCase());
     if (parts.length === 2) {
-      const wrong = allow(["GET", "PUT", "DELETE"]);
+      const wrong = allow(method, ["GET", "PUT", "DELETE"]);
       if (wrong) return wrong;
+      if (library && method === "GET") return Response.json(driveView(this.stub, library));
+      if (library) return refused(`Drive ${id} belongs to the drives library: clone it to change it`);
       if (!drive) return missing(id);
-      if (method === "GET") return answer(this.view(drive));
+      if (method === "GET") return Response.json(this.view(drive));
       if (method === "PUT") return this.update(request, drive);
       return this.remove(drive);
     }
-    if (parts.length === 3 && parts[2] === "action") {
-      const action = url.searchParams.get("do");
+    if (parts.length === 3 && action === "action") {
+      const todo = url.searchParams.get("do");
       // upload_chunk and anything else belong to other handlers (or the 418 at the end)
-      if (action !== "clone" && action !== "resize") return undefined;
-      const wrong = allow(["POST"]);
+      if (todo !== "clone" && todo !== "resize") return undefined;
+      const wrong = allow(method, ["POST"]);
       if (wrong) return wrong;
+      if (todo === "clone" && (drive ?? library)) return this.clone(request, url, (drive ?? library) as StubDrive);
+      if (library) return refused(`Drive ${id} belongs to the drives library: clone it to resize it`);
       if (!drive) return missing(id);
-      return action === "clone" ? this.clone(request, url, drive) : this.resize(request, drive);
+      return this.resize(request, drive);
     }
     return undefined;
   }
 
   /** The 2.0 view of a drive (the full object `drives/UUID/` and `drives/detail/` answer). */
   view(drive: StubDrive): Json {
-    const meta: Record<string, string> = {};
-    for (const [key, value] of Object.entries(drive.fields)) if (key.startsWith("user:")) meta[key.slice(5)] = value;
-    const storage = drive.fields.storage_type ?? "dssd";
-    return {
-      affinities: splitField(drive.fields.affinities),
-      allow_multimount: drive.fields.allow_multimount === "true",
-      jobs: [],
-      licenses: [],
-      media: drive.fields.media ?? "disk",
-      meta,
-      mounted_on: [],
-      name: drive.fields.name ?? drive.uuid,
-      owner: { resource_uri: `/api/2.0/user/${this.stub.user}/`, uuid: this.stub.user },
-      resource_uri: `/api/2.0/drives/${drive.uuid}/`,
-      runtime: { snapshots_allocated_size: 0, storage_type: storage },
-      size: drive.size,
-      snapshots: [],
-      status: statusOf(drive),
-      storage_type: storage,
-      tags: splitField(drive.fields.tags),
-      uuid: drive.uuid,
-    };
+    return driveView(this.stub, drive);
   }
 
   private list(url: URL, detail: boolean): Response {
-    const limitText = url.searchParams.get("limit") ?? String(DEFAULT_LIMIT);
-    const offsetText = url.searchParams.get("offset") ?? "0";
-    if (!/^\d+$/.test(limitText)) return invalid(`Invalid limit '${limitText}'`, "limit");
-    if (!/^\d+$/.test(offsetText)) return invalid(`Invalid offset '${offsetText}'`, "offset");
-    const limit = Number(limitText);
-    const offset = Number(offsetText);
-    const drives = [...this.stub.drives.values()];
-    const page = drives.slice(offset, limit === 0 ? undefined : offset + limit);
-    const fields = url.searchParams.get("fields")?.split(",").filter(Boolean);
-    const objects = page.map((drive) => {
-      const full = this.view(drive);
-      const shown = detail
-        ? full
-        : { name: full.name, owner: full.owner, resource_uri: full.resource_uri, status: full.status, uuid: full.uuid };
-      return fields ? Object.fromEntries(Object.entries(full).filter(([key]) => fields.includes(key))) : shown;
-    });
-    return answer({ meta: { limit, offset, total_count: drives.length }, objects });
+    const objects = [...this.stub.drives.values()].map((drive) => this.view(drive));
+    return page(
+      url,
+      objects,
+      COMMON_FILTERS,
+      detail
+        ? undefined
+        : (full) => ({
+            name: full.name,
+            owner: full.owner,
+            resource_uri: full.resource_uri,
+            status: full.status,
+            uuid: full.uuid,
+          }),
+    );
   }
 
-  private async body(request: Request): Promise<{ value?: unknown; error?: Response }> {
-    const text = await request.text();
-    if (text.trim() === "") return { value: {} };
-    try {
-      return { value: JSON.parse(text) };
-    } catch {
-      return { error: invalid("The request body is not valid JSON") };
-    }
-  }
-
-  /** Check the definition fields a create, update or resize carries; the 1.0 fields they map to. */
-  private definition(
+  /**
+   * Check a drive definition (create, PUT, resize, clone, initupload): `needed` lists the fields
+   * it must carry; read-only and unknown fields are ignored, as the real API ignores them (clients
+   * PUT back the whole object they got).
+   */
+  definition(
     input: Json,
-    needed: boolean,
-  ): { fields?: Record<string, string>; size?: number; meta?: Record<string, string>; error?: Response } {
+    needed: string[],
+    sizeLimits = { min: this.minSize, max: this.maxSize },
+  ): Definition | Response {
+    for (const key of needed)
+      if (input[key] === undefined || input[key] === null) return invalid(`${key}: this field is required`, key);
     const fields: Record<string, string> = {};
-    if (needed) {
-      for (const key of ["name", "size", "media"])
-        if (input[key] === undefined) return { error: invalid(`${key} is required`, key) };
-    }
     if (input.name !== undefined) {
       if (typeof input.name !== "string" || input.name.trim() === "" || /[\r\n]/.test(input.name))
-        return { error: invalid("Invalid name", "name") };
+        return invalid("name: a non-empty string on one line is required", "name");
       fields.name = input.name;
     }
     let size: number | undefined;
     if (input.size !== undefined) {
-      if (
-        typeof input.size !== "number" ||
-        !Number.isSafeInteger(input.size) ||
-        input.size < this.minSize ||
-        input.size > this.maxSize
-      ) {
-        return { error: invalid(`Invalid size: expected ${this.minSize} to ${this.maxSize} bytes`, "size") };
-      }
-      size = input.size;
+      size = sizeOf(input.size);
+      if (size === undefined || size < sizeLimits.min || size > sizeLimits.max)
+        return invalid(`size: expected ${sizeLimits.min} to ${sizeLimits.max} bytes`, "size");
     }
     if (input.media !== undefined) {
-      if (input.media !== "disk" && input.media !== "cdrom")
-        return { error: invalid("media must be disk or cdrom", "media") };
+      if (input.media !== "disk" && input.media !== "cdrom") return invalid("media: expected disk or cdrom", "media");
       fields.media = input.media;
     }
+    if (input.storage_type !== undefined && input.storage_type !== null) {
+      if (typeof input.storage_type !== "string" || !STORAGE_TYPES.has(input.storage_type))
+        return invalid(`storage_type: expected one of ${[...STORAGE_TYPES].join(", ")}`, "storage_type");
+      fields.storage_type = input.storage_type;
+    }
     if (input.tags !== undefined) {
-      const tags = input.tags;
-      if (
-        !Array.isArray(tags) ||
-        tags.some((tag) => typeof tag !== "string" || !/^[\x21-\x7e\u00a0-\uffff]+$/.test(tag))
-      ) {
-        return { error: invalid("tags must be a list of names without spaces", "tags") };
-      }
+      // tags come as names or as references to tag objects
+      const tags = Array.isArray(input.tags) ? input.tags.map((tag) => uuidOf(tag) ?? tag) : undefined;
+      if (!tags || tags.some((tag) => typeof tag !== "string" || !/^[\x21-\x7e\u00a0-\uffff]+$/.test(tag)))
+        return invalid("tags: a list of names without spaces is required", "tags");
       fields.tags = tags.join(" ");
     }
     if (input.allow_multimount !== undefined) {
       if (typeof input.allow_multimount !== "boolean")
-        return { error: invalid("allow_multimount must be true or false", "allow_multimount") };
+        return invalid("allow_multimount: true or false", "allow_multimount");
       fields.allow_multimount = String(input.allow_multimount);
     }
     if (input.affinities !== undefined) {
-      if (
-        !Array.isArray(input.affinities) ||
-        input.affinities.some((item) => typeof item !== "string" || /\s/.test(item))
-      ) {
-        return { error: invalid("affinities must be a list of names", "affinities") };
-      }
-      fields.affinities = input.affinities.join(" ");
+      const list = input.affinities;
+      if (!Array.isArray(list) || list.some((item) => typeof item !== "string" || /\s/.test(item)))
+        return invalid("affinities: a list of names is required", "affinities");
+      fields.affinities = list.join(" ");
     }
     let meta: Record<string, string> | undefined;
     if (input.meta !== undefined) {
-      if (typeof input.meta !== "object" || input.meta === null || Array.isArray(input.meta))
-        return { error: invalid("meta must be an object", "meta") };
+      const given = objectOf(input.meta);
+      if (!given) return invalid("meta: an object is required", "meta");
       meta = {};
-      for (const [key, value] of Object.entries(input.meta)) {
+      for (const [key, value] of Object.entries(given)) {
         if (!META_KEY.test(key) || typeof value !== "string")
-          return { error: invalid(`Invalid meta field '${key.slice(0, 40)}'`, "meta") };
+          return invalid(`meta: invalid field '${key.slice(0, 40)}' (string values only)`, "meta");
         meta[key] = value;
       }
     }
     return { fields, size, meta };
   }
 
-  private avoidError(url: URL): Response | undefined {
-    const avoid = url.searchParams.get("avoid");
-    if (avoid === null) return undefined;
-    return avoid.split(",").every((item) => UUID.test(item))
-      ? undefined
-      : invalid(`Invalid avoid '${avoid.slice(0, 80)}'`, "avoid");
+  /** A new drive on the storage host `avoid` leaves (best effort, left to right), status `status`. */
+  place(size: number, fields: Record<string, string>, avoid: string[], status: string): StubDrive {
+    const drive = this.stub.addDrive(size, fields);
+    drive.host = this.storageHost(avoid);
+    this.transition(drive, status);
+    return drive;
   }
 
   private async create(request: Request, url: URL): Promise<Response> {
-    const { value, error } = await this.body(request);
-    if (error) return error;
-    const bad = this.avoidError(url);
-    if (bad) return bad;
-    const objects = (value as Json).objects;
-    if (
-      !Array.isArray(objects) ||
-      objects.length === 0 ||
-      objects.some((item) => typeof item !== "object" || item === null)
-    ) {
-      return invalid('Expected {"objects": [drive definitions]}', "objects");
-    }
-    const checked = [];
-    for (const item of objects as Json[]) {
-      const definition = this.definition(item, true);
-      if (definition.error) return definition.error;
+    const avoid = avoidOf(url);
+    if (avoid instanceof Response) return avoid;
+    const definitions = await readDefinitions(request, "drive");
+    if (definitions instanceof Response) return definitions;
+    const checked: Definition[] = [];
+    for (const item of definitions) {
+      const definition = this.definition(item, ["name", "size", "media"]);
+      if (definition instanceof Response) return definition;
       checked.push(definition);
     }
-    const created = checked.map(({ fields, size, meta }) => {
-      const drive = this.stub.addDrive(size as number, { ...fields, ...prefixMeta(meta ?? {}) });
-      this.transition(drive, "creating");
-      return this.view(drive);
-    });
-    return answer({ objects: created }, 201);
+    const created = checked.map(({ fields, size, meta }) =>
+      this.view(this.place(size as number, { ...fields, ...prefixMeta(meta ?? {}) }, avoid, "creating")),
+    );
+    return Response.json({ objects: created }, { status: 201 });
   }
 
   private async update(request: Request, drive: StubDrive): Promise<Response> {
-    const { value, error } = await this.body(request);
+    const { value, error } = await readJson(request);
     if (error) return error;
-    if (typeof value !== "object" || value === null || Array.isArray(value))
-      return invalid("Expected a drive definition");
-    const definition = this.definition(value as Json, true);
-    if (definition.error) return definition.error;
-    const busy = this.busy(drive);
+    const input = objectOf(value);
+    if (!input) return invalid("Expected a drive definition (an object)");
+    const definition = this.definition(input, ["name", "size", "media"]);
+    if (definition instanceof Response) return definition;
+    const busy = this.busy(drive, "change");
     if (busy) return busy;
-    const resizing = definition.size !== undefined && definition.size !== drive.size;
-    if (resizing && statusOf(drive) === "mounted")
-      return jsonError(409, "permission", `Cannot change the size of drive ${drive.uuid} while it is mounted`);
-    Object.assign(drive.fields, definition.fields);
-    if (definition.meta) {
-      for (const key of Object.keys(drive.fields)) if (key.startsWith("user:")) delete drive.fields[key];
-      Object.assign(drive.fields, prefixMeta(definition.meta));
-    }
-    if (resizing) this.setSize(drive, definition.size as number);
-    return answer(this.view(drive));
+    const live = inUse(this.stub, drive);
+    // a running server's drive keeps its size, media and affinities: those changes are ignored
+    const fields = live
+      ? Object.fromEntries(Object.entries(definition.fields).filter(([key]) => LIVE_FIELDS.has(key)))
+      : definition.fields;
+    const { storage_type: _fixed, ...changes } = fields;
+    this.apply(drive, changes, definition.meta);
+    if (!live && definition.size !== undefined && definition.size !== drive.size) this.setSize(drive, definition.size);
+    return Response.json(this.view(drive));
+  }
+
+  private apply(drive: StubDrive, fields: Record<string, string>, meta: Record<string, string> | undefined): void {
+    Object.assign(drive.fields, fields);
+    if (!meta) return;
+    for (const key of Object.keys(drive.fields)) if (key.startsWith("user:")) delete drive.fields[key];
+    Object.assign(drive.fields, prefixMeta(meta));
   }
 
   private remove(drive: StubDrive): Response {
-    if (statusOf(drive) === "mounted")
-      return jsonError(409, "permission", `Drive ${drive.uuid} is mounted on a server; detach it first`);
-    const busy = this.busy(drive);
-    if (busy) return busy;
+    const wrong = this.removable(drive);
+    if (wrong) return wrong;
     this.stub.removeDrive(drive);
     return new Response(null, { status: 204 });
   }
 
-  private async clone(request: Request, url: URL, source: StubDrive): Promise<Response> {
-    const { value, error } = await this.body(request);
+  private removable(drive: StubDrive): Response | undefined {
+    if (inUse(this.stub, drive))
+      return refused(`Drive ${drive.uuid} is mounted on a running server: stop the server or detach the drive first`);
+    return this.busy(drive, "delete");
+  }
+
+  /** `DELETE drives/` with `{"objects": [{"uuid": ...}, ...]}`: all of them, or none when one cannot go. */
+  private async removeMany(request: Request): Promise<Response> {
+    const drives = await readTargets(request, "drive", (uuid) => this.stub.drives.get(uuid));
+    if (drives instanceof Response) return drives;
+    for (const drive of drives) {
+      const wrong = this.removable(drive);
+      if (wrong) return wrong;
+    }
+    for (const drive of drives) this.stub.removeDrive(drive);
+    return new Response(null, { status: 204 });
+  }
+
+  /** `action/?do=clone` of a drive or a library drive: 202 `{"objects": [the new drive]}`. */
+  async clone(request: Request, url: URL, source: StubDrive): Promise<Response> {
+    const { value, error } = await readJson(request);
     if (error) return error;
-    const bad = this.avoidError(url);
-    if (bad) return bad;
-    const input = (typeof value === "object" && value !== null ? value : {}) as Json;
-    const definition = this.definition({ name: input.name, media: input.media, affinities: input.affinities }, false);
-    if (definition.error) return definition.error;
-    const busy = this.busy(source);
-    if (busy) return busy;
-    const inherited: Record<string, string> = {};
-    for (const [key, field] of Object.entries(source.fields))
-      if (key.startsWith("user:") || key === "tags" || key === "media") inherited[key] = field;
-    const copy = this.stub.addDrive(source.size, {
-      ...inherited,
-      name: source.fields.name ?? source.uuid,
-      ...definition.fields,
-    });
-    copy.status = "cloning";
-    void this.copyBytes(source, copy).then(
-      () => this.transition(copy, "cloning"),
-      () => undefined,
+    const avoid = avoidOf(url);
+    if (avoid instanceof Response) return avoid;
+    const input = objectOf(value) ?? {};
+    const definition = this.definition(
+      {
+        name: input.name,
+        media: input.media,
+        affinities: input.affinities,
+        size: input.size,
+        storage_type: input.storage_type,
+      },
+      [],
     );
-    return answer({ objects: [this.view(copy)] }, 202);
+    if (definition instanceof Response) return definition;
+    if (definition.size !== undefined && definition.size < source.size)
+      return invalid(`size: a clone is as large as its source (${source.size} bytes) or larger`, "size");
+    const busy = this.busy(source, "clone");
+    if (busy) return busy;
+    const size =
+      definition.size === undefined ? source.size : Math.ceil(definition.size / CLONE_GRANULE) * CLONE_GRANULE;
+    const alive = () => this.stub.drives.get(source.uuid) === source || this.library(source.uuid) === source;
+    const copy = this.cloneOf(source, { fd: source.fd, size: source.size, alive }, size, definition.fields, avoid);
+    return Response.json({ objects: [this.view(copy)] }, { status: 202 });
+  }
+
+  /**
+   * A new drive `cloning_dst` holding the bytes of `from` (a drive's file or a snapshot's), copied
+   * in the background while `from.alive()`; it settles `statusDelayMs` after the copy. A drive
+   * source that is not in use shows `cloning_src` while its bytes are read.
+   */
+  cloneOf(
+    source: StubDrive | undefined,
+    from: CopySource,
+    size: number,
+    fields: Record<string, string>,
+    avoid: string[],
+  ): StubDrive {
+    const inherited: Record<string, string> = {};
+    for (const [key, field] of Object.entries(source?.fields ?? {}))
+      if (key.startsWith("user:") || key === "tags" || key === "media" || key === "storage_type")
+        inherited[key] = field;
+    const copy = this.stub.addDrive(size, { ...inherited, name: source?.fields.name ?? "clone", ...fields });
+    copy.host = this.storageHost(avoid);
+    copy.status = "cloning_dst";
+    const marked =
+      source && this.stub.drives.get(source.uuid) === source && statusOf(this.stub, source) === "unmounted";
+    if (marked) source.status = "cloning_src";
+    this.stub.track(
+      this.copyInto(from, copy).finally(() => {
+        if (marked && source.status === "cloning_src") source.status = "unmounted";
+        if (this.stub.drives.get(copy.uuid) === copy) this.transition(copy, "cloning_dst");
+      }),
+    );
+    return copy;
   }
 
   private async resize(request: Request, drive: StubDrive): Promise<Response> {
-    const { value, error } = await this.body(request);
+    const { value, error } = await readJson(request);
     if (error) return error;
-    const definition = this.definition((typeof value === "object" && value !== null ? value : {}) as Json, false);
-    if (definition.error) return definition.error;
-    if (definition.size === undefined) return invalid("size is required", "size");
-    const busy = this.busy(drive);
+    const definition = this.definition(objectOf(value) ?? {}, ["size"]);
+    if (definition instanceof Response) return definition;
+    const busy = this.busy(drive, "resize");
     if (busy) return busy;
-    if (statusOf(drive) === "mounted")
-      return jsonError(409, "permission", `Cannot resize drive ${drive.uuid} while it is mounted`);
-    this.setSize(drive, definition.size);
-    return answer({ objects: [this.view(drive)] }, 202);
+    if (inUse(this.stub, drive))
+      return refused(`Cannot resize drive ${drive.uuid}: it is mounted on a running server (stop the server first)`);
+    const { storage_type: _fixed, ...changes } = definition.fields;
+    this.apply(drive, changes, definition.meta);
+    this.setSize(drive, definition.size as number);
+    return Response.json({ objects: [this.view(drive)] }, { status: 202 });
   }
 
-  private busy(drive: StubDrive): Response | undefined {
-    const status = statusOf(drive);
-    if (BUSY.has(status) || drive.imaging)
-      return jsonError(409, "permission", `Drive ${drive.uuid} is busy (${drive.imaging ? "imaging" : status})`);
+  /** The 403 for a drive an operation holds, naming it. */
+  busy(drive: StubDrive, what: string): Response | undefined {
+    const status = statusOf(this.stub, drive);
+    if (drive.imaging) return refused(`Cannot ${what} drive ${drive.uuid} while it is imaging`);
+    // a drive being cloned may be cloned again (CloudSigma's own stress test clones one source 20 times at once)
+    if (status === "cloning_src" && what === "clone") return undefined;
+    if (BUSY.has(status) || (status === "uploading" && what !== "delete"))
+      return refused(`Cannot ${what} drive ${drive.uuid} in status ${status}; wait until it is unmounted`);
     return undefined;
   }
 
@@ -342,8 +398,8 @@ export class Api2Drives {
     this.transition(drive, "resizing");
   }
 
-  /** Put the drive in `status`, then `unmounted` after the delay (if nothing else changed it meanwhile). */
-  private transition(drive: StubDrive, status: string): void {
+  /** Put the drive in `status`, then settled after the delay (if nothing else changed it meanwhile). */
+  transition(drive: StubDrive, status: string): void {
     drive.status = status;
     const timer = setTimeout(() => {
       this.timers.delete(timer);
@@ -353,33 +409,46 @@ export class Api2Drives {
     this.timers.add(timer);
   }
 
-  /** Copy a drive's bytes into a new one, skipping holes and zeros (the new drive is all zeros already). */
-  private async copyBytes(source: StubDrive, target: StubDrive): Promise<void> {
-    const map = await dataMapOf(source.fd, source.size);
-    let at = 0;
-    // bounded: `at` only grows, by at least one byte a step
-    while (at < source.size) {
-      const next = map ? map.nextData(at) : at;
-      if (next >= source.size) break;
-      if (!this.stub.drives.has(source.uuid) || !this.stub.drives.has(target.uuid)) return;
-      const bytes = this.stub.readDrive(source.uuid, next, COPY_STEP);
-      if (bytes.length === 0) break;
-      if (!isAllZero(bytes)) writeSync(target.fd, bytes, 0, bytes.length, next);
-      at = next + bytes.length;
+  /** Copy a file's data into a new drive, a piece at a time, holes and zeros skipped, while both exist. */
+  private async copyInto(from: CopySource, target: StubDrive): Promise<void> {
+    const map = await dataMapOf(from.fd, from.size);
+    // checked before each piece: a descriptor closed with its drive may be reused by another file
+    const live = () => !this.stub.stopped && from.alive() && this.stub.drives.get(target.uuid) === target;
+    if (!live()) return;
+    for (const _ of copyData(from.fd, target.fd, Math.min(from.size, target.size), map)) {
       await Bun.sleep(0);
+      if (!live()) return;
     }
   }
-}
 
-/** The lifecycle status a drive shows: its own, or mounted when a 1.0 server claims it, else unmounted. */
-export function statusOf(drive: StubDrive): string {
-  return drive.status ?? (drive.fields.claimed ? "mounted" : "unmounted");
-}
+  /** The storage host for a new drive: the least used of those `avoid` leaves free (best effort, left to right). */
+  storageHost(avoid: string[]): number {
+    let candidates = Array.from({ length: STORAGE_HOSTS }, (_, index) => index);
+    const avoided = avoid.flatMap((uuid) => {
+      const server = this.stub.servers.get(uuid);
+      return server ? server.drives.map((d) => d.drive) : [uuid];
+    });
+    for (const uuid of avoided) {
+      const host = this.stub.drives.get(uuid)?.host;
+      const rest = candidates.filter((candidate) => candidate !== host);
+      if (rest.length > 0) candidates = rest;
+    }
+    const load = (host: number) => [...this.stub.drives.values()].filter((drive) => drive.host === host).length;
+    return candidates.reduce((best, host) => (load(host) < load(best) ? host : best));
+  }
 
-function splitField(value: string | undefined): string[] {
-  return value ? value.split(" ").filter(Boolean) : [];
-}
-
-function prefixMeta(meta: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(meta).map(([key, value]) => [`user:${key}`, value]));
+  /** `drives/availability_groups/`: the drives sharing a storage host; with a UUID, that drive's group. */
+  private groups(uuid: string | undefined): Response {
+    const hostOf = (drive: StubDrive) => drive.host ?? 0;
+    const drives = [...this.stub.drives.values()];
+    if (uuid !== undefined) {
+      const drive = isUuid(uuid) ? this.stub.drives.get(uuid.toLowerCase()) : undefined;
+      if (!drive) return missing(uuid.slice(0, 60));
+      return Response.json(drives.filter((other) => hostOf(other) === hostOf(drive)).map((other) => other.uuid));
+    }
+    const byHost = Map.groupBy(drives, hostOf);
+    return Response.json(
+      [...byHost.values()].filter((group) => group.length > 1).map((group) => group.map((d) => d.uuid)),
+    );
+  }
 }

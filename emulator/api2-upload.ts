@@ -9,10 +9,14 @@
 // - When every chunk is held the drive goes `unmounted` (after `finishMs`, when set).
 // Errors are JSON lists with X-REQUEST-ID; anything unexpected gets 418.
 import { writeSync } from "node:fs";
-import type { DriveStub, StubDrive } from "./server.ts";
 import { isAllZero } from "../lib/bytes.ts";
+import { isUuid } from "../lib/uuid.ts";
+import { allow, avoidOf, readDefinitions } from "./api2-common.ts";
+import type { Api2Drives } from "./api2-drives.ts";
+import { driveView } from "./drive-view.ts";
+import { api2Error } from "./errors.ts";
+import type { DriveStub, StubDrive } from "./server.ts";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Where the one-time links point, under the API prefix. */
 const LINK_PATH = "upload/chunk/";
 
@@ -50,37 +54,6 @@ export interface ChunkPost {
   status: number;
 }
 
-function requestId(): string {
-  return crypto.randomUUID().replace(/-/g, "").slice(0, 16);
-}
-
-/** A 2.0 error answer: a JSON list, and the request's id. */
-export function api2Error(status: number, type: string, message: string): Response {
-  return Response.json([{ error_point: null, error_type: type, error_message: message }], {
-    status,
-    headers: { "x-request-id": requestId() },
-  });
-}
-
-function api2Json(value: unknown, status = 200): Response {
-  return Response.json(value, { status, headers: { "x-request-id": requestId() } });
-}
-
-/** The 2.0 view of a drive, as `GET drives/UUID/` shows it. */
-function driveObject(drive: StubDrive): Record<string, unknown> {
-  const meta: Record<string, string> = {};
-  for (const [key, value] of Object.entries(drive.fields)) if (key.startsWith("user:")) meta[key.slice(5)] = value;
-  return {
-    uuid: drive.uuid,
-    name: drive.fields.name ?? drive.uuid,
-    size: drive.size,
-    media: drive.fields.media ?? "disk",
-    status: drive.status ?? "unmounted",
-    meta,
-    tags: (drive.fields.tags ?? "").split(" ").filter(Boolean),
-  };
-}
-
 /** The byte range [start, end) of chunk `index` of `size` bytes in chunks of `chunkSize`. */
 export function chunkRange(size: number, chunkSize: number, index: number): [number, number] {
   const count = Math.max(1, Math.floor(size / chunkSize));
@@ -95,6 +68,8 @@ export class ChunkUploadStub {
 
   constructor(
     readonly stub: DriveStub,
+    /** The drive calls: how a definition is checked, where a new drive is placed. */
+    readonly drives: Api2Drives,
     readonly options: ChunkUploadOptions = {},
   ) {}
 
@@ -140,24 +115,30 @@ export class ChunkUploadStub {
     return path.startsWith(LINK_PATH);
   }
 
-  /** `POST initupload/`. */
-  async initUpload(request: Request): Promise<Response> {
-    if (request.method !== "POST") return api2Error(405, "method", "use POST");
-    let body: { name?: unknown; size?: unknown; media?: unknown };
-    try {
-      body = (await request.json()) as typeof body;
-    } catch {
-      return api2Error(400, "validation", "the body must be a JSON object {name, size, media}");
+  /**
+   * `POST initupload/` with `{name, size, media}`: bare (the upload client), listed, or wrapped in
+   * `{"objects": [...]}` (the resource client); `size` a number or a string of digits; `?avoid=`.
+   */
+  async initUpload(request: Request, url: URL): Promise<Response> {
+    const wrong = allow(request.method, ["POST"]);
+    if (wrong) return wrong;
+    const avoid = avoidOf(url);
+    if (avoid instanceof Response) return avoid;
+    const definitions = await readDefinitions(request, "drive");
+    if (definitions instanceof Response) return definitions;
+    const checked: { name: string; size: number; media: string }[] = [];
+    for (const item of definitions) {
+      const definition = this.drives.definition(item, ["name", "size"], { min: 1, max: this.drives.maxSize });
+      if (definition instanceof Response) return definition;
+      const { name, media = "disk" } = definition.fields;
+      checked.push({ name: name as string, size: definition.size as number, media });
     }
-    const { name, size, media = "disk" } = body ?? {};
-    if (typeof name !== "string" || name === "")
-      return api2Error(400, "validation", "name: a non-empty string is required");
-    if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0)
-      return api2Error(400, "validation", "size: a positive integer number of bytes is required");
-    if (media !== "disk" && media !== "cdrom")
-      return api2Error(400, "validation", `media: expected disk or cdrom, not ${JSON.stringify(media)}`);
-    const drive = this.begin(name, size, media);
-    return api2Json({ objects: [driveObject(drive)] }, 201);
+    const drives = checked.map(({ name, size, media }) => {
+      const drive = this.begin(name, size, media);
+      drive.host = this.drives.storageHost(avoid);
+      return driveView(this.stub, drive);
+    });
+    return Response.json({ objects: drives }, { status: 201 });
   }
 
   /** `POST drives/UUID/action/?do=upload_chunk`. */
@@ -191,7 +172,7 @@ export class ChunkUploadStub {
     if (session.held.has(chunk)) return api2Error(416, "validation", `Chunk ${chunk} is already uploaded`);
     const token = `${crypto.randomUUID()}${crypto.randomUUID()}`.replace(/-/g, "");
     this.links.set(token, { drive: uuid, chunk, expires: this.now() + (this.options.linkTtlMs ?? 5 * 60_000) });
-    return api2Json({ link: `/api/2.0/${LINK_PATH}${token}/` });
+    return Response.json({ link: `/api/2.0/${LINK_PATH}${token}/` });
   }
 
   /** `POST` to a one-time link: the chunk's bytes. */
@@ -265,7 +246,7 @@ export class ChunkUploadStub {
       return answer(api2Error(400, "validation", `chunk ${link.chunk}: ${received} of ${expected} bytes arrived`));
     session.held.add(link.chunk);
     this.finishIfComplete(link.drive, session);
-    return answer(new Response(null, { status: 200, headers: { "x-request-id": requestId() } }));
+    return answer(new Response(null, { status: 200 }));
   }
 
   private finishIfComplete(uuid: string, session: UploadSession): void {
@@ -284,11 +265,11 @@ export class ChunkUploadStub {
 
   /** Route a path under the API prefix; undefined when it is not the chunked upload's. */
   route(request: Request, path: string, search: string): Promise<Response> | undefined {
-    if (path === "initupload/" || path === "initupload") return this.initUpload(request);
+    if (path === "initupload/" || path === "initupload") return this.initUpload(request, new URL(request.url));
     const parts = path.split("/");
     if (
       parts[0] === "drives" &&
-      UUID.test(parts[1] ?? "") &&
+      isUuid(parts[1] ?? "") &&
       parts[2] === "action" &&
       (parts[3] ?? "") === "" &&
       parts.length <= 4

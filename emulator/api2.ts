@@ -1,4 +1,11 @@
-// The API 2.0 side of the emulator: CloudSigma's direct upload and download.
+// The API 2.0 side of the emulator: it routes every path under /api/2.0/ (credentials checked but
+// on the one-time upload links) to the resource that owns it: drives (emulator/api2-drives.ts),
+// the chunked upload (api2-upload.ts), library drives (api2-libdrives.ts), snapshots
+// (api2-snapshots.ts), servers (api2-servers.ts); anything else gets 418. Every answer carries
+// X-REQUEST-ID, every error is CloudSigma's JSON list. A second change to an object while one is
+// still being answered (PUT, DELETE, an action other than clone or upload_chunk) gets 503
+// `concurrency`, as the real API answers concurrent updates. It also serves CloudSigma's direct
+// upload and download:
 // - `POST /api/2.0/drives/upload/[NAME]` streams the body into a sparse drive file (no whole-body
 //   buffer), 411 without Content-Length, 400 on a short body, grows images under a minimum drive
 //   size, answers the new drive's UUID (JSON by default, as CloudSigma; plain text on request).
@@ -8,13 +15,16 @@
 // Uploaded drives live in the 1.0 stub's drive map, so every 1.0 call sees them too.
 import { ftruncateSync, writeSync } from "node:fs";
 import type { Server } from "bun";
-import { elasticError, jsonError, type DriveStub, type StubDrive } from "./server.ts";
-import { Api2Drives } from "./api2-drives.ts";
 import { isAllZero } from "../lib/bytes.ts";
+import { isUuid } from "../lib/uuid.ts";
+import { missing, partsOf, refused } from "./api2-common.ts";
+import { Api2Drives } from "./api2-drives.ts";
+import { Api2LibDrives } from "./api2-libdrives.ts";
+import { Api2Servers } from "./api2-servers.ts";
+import { Api2Snapshots } from "./api2-snapshots.ts";
 import { ChunkUploadStub, type ChunkUploadOptions } from "./api2-upload.ts";
-
-const PREFIX = "/api/2.0/";
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+import { api2Error } from "./errors.ts";
+import { API2_PREFIX, type DriveStub, type StubDrive } from "./server.ts";
 
 export interface Api2Options {
   /** Images smaller than this are grown (zero-padded) on completion, as CloudSigma does. Default 0. */
@@ -25,6 +35,8 @@ export interface Api2Options {
   statusDelayMs?: number;
   /** The chunked upload (initupload/, upload_chunk, one-time links): emulator/api2-upload.ts. */
   chunked?: ChunkUploadOptions;
+  /** Snapshots: ms a new one stays `creating` (default 0; Infinity: it never becomes available). */
+  snapshotCreatingMs?: number;
 }
 
 export interface OriginRequest {
@@ -61,13 +73,25 @@ export class Api2Stub {
   readonly drives: Api2Drives;
   /** The chunked upload: its links, and what they received. */
   readonly chunked: ChunkUploadStub;
+  /** The drives library (`libdrives/`), seeded at start. */
+  readonly libdrives: Api2LibDrives;
+  /** Snapshots: `creatingMs` sets how long a new one stays `creating`. */
+  readonly snapshots: Api2Snapshots;
+  /** Servers, as far as they mount drives. */
+  readonly servers: Api2Servers;
+  /** Objects a change is being answered for (a second one meanwhile gets 503 concurrency). */
+  private readonly changing = new Set<string>();
 
   constructor(
     readonly stub: DriveStub,
     readonly options: Api2Options = {},
   ) {
     this.drives = new Api2Drives(stub, { statusDelayMs: options.statusDelayMs });
-    this.chunked = new ChunkUploadStub(stub, options.chunked);
+    this.chunked = new ChunkUploadStub(stub, this.drives, options.chunked);
+    this.libdrives = new Api2LibDrives(stub, this.drives);
+    this.drives.library = (uuid) => this.libdrives.drives.get(uuid);
+    this.snapshots = new Api2Snapshots(stub, this.drives, { creatingMs: options.snapshotCreatingMs });
+    this.servers = new Api2Servers(stub, this.drives);
   }
 
   /** CSURI for this emulator (the direct host is the same origin: for loopback the direct host is the API origin). */
@@ -96,9 +120,10 @@ export class Api2Stub {
   }
 
   async start(): Promise<this> {
+    this.libdrives.seed();
     this.serveOrigin(0);
     this.stub.handlers.push((request, path) =>
-      path.startsWith(PREFIX) ? this.route(request, path.slice(PREFIX.length)) : undefined,
+      path.startsWith(API2_PREFIX) ? this.route(request, path.slice(API2_PREFIX.length)) : undefined,
     );
     // a restarted server forgets its links and drops the downloads in flight too
     this.stub.restartListeners.push(() => {
@@ -123,6 +148,8 @@ export class Api2Stub {
 
   stop(): void {
     this.drives.stop();
+    this.snapshots.stop();
+    this.libdrives.close();
     this.origin?.stop(true);
   }
 
@@ -132,23 +159,45 @@ export class Api2Stub {
     for (const waiter of waiting) waiter(outcome);
   }
 
-  private authorised(request: Request): boolean {
-    const expected = `Basic ${Buffer.from(`${this.stub.user}:${this.stub.secret}`).toString("base64")}`;
-    return request.headers.get("authorization") === expected;
-  }
-
   private async route(request: Request, path: string): Promise<Response> {
     // a one-time upload link needs no credentials: the token is the permission
     if (this.chunked.isLinkPath(path)) return this.chunked.receive(request, path);
-    if (!this.authorised(request)) {
+    if (!this.stub.authorised(request)) {
       await request.body?.cancel().catch(() => undefined);
-      return jsonError(401, "auth", "Authentication failed", { "www-authenticate": 'Basic realm="drivekit stub"' });
+      return api2Error(401, "auth", "Authentication failed", { "www-authenticate": 'Basic realm="drivekit stub"' });
     }
+    const changed = this.changeOf(request, path);
+    if (!changed) return this.answerAuthorised(request, path);
+    if (this.changing.has(changed)) {
+      await request.body?.cancel().catch(() => undefined);
+      return api2Error(503, "concurrency", `Another request is changing ${changed} right now: retry`);
+    }
+    this.changing.add(changed);
+    try {
+      return await this.answerAuthorised(request, path);
+    } finally {
+      this.changing.delete(changed);
+    }
+  }
+
+  /** The object a request changes (PUT, DELETE, an action but clone and upload_chunk), if any. */
+  private changeOf(request: Request, path: string): string | undefined {
+    const [, id, action] = partsOf(path) ?? [];
+    if (!id || !isUuid(id)) return undefined;
+    if (request.method === "PUT" || request.method === "DELETE")
+      return action === undefined ? id.toLowerCase() : undefined;
+    const todo = new URL(request.url).searchParams.get("do");
+    if (request.method !== "POST" || action !== "action" || todo === "clone" || todo === "upload_chunk")
+      return undefined;
+    return id.toLowerCase();
+  }
+
+  private async answerAuthorised(request: Request, path: string): Promise<Response> {
     const chunked = this.chunked.route(request, path, new URL(request.url).search);
     if (chunked) return chunked;
     const parts = path.split("/");
     if (parts[0] === "drives" && parts[1] === "upload" && parts.length <= 4) {
-      if (request.method !== "POST") return elasticError(405, "method", "use POST");
+      if (request.method !== "POST") return api2Error(405, "method", "use POST");
       let name = parts[2] ?? "";
       try {
         name = decodeURIComponent(name);
@@ -157,22 +206,21 @@ export class Api2Stub {
       }
       return this.upload(request, name || "upload");
     }
-    if (
-      parts[0] === "drives" &&
-      UUID.test(parts[1] ?? "") &&
-      parts[2] === "download" &&
-      parts.length <= 4 &&
-      !parts[3]
-    ) {
-      if (request.method !== "GET" && request.method !== "HEAD") return elasticError(405, "method", "use GET");
-      const drive = this.stub.drives.get(parts[1] as string);
-      if (!drive) return elasticError(404, "missing", `Drive ${parts[1]} could not be found.`);
+    if (parts[0] === "drives" && isUuid(parts[1] ?? "") && parts[2] === "download" && parts.length <= 4 && !parts[3]) {
+      if (request.method !== "GET" && request.method !== "HEAD") return api2Error(405, "method", "use GET");
+      const uuid = (parts[1] as string).toLowerCase();
+      const drive = this.stub.drives.get(uuid);
+      if (!drive) return missing(uuid);
+      if (drive.fields.storage_type === "local_nvme")
+        return refused(`Drive ${uuid} is ephemeral (local_nvme): it cannot be downloaded`);
       const token = crypto.randomUUID();
       this.tokens.set(token, drive.uuid);
       return new Response(null, { status: 302, headers: { location: `${this.originUrl}download/${token}` } });
     }
-    const drives = await this.drives.route(request, path);
-    if (drives) return drives;
+    for (const resource of [this.drives, this.libdrives, this.snapshots, this.servers]) {
+      const answer = await resource.route(request, path);
+      if (answer) return answer;
+    }
     return new Response("stub: unexpected API 2.0 request\n", { status: 418 });
   }
 
@@ -181,7 +229,7 @@ export class Api2Stub {
     if (lengthText === null || (request.headers.get("transfer-encoding") ?? "").toLowerCase().includes("chunked")) {
       await request.body?.cancel().catch(() => undefined);
       this.settle({ status: 411, received: 0, expected: -1 });
-      return elasticError(411, "usage", "Content-Length required: it sets the size of the new drive");
+      return api2Error(411, "validation", "Content-Length required: it sets the size of the new drive");
     }
     const expected = Number(lengthText);
     const drive = this.stub.addDrive(0, { name });
@@ -205,7 +253,7 @@ export class Api2Stub {
     if (failure) {
       this.stub.removeDrive(drive);
       this.settle({ status: 400, received, expected });
-      return elasticError(400, "usage", `${failure}; no drive created`);
+      return api2Error(400, "validation", `${failure}; no drive created`);
     }
     drive.size = Math.max(expected, this.options.minDriveSize ?? 0);
     ftruncateSync(drive.fd, drive.size);

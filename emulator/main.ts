@@ -5,19 +5,37 @@ import { parseArgs } from "node:util";
 import { startStub } from "./server.ts";
 import { installApi2 } from "./api2.ts";
 
-const USAGE = `Usage: bun run stub [--port N] [--latency MS] [--bandwidth BYTES_PER_S] [--min-drive-size BYTES] [--quiet]
+const USAGE = `Usage: bun run stub [--port N] [--latency MS] [--bandwidth BYTES_PER_S] [--min-drive-size BYTES]
+                     [--status-delay MS] [--snapshot-delay MS|never] [--concurrency-every N] [--quiet]
 
-The drive API emulator on 127.0.0.1: API 1.0 drive calls; API 2.0 drive calls, the chunked upload
-(initupload, one-time upload_chunk links), the single-POST upload and the download.
-Prints the EHURI/EHAUTH and CSURI/CSAUTH lines to export on stdout, then logs requests on stderr.
+The drive API emulator on 127.0.0.1. API 1.0: the drive calls. API 2.0, in the forms the real API
+takes: drives (create bare, listed or in objects, bulk, PUT, resize, clone, delete, schema,
+filters, avoid, availability groups), the chunked upload (initupload, one-time upload_chunk links),
+the single-POST upload and the download, the drives library (libdrives/, three small drives),
+snapshots (the drive's bytes as of the instant they are taken) and servers, as far as they mount
+drives. Prints the EHURI/EHAUTH and CSURI/CSAUTH lines to export on stdout, then logs requests on
+stderr.
   --port N                 listen on N (default: a free port; also STUB_PORT)
   --latency MS             delay every answer by MS milliseconds (a far server)
   --bandwidth B            one limit of B bytes/s shared by all bodies (a WAN link)
   --min-drive-size B       API 2.0: grow uploaded images under B bytes to B
-  --status-delay MS        API 2.0: a new, cloned or resized drive is creating/cloning/resizing
+  --status-delay MS        API 2.0: a new, cloned or resized drive is creating/cloning_dst/resizing
                            for MS milliseconds before it is unmounted (default 1000)
+  --snapshot-delay MS      API 2.0: a new snapshot is creating for MS milliseconds before it is
+                           available (default 1000); never: it stays creating
+  --concurrency-every N    API 2.0: every Nth POST, PUT and DELETE (each method counted apart)
+                           answers 503 concurrency, as the real API does to concurrent changes
+                           (default 0: only to a second change of an object being changed)
   --quiet                  do not log requests
-STUB_USER and STUB_SECRET fix the credentials (default: random).`;
+STUB_USER and STUB_SECRET fix the credentials (default: random).
+
+To mount a drive (a server using it: deleting and resizing it are refused, a snapshot of it is
+taken as of one instant), make a server holding it and start it, with the exported CSURI and
+CSAUTH (the emulator's own credentials):
+  curl -u "$CSAUTH" -H 'content-type: application/json' "\${CSURI}servers/" -d '{"name": "s",
+    "cpu": 1000, "mem": 536870912, "vnc_password": "x", "drives": [{"drive": "DRIVE_UUID"}]}'
+  curl -u "$CSAUTH" -X POST "\${CSURI}servers/SERVER_UUID/action/?do=start"
+(do=stop, then DELETE servers/SERVER_UUID/ to let the drive go).`;
 
 function parseOptions() {
   return parseArgs({
@@ -30,6 +48,8 @@ function parseOptions() {
       // API 2.0: images under this many bytes are grown to it on upload, as CloudSigma does
       "min-drive-size": { type: "string", default: "0" },
       "status-delay": { type: "string", default: "1000" },
+      "snapshot-delay": { type: "string", default: "1000" },
+      "concurrency-every": { type: "string", default: "0" },
     },
   });
 }
@@ -45,6 +65,13 @@ const { values } = parsed;
 if (values.help) {
   console.log(USAGE);
   process.exit(0);
+}
+const snapshotDelay =
+  values["snapshot-delay"] === "never" ? Number.POSITIVE_INFINITY : Number(values["snapshot-delay"]);
+const concurrencyEvery = Number(values["concurrency-every"]);
+if (!(snapshotDelay >= 0) || !Number.isSafeInteger(concurrencyEvery) || concurrencyEvery < 0) {
+  console.error("stub: error: --snapshot-delay takes milliseconds or never, --concurrency-every a whole number");
+  process.exit(2);
 }
 
 const stub = await startStub({
@@ -67,7 +94,18 @@ if (!values.quiet) {
 const api2 = await installApi2(stub, {
   minDriveSize: Number(values["min-drive-size"]) || 0,
   statusDelayMs: Math.max(0, Number(values["status-delay"]) || 0),
+  snapshotCreatingMs: snapshotDelay,
 });
+if (concurrencyEvery > 0) {
+  // the one-time upload links carry data, not changes
+  for (const method of ["POST", "PUT", "DELETE"])
+    stub.fault({
+      method,
+      path: /^\/api\/2\.0\/(?!upload\/chunk\/)/,
+      every: concurrencyEvery,
+      action: { status: 503, kind: "concurrency", message: "Concurrent change of the same object (injected): retry" },
+    });
+}
 console.log(`export CSURI=${api2.uri}`);
 console.log(`export CSAUTH=${stub.user}:${stub.secret}`);
 const stop = async () => {

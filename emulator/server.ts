@@ -1,21 +1,18 @@
-// An emulator of the drive API (1.0 drive calls), for tests, benchmarks and trying the scripts
-// without a cloud account. One Bun.serve on 127.0.0.1; each test can add its own handlers,
-// inject faults (error answers, connections dropped or stalled before or mid-body, slow answers),
-// restart it with its drives gone, and count requests. Anything it does not expect gets 418.
+// The emulator's core, for tests, benchmarks and trying the scripts without a cloud account: one
+// Bun.serve on 127.0.0.1 holding the drives (sparse temporary files) both API generations share,
+// the request log, the faults a test injects (error answers, connections dropped or stalled before
+// or mid-body, slow answers), added latency and a shared bandwidth limit, and restart with the
+// drives gone. Each test can add its own handlers; the API 1.0 calls are emulator/api1.ts, the
+// API 2.0 side is installed by emulator/api2.ts. Anything it does not expect gets 418.
 import { closeSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Readable } from "node:stream";
-import zlib from "node:zlib";
 import type { Server } from "bun";
-import { formatRecord, formatRecords, parseRecord, type KvRecord } from "../lib/kv.ts";
+import type { KvRecord } from "../lib/kv.ts";
+import { Api1Routes } from "./api1.ts";
 import { CutServer } from "./cut.ts";
-
-export const MAX_READ = 4 * 1024 * 1024;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const SIZE = /^(\d+)([kKMGT]?)$/;
-const SHIFT: Record<string, number> = { "": 0, k: 10, K: 10, M: 20, G: 30, T: 40 };
+import { api2Error, elasticError, requestId } from "./errors.ts";
 
 export interface StubOptions {
   /** 0 (the default) picks a free port; tests always use 0. */
@@ -40,11 +37,45 @@ export interface StubDrive {
   /** Imaging in progress: bytes of the source done out of total, or queued. */
   imaging?: { done: number; total: number; queued: boolean };
   /**
-   * API 2.0 lifecycle status, `unmounted` when unset: creating, uploading, cloning, resizing,
-   * mounted... The 2.0 view of a drive maps the 1.0 fields: `name`, `media` (default disk),
-   * `meta` = the `user:KEY` fields, `tags` = the space-separated `tags` field.
+   * API 2.0 lifecycle status while an operation runs (creating, uploading, cloning_dst,
+   * cloning_src, resizing), or one a test sets (`mounted` counts as mounted on a running server).
+   * Unset, the drive is `mounted` when a server holds it (or a 1.0 claim), else `unmounted`.
+   * The 2.0 view of a drive maps the 1.0 fields: emulator/drive-view.ts.
    */
   status?: string;
+  /** The storage host it lives on (API 2.0 `avoid` and `availability_groups`). */
+  host?: number;
+  /** A library drive's own fields (arch, os, image_type, paid, licenses...): emulator/api2-libdrives.ts. */
+  library?: Record<string, unknown>;
+}
+
+/** An API 2.0 server (emulator/api2-servers.ts): only what mounting drives needs. */
+export interface StubServer {
+  uuid: string;
+  name: string;
+  status: "stopped" | "running";
+  /** The drives it holds, in order, with how they are attached. */
+  drives: { drive: string; device: string; dev_channel: string; boot_order: number | null }[];
+  /** The rest of its definition (cpu, mem, vnc_password, meta, tags), shown as given. */
+  definition: Record<string, unknown>;
+}
+
+/** An API 2.0 snapshot (emulator/api2-snapshots.ts): the drive's bytes as of the instant it was made. */
+export interface StubSnapshot {
+  uuid: string;
+  /** The drive it was taken of. */
+  drive: string;
+  name: string;
+  meta: Record<string, string>;
+  tags: string[];
+  /** `2014-06-05 09:52:53.896622+00:00`, as CloudSigma shows it. */
+  timestamp: string;
+  status: "creating" | "available";
+  /** The drive's size and media when it was taken. */
+  size: number;
+  media: string;
+  path: string;
+  fd: number;
 }
 
 export interface RequestRecord {
@@ -94,46 +125,6 @@ export type FaultAnswer = (
 /** A test's own handler: return a Response to answer, or undefined to let the emulator answer. */
 export type Handler = (request: Request, path: string) => Response | undefined | Promise<Response | undefined>;
 
-export function elasticError(
-  status: number,
-  kind: string,
-  message: string,
-  headers: Record<string, string> = {},
-): Response {
-  return new Response(`errors:${kind} ${message}\n`, {
-    status,
-    headers: { "content-type": "text/plain", "x-elastic-error": kind, ...headers },
-  });
-}
-
-function parseStubSize(text: string | undefined): number | undefined {
-  const match = SIZE.exec(text ?? "");
-  if (!match) return undefined;
-  const value = Number(match[1]) * 2 ** (SHIFT[match[2] ?? ""] ?? 0);
-  return Number.isSafeInteger(value) ? value : undefined;
-}
-
-const kvAnswer = (record: KvRecord | KvRecord[]) =>
-  new Response(
-    Array.isArray(record) ? formatRecords(record, { escape: true }) : formatRecord(record, { escape: true }),
-    {
-      headers: { "content-type": "text/plain" },
-    },
-  );
-
-const notFound = (what: string) =>
-  elasticError(404, "missing", `Drive ${what} could not be found. Please re-validate your entry.`);
-
-/** API 2.0 errors: a JSON list, as CloudSigma answers (`error_point`, `error_type`, `error_message`). */
-export function jsonError(
-  status: number,
-  type: string,
-  message: string,
-  headers: Record<string, string> = {},
-): Response {
-  return Response.json([{ error_point: null, error_type: type, error_message: message }], { status, headers });
-}
-
 /** The path prefix of the API 2.0 side (emulator/api2.ts): its answers carry X-REQUEST-ID and JSON errors. */
 export const API2_PREFIX = "/api/2.0/";
 
@@ -152,7 +143,6 @@ function dropConnection(): Response {
   );
 }
 
-// `tier` (disk or ssd): the vendor's upload tool puts `tier disk` (or `-t ssd`) in every create
 function carriesBody(request: Request): boolean {
   return Number(request.headers.get("content-length") ?? 0) > 0 || request.headers.has("transfer-encoding");
 }
@@ -168,14 +158,26 @@ async function readPrefix(request: Request, bytes: number): Promise<void> {
   }
 }
 
-const CREATE_FIELDS = new Set(["name", "size", "claim:type", "readers", "tags", "avoid", "encryption:cipher", "tier"]);
-const TIERS = new Set(["disk", "ssd"]);
-const SET_FIELDS = new Set(["name", "size", "claim:type", "readers", "tags"]);
+/** `length` bytes (default: to the end) of an emulator file from `offset`. */
+function readFile(file: { fd: number; size: number }, offset: number, length?: number): Uint8Array {
+  const size = Math.max(0, Math.min(length ?? file.size, file.size - offset));
+  const buffer = new Uint8Array(size);
+  let done = 0;
+  while (done < size) {
+    const n = readSync(file.fd, buffer, done, size - done, offset + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return buffer;
+}
 
 export class DriveStub {
   readonly user: string;
   readonly secret: string;
   readonly drives = new Map<string, StubDrive>();
+  /** API 2.0 servers (what mounts a drive) and snapshots; deleting a drive deletes its snapshots. */
+  readonly servers = new Map<string, StubServer>();
+  readonly snapshots = new Map<string, StubSnapshot>();
   readonly requests: RequestRecord[] = [];
   readonly faults: Fault[] = [];
   /** Handlers each test can set; the first that answers wins. */
@@ -184,19 +186,36 @@ export class DriveStub {
   private server!: Server<undefined>;
   private dir!: string;
   private linkFreeAt = 0;
-  private stopped = false;
+  private stopping = false;
   /** Drives a restart dropped: their files are gone, their descriptors closed only at stop (requests in flight may still hold them). */
-  private readonly retired: StubDrive[] = [];
+  private readonly retired: { fd: number }[] = [];
   /** Answers cut or stalled mid-body. */
   private readonly cuts = new CutServer();
   /** Run on restart, after the drives are gone (the API 2.0 side forgets its links and restarts its origin). */
   readonly restartListeners: Array<() => void> = [];
   private readonly tasks = new Set<Promise<void>>();
+  /** The API 1.0 drive calls: what no handler answers goes there. */
+  private readonly api1 = new Api1Routes(this);
 
   constructor(options: StubOptions = {}) {
     this.options = options;
     this.user = options.user ?? crypto.randomUUID();
     this.secret = options.secret ?? Buffer.from(crypto.getRandomValues(new Uint8Array(18))).toString("base64url");
+  }
+
+  /** True once stop() began: background work (imaging, copies) ends early. */
+  get stopped(): boolean {
+    return this.stopping;
+  }
+
+  /** Keep a background task (an imaging, a copy) so stop() waits for it. */
+  track(task: Promise<unknown>): void {
+    const kept: Promise<void> = task.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.tasks.add(kept);
+    void kept.finally(() => this.tasks.delete(kept));
   }
 
   get url(): string {
@@ -230,12 +249,14 @@ export class DriveStub {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.stopping = true;
     this.server?.stop(true);
     this.cuts.stop();
     await Promise.allSettled([...this.tasks]);
-    for (const drive of [...this.drives.values(), ...this.retired]) closeSync(drive.fd);
+    for (const file of [...this.drives.values(), ...this.snapshots.values(), ...this.retired]) closeSync(file.fd);
     this.drives.clear();
+    this.snapshots.clear();
+    this.servers.clear();
     this.retired.length = 0;
     await rm(this.dir, { recursive: true, force: true });
   }
@@ -246,23 +267,75 @@ export class DriveStub {
    */
   async restart(): Promise<void> {
     const port = this.port;
-    const gone = [...this.drives.values()];
+    const gone = [...this.drives.values(), ...this.snapshots.values()];
     // no await until it listens again: a client in this process never finds the port closed
     this.server.stop(true);
     this.cuts.stop();
     this.retired.push(...gone);
     this.drives.clear();
+    this.snapshots.clear();
+    this.servers.clear();
     for (const listener of this.restartListeners) listener();
     this.serve(port);
     await Promise.all(gone.map((drive) => rm(drive.path, { force: true })));
   }
 
-  /** Destroy a drive (its file and descriptor); nothing to do for one a restart already dropped. */
+  /**
+   * Destroy a drive (its file and descriptor), its snapshots and its place on servers; nothing to
+   * do for one a restart already dropped.
+   */
   removeDrive(drive: StubDrive): void {
     if (this.drives.get(drive.uuid) !== drive) return;
     closeSync(drive.fd);
     this.drives.delete(drive.uuid);
     void rm(drive.path, { force: true });
+    for (const snapshot of [...this.snapshots.values()])
+      if (snapshot.drive === drive.uuid) this.removeSnapshot(snapshot);
+    for (const server of this.servers.values()) server.drives = server.drives.filter((d) => d.drive !== drive.uuid);
+  }
+
+  removeSnapshot(snapshot: StubSnapshot): void {
+    if (this.snapshots.get(snapshot.uuid) !== snapshot) return;
+    closeSync(snapshot.fd);
+    this.snapshots.delete(snapshot.uuid);
+    void rm(snapshot.path, { force: true });
+  }
+
+  /** A new sparse file of `size` bytes in the emulator's folder (a drive's or a snapshot's). */
+  createFile(uuid: string, size: number): { path: string; fd: number } {
+    const path = join(this.dir, uuid);
+    const fd = openSync(path, "w+");
+    ftruncateSync(fd, size);
+    return { path, fd };
+  }
+
+  /**
+   * Mount a drive, as a server using it does: a server (named after the drive, running unless
+   * `running` is false) that holds it, listed under API 2.0 `servers/`. A drive mounted on a running
+   * server refuses deletion and resizing, ignores a size change by PUT, can be snapshotted, and
+   * tests may go on reading and writing it (writeDrive: the server's own writes).
+   */
+  mount(uuid: string, options: { running?: boolean } = {}): StubServer {
+    if (!this.drives.has(uuid)) throw new Error(`no drive ${uuid}`);
+    const server: StubServer = {
+      uuid: crypto.randomUUID(),
+      name: `server of ${uuid}`,
+      status: options.running === false ? "stopped" : "running",
+      drives: [{ drive: uuid, device: "virtio", dev_channel: "0:0", boot_order: 1 }],
+      definition: { cpu: 1000, mem: 536870912, vnc_password: "emulated", meta: {}, tags: [] },
+    };
+    this.servers.set(server.uuid, server);
+    return server;
+  }
+
+  /** Detach a drive from every server holding it (the servers stay). */
+  unmount(uuid: string): void {
+    for (const server of this.servers.values()) server.drives = server.drives.filter((d) => d.drive !== uuid);
+  }
+
+  /** The servers holding a drive. */
+  serversOf(uuid: string): StubServer[] {
+    return [...this.servers.values()].filter((server) => server.drives.some((d) => d.drive === uuid));
   }
 
   /** Requests whose method and path match (both optional). */
@@ -286,9 +359,7 @@ export class DriveStub {
   /** Add a drive directly (test set-up), optionally filled with bytes at offset 0. */
   addDrive(size: number, fields: KvRecord = {}, content?: Uint8Array): StubDrive {
     const uuid = crypto.randomUUID();
-    const path = join(this.dir, uuid);
-    const fd = openSync(path, "w+");
-    ftruncateSync(fd, size);
+    const { path, fd } = this.createFile(uuid, size);
     if (content) writeSync(fd, content, 0, content.length, 0);
     const drive: StubDrive = {
       uuid,
@@ -305,38 +376,20 @@ export class DriveStub {
   readDrive(uuid: string, offset = 0, length?: number): Uint8Array {
     const drive = this.drives.get(uuid);
     if (!drive) throw new Error(`no drive ${uuid}`);
-    const size = Math.max(0, Math.min(length ?? drive.size, drive.size - offset));
-    const buffer = new Uint8Array(size);
-    let done = 0;
-    while (done < size) {
-      const n = readSync(drive.fd, buffer, done, size - done, offset + done);
-      if (n === 0) break;
-      done += n;
-    }
-    return buffer;
+    return readFile(drive, offset, length);
+  }
+
+  /** Bytes of a snapshot: the drive as it was when the snapshot was taken (for test assertions). */
+  readSnapshot(uuid: string, offset = 0, length?: number): Uint8Array {
+    const snapshot = this.snapshots.get(uuid);
+    if (!snapshot) throw new Error(`no snapshot ${uuid}`);
+    return readFile(snapshot, offset, length);
   }
 
   writeDrive(uuid: string, offset: number, bytes: Uint8Array): void {
     const drive = this.drives.get(uuid);
     if (!drive) throw new Error(`no drive ${uuid}`);
     writeSync(drive.fd, bytes, 0, bytes.length, offset);
-  }
-
-  info(drive: StubDrive, full: boolean): KvRecord {
-    const record: KvRecord = {
-      ...drive.fields,
-      drive: drive.uuid,
-      size: String(drive.size),
-      status: "active",
-      user: this.user,
-      "read:bytes": drive.fields["read:bytes"] ?? "0",
-      "write:bytes": drive.fields["write:bytes"] ?? "0",
-    };
-    if (drive.imaging) {
-      const percent = Math.floor((drive.imaging.done / Math.max(1, drive.imaging.total)) * 100);
-      record.imaging = drive.imaging.queued ? "queued" : full ? `${percent}%` : "true";
-    }
-    return record;
   }
 
   // ---- plumbing: latency, one shared link, faults, counting ----
@@ -401,7 +454,8 @@ export class DriveStub {
     return undefined;
   }
 
-  private authorised(request: Request): boolean {
+  /** True when the request carries this emulator's credentials (HTTP Basic). */
+  authorised(request: Request): boolean {
     const header = request.headers.get("authorization") ?? "";
     const expected = `Basic ${Buffer.from(`${this.user}:${this.secret}`).toString("base64")}`;
     return header === expected;
@@ -427,13 +481,13 @@ export class DriveStub {
       () => this.route(request, path),
       (status, kind, message, headers) =>
         api2
-          ? jsonError(status, kind ?? "backend", message, headers)
+          ? api2Error(status, kind ?? "backend", message, headers)
           : elasticError(status, kind ?? "system", message, headers),
     );
     // every API 2.0 answer names its request, as CloudSigma's do (support asks for the id)
     if (api2 && !response.headers.has("x-request-id")) {
       try {
-        response.headers.set("x-request-id", crypto.randomUUID().replace(/-/g, "").slice(0, 16));
+        response.headers.set("x-request-id", requestId());
       } catch {
         // a response with immutable headers (none today): answer without the id
       }
@@ -450,205 +504,7 @@ export class DriveStub {
       const answer = await handler(request, path);
       if (answer) return answer;
     }
-    if (!path.startsWith("/drives/")) return new Response("stub: unexpected request\n", { status: 418 });
-    if (!this.authorised(request)) {
-      return elasticError(401, "auth", "Authentication failed. Please check your user UUID and API key.", {
-        "www-authenticate": 'Basic realm="drivekit stub"',
-      });
-    }
-    const parts = path.slice("/drives/".length).split("/").filter(Boolean);
-    const method = request.method;
-    const expect = (wanted: string) =>
-      method === wanted ? undefined : elasticError(405, "method", `${method} is not allowed here; use ${wanted}`);
-    // the vendor's elastichosts.sh sends every call as a POST: a bodyless POST on a read-only call is answered as the GET
-    const expectRead = async () => {
-      if (method === "GET") return undefined;
-      if (method === "POST" && (await request.arrayBuffer()).byteLength === 0) return undefined;
-      return elasticError(405, "method", `${method} is not allowed here; use GET (or a POST without a body)`);
-    };
-    const [first, action, ...rest] = parts;
-    if (first === "list" && parts.length === 1)
-      return (await expectRead()) ?? new Response(`${[...this.drives.keys()].join("\n")}\n`);
-    if (first === "info" && parts.length === 1)
-      return (await expectRead()) ?? kvAnswer([...this.drives.values()].map((d) => this.info(d, false)));
-    if (first === "create" && parts.length === 1) return expect("POST") ?? (await this.create(request));
-    if (!first || !action) return new Response("stub: unexpected request\n", { status: 418 });
-    const drive = UUID.test(first) ? this.drives.get(first) : undefined;
-    switch (action) {
-      case "info":
-        if (rest.length > 1 || (rest.length === 1 && rest[0] !== "full")) break;
-        return (await expectRead()) ?? (drive ? kvAnswer(this.info(drive, rest[0] === "full")) : notFound(first));
-      case "set":
-        if (rest.length) break;
-        return expect("POST") ?? (drive ? await this.set(request, drive) : notFound(first));
-      case "destroy":
-        if (rest.length) break;
-        return expect("POST") ?? (drive ? this.destroy(drive) : notFound(first));
-      case "image":
-        if (rest.length < 1 || rest.length > 2) break;
-        return expect("POST") ?? (drive ? this.image(drive, rest[0] as string, rest[1]) : notFound(first));
-      case "read":
-        if (rest.length !== 2) break;
-        return (await expectRead()) ?? (drive ? this.read(drive, rest[0], rest[1]) : notFound(first));
-      case "write":
-        if (rest.length > 1) break;
-        return expect("POST") ?? (drive ? await this.write(request, drive, rest[0] ?? "0") : notFound(first));
-    }
-    return new Response("stub: unexpected request\n", { status: 418 });
-  }
-
-  // ---- the API 1.0 calls ----
-
-  private checkFields(fields: KvRecord, allowed: Set<string>): Response | undefined {
-    for (const [key, value] of Object.entries(fields)) {
-      if (!allowed.has(key) && !key.startsWith("user:"))
-        return elasticError(400, "usage", `Unknown or read-only field '${key}'`);
-      if (key === "claim:type" && value !== "exclusive" && value !== "shared")
-        return elasticError(400, "usage", `Invalid claim:type '${value}'`);
-      if (key === "encryption:cipher" && value !== "none" && value !== "aes-xts-plain")
-        return elasticError(400, "usage", `Invalid encryption:cipher '${value}'`);
-      if ((key === "readers" || key === "avoid") && value.split(" ").some((item) => !UUID.test(item)))
-        return elasticError(400, "usage", `Invalid ${key} '${value}'`);
-      if (key === "tier" && !TIERS.has(value))
-        return elasticError(400, "usage", `Invalid tier '${value}': expected disk or ssd`);
-    }
-    if (fields.size !== undefined && !parseStubSize(fields.size))
-      return elasticError(400, "usage", `Invalid size '${fields.size}'`);
-    return undefined;
-  }
-
-  private async create(request: Request): Promise<Response> {
-    const fields = parseRecord(await request.text());
-    if (!fields.name || !fields.size) return elasticError(400, "usage", "Drive name and size are required");
-    const bad = this.checkFields(fields, CREATE_FIELDS);
-    if (bad) return bad;
-    const { size, avoid: _avoid, ...rest } = fields;
-    const drive = this.addDrive(parseStubSize(size) as number, rest);
-    return kvAnswer(this.info(drive, false));
-  }
-
-  private async set(request: Request, drive: StubDrive): Promise<Response> {
-    const fields = parseRecord(await request.text());
-    const bad = this.checkFields(fields, SET_FIELDS);
-    if (bad) return bad;
-    const { size, ...rest } = fields;
-    if (size !== undefined) {
-      drive.size = parseStubSize(size) as number;
-      ftruncateSync(drive.fd, drive.size);
-    }
-    Object.assign(drive.fields, rest);
-    return kvAnswer(this.info(drive, false));
-  }
-
-  private destroy(drive: StubDrive): Response {
-    if (drive.fields.claimed) return elasticError(409, "busy", `Drive ${drive.uuid} is in use by a server`);
-    if (drive.imaging) return elasticError(409, "busy", `Drive ${drive.uuid} is imaging`);
-    this.removeDrive(drive);
-    return new Response(null, { status: 204 });
-  }
-
-  private read(drive: StubDrive, offsetText: string | undefined, sizeText: string | undefined): Response {
-    const offset = parseStubSize(offsetText);
-    const size = parseStubSize(sizeText);
-    if (offset === undefined || size === undefined) return elasticError(400, "usage", "Invalid offset or size");
-    if (size > MAX_READ) return elasticError(400, "usage", `Size ${size} exceeds the maximum of 4M for a single read`);
-    if (offset > drive.size) return elasticError(400, "usage", `Offset ${offset} is beyond the end of the drive`);
-    const bytes = this.readDrive(drive.uuid, offset, size);
-    drive.fields["read:bytes"] = String(Number(drive.fields["read:bytes"] ?? 0) + bytes.length);
-    return new Response(bytes, {
-      headers: { "content-type": "application/octet-stream", "content-length": String(bytes.length) },
-    });
-  }
-
-  private async write(request: Request, drive: StubDrive, offsetText: string): Promise<Response> {
-    if ((request.headers.get("transfer-encoding") ?? "").toLowerCase().includes("chunked")) {
-      await request.body?.cancel();
-      return elasticError(400, "usage", "Transfer-Encoding: chunked is not supported; send a Content-Length");
-    }
-    if (request.headers.get("content-length") === null) return elasticError(411, "usage", "Content-Length required");
-    const offset = parseStubSize(offsetText);
-    if (offset === undefined) return elasticError(400, "usage", `Invalid offset '${offsetText}'`);
-    const raw = await this.readBody(request);
-    if (!raw) return elasticError(400, "usage", "Body too large");
-    const encoding = (request.headers.get("content-encoding") ?? "identity").toLowerCase();
-    let bytes: Uint8Array;
-    if (encoding === "gzip") {
-      try {
-        bytes = Bun.gunzipSync(raw as Uint8Array<ArrayBuffer>);
-      } catch {
-        return elasticError(400, "usage", "Body is not valid gzip");
-      }
-    } else if (encoding === "identity") {
-      bytes = raw;
-    } else {
-      return elasticError(400, "usage", `Unsupported Content-Encoding '${encoding}'`);
-    }
-    if (offset + bytes.length > drive.size) {
-      return elasticError(
-        507,
-        "full",
-        `Write of ${bytes.length} bytes at ${offset} goes beyond the end of drive ${drive.uuid} (${drive.size} bytes)`,
-      );
-    }
-    writeSync(drive.fd, bytes, 0, bytes.length, offset);
-    drive.fields["write:bytes"] = String(Number(drive.fields["write:bytes"] ?? 0) + bytes.length);
-    return new Response(null, { status: 204 });
-  }
-
-  private image(target: StubDrive, sourceId: string, conversion: string | undefined): Response {
-    const source = UUID.test(sourceId) ? this.drives.get(sourceId) : undefined;
-    if (!source) return notFound(sourceId);
-    if (source === target) return elasticError(400, "usage", "A drive cannot be imaged from itself");
-    if (conversion !== undefined && conversion !== "gzip" && conversion !== "gunzip") {
-      return elasticError(400, "usage", `Unknown conversion '${conversion}'`);
-    }
-    if (target.imaging || target.fields.claimed) return elasticError(409, "busy", `Drive ${target.uuid} is busy`);
-    target.imaging = { done: 0, total: source.size, queued: false };
-    const task = this.runImaging(target, source, conversion).finally(() => {
-      target.imaging = undefined;
-      this.tasks.delete(task);
-    });
-    this.tasks.add(task);
-    return new Response(null, { status: 204 });
-  }
-
-  /** Copy in steps, so progress can be watched; gzip or gunzip on the way. */
-  private async runImaging(target: StubDrive, source: StubDrive, conversion: string | undefined): Promise<void> {
-    // about a hundred steps whatever the size, so a large sparse drive images in seconds
-    const step =
-      this.options.imagingStepBytes ??
-      Math.min(64 * 1024 * 1024, Math.max(4 * 1024 * 1024, Math.ceil(source.size / 100 / 4096) * 4096));
-    const pause = this.options.imagingStepMs ?? 20;
-    const imaging = target.imaging as NonNullable<StubDrive["imaging"]>;
-    const stub = this;
-    async function* sourceSteps(): AsyncGenerator<Uint8Array> {
-      for (let offset = 0; offset < source.size; offset += step) {
-        if (stub.stopped || !stub.drives.has(source.uuid)) return;
-        yield stub.readDrive(source.uuid, offset, step);
-        imaging.done = Math.min(source.size, offset + step);
-        if (pause > 0) await Bun.sleep(pause);
-      }
-    }
-    const output: AsyncIterable<Uint8Array> = conversion
-      ? Readable.from(sourceSteps()).pipe(conversion === "gzip" ? zlib.createGzip({ level: 1 }) : zlib.createGunzip())
-      : sourceSteps();
-    let at = 0;
-    try {
-      for await (const chunk of output) {
-        const room = target.size - at;
-        if (room <= 0 || !this.drives.has(target.uuid)) break;
-        const piece = chunk.length > room ? chunk.subarray(0, room) : chunk;
-        writeSync(target.fd, piece, 0, piece.length, at);
-        at += piece.length;
-      }
-    } catch {
-      // a source that is not gzip stops a gunzip imaging where it fails, as a real server would leave it
-    }
-    // the rest of the target reads as zeros, as after a fresh copy
-    if (this.drives.has(target.uuid) && at < target.size) {
-      ftruncateSync(target.fd, at);
-      ftruncateSync(target.fd, target.size);
-    }
+    return this.api1.route(request, path);
   }
 }
 

@@ -166,12 +166,12 @@ describe("API 2.0 create, set, destroy", () => {
     expect(stub.drives.has(drive.uuid)).toBe(false);
   });
 
-  test("destroying a mounted drive: 409, exit 1", async () => {
+  test("destroying a mounted drive: 403, exit 1", async () => {
     const drive = stub.addDrive(1 << 20);
     drive.status = "mounted";
     const result = await run(destroy, [drive.uuid, "--yes"], { env });
     expect(result.status).toBe(1);
-    expect(result.stderr).toContain("failed: 409 permission");
+    expect(result.stderr).toContain("failed: 403 permission");
   });
 });
 

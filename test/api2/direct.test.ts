@@ -623,7 +623,7 @@ describe("download", () => {
     const out = await freshFolder();
     const result = await run(download, [crypto.randomUUID(), "x.raw"], { env: api2.env, cwd: out });
     expect(result.status).toBe(1);
-    expect(result.stderr).toContain("404 missing");
+    expect(result.stderr).toContain("404 notexist");
     expect(readdirSync(out)).toEqual([]);
   });
 

@@ -10,7 +10,8 @@ import { join } from "node:path";
 import download from "../../scripts/download.ts";
 import { run, startScript, type RunResult } from "../helpers.ts";
 import { imageBytes, sameBytes } from "../images.ts";
-import { jsonError, startStub, type DriveStub } from "../../emulator/server.ts";
+import { api2Error } from "../../emulator/errors.ts";
+import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import { decodeFile } from "../formats/compressed-files.ts";
 import { waitFor, withPolicy } from "../faults/support.ts";
@@ -145,7 +146,7 @@ for (const [label, env] of [
     const errors = result.stderr.split("\n").filter((line) => line.includes(": error: "));
     expect(errors).toEqual([
       expect.stringMatching(
-        env ? /^download: error: GET \S+ failed: 401 auth: / : /^download: error: GET \S+ failed: 404 missing: /,
+        env ? /^download: error: GET \S+ failed: 401 auth: / : /^download: error: GET \S+ failed: 404 notexist: /,
       ),
     ]);
     expect(readdirSync(dir)).toEqual([]);
@@ -159,7 +160,7 @@ test("a failure that does not pass: the policy's attempts, then exit 1 naming th
   let gets = 0;
   stub.handlers.unshift((request, path) =>
     request.method === "GET" && API_GET.test(path) && gets++ >= 1
-      ? jsonError(503, "backend", "down for maintenance")
+      ? api2Error(503, "backend", "down for maintenance")
       : undefined,
   );
   const result = await downloadIn([drive.uuid, "kept.img"], { policy: { ...FAST, attempts: 3 } });

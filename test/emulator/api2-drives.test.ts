@@ -93,7 +93,7 @@ describe("lifecycle", () => {
     });
   });
 
-  test("clone copies the bytes (cloning, then unmounted)", async () => {
+  test("clone copies the bytes (cloning_dst, then unmounted)", async () => {
     const data = crypto.getRandomValues(new Uint8Array(64 * 1024));
     const source = stub.addDrive(8 << 20, { name: "src" }, data);
     stub.writeDrive(source.uuid, 6 << 20, data);
@@ -101,7 +101,7 @@ describe("lifecycle", () => {
     expect(answer.status).toBe(202);
     const clone = ((await answer.json()) as { objects: { uuid: string; status: string; name: string }[] })
       .objects[0] as { uuid: string; status: string; name: string };
-    expect(clone).toMatchObject({ status: "cloning", name: "copy" });
+    expect(clone).toMatchObject({ status: "cloning_dst", name: "copy" });
     expect(await statusBecomes(clone.uuid, "unmounted")).toBe("unmounted");
     expect(Buffer.from(stub.readDrive(clone.uuid)).equals(Buffer.from(stub.readDrive(source.uuid)))).toBe(true);
   });
@@ -151,10 +151,10 @@ describe("errors", () => {
     expect(((await answer.json()) as { error_type: string }[])[0]?.error_type).toBe("notexist");
   });
 
-  test("409 for deleting a mounted drive", async () => {
+  test("403 permission for deleting a mounted drive", async () => {
     const drive = stub.addDrive(1 << 20);
     drive.status = "mounted";
-    expect((await call("DELETE", `drives/${drive.uuid}/`)).status).toBe(409);
+    expect((await call("DELETE", `drives/${drive.uuid}/`)).status).toBe(403);
     expect(stub.drives.has(drive.uuid)).toBe(true);
   });
 

@@ -528,7 +528,7 @@ const rows: Row[] = [
         status: 1,
         says: cutShort(".*"),
         left: PART,
-        rerun: `GET /api/2\\.0/drives/${UUID}/download/ failed: 404 missing: Drive ${UUID} could not be found\\..*`,
+        rerun: `GET /api/2\\.0/drives/${UUID}/download/ failed: 404 notexist: Object with uuid ${UUID} does not exist.*`,
       },
     },
   },

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { CommandDef } from "citty";
 import upload from "../../scripts/upload.ts";
 import download from "../../scripts/download.ts";
-import { elasticError, jsonError } from "../../emulator/server.ts";
+import { api2Error, elasticError } from "../../emulator/errors.ts";
 import { imageBytes } from "../images.ts";
 import type { RunResult } from "../helpers.ts";
 import type { Emulator, Hold } from "./support.ts";
@@ -84,7 +84,7 @@ export function transferPaths(emulator: Emulator): TransferPath[] {
   const intercept = (requests: Requests) => (hold: Hold) =>
     emulator.intercept(hold.handler(requests.method, requests.path));
   const error1 = (status: number, message: string) => elasticError(status, status === 409 ? "busy" : "system", message);
-  const error2 = (status: number, message: string) => jsonError(status, "backend", message);
+  const error2 = (status: number, message: string) => api2Error(status, "backend", message);
 
   const write1 = { method: "POST", path: /^\/drives\/[0-9a-f-]{36}\/write\/\d+$/ };
   const read1 = { method: "GET", path: /^\/drives\/[0-9a-f-]{36}\/read\/\d+\/\d+$/ };
