@@ -1,6 +1,7 @@
 // The emulator's API 2.0 chunked upload, as CloudSigma's own client (pycloudsigma) uses it:
 // - `POST initupload/` `{"name", "size", "media"}` makes a drive in status `uploading` (its size
-//   rounded up to a KiB when `roundToKiB` is set: the vendor says sizes hold "up to a KiB").
+//   exactly as declared, as CloudSigma's own upload clients expect it back; rounded up to a KiB when
+//   `roundToKiB` is set, the latitude the vendor's docstring allows ("up to a KiB"), for clients' tests).
 // - `POST drives/UUID/action/?do=upload_chunk` `{"chunk_number", "chunk_size"}` answers a one-time
 //   link (`{"link": "/api/2.0/upload/chunk/TOKEN/"}`) valid `linkTtlMs`, or 416 for a chunk held.
 // - `POST` to the link (no credentials needed) takes the chunk's raw bytes, streamed to the drive
@@ -21,7 +22,7 @@ import type { DriveStub, StubDrive } from "./server.ts";
 const LINK_PATH = "upload/chunk/";
 
 export interface ChunkUploadOptions {
-  /** Round a new drive's size up to a multiple of 1024 (default true, as the vendor allows). */
+  /** Round a new drive's size up to a multiple of 1024 (default false: the exact size, which CloudSigma's upload clients check). */
   roundToKiB?: boolean;
   /** How long a link stays valid (default 5 minutes). */
   linkTtlMs?: number;
@@ -79,7 +80,7 @@ export class ChunkUploadStub {
 
   /** Start an upload as any client would (tests: "another client"); returns the new drive. */
   begin(name: string, size: number, media = "disk"): StubDrive {
-    const rounded = (this.options.roundToKiB ?? true) ? Math.ceil(size / 1024) * 1024 : size;
+    const rounded = this.options.roundToKiB ? Math.ceil(size / 1024) * 1024 : size;
     const drive = this.stub.addDrive(rounded, { name, media });
     drive.status = "uploading";
     this.sessions.set(drive.uuid, { size, held: new Set() });

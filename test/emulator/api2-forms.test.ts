@@ -284,7 +284,7 @@ describe("initupload: the forms both of CloudSigma's clients send", () => {
       const answer = await e.call("POST", `initupload/?avoid=${crypto.randomUUID()}`, body);
       expect(answer.status).toBe(201);
       const drive = ((await answer.json()) as { objects: Drive[] }).objects[0]!;
-      expect(drive).toMatchObject({ status: "uploading", size: 5120, media: "disk" });
+      expect(drive).toMatchObject({ status: "uploading", size: 5000, media: "disk" });
     }
     const bad = await e.call("POST", "initupload/", { objects: [{ name: "x", size: "lots" }] });
     expect(bad.status).toBe(400);

@@ -59,18 +59,18 @@ test("initupload needs credentials: 401 with a JSON error list and X-REQUEST-ID"
   expect(body[0]?.error_type).toBe("auth");
 });
 
-test("initupload makes a drive in status uploading, its size rounded up to a KiB by default", async () => {
+test("initupload makes a drive in status uploading, of exactly the size declared by default", async () => {
   const uuid = await init(5000);
   const drive = stub.drives.get(uuid)!;
   expect(drive.status).toBe("uploading");
-  expect(drive.size).toBe(5120);
+  expect(drive.size).toBe(5000);
   expect(drive.fields.media).toBe("disk");
 });
 
-test("initupload keeps the exact size when rounding is off", async () => {
-  api2.chunked.options.roundToKiB = false;
+test("initupload rounds the size up to a KiB when rounding is on", async () => {
+  api2.chunked.options.roundToKiB = true;
   const uuid = await init(5000);
-  expect(stub.drives.get(uuid)!.size).toBe(5000);
+  expect(stub.drives.get(uuid)!.size).toBe(5120);
 });
 
 test("every chunk in: the bytes land, the last chunk larger, and the drive turns unmounted", async () => {
