@@ -3,6 +3,7 @@ import { parseSeconds, resolveConfig, type Config } from "./config.ts";
 import { HttpClient } from "./http.ts";
 import { UsageError } from "./errors.ts";
 import type { Context } from "./context.ts";
+import { DEFAULT_RETRY, type RetryPolicy } from "./retry.ts";
 
 export interface ConnectArgs {
   uri?: string;
@@ -19,6 +20,8 @@ export interface Connection {
   direct?: HttpClient;
   /** --timeout: how long to wait for an answer (or, in a long transfer, for any progress). */
   timeoutMs: number;
+  /** How the transfers over this connection retry a request that may pass. */
+  retry: Readonly<RetryPolicy>;
 }
 
 export async function connect(args: ConnectArgs, ctx: Context, forceApi?: 1 | 2): Promise<Connection> {
@@ -34,7 +37,7 @@ export async function connect(args: ConnectArgs, ctx: Context, forceApi?: 1 | 2)
   const options = { credentials: config, log: ctx.log, verbose: ctx.verbose, timeoutMs };
   const client = new HttpClient(config.base, options);
   const direct = config.direct ? new HttpClient(config.direct, options) : undefined;
-  return { config, client, direct, timeoutMs };
+  return { config, client, direct, timeoutMs, retry: ctx.retry ?? DEFAULT_RETRY };
 }
 
 /** API 2.0: the client for the direct (upload/download) host. */

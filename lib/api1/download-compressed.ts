@@ -11,7 +11,7 @@ import { messageOf, OperationError } from "../errors.ts";
 import { chunkGrid, runChunks } from "../chunks/engine.ts";
 import { exists } from "../files.ts";
 import type { HttpClient } from "../http.ts";
-import { logRetry, withRetry } from "../retry.ts";
+import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { humanBytes } from "../size.ts";
 import type { DownloadRequest } from "../transfer.ts";
 import { CompressedOutput, compressionWindow, pieceSizeFor, type ResumePoint } from "../formats/compressed-output.ts";
@@ -25,6 +25,7 @@ export interface CompressedTarget {
   journalFile: string;
   format: CompressedFormat;
   concurrency: number;
+  policy: Readonly<RetryPolicy>;
 }
 
 export async function downloadCompressed(
@@ -65,6 +66,7 @@ export async function downloadCompressed(
     const length = end - start;
     const room = await output.slot(start, length, signal);
     await withRetry(() => readInto(client, drive, start, length, room, signal), {
+      policy: target.policy,
       signal,
       onRetry: logRetry(ctx.log, `read at ${start}`, () => retries++),
     });

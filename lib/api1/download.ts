@@ -14,7 +14,7 @@ import { checkOutputPath, exists, writeAllAt, writeSparse } from "../files.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
 import { RunLock } from "../chunks/lock.ts";
 import type { HttpClient } from "../http.ts";
-import { logRetry, withRetry } from "../retry.ts";
+import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { humanBytes } from "../size.ts";
 import type { DownloadRequest } from "../transfer.ts";
 import { BufferPool, dataRuns } from "../bytes.ts";
@@ -46,9 +46,17 @@ export async function downloadChunked(ctx: Context, connection: Connection, requ
   try {
     if (format !== "raw") {
       const concurrency = request.concurrency ?? DEFAULT_DOWNLOAD_CONCURRENCY;
-      return await downloadCompressed(ctx, client, request, { path, part, size, journalFile, format, concurrency });
+      return await downloadCompressed(ctx, client, request, {
+        path,
+        part,
+        size,
+        journalFile,
+        format,
+        concurrency,
+        policy: connection.retry,
+      });
     }
-    return await downloadInto(ctx, client, request, { path, part, size, journalFile });
+    return await downloadInto(ctx, client, request, { path, part, size, journalFile, policy: connection.retry });
   } finally {
     lock.release();
   }
@@ -58,7 +66,13 @@ async function downloadInto(
   ctx: Context,
   client: HttpClient,
   request: DownloadRequest,
-  { path, part, size, journalFile }: { path: string; part: string; size: number; journalFile: string },
+  {
+    path,
+    part,
+    size,
+    journalFile,
+    policy,
+  }: { path: string; part: string; size: number; journalFile: string; policy: Readonly<RetryPolicy> },
 ): Promise<string> {
   const drive = request.drive;
   const offset = request.offset ?? 0;
@@ -114,6 +128,7 @@ async function downloadInto(
     const [start, end] = pieceOf(index);
     const length = end - start;
     const bytes = await withRetry(() => readInto(client, drive, start, length, buffer, signal), {
+      policy,
       signal,
       onRetry: logRetry(ctx.log, `read at ${start}`, () => retries++),
     });

@@ -13,7 +13,7 @@ import { CompressionPlan } from "./compression.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
 import { RunLock } from "../chunks/lock.ts";
 import { shellWord } from "../files.ts";
-import { isRetryable, logRetry, withRetry } from "../retry.ts";
+import { isRetryable, logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { humanBytes } from "../size.ts";
 import type { UploadRequest } from "../transfer.ts";
 import { isAllZero, BufferPool } from "../bytes.ts";
@@ -71,7 +71,7 @@ export async function uploadChunked(ctx: Context, connection: Connection, reques
   try {
     const lock = RunLock.acquire(uploadJournal(ctx, image, request), `the upload of ${request.file}`);
     try {
-      return await upload(ctx, client, request, image);
+      return await upload(ctx, client, request, image, connection.retry);
     } finally {
       lock.release();
     }
@@ -142,7 +142,13 @@ async function resolveTarget(
   return { drive, created: true, journal: Journal.create(path, { v: 1, ...key, drive, created: true }) };
 }
 
-async function upload(ctx: Context, client: HttpClient, request: UploadRequest, image: ImageSource): Promise<string> {
+async function upload(
+  ctx: Context,
+  client: HttpClient,
+  request: UploadRequest,
+  image: ImageSource,
+  policy: Readonly<RetryPolicy>,
+): Promise<string> {
   if (image.size === 0) throw new UsageError(`${request.file} is empty (0 bytes): there is nothing to upload`);
   const offset = request.offset ?? 0;
   if (offset > image.size)
@@ -213,7 +219,7 @@ async function upload(ctx: Context, client: HttpClient, request: UploadRequest, 
             plan.requestFinished(body.length, performance.now() - begun, ok);
           }
         },
-        { signal, onRetry: logRetry(ctx.log, `write at ${start}`, () => retries++) },
+        { policy, signal, onRetry: logRetry(ctx.log, `write at ${start}`, () => retries++) },
       );
       wireBytes += body.length;
       // only what was sent is journaled: a zero chunk left out costs nothing to check again
@@ -294,7 +300,7 @@ async function upload(ctx: Context, client: HttpClient, request: UploadRequest, 
     // a decoded image is read again from its start
     const again = image.sequential && image.reopen ? await image.reopen() : image;
     try {
-      await verifyUpload(ctx, client, target, again, request.file, concurrency, request.quiet);
+      await verifyUpload(ctx, client, target, again, request.file, concurrency, request.quiet, policy);
     } finally {
       if (again !== image) await again.close();
     }
@@ -385,6 +391,7 @@ async function verifyUpload(
   shown: string,
   concurrency: number,
   quiet: boolean,
+  policy: Readonly<RetryPolicy>,
 ): Promise<void> {
   const count = Math.ceil(image.size / MAX_PIECE);
   const pool = new BufferPool(MAX_PIECE);
@@ -403,6 +410,7 @@ async function verifyUpload(
     const localRead = image.read(local, length, start);
     try {
       const remote = await withRetry(() => readInto(client, drive, start, length, buffer, controller.signal), {
+        policy,
         signal: controller.signal,
       });
       await localRead;

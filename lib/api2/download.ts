@@ -84,6 +84,7 @@ export async function downloadDirect(ctx: Context, connection: Connection, reque
   const attempts = new DownloadAttempts(
     ctx,
     connection.timeoutMs,
+    connection.retry,
     interrupt.controller.signal,
     `download of drive ${request.drive}`,
     download.shownPath,

@@ -381,7 +381,7 @@ async function send(
           answer = await requestLink(index, signal);
         }
       },
-      { signal, onRetry: logRetry(ctx.log, `chunk ${index}`, () => retries++) },
+      { policy: connection.retry, signal, onRetry: logRetry(ctx.log, `chunk ${index}`, () => retries++) },
     );
     if (outcome === "held") held++;
     else {

@@ -4,6 +4,7 @@ import { createConsola, type ConsolaInstance } from "consola";
 import { renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
 import { exitStatusOf, UsageError } from "../errors.ts";
 import type { Context } from "../context.ts";
+import type { RetryPolicy } from "../retry.ts";
 import { createProgress } from "./progress.ts";
 
 export interface Writer {
@@ -20,6 +21,8 @@ export interface Io {
   stdinIsTTY: boolean;
   stderrIsTTY: boolean;
   cwd: string;
+  /** The retry policy for the run's requests (a test paces it fast); undefined: DEFAULT_RETRY. */
+  retry?: Readonly<RetryPolicy>;
 }
 
 /** The engines' Context, plus what only commands use: the raw I/O and stdout. */
@@ -183,6 +186,7 @@ export async function execute<T extends ArgsDef>(
     verbose,
     cwd: io.cwd,
     env: io.env,
+    retry: io.retry,
     progress: (options) => createProgress({ io, log }, options),
     print: (text) => void io.stdout.write(text.endsWith("\n") ? text : `${text}\n`),
     redact,

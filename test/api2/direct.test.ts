@@ -11,10 +11,7 @@ import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import { run, spawnScript } from "../helpers.ts";
 import { dispositionName, parseContentRange, safeFileName } from "../../lib/api2/download.ts";
 import { parseUploadAnswer } from "../../lib/api2/upload-direct.ts";
-import { withPolicy } from "../faults/support.ts";
-
-/** A run that does not retry within itself: what a cut leaves for the rerun. */
-const once = <T>(body: () => Promise<T>) => withPolicy({ attempts: 1 }, body);
+import { ONE_ATTEMPT } from "../faults/support.ts";
 
 const UUID_LINE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n$/;
 const MIN_SIZE = 256 * 1024;
@@ -565,7 +562,11 @@ describe("download", () => {
         `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${SIZE}\r\n${close ? "Connection: close\r\n" : ""}\r\n`,
         content.subarray(0, cut),
       );
-      const result = await once(() => run(download, [drive, "short.raw", "--quiet"], { env: api2.env, cwd: out }));
+      const result = await run(download, [drive, "short.raw", "--quiet"], {
+        env: api2.env,
+        cwd: out,
+        retry: ONE_ATTEMPT,
+      });
       raw.stop();
       stub.handlers.splice(0, stub.handlers.length, ...baseHandlers);
       expect(result.status).toBe(1);
@@ -595,7 +596,11 @@ describe("download", () => {
       `HTTP/1.1 206 Partial Content\r\nContent-Length: ${SIZE - 1000}\r\nContent-Range: bytes 1000-${SIZE - 1}/${SIZE}\r\nConnection: close\r\n\r\n`,
       content.subarray(1000, 2000),
     );
-    const result = await once(() => run(download, [drive, "short2.raw", "--quiet"], { env: api2.env, cwd: out }));
+    const result = await run(download, [drive, "short2.raw", "--quiet"], {
+      env: api2.env,
+      cwd: out,
+      retry: ONE_ATTEMPT,
+    });
     raw.stop();
     expect(raw.requests[0]).toMatch(/\r\nrange: bytes=1000-\r\n/i);
     expect(raw.requests[0]).toMatch(/\r\naccept-encoding: identity\r\n/i);

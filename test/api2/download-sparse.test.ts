@@ -10,10 +10,7 @@ import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import { run } from "../helpers.ts";
 import { SparseWriter } from "../../lib/api2/download-raw.ts";
-import { withPolicy } from "../faults/support.ts";
-
-/** A run that does not retry within itself: what a cut leaves for the rerun. */
-const once = <T>(body: () => Promise<T>) => withPolicy({ attempts: 1 }, body);
+import { ONE_ATTEMPT } from "../faults/support.ts";
 
 const MiB = 1024 * 1024;
 
@@ -126,7 +123,7 @@ describe("resume", () => {
     const cutting = cuttingOrigin(CONTENT, cut);
     // the download origin sends the first request on to the cutting one
     api2.originHook = () => new Response(null, { status: 302, headers: { location: cutting.url } });
-    const first = await once(() => run(download, [drive, "cut.raw", "--quiet"], { env: api2.env, cwd: out }));
+    const first = await run(download, [drive, "cut.raw", "--quiet"], { env: api2.env, cwd: out, retry: ONE_ATTEMPT });
     cutting.stop();
     expect(first.status).toBe(1);
     expect(first.stderr.trim().split("\n")).toHaveLength(1);
@@ -197,7 +194,11 @@ describe("short body", () => {
     stub.handlers.unshift((_request, path) =>
       path.endsWith("/download/") ? new Response(null, { status: 302, headers: { location: server.url } }) : undefined,
     );
-    const result = await once(() => run(download, [drive, "short.raw", "--quiet"], { env: api2.env, cwd: out }));
+    const result = await run(download, [drive, "short.raw", "--quiet"], {
+      env: api2.env,
+      cwd: out,
+      retry: ONE_ATTEMPT,
+    });
     server.stop();
     expect(result.status).toBe(1);
     expect(result.stderr.trim().split("\n")).toHaveLength(1);
