@@ -8,7 +8,7 @@ import { basename, resolve } from "node:path";
 import type { Context } from "../context.ts";
 import type { Connection } from "../connect.ts";
 import { driveInfo, sizeOf, readInto } from "./drives.ts";
-import { OperationError, UsageError } from "../errors.ts";
+import { OperationError } from "../errors.ts";
 import { chunkGrid, runChunks } from "../chunks/engine.ts";
 import { checkOutputPath, exists, writeAllAt, writeSparse } from "../files.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
@@ -29,11 +29,6 @@ export async function downloadChunked(ctx: Context, connection: Connection, requ
   const drive = request.drive;
   const path = resolve(ctx.cwd, request.file ?? withSuffix(drive, request.format));
   const format = request.format ?? formatOfName(path);
-  if (format !== "raw" && request.offset !== undefined) {
-    throw new UsageError(
-      `-o/--offset goes on in a raw FILE.part; a ${format} download resumes from its own record: run it without -o`,
-    );
-  }
   // before anything is sent: an existing FILE is only replaced on request
   await checkOutputPath(path, request.force);
   const part = `${path}.part`;

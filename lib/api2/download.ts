@@ -69,8 +69,6 @@ export function contentLength(response: Response): number | undefined {
 
 export async function downloadDirect(ctx: Context, connection: Connection, request: DownloadRequest): Promise<string> {
   const client = directClient(connection);
-  if (request.offset)
-    throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 download resumes from FILE.part by itself");
   if (request.file === "") throw new UsageError("empty FILE");
   let target: Target | undefined;
   if (request.file !== undefined) {

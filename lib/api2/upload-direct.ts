@@ -48,8 +48,6 @@ export function parseUploadAnswer(text: string): string | undefined {
 export async function uploadDirect(ctx: Context, connection: Connection, request: UploadRequest): Promise<string> {
   const client = directClient(connection);
   if (request.drive) throw new UsageError("-d/--drive is API 1.0 only: an API 2.0 upload always creates a new drive");
-  if (request.offset)
-    throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 upload sends the whole image in one request");
   const image = await openUploadInput(ctx, request);
   const size = image.size;
   if (size === 0) {

@@ -119,10 +119,6 @@ export async function uploadChunked2(
   connection: Connection,
   request: Api2UploadRequest,
 ): Promise<string> {
-  if (request.offset)
-    throw new UsageError(
-      "-o/--offset is API 1.0 only: an API 2.0 upload resumes by chunks (rerun the command, or -d DRIVE)",
-    );
   const image = await openUploadInput(ctx, request);
   try {
     if (image.size === 0) throw new UsageError(`${request.file} is empty (0 bytes): there is nothing to upload`);
