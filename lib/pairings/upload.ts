@@ -1,10 +1,15 @@
 // An image to a drive: API 1.0 in chunks, API 2.0 in chunks through one-time links or in one POST
-// (--direct). The rules that hold whichever way it goes are checked here, before anything is sent.
+// (--direct). The image is opened here (any format, stdin), the rules that hold whichever way it
+// goes are checked before anything is sent, and the transfer driver runs it into the destination.
 import type { Connection } from "../connect.ts";
 import type { Context } from "../context.ts";
 import { UsageError } from "../errors.ts";
+import { shellWord } from "../files.ts";
 import { checkOffset, type UploadRequest } from "../transfer.ts";
-import { uploadChunked } from "../api1/upload.ts";
+import type { ImageSource } from "../chunks/image.ts";
+import { runTransfer } from "../chunks/driver.ts";
+import { journalIdentity, openUploadInput, STDIN_RESUME_WARNING } from "../formats/open.ts";
+import { API1_WRITES_IN_FLIGHT, Api1DriveDestination } from "../api1/drive-destination.ts";
 import { uploadDirect } from "../api2/upload-direct.ts";
 import { uploadChunked2 } from "../api2/upload.ts";
 
@@ -24,7 +29,80 @@ export async function uploadImage(ctx: Context, connection: Connection, request:
     );
   if (api === 1 && request.direct) throw new UsageError("--direct is API 2.0 only");
   checkOffset(request.offset, api);
-  if (api === 1) return uploadChunked(ctx, connection, request);
-  if (request.direct) return uploadDirect(ctx, connection, request);
-  return uploadChunked2(ctx, connection, request);
+  if (api === 2)
+    return request.direct ? uploadDirect(ctx, connection, request) : uploadChunked2(ctx, connection, request);
+  const image = await openUploadInput(ctx, request);
+  try {
+    if (image.size === 0) throw new UsageError(`${request.file} is empty (0 bytes): there is nothing to upload`);
+    return await uploadToApi1(ctx, connection, request, image);
+  } finally {
+    await image.close();
+  }
+}
+
+/** Where an upload's journal lives: one per image (its format, stdin's size) and target, apart for each API. */
+function uploadIdentity(kind: "upload" | "upload-api2", image: ImageSource, drive: string | undefined): string {
+  return `${kind}\0${journalIdentity(image)}\0${drive ?? "new"}`;
+}
+
+/** What an interrupted upload's journal must match: the same image (path, size, mtime), chunk size and -d. */
+function uploadKey(image: ImageSource, request: UploadRequest) {
+  return {
+    kind: "upload" as const,
+    file: image.path,
+    size: image.size,
+    mtimeMs: image.mtimeMs,
+    chunk: request.chunk,
+    drive: request.drive,
+  };
+}
+
+/** The flags that read the image the same way again, for a resume command. */
+function imageFlags(request: UploadRequest): string {
+  const format = request.format ? ` --format ${request.format}` : "";
+  const size = request.size !== undefined ? ` --size ${request.size}` : "";
+  return `${format}${size} ${shellWord(request.file)}`;
+}
+
+async function uploadToApi1(
+  ctx: Context,
+  connection: Connection,
+  request: ImageUpload,
+  image: ImageSource,
+): Promise<string> {
+  const offset = request.offset ?? 0;
+  if (offset > image.size)
+    throw new UsageError(`invalid --offset ${offset}: beyond the end of ${request.file} (${image.size} bytes)`);
+  const concurrency = request.concurrency ?? API1_WRITES_IN_FLIGHT;
+  const destination = new Api1DriveDestination({
+    ctx,
+    client: connection.client,
+    source: image,
+    shown: request.file,
+    decoded: image.format !== "raw",
+    chunk: request.chunk,
+    offset,
+    compress: request.compress,
+    concurrency,
+    fixedConcurrency: request.concurrency !== undefined,
+    name: request.name,
+    tier: request.tier,
+    drive: request.drive,
+    key: uploadKey(image, request),
+    label: "upload",
+    done: "uploaded",
+    resumeWarning: image.path === "-" ? STDIN_RESUME_WARNING : undefined,
+    resumeCommand: (drive, at) => `upload.ts -d ${drive} -o ${at}${imageFlags(request)}`,
+  });
+  return runTransfer(ctx, {
+    label: "upload",
+    source: image,
+    destination,
+    identity: uploadIdentity("upload", image, request.drive),
+    lockName: `the upload of ${request.file}`,
+    concurrency,
+    retry: connection.retry,
+    quiet: request.quiet,
+    verify: request.verify ? { readBack: async () => destination.readBack() } : undefined,
+  });
 }
