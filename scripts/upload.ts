@@ -11,7 +11,7 @@ import { connect } from "../lib/connect.ts";
 import { UsageError } from "../lib/errors.ts";
 import { parseSize } from "../lib/size.ts";
 import type { CompressMode, UploadRequest } from "../lib/transfer.ts";
-import { DEFAULT_API2_CHUNK, parseApi2Chunk } from "../lib/api2/upload.ts";
+import { DEFAULT_API2_CHUNK, parseApi2Chunk } from "../lib/api2/chunked-destination.ts";
 import { uploadImage } from "../lib/pairings/upload.ts";
 import { checkUuid } from "../lib/uuid.ts";
 import { createOnlyArgs } from "../lib/cli/fields.ts";

@@ -14,7 +14,7 @@ import { formatRate, humanBytes } from "../size.ts";
 import type { UploadRequest } from "../transfer.ts";
 import { fileBody, imageBody, streamPost, StreamPostError, type StreamPostAnswer } from "./socket-post.ts";
 import { NO_TOTAL_LIMIT, Watchdog } from "./watchdog.ts";
-import { contentLength } from "./download.ts";
+import { contentLength } from "./drive-source.ts";
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
 const EXACT_UUID = new RegExp(`^${UUID.source}$`, "i");

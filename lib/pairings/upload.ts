@@ -11,7 +11,7 @@ import { runTransfer } from "../chunks/driver.ts";
 import { journalIdentity, openUploadInput, STDIN_RESUME_WARNING } from "../formats/open.ts";
 import { API1_WRITES_IN_FLIGHT, Api1DriveDestination } from "../api1/drive-destination.ts";
 import { uploadDirect } from "../api2/upload-direct.ts";
-import { uploadChunked2 } from "../api2/upload.ts";
+import { API2_POSTS_IN_FLIGHT, Api2ChunkedDestination, DEFAULT_API2_CHUNK } from "../api2/chunked-destination.ts";
 
 export interface ImageUpload extends UploadRequest {
   /** API 2.0: one streamed POST instead of chunks. */
@@ -29,12 +29,11 @@ export async function uploadImage(ctx: Context, connection: Connection, request:
     );
   if (api === 1 && request.direct) throw new UsageError("--direct is API 2.0 only");
   checkOffset(request.offset, api);
-  if (api === 2)
-    return request.direct ? uploadDirect(ctx, connection, request) : uploadChunked2(ctx, connection, request);
+  if (api === 2 && request.direct) return uploadDirect(ctx, connection, request);
   const image = await openUploadInput(ctx, request);
   try {
     if (image.size === 0) throw new UsageError(`${request.file} is empty (0 bytes): there is nothing to upload`);
-    return await uploadToApi1(ctx, connection, request, image);
+    return await (api === 1 ? uploadToApi1 : uploadToApi2)(ctx, connection, request, image);
   } finally {
     await image.close();
   }
@@ -104,5 +103,43 @@ async function uploadToApi1(
     retry: connection.retry,
     quiet: request.quiet,
     verify: request.verify ? { readBack: async () => destination.readBack() } : undefined,
+  });
+}
+
+async function uploadToApi2(
+  ctx: Context,
+  connection: Connection,
+  request: ImageUpload,
+  image: ImageSource,
+): Promise<string> {
+  const concurrency = request.concurrency ?? API2_POSTS_IN_FLIGHT;
+  const { chunk } = request;
+  const destination = new Api2ChunkedDestination({
+    ctx,
+    connection,
+    source: image,
+    shown: request.file,
+    chunk,
+    concurrency,
+    name: request.name,
+    drive: request.drive,
+    wait: request.wait,
+    key: uploadKey(image, request),
+    label: "upload",
+    done: "uploaded",
+    resumeWarning: image.path === "-" ? STDIN_RESUME_WARNING : undefined,
+    resumeCommand: (drive) =>
+      `upload.ts --api 2 -d ${drive}${chunk === DEFAULT_API2_CHUNK ? "" : ` -c ${chunk}`}${imageFlags(request)}`,
+  });
+  return runTransfer(ctx, {
+    label: "upload",
+    source: image,
+    destination,
+    identity: uploadIdentity("upload-api2", image, request.drive),
+    lockName: `the upload of ${request.file}`,
+    concurrency,
+    retry: connection.retry,
+    quiet: request.quiet,
+    verify: request.verify ? { readBack: () => destination.readBack() } : undefined,
   });
 }

@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "
 import { join } from "node:path";
 import download from "../../scripts/download.ts";
 import { run } from "../helpers.ts";
-import { parseContentRange } from "../../lib/api2/download.ts";
+import { parseContentRange } from "../../lib/api2/drive-source.ts";
 import { ONE_ATTEMPT } from "../faults/support.ts";
 import { api2, freshFolder, randomBytes, restoreHandlers, stub, useDirectEmulator } from "./direct-emulator.ts";
 
