@@ -10,7 +10,8 @@ import type { ImageSource } from "../chunks/image.ts";
 import { runTransfer } from "../chunks/driver.ts";
 import { journalIdentity, openUploadInput, STDIN_RESUME_WARNING } from "../formats/open.ts";
 import { API1_WRITES_IN_FLIGHT, Api1DriveDestination } from "../api1/drive-destination.ts";
-import { uploadDirect } from "../api2/upload-direct.ts";
+import { Api2DirectDestination } from "../api2/direct-destination.ts";
+import { directClient } from "../connect.ts";
 import { API2_POSTS_IN_FLIGHT, Api2ChunkedDestination, DEFAULT_API2_CHUNK } from "../api2/chunked-destination.ts";
 
 export interface ImageUpload extends UploadRequest {
@@ -29,11 +30,15 @@ export async function uploadImage(ctx: Context, connection: Connection, request:
     );
   if (api === 1 && request.direct) throw new UsageError("--direct is API 2.0 only");
   checkOffset(request.offset, api);
-  if (api === 2 && request.direct) return uploadDirect(ctx, connection, request);
+  if (api === 2 && request.direct) {
+    directClient(connection);
+    if (request.drive) throw new UsageError("-d/--drive is API 1.0 only: an API 2.0 upload always creates a new drive");
+  }
   const image = await openUploadInput(ctx, request);
   try {
     if (image.size === 0) throw new UsageError(`${request.file} is empty (0 bytes): there is nothing to upload`);
-    return await (api === 1 ? uploadToApi1 : uploadToApi2)(ctx, connection, request, image);
+    const upload = api === 1 ? uploadToApi1 : request.direct ? uploadInOnePost : uploadToApi2;
+    return await upload(ctx, connection, request, image);
   } finally {
     await image.close();
   }
@@ -141,5 +146,31 @@ async function uploadToApi2(
     retry: connection.retry,
     quiet: request.quiet,
     verify: request.verify ? { readBack: () => destination.readBack() } : undefined,
+  });
+}
+
+/** --direct: one POST, which makes the drive; nothing to lock or resume (two such uploads share nothing). */
+async function uploadInOnePost(
+  ctx: Context,
+  connection: Connection,
+  request: ImageUpload,
+  image: ImageSource,
+): Promise<string> {
+  const destination = new Api2DirectDestination({
+    ctx,
+    connection,
+    source: image,
+    shown: request.file,
+    name: request.name,
+  });
+  return runTransfer(ctx, {
+    label: "upload",
+    source: image,
+    destination,
+    identity: uploadIdentity("upload-api2", image, undefined),
+    concurrency: 1,
+    retry: connection.retry,
+    quiet: request.quiet,
+    verify: request.verify ? { readBack: (drive) => destination.readBack(drive) } : undefined,
   });
 }

@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import upload from "../../scripts/upload.ts";
 import download from "../../scripts/download.ts";
 import { run, spawnScript } from "../helpers.ts";
-import { parseUploadAnswer } from "../../lib/api2/upload-direct.ts";
+import { parseUploadAnswer } from "../../lib/api2/direct-destination.ts";
 import {
   api2,
   dir,
