@@ -2,10 +2,9 @@
 // (compression.ts), all-zero chunks left out on a drive this run created (a cached gzip of zeros on
 // any other), into the drive of an interrupted run, the drive given (-d), or a new one.
 import { basename } from "node:path";
-import type { Context } from "../context.ts";
-import type { Chunk, Destination, Opened, RunStats, Source } from "../chunks/endpoints.ts";
+import type { Chunk, Destination, Opened, RunStats } from "../chunks/endpoints.ts";
 import { evenGrid, type Grid } from "../chunks/grid.ts";
-import { journalOpened, resolveDriveTarget, type JournalKey } from "../chunks/drive-target.ts";
+import { journalOpened, resolveDriveTarget, type DriveTransfer } from "../chunks/drive-target.ts";
 import type { Journal } from "../chunks/journal.ts";
 import type { ReadBack } from "../chunks/verify.ts";
 import { ApiError, messageOf, OperationError } from "../errors.ts";
@@ -33,12 +32,8 @@ const DECODED_LANES = 4;
 /** Below this many ms per request, 4 writes of 4 MiB outrun any decoder (840 MB/s at 10 ms). */
 const NEAR_LINK_MS = 20;
 
-export interface Api1DriveOptions {
-  ctx: Context;
+export interface Api1DriveOptions extends DriveTransfer {
   client: HttpClient;
-  source: Source;
-  /** How messages name the source ("disk.img", "drive X"). */
-  shown: string;
   /** Reading the source is work of its own (qcow2, gzip, zstd): fewer writes in flight on a near link. */
   decoded: boolean;
   chunk: number;
@@ -48,16 +43,8 @@ export interface Api1DriveOptions {
   concurrency: number;
   /** --concurrency was given: the writes in flight stay at it. */
   fixedConcurrency: boolean;
-  /** The new drive's name and storage tier (the vendor tool's -t). */
-  name: string;
+  /** The new drive's storage tier (the vendor tool's -t). */
   tier?: string;
-  /** Write into this drive (-d) instead of a new one. */
-  drive?: string;
-  key: JournalKey;
-  /** "upload", "copy"; and what the summary says it did ("uploaded", "copied"). */
-  label: string;
-  done: string;
-  resumeWarning?: string;
   /** The command that resumes at a byte of a drive, for the stop line. */
   resumeCommand(drive: string, offset: number): string;
 }
@@ -111,20 +98,14 @@ export class Api1DriveDestination implements Destination {
   }
 
   async open(journalFile: string): Promise<Opened> {
-    const { ctx, client, source, key, label, shown } = this.options;
-    const given = this.options.drive;
-    const target = await resolveDriveTarget(ctx, journalFile, {
-      key,
-      label,
-      shown,
-      resumeWarning: this.options.resumeWarning,
+    const { ctx, client, source } = this.options;
+    const target = await resolveDriveTarget(this.options, journalFile, {
       resume: async (drive) => {
         await this.sizeOfDrive(drive);
         return undefined;
       },
       gone: (error) => error instanceof ApiError && error.kind === "missing",
-      given:
-        given === undefined ? undefined : { drive: given, check: async () => void (await this.sizeOfDrive(given)) },
+      checkGiven: async (drive) => void (await this.sizeOfDrive(drive)),
       create: async () => {
         const fields: Record<string, string> = { name: this.options.name, size: String(source.size) };
         if (this.options.tier) fields.tier = this.options.tier;
@@ -255,7 +236,7 @@ export class Api1DriveDestination implements Destination {
   }
 
   /** The drive, to be read back by --verify. */
-  readBack(): ReadBack {
+  async readBack(): Promise<ReadBack> {
     return {
       source: api1DriveSource(this.options.client, this.drive, this.driveSize),
       shown: `drive ${this.drive}`,

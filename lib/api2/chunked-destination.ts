@@ -5,16 +5,15 @@
 // asked for ahead of the chunk POSTs, so their round trip hides behind the bytes in flight. Every
 // chunk is sent, zeros too: the drive leaves `uploading` only once every chunk is in.
 import { basename } from "node:path";
-import type { Context } from "../context.ts";
 import type { Connection } from "../connect.ts";
 import { BufferPool } from "../bytes.ts";
 import { isLoopbackHost } from "../config.ts";
 import { ApiError, messageOf, OperationError, UsageError } from "../errors.ts";
 import { answerError, describeNetworkError, type HttpClient } from "../http.ts";
 import { formatRate, humanBytes, parseSize } from "../size.ts";
-import type { Chunk, Destination, Opened, RunStats, Source } from "../chunks/endpoints.ts";
+import type { Chunk, Destination, Opened, RunStats } from "../chunks/endpoints.ts";
 import { lastRunsToEndGrid, type Grid } from "../chunks/grid.ts";
-import { journalOpened, resolveDriveTarget, type JournalKey } from "../chunks/drive-target.ts";
+import { journalOpened, resolveDriveTarget, type DriveTransfer } from "../chunks/drive-target.ts";
 import type { Journal } from "../chunks/journal.ts";
 import type { ReadBack } from "../chunks/verify.ts";
 import { deleteDrive2, getDrive, initUpload } from "./drives.ts";
@@ -50,24 +49,12 @@ const WAIT_INTERVAL_MS = 250;
 const HELD = Symbol("held");
 type LinkAnswer = URL | typeof HELD;
 
-export interface Api2ChunkedOptions {
-  ctx: Context;
+export interface Api2ChunkedOptions extends DriveTransfer {
   connection: Connection;
-  source: Source;
-  /** How messages name the source ("disk.img", "drive X"). */
-  shown: string;
   chunk: number;
   concurrency: number;
-  /** The new drive's name; or continue the upload of this drive (-d), which must still be `uploading`. */
-  name: string;
-  drive?: string;
   /** Wait until the drive leaves `uploading` once every chunk is in. */
   wait: boolean;
-  key: JournalKey;
-  /** "upload", "copy"; and what the summary says it did. */
-  label: string;
-  done: string;
-  resumeWarning?: string;
   /** The command that continues the upload of a drive, for the stop line. */
   resumeCommand(drive: string): string;
 }
@@ -138,39 +125,27 @@ export class Api2ChunkedDestination implements Destination {
   }
 
   async open(journalFile: string): Promise<Opened> {
-    const { ctx, source, key, label, shown } = this.options;
-    const given = this.options.drive;
-    const target = await resolveDriveTarget(ctx, journalFile, {
-      key,
-      label,
-      shown,
-      resumeWarning: this.options.resumeWarning,
+    const { ctx, source, shown } = this.options;
+    const target = await resolveDriveTarget(this.options, journalFile, {
       resume: async (drive) => {
         const { status } = await this.sizeAndStatus(drive);
         return status === "uploading" ? undefined : `drive ${drive} already holds every chunk of ${shown}`;
       },
       gone: (error) => error instanceof ApiError && error.status === 404,
-      given:
-        given === undefined
-          ? undefined
-          : {
-              drive: given,
-              check: async () => {
-                const { status } = await this.sizeAndStatus(given);
-                if (status !== "uploading")
-                  throw new OperationError(
-                    `drive ${given} is ${status}, not uploading: chunks can only go into a drive whose upload (initupload) has not finished`,
-                  );
-              },
-            },
+      checkGiven: async (drive) => {
+        const { status } = await this.sizeAndStatus(drive);
+        if (status !== "uploading")
+          throw new OperationError(
+            `drive ${drive} is ${status}, not uploading: chunks can only go into a drive whose upload (initupload) has not finished`,
+          );
+      },
       create: async () => {
-        const drive = (await initUpload(this.client, { name: this.options.name, size: source.size, media: "disk" }))
-          .uuid;
+        const drive = (
+          await initUpload(this.client, { name: this.options.name, size: source.size, media: "disk" })
+        ).uuid.toLowerCase();
         const chunks = this.grid.count;
-        ctx.log.info(
-          `started drive ${drive.toLowerCase()} (${humanBytes(source.size)}, ${chunks} chunk${chunks === 1 ? "" : "s"})`,
-        );
-        return drive.toLowerCase();
+        ctx.log.info(`started drive ${drive} (${humanBytes(source.size)}, ${chunks} chunk${chunks === 1 ? "" : "s"})`);
+        return drive;
       },
     });
     this.drive = target.drive;

@@ -12,23 +12,25 @@ import type { Chunk, Destination, Opened, RunStats, Source } from "./endpoints.t
 import { doneBytes, type Grid } from "./grid.ts";
 import { journalPath } from "./journal.ts";
 import { RunLock } from "./lock.ts";
-import { verifyAgainst, type ReadBack } from "./verify.ts";
+import { verifyAgainst } from "./verify.ts";
 
 export interface TransferRun {
   /** The progress label: "upload", "download", "copy". */
   label: string;
   source: Source;
   destination: Destination;
-  /** What makes this transfer this one (the same source and target): names its journal and lock. */
-  identity: string;
-  /** Names the transfer in the refusal of a second run ("the upload of disk.img"); undefined: no lock (a run that keeps nothing). */
-  lockName?: string;
+  /**
+   * What makes this transfer this one (the same source and target): names its journal and run lock;
+   * and how the refusal of a second run names it ("the upload of disk.img"). Undefined: a run that
+   * keeps nothing between runs (one POST), so nothing to lock.
+   */
+  record?: { identity: string; name: string };
   /** Chunks in flight at once (the destination's lanes may lower it). */
   concurrency: number;
   retry: Readonly<RetryPolicy>;
   quiet: boolean;
   /** Read the destination back and compare it with the source (read again from its start). */
-  verify?: { readBack(result: string): Promise<ReadBack> };
+  verify?: boolean;
 }
 
 /** Chunk indices still to do, in order. */
@@ -68,8 +70,8 @@ class Turns {
 
 /** Run `run.source` into `run.destination`; resolves to what the destination made (a drive UUID, a path). */
 export async function runTransfer(ctx: Context, run: TransferRun): Promise<string> {
-  const journalFile = journalPath(ctx.cwd, run.identity);
-  const lock = run.lockName === undefined ? undefined : RunLock.acquire(journalFile, run.lockName);
+  const journalFile = run.record ? journalPath(ctx.cwd, run.record.identity) : "";
+  const lock = run.record && RunLock.acquire(journalFile, run.record.name);
   try {
     const opened = await run.destination.open(journalFile);
     const result = await moveChunks(ctx, run, opened);
@@ -85,7 +87,9 @@ async function verify(ctx: Context, run: TransferRun, result: string): Promise<v
   // a sequential source is read again from its start
   const again = source.sequential && source.reopen ? await source.reopen() : source;
   try {
-    await verifyAgainst(ctx, again, await run.verify!.readBack(result), {
+    const readBack = run.destination.readBack;
+    if (!readBack) throw new OperationError(`internal: ${run.destination.what()} cannot be read back to verify it`);
+    await verifyAgainst(ctx, again, await readBack.call(run.destination, result), {
       concurrency: run.concurrency,
       retry: run.retry,
       quiet: run.quiet,

@@ -4,6 +4,7 @@
 // and owns what every transfer shares; the ends say only what they are and how to move bytes.
 import type { DataMap } from "./holes.ts";
 import type { Grid } from "./grid.ts";
+import type { ReadBack } from "./verify.ts";
 
 /** A disk to read. */
 export interface Source {
@@ -129,4 +130,6 @@ export interface Destination {
   summary(stats: RunStats): string | Promise<string>;
   /** After the summary, the record gone: wait for the target to settle (a drive the server assembles). */
   settle?(): Promise<void>;
+  /** What the transfer made (finish's result), to be read back by --verify; undefined: it cannot be. */
+  readBack?(result: string): Promise<ReadBack>;
 }

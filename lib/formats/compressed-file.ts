@@ -5,7 +5,6 @@
 // the last one and go on from there.
 import { closeSync, fstatSync } from "node:fs";
 import { basename } from "node:path";
-import type { Context } from "../context.ts";
 import type { Chunk, Destination, Opened, RunStats } from "../chunks/endpoints.ts";
 import { evenGrid, type Grid } from "../chunks/grid.ts";
 import { messageOf, OperationError } from "../errors.ts";
@@ -14,32 +13,24 @@ import { humanBytes } from "../size.ts";
 import { CompressedJournal, resumePointOf } from "./compressed-journal.ts";
 import { CompressedOutput, compressionWindow, pieceSizeFor, type ResumePoint } from "./compressed-output.ts";
 import { compressedSummary, type CompressedFormat } from "./output-format.ts";
+import { FileDestination, type FileDestinationOptions } from "./file-destination.ts";
 
-export interface CompressedFileOptions {
-  ctx: Context;
-  /** The final file (absolute) and the disk it receives: "drive X" in messages, its id in the journal. */
-  path: string;
-  from: { shown: string; id: string };
-  size: number;
-  /** Bytes per chunk read: a piece holds a whole number of them. */
-  chunk: number;
+export interface CompressedFileOptions extends FileDestinationOptions {
   format: CompressedFormat;
-  /** Chunks read at once: the window holds them on top of the pieces being compressed. */
+  /** Chunks read at once: the window holds them on top of the pieces being compressed (a piece holds a whole number of chunks). */
   concurrency: number;
-  force: boolean;
 }
 
-export class CompressedFileDestination implements Destination {
+export class CompressedFileDestination extends FileDestination<CompressedFileOptions> implements Destination {
   readonly grid: Grid;
-  private readonly part: string;
   private output?: CompressedOutput;
   private fd?: number;
   private journal?: CompressedJournal;
   private end?: ResumePoint;
 
-  constructor(private readonly options: CompressedFileOptions) {
+  constructor(options: CompressedFileOptions) {
+    super(options);
     this.grid = evenGrid(options.size, options.chunk);
-    this.part = `${options.path}.part`;
   }
 
   async open(journalFile: string): Promise<Opened> {
@@ -93,22 +84,6 @@ export class CompressedFileDestination implements Destination {
 
   async write(chunk: Chunk): Promise<void> {
     (this.output as CompressedOutput).filled(chunk.start, chunk.length);
-  }
-
-  retryName(chunk: Chunk): string {
-    return `write at ${chunk.start}`;
-  }
-
-  what(): string {
-    return `download of ${this.options.from.shown}`;
-  }
-
-  resumeHint(): string {
-    return `${basename(this.part)} is kept: rerun the same command in ${this.options.ctx.cwd} to resume`;
-  }
-
-  note(stats: RunStats): string | undefined {
-    return stats.retries ? `${stats.retries} retries` : undefined;
   }
 
   async finish(): Promise<string> {

@@ -3,7 +3,6 @@
 // A journal of finished chunks lets a rerun resume the .part (or the vendor tool's -o does, without one).
 import { open, stat, type FileHandle } from "node:fs/promises";
 import { basename } from "node:path";
-import type { Context } from "../context.ts";
 import type { Chunk, Destination, Opened, RunStats } from "../chunks/endpoints.ts";
 import { evenGrid, type Grid } from "../chunks/grid.ts";
 import { Journal } from "../chunks/journal.ts";
@@ -11,23 +10,15 @@ import { BufferPool, dataRuns } from "../bytes.ts";
 import { OperationError } from "../errors.ts";
 import { exists, publishPart, writeAllAt, writeSparse } from "../files.ts";
 import { humanBytes } from "../size.ts";
+import { FileDestination, type FileDestinationOptions } from "./file-destination.ts";
 
-export interface SparseFileOptions {
-  ctx: Context;
-  /** The final file (absolute) and the disk it receives: "drive X" in messages, its id in the journal. */
-  path: string;
-  from: { shown: string; id: string };
-  size: number;
-  chunk: number;
+export interface SparseFileOptions extends FileDestinationOptions {
   /** Start at this byte (the vendor tool's -o): FILE.part holds the disk's bytes before it. */
   offset?: number;
-  /** Replace an existing FILE. */
-  force: boolean;
 }
 
-export class SparseFileDestination implements Destination {
+export class SparseFileDestination extends FileDestination<SparseFileOptions> implements Destination {
   readonly grid: Grid;
-  private readonly part: string;
   private handle?: FileHandle;
   private resuming = false;
   /** Chunks written as holes entirely (all zero) in this run. */
@@ -35,9 +26,9 @@ export class SparseFileDestination implements Destination {
   /** For reading back what an interrupted run left in FILE.part. */
   private readonly spare: BufferPool;
 
-  constructor(private readonly options: SparseFileOptions) {
+  constructor(options: SparseFileOptions) {
+    super(options);
     this.grid = evenGrid(options.size, options.chunk, options.offset ?? 0);
-    this.part = `${options.path}.part`;
     this.spare = new BufferPool(options.chunk);
   }
 
@@ -116,22 +107,6 @@ export class SparseFileDestination implements Destination {
     } finally {
       this.spare.give(existing);
     }
-  }
-
-  retryName(chunk: Chunk): string {
-    return `write at ${chunk.start}`;
-  }
-
-  what(): string {
-    return `download of ${this.options.from.shown}`;
-  }
-
-  resumeHint(): string {
-    return `${basename(this.part)} is kept: rerun the same command in ${this.options.ctx.cwd} to resume`;
-  }
-
-  note(stats: RunStats): string | undefined {
-    return stats.retries ? `${stats.retries} retries` : undefined;
   }
 
   // no fsync at the end: FILE.part and the rename guard against a stopped or crashed run, as with

@@ -8,7 +8,6 @@ import type { Connection } from "../connect.ts";
 import type { Context } from "../context.ts";
 import { runTransfer } from "../chunks/driver.ts";
 import type { Destination, Source } from "../chunks/endpoints.ts";
-import type { ReadBack } from "../chunks/verify.ts";
 import { UsageError } from "../errors.ts";
 import type { CompressMode } from "../transfer.ts";
 import { MAX_PIECE } from "../api1/drives.ts";
@@ -72,7 +71,7 @@ export async function copyDrive(ctx: Context, request: DriveCopy): Promise<strin
       drive: to.drive,
     };
     const common = { ctx, source, shown, name: to.name, drive: to.drive, label: "copy", done: "copied" };
-    let destination: Destination & { readBack(drive: string): Promise<ReadBack> | ReadBack };
+    let destination: Destination;
     let concurrency: number;
     if (to.connection.config.api === 1) {
       const chunk = request.chunk ?? MAX_PIECE;
@@ -106,12 +105,14 @@ export async function copyDrive(ctx: Context, request: DriveCopy): Promise<strin
       label: "copy",
       source,
       destination,
-      identity: `copy\0${driveIdentity(from.connection, from.drive)}\0${driveIdentity(to.connection, to.drive)}`,
-      lockName: `the copy of ${shown}`,
+      record: {
+        identity: `copy\0${driveIdentity(from.connection, from.drive)}\0${driveIdentity(to.connection, to.drive)}`,
+        name: `the copy of ${shown}`,
+      },
       concurrency,
       retry: to.connection.retry,
       quiet: request.quiet,
-      verify: request.verify ? { readBack: async (drive) => destination.readBack(drive) } : undefined,
+      verify: request.verify,
     });
   } finally {
     await source.close();

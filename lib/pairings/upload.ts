@@ -8,6 +8,7 @@ import { shellWord } from "../files.ts";
 import { checkOffset, type UploadRequest } from "../transfer.ts";
 import type { ImageSource } from "../chunks/image.ts";
 import { runTransfer } from "../chunks/driver.ts";
+import type { Destination } from "../chunks/endpoints.ts";
 import { journalIdentity, openUploadInput, STDIN_RESUME_WARNING } from "../formats/open.ts";
 import { API1_WRITES_IN_FLIGHT, Api1DriveDestination } from "../api1/drive-destination.ts";
 import { Api2DirectDestination } from "../api2/direct-destination.ts";
@@ -68,6 +69,42 @@ function imageFlags(request: UploadRequest): string {
   return `${format}${size} ${shellWord(request.file)}`;
 }
 
+/** What every upload tells its drive destination. */
+function driveTransfer(ctx: Context, request: ImageUpload, image: ImageSource) {
+  return {
+    ctx,
+    source: image,
+    shown: request.file,
+    name: request.name,
+    drive: request.drive,
+    key: uploadKey(image, request),
+    label: "upload",
+    done: "uploaded",
+    resumeWarning: image.path === "-" ? STDIN_RESUME_WARNING : undefined,
+  };
+}
+
+/** The image into `destination`; `identity` names its journal and lock (none: a run that keeps nothing). */
+function upload(
+  ctx: Context,
+  connection: Connection,
+  request: ImageUpload,
+  image: ImageSource,
+  destination: Destination,
+  { identity, concurrency }: { identity?: string; concurrency: number },
+): Promise<string> {
+  return runTransfer(ctx, {
+    label: "upload",
+    source: image,
+    destination,
+    record: identity === undefined ? undefined : { identity, name: `the upload of ${request.file}` },
+    concurrency,
+    retry: connection.retry,
+    quiet: request.quiet,
+    verify: request.verify,
+  });
+}
+
 async function uploadToApi1(
   ctx: Context,
   connection: Connection,
@@ -79,36 +116,19 @@ async function uploadToApi1(
     throw new UsageError(`invalid --offset ${offset}: beyond the end of ${request.file} (${image.size} bytes)`);
   const concurrency = request.concurrency ?? API1_WRITES_IN_FLIGHT;
   const destination = new Api1DriveDestination({
-    ctx,
+    ...driveTransfer(ctx, request, image),
     client: connection.client,
-    source: image,
-    shown: request.file,
     decoded: image.format !== "raw",
     chunk: request.chunk,
     offset,
     compress: request.compress,
     concurrency,
     fixedConcurrency: request.concurrency !== undefined,
-    name: request.name,
     tier: request.tier,
-    drive: request.drive,
-    key: uploadKey(image, request),
-    label: "upload",
-    done: "uploaded",
-    resumeWarning: image.path === "-" ? STDIN_RESUME_WARNING : undefined,
     resumeCommand: (drive, at) => `upload.ts -d ${drive} -o ${at}${imageFlags(request)}`,
   });
-  return runTransfer(ctx, {
-    label: "upload",
-    source: image,
-    destination,
-    identity: uploadIdentity("upload", image, request.drive),
-    lockName: `the upload of ${request.file}`,
-    concurrency,
-    retry: connection.retry,
-    quiet: request.quiet,
-    verify: request.verify ? { readBack: async () => destination.readBack() } : undefined,
-  });
+  const identity = uploadIdentity("upload", image, request.drive);
+  return upload(ctx, connection, request, image, destination, { identity, concurrency });
 }
 
 async function uploadToApi2(
@@ -120,33 +140,16 @@ async function uploadToApi2(
   const concurrency = request.concurrency ?? API2_POSTS_IN_FLIGHT;
   const { chunk } = request;
   const destination = new Api2ChunkedDestination({
-    ctx,
+    ...driveTransfer(ctx, request, image),
     connection,
-    source: image,
-    shown: request.file,
     chunk,
     concurrency,
-    name: request.name,
-    drive: request.drive,
     wait: request.wait,
-    key: uploadKey(image, request),
-    label: "upload",
-    done: "uploaded",
-    resumeWarning: image.path === "-" ? STDIN_RESUME_WARNING : undefined,
     resumeCommand: (drive) =>
       `upload.ts --api 2 -d ${drive}${chunk === DEFAULT_API2_CHUNK ? "" : ` -c ${chunk}`}${imageFlags(request)}`,
   });
-  return runTransfer(ctx, {
-    label: "upload",
-    source: image,
-    destination,
-    identity: uploadIdentity("upload-api2", image, request.drive),
-    lockName: `the upload of ${request.file}`,
-    concurrency,
-    retry: connection.retry,
-    quiet: request.quiet,
-    verify: request.verify ? { readBack: () => destination.readBack() } : undefined,
-  });
+  const identity = uploadIdentity("upload-api2", image, request.drive);
+  return upload(ctx, connection, request, image, destination, { identity, concurrency });
 }
 
 /** --direct: one POST, which makes the drive; nothing to lock or resume (two such uploads share nothing). */
@@ -163,14 +166,5 @@ async function uploadInOnePost(
     shown: request.file,
     name: request.name,
   });
-  return runTransfer(ctx, {
-    label: "upload",
-    source: image,
-    destination,
-    identity: uploadIdentity("upload-api2", image, undefined),
-    concurrency: 1,
-    retry: connection.retry,
-    quiet: request.quiet,
-    verify: request.verify ? { readBack: (drive) => destination.readBack(drive) } : undefined,
-  });
+  return upload(ctx, connection, request, image, destination, { concurrency: 1 });
 }

@@ -41,6 +41,20 @@ export function useDirectEmulator(): void {
   });
 }
 
+/** Bytes of the drive the download suites read: past a MiB, off the 4 KiB grid. */
+export const SIZE = 1024 * 1024 + 4097;
+/** That drive and what it holds, once `useDownloadDrive` made them. */
+export let drive: string;
+export let content: Uint8Array;
+
+/** Make the drive the download suites read (before the tests of the calling describe block). */
+export function useDownloadDrive(): void {
+  beforeAll(() => {
+    content = randomBytes(SIZE, 99);
+    drive = stub.addDrive(SIZE, {}, content).uuid;
+  });
+}
+
 /** The emulator's own handlers only (a test's interceptions gone). */
 export function restoreHandlers(): void {
   stub.handlers.splice(0, stub.handlers.length, ...baseHandlers);

@@ -1,14 +1,24 @@
 // API 2.0 download (lib/api2/download.ts): one GET through the redirect to the origin, into
 // FILE.part, resumed with Range (206, 416, a server that ignores Range or answers the wrong range),
 // a cut or unannounced length refused, retries off where what a cut leaves is the subject.
-import { beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import download from "../../scripts/download.ts";
 import { run } from "../helpers.ts";
 import { parseContentRange } from "../../lib/api2/drive-source.ts";
 import { ONE_ATTEMPT } from "../faults/support.ts";
-import { api2, freshFolder, randomBytes, restoreHandlers, stub, useDirectEmulator } from "./direct-emulator.ts";
+import {
+  api2,
+  content,
+  drive,
+  freshFolder,
+  restoreHandlers,
+  SIZE,
+  stub,
+  useDirectEmulator,
+  useDownloadDrive,
+} from "./direct-emulator.ts";
 
 useDirectEmulator();
 
@@ -21,14 +31,7 @@ test("Content-Range", () => {
 });
 
 describe("download", () => {
-  let drive: string;
-  let content: Uint8Array;
-  const SIZE = 1024 * 1024 + 4097;
-
-  beforeAll(() => {
-    content = randomBytes(SIZE, 99);
-    drive = stub.addDrive(SIZE, {}, content).uuid;
-  });
+  useDownloadDrive();
 
   test("follows the redirect; credentials go to the API origin only", async () => {
     stub.requests.length = 0;

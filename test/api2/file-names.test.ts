@@ -1,13 +1,13 @@
 // The file name an API 2.0 download takes without FILE: the server's Content-Disposition reduced to a
 // plain name in the current folder (no separators, no .., no control characters; the drive UUID when
 // nothing is left), never replacing a file there without --force, resumed under that name.
-import { beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import download from "../../scripts/download.ts";
 import { run } from "../helpers.ts";
 import { dispositionName, safeFileName } from "../../lib/api2/download.ts";
-import { api2, freshFolder, randomBytes, stub, useDirectEmulator } from "./direct-emulator.ts";
+import { api2, content, drive, freshFolder, SIZE, useDirectEmulator, useDownloadDrive } from "./direct-emulator.ts";
 
 useDirectEmulator();
 
@@ -31,14 +31,7 @@ test("Content-Disposition names are reduced to a safe base name", () => {
 });
 
 describe("downloads named by the server", () => {
-  let drive: string;
-  let content: Uint8Array;
-  const SIZE = 1024 * 1024 + 4097;
-
-  beforeAll(() => {
-    content = randomBytes(SIZE, 99);
-    drive = stub.addDrive(SIZE, {}, content).uuid;
-  });
+  useDownloadDrive();
 
   test("Content-Disposition attacks stay inside the folder", async () => {
     const cases: [string, string][] = [
