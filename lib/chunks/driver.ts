@@ -9,7 +9,7 @@ import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { humanBytes } from "../size.ts";
 import { abortOnInterrupt, GC_EVERY, runLimited } from "./engine.ts";
 import type { Chunk, Destination, Opened, RunStats, Source } from "./endpoints.ts";
-import { doneBytes, type Grid } from "./grid.ts";
+import type { Grid } from "./grid.ts";
 import { journalPath } from "./journal.ts";
 import { RunLock } from "./lock.ts";
 import { verifyAgainst } from "./verify.ts";
@@ -39,19 +39,16 @@ function* pendingOf(grid: Grid, opened: Opened): Generator<number> {
     if (!opened.done.has(index)) yield index;
 }
 
-/** Bytes done before this run: the grid's start, the prefix the destination holds, the chunks recorded. */
+/** Bytes done before this run: all before the first chunk still to do (-o, a prefix the destination holds), and the chunks recorded after it. */
 function bytesBefore(grid: Grid, size: number, opened: Opened): number {
-  const from = opened.from ?? 0;
-  if (from <= grid.first) return doneBytes(grid, opened.done);
-  const prefix = from >= grid.count ? size : grid.rangeOf(from)[0];
-  return (
-    prefix +
-    doneBytes(
-      grid,
-      [...opened.done].filter((index) => index >= from),
-    ) -
-    grid.rangeOf(grid.first)[0]
-  );
+  const from = Math.max(grid.first, opened.from ?? 0);
+  let bytes = from >= grid.count ? size : grid.rangeOf(from)[0];
+  for (const index of opened.done) {
+    if (index < from || index >= grid.count) continue;
+    const [start, end] = grid.rangeOf(index);
+    bytes += end - start;
+  }
+  return bytes;
 }
 
 /**

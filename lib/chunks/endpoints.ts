@@ -83,12 +83,15 @@ export interface Opened {
   remove(): void;
 }
 
-/** A disk to write: a drive (API 1.0, API 2.0 chunked or one POST) or a local file. */
+/**
+ * A disk to write: a drive (API 1.0, API 2.0 chunked or one POST) or a local file. One that takes
+ * a single stream in order is a grid of one chunk it streams itself (the one POST: `once`,
+ * `streams`), or one that owns the room the chunks are read into and writes them in order from
+ * there (a compressed file: `room`, its window bounding how far ahead the chunks may run).
+ */
 export interface Destination {
-  /** The chunk grid it takes (see grid.ts). */
+  /** The chunk grid it takes (see grid.ts); read once `open` resolved (a prefix found there may move its start). */
   grid: Grid;
-  /** Takes every chunk in order, one stream (one POST, a file written in order). */
-  ordered?: boolean;
   /** Reads a chunk from a local source itself as its socket takes it (API 2.0 POSTs): memory stays a piece per chunk. */
   streams?: boolean;
   /** Wants to know whether a chunk it is given is all zero (API 1.0 sends a cached gzip of zeros). */

@@ -42,14 +42,3 @@ export function lastRunsToEndGrid(size: number, chunk: number): Grid {
 export function wholeGrid(size: number): Grid {
   return { chunk: size, count: 1, first: 0, rangeOf: () => [0, size] as const };
 }
-
-/** Bytes already done: all before the grid's first chunk's start, and the chunks `done` lists after it. */
-export function doneBytes(grid: Grid, done: Iterable<number>): number {
-  let bytes = grid.count > 0 ? grid.rangeOf(grid.first)[0] : 0;
-  for (const index of done) {
-    if (index < grid.first || index >= grid.count) continue;
-    const [start, end] = grid.rangeOf(index);
-    bytes += end - start;
-  }
-  return bytes;
-}
