@@ -10,7 +10,7 @@ import { createConsola } from "consola";
 import { connect, type Connection } from "../../lib/connect.ts";
 import type { Context } from "../../lib/context.ts";
 import { copyDrive, type DriveCopy } from "../../lib/pairings/copy.ts";
-import { elasticError, jsonError, startStub, type DriveStub, type Handler } from "../../emulator/server.ts";
+import { startStub, type DriveStub, type Handler } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import { imageBytes } from "../images.ts";
 import { humanBytes } from "../../lib/size.ts";
@@ -217,7 +217,8 @@ describe("a stopped copy resumes on rerun: the same drive, finished chunks not s
     stopAfter(
       5,
       (request, path) => request.method === "POST" && path.startsWith("/api/2.0/upload/chunk/"),
-      () => jsonError(403, "permission", "stopped by the test"),
+      // an API 2.0 refusal: a JSON list of errors
+      () => Response.json([{ error_type: "permission", error_message: "stopped by the test" }], { status: 403 }),
     );
     const drives = stub.drives.size;
     const stopped = copy(from, { connection: await over(2), name: "resumed" }, { concurrency: 2 });
@@ -241,7 +242,12 @@ describe("a stopped copy resumes on rerun: the same drive, finished chunks not s
     stopAfter(
       4,
       (request, path) => request.method === "POST" && /^\/drives\/[0-9a-f-]{36}\/write\//.test(path),
-      () => elasticError(507, "full", "stopped by the test"),
+      // an API 1.0 refusal: X-Elastic-Error names its kind
+      () =>
+        new Response("errors:full stopped by the test\n", {
+          status: 507,
+          headers: { "content-type": "text/plain", "x-elastic-error": "full" },
+        }),
     );
     const drives = stub.drives.size;
     const stopped = copy(from, { connection: await over(1), name: "resumed" }, { concurrency: 2 });
