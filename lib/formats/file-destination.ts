@@ -4,6 +4,11 @@ import { basename } from "node:path";
 import type { Context } from "../context.ts";
 import type { Chunk, RunStats } from "../chunks/endpoints.ts";
 
+/** A download's resume record and run lock: one per disk and output file, whichever API reads it. */
+export function downloadRecord(id: string, path: string): { identity: string; name: string } {
+  return { identity: `download\0${id}\0${path}`, name: `a download into ${basename(path)}.part` };
+}
+
 export interface FileDestinationOptions {
   ctx: Context;
   /** The final file (absolute) and the disk it receives: "drive X" in messages, its id in the journal. */

@@ -1,7 +1,7 @@
 // A drive to a file: API 1.0 in parallel reads into the transfer driver, API 2.0 in one GET; raw
 // (sparse) or compressed (.gz / .zst). The rules that hold whichever way it goes are checked here,
 // before anything is sent.
-import { basename, resolve } from "node:path";
+import { resolve } from "node:path";
 import type { Connection } from "../connect.ts";
 import type { Context } from "../context.ts";
 import { OperationError } from "../errors.ts";
@@ -11,6 +11,7 @@ import { runTransfer } from "../chunks/driver.ts";
 import type { Destination } from "../chunks/endpoints.ts";
 import { formatOfName, withSuffix } from "../formats/output-format.ts";
 import { SparseFileDestination } from "../formats/sparse-file.ts";
+import { downloadRecord } from "../formats/file-destination.ts";
 import { CompressedFileDestination } from "../formats/compressed-file.ts";
 import { API1_READS_IN_FLIGHT, openApi1Drive } from "../api1/drive-source.ts";
 import { downloadDirect } from "../api2/download.ts";
@@ -42,7 +43,7 @@ async function downloadFromApi1(ctx: Context, connection: Connection, request: D
     label: "download",
     source,
     destination,
-    record: { identity: `download\0${drive}\0${path}`, name: `a download into ${basename(path)}.part` },
+    record: downloadRecord(drive, path),
     concurrency,
     retry: connection.retry,
     quiet: request.quiet,
