@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseSize } from "../lib/size.ts";
 import { benchImage } from "./images.ts";
-import { DEFAULT_API2_CHUNK } from "../lib/api2/upload.ts";
+import { DEFAULT_API2_CHUNK } from "../lib/api2/chunked-destination.ts";
 import { median, ROOT, startEmulator, timed as timedUnder } from "./harness.ts";
 
 const WORK = join(ROOT, "bench/work/api2");

@@ -6,6 +6,7 @@ import { UsageError } from "./errors.ts";
 import type { Context } from "./context.ts";
 import { ProxyRoutes } from "./proxy.ts";
 import { SocketPool } from "./socket-pool.ts";
+import { DEFAULT_RETRY, type RetryPolicy } from "./retry.ts";
 
 export interface ConnectArgs {
   uri?: string;
@@ -22,6 +23,8 @@ export interface Connection {
   direct?: HttpClient;
   /** --timeout: how long to wait for an answer (or, in a long transfer, for any progress). */
   timeoutMs: number;
+  /** How the transfers over this connection retry a request that may pass. */
+  retry: Readonly<RetryPolicy>;
   /** HTTPS_PROXY, HTTP_PROXY, NO_PROXY (and their lower-case names) from the run's environment. */
   proxies: ProxyRoutes;
   /** The connections the upload POSTs keep open between them (fetch keeps its own). */
@@ -49,7 +52,16 @@ export async function connect(args: ConnectArgs, ctx: Context, forceApi?: 1 | 2)
   const client = new HttpClient(config.base, options);
   const direct = config.direct ? new HttpClient(config.direct, options) : undefined;
   const sockets = new SocketPool({ proxies });
-  return { config, client, direct, timeoutMs, proxies, sockets, close: () => sockets.close() };
+  return {
+    config,
+    client,
+    direct,
+    timeoutMs,
+    retry: ctx.retry ?? DEFAULT_RETRY,
+    proxies,
+    sockets,
+    close: () => sockets.close(),
+  };
 }
 
 /** API 2.0: the client for the direct (upload/download) host. */

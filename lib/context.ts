@@ -2,6 +2,7 @@
 // where relative paths start, the environment, and how to show progress. The CLI implements it
 // (lib/cli/runner.ts); nothing below lib/cli imports the CLI itself.
 import type { ConsolaInstance } from "consola";
+import type { RetryPolicy } from "./retry.ts";
 
 export interface ProgressOptions {
   label: string;
@@ -28,4 +29,6 @@ export interface Context {
   /** Register a secret so that no message shows it. */
   addSecret(secret: string): void;
   progress(options: ProgressOptions): Progress;
+  /** The retry policy of this run's requests, when its caller wants another than DEFAULT_RETRY (a test paced fast). */
+  retry?: Readonly<RetryPolicy>;
 }

@@ -2,7 +2,7 @@
 import { writeSync } from "node:fs";
 import { rename, rm, stat } from "node:fs/promises";
 import { dataRuns } from "./bytes.ts";
-import { OperationError, UsageError } from "./errors.ts";
+import { messageOf, OperationError, UsageError } from "./errors.ts";
 
 export async function exists(path: string): Promise<boolean> {
   try {
@@ -16,6 +16,22 @@ export async function exists(path: string): Promise<boolean> {
 /** Refuse to replace an existing file unless the user asked for it. */
 export async function checkOutputPath(path: string, force: boolean): Promise<void> {
   if (!force && (await exists(path))) throw new UsageError(`${path} exists: pass --force to overwrite it`);
+}
+
+/**
+ * A complete PATH.part becomes PATH: the final name appears only now, and never over a file that
+ * appeared meanwhile unless --force (`shown`: how messages name PATH).
+ */
+export async function publishPart(part: string, path: string, force: boolean, shown = path): Promise<void> {
+  if (!force && (await exists(path)))
+    throw new OperationError(
+      `${shown} appeared during the download: the drive's data is in ${part} (pass --force to replace it)`,
+    );
+  try {
+    await rename(part, path);
+  } catch (error) {
+    throw new OperationError(`cannot rename ${part} to ${path}: ${messageOf(error)}`);
+  }
 }
 
 /** Write bytes to PATH.part, then rename onto PATH, so a failure never leaves a partial PATH. */

@@ -12,14 +12,15 @@ export interface RetryPolicy {
   capMs: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { attempts: 8, baseMs: 200, capMs: 10_000 };
+/** The policy a run gets unless its caller passes another (Connection.retry carries it to the engines). */
+export const DEFAULT_RETRY: Readonly<RetryPolicy> = Object.freeze({ attempts: 8, baseMs: 200, capMs: 10_000 });
 
 export function isRetryable(error: unknown): boolean {
   return error instanceof ApiError && error.retryable;
 }
 
 /** The wait before retry number `retry` (1-based): half fixed, half random, so parallel chunks spread out. */
-export function backoffMs(policy: RetryPolicy, retry: number): number {
+export function backoffMs(policy: Readonly<RetryPolicy>, retry: number): number {
   const ceiling = Math.min(policy.capMs, policy.baseMs * 2 ** (retry - 1));
   return ceiling / 2 + Math.random() * (ceiling / 2);
 }
@@ -56,12 +57,12 @@ export function logRetry(log: ConsolaInstance, what: string, count: () => void) 
 export async function withRetry<T>(
   attempt: () => Promise<T>,
   options: {
-    policy?: RetryPolicy;
+    policy: Readonly<RetryPolicy>;
     signal?: AbortSignal;
     onRetry?: (error: unknown, retry: number, delayMs: number) => void;
-  } = {},
+  },
 ): Promise<T> {
-  const policy = options.policy ?? DEFAULT_RETRY;
+  const policy = options.policy;
   for (let tried = 1; ; tried++) {
     try {
       return await attempt();

@@ -1,4 +1,7 @@
 // What upload.ts and download.ts ask of a transfer engine (API 1.0 chunked, or API 2.0 direct).
+import type { Api } from "./config.ts";
+import { UsageError } from "./errors.ts";
+
 export type CompressMode = "auto" | "always" | "never";
 
 export interface UploadRequest {
@@ -48,4 +51,17 @@ export interface DownloadRequest {
   /** Overwrite an existing output file. */
   force: boolean;
   quiet: boolean;
+}
+
+/**
+ * -o/--offset, the vendor tool's way to resume, has one rule: it goes with the API 1.0 transfers
+ * whose target is written at any offset (an upload into a drive, a download into a raw FILE.part).
+ * API 2.0 transfers and compressed downloads resume by themselves, so any -o there (0 included) is
+ * a wrong call: status 2, before anything is sent. `output`: a download's format (undefined for an upload).
+ */
+export function checkOffset(offset: number | undefined, api: Api, output?: OutputFormat): void {
+  if (offset === undefined || (api === 1 && (output === undefined || output === "raw"))) return;
+  throw new UsageError(
+    "-o/--offset is API 1.0 only, into a drive or a raw FILE: API 2.0 transfers and compressed downloads resume by themselves (run the same command again)",
+  );
 }

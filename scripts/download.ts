@@ -8,8 +8,7 @@ import { apiArgs, connectionArgs, jsonArgs, parseChunk, parseConcurrency, transf
 import { connect } from "../lib/connect.ts";
 import { parseSize } from "../lib/size.ts";
 import type { DownloadRequest, OutputFormat } from "../lib/transfer.ts";
-import { downloadChunked } from "../lib/api1/download.ts";
-import { downloadDirect } from "../lib/api2/download.ts";
+import { downloadDrive } from "../lib/pairings/download.ts";
 import { checkUuid } from "../lib/uuid.ts";
 
 const command = defineCommand({
@@ -75,10 +74,7 @@ const command = defineCommand({
       quiet: Boolean(args.quiet),
     };
     const connection = await connect(args, ctx);
-    const path =
-      connection.config.api === 1
-        ? await downloadChunked(ctx, connection, request)
-        : await downloadDirect(ctx, connection, request);
+    const path = await downloadDrive(ctx, connection, request);
     ctx.print(args.json ? JSON.stringify({ path }) : path);
   },
 });

@@ -11,9 +11,8 @@ import { connect } from "../lib/connect.ts";
 import { UsageError } from "../lib/errors.ts";
 import { parseSize } from "../lib/size.ts";
 import type { CompressMode, UploadRequest } from "../lib/transfer.ts";
-import { uploadChunked } from "../lib/api1/upload.ts";
-import { uploadDirect } from "../lib/api2/upload-direct.ts";
-import { DEFAULT_API2_CHUNK, parseApi2Chunk, uploadChunked2 } from "../lib/api2/upload.ts";
+import { DEFAULT_API2_CHUNK, parseApi2Chunk } from "../lib/api2/chunked-destination.ts";
+import { uploadImage } from "../lib/pairings/upload.ts";
 import { checkUuid } from "../lib/uuid.ts";
 import { createOnlyArgs } from "../lib/cli/fields.ts";
 
@@ -152,26 +151,18 @@ const command = defineCommand({
     if (request.name.trim() === "" || /[\r\n]/.test(request.name))
       throw new UsageError("invalid --name: empty or holding a newline");
     const connection = await connect(args, ctx);
+    const chunk =
+      connection.config.api === 1
+        ? parseChunk(args.chunk ?? "4M")
+        : parseApi2Chunk(args.chunk ?? `${DEFAULT_API2_CHUNK}`);
     let drive: string;
     try {
-      if (connection.config.api === 2 && args.tier !== undefined) {
-        throw new UsageError(
-          "-t/--tier is API 1.0 only: API 2.0 storage types (storage_type, e.g. dssd) are not the 1.0 tiers",
-        );
-      }
-      if (connection.config.api === 1) {
-        if (args.direct) throw new UsageError("--direct is API 2.0 only");
-        drive = await uploadChunked(ctx, connection, { ...request, chunk: parseChunk(args.chunk ?? "4M") });
-      } else if (args.direct) {
-        drive = await uploadDirect(ctx, connection, request);
-      } else {
-        if (request.offset !== undefined)
-          throw new UsageError(
-            "-o/--offset is API 1.0 only: an API 2.0 upload resumes by chunks (rerun the same command, or -d DRIVE)",
-          );
-        const chunk = parseApi2Chunk(args.chunk ?? `${DEFAULT_API2_CHUNK}`);
-        drive = await uploadChunked2(ctx, connection, { ...request, chunk, wait: args.wait !== false });
-      }
+      drive = await uploadImage(ctx, connection, {
+        ...request,
+        chunk,
+        direct: Boolean(args.direct),
+        wait: args.wait !== false,
+      });
     } finally {
       connection.close();
     }

@@ -1,6 +1,7 @@
 // Running commands in-process (captured stdout/stderr, chosen env and stdin) and as real processes.
 import type { CommandDef } from "citty";
 import { execute, type Io } from "../lib/cli/runner.ts";
+import { DEFAULT_RETRY, type RetryPolicy } from "../lib/retry.ts";
 
 export interface RunResult {
   status: number;
@@ -15,6 +16,8 @@ export interface RunOptions {
   stdinIsTTY?: boolean;
   stderrIsTTY?: boolean;
   cwd?: string;
+  /** In-process runs: the retry policy of the run's requests (over DEFAULT_RETRY), e.g. paced fast or one attempt. */
+  retry?: Partial<RetryPolicy>;
 }
 
 function collector() {
@@ -43,6 +46,7 @@ export async function run(command: CommandDef<any>, argv: string[], options: Run
     stdinIsTTY: options.stdinIsTTY ?? false,
     stderrIsTTY: options.stderrIsTTY ?? false,
     cwd: options.cwd ?? process.cwd(),
+    retry: options.retry && { ...DEFAULT_RETRY, ...options.retry },
   };
   const status = await execute(command, argv, io);
   const stdoutBytes = new Uint8Array(out.bytes());

@@ -1,8 +1,9 @@
 // The layers of lib/, checked on every import, lowest first: the core (lib/*.ts), the chunk
 // engine (lib/chunks), the image formats (lib/formats: gzip, zstd, qcow2 in and out), one folder per API generation (lib/api1, lib/api2: neither imports the
-// other), the command-line part (lib/cli), which only scripts import. No layer imports a higher
-// one. The emulator never imports the API clients, so it never tests them with their own code. The
-// drivekit command (bin/) sits above the scripts it loads.
+// other), the pairings of a source and a destination (lib/pairings: upload, download, drive to
+// drive, which may take either API), the command-line part (lib/cli), which only scripts import. No
+// layer imports a higher one. The emulator never imports the API clients, so it never tests them
+// with their own code. The drivekit command (bin/) sits above the scripts it loads.
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
@@ -24,7 +25,7 @@ function importsOf(file: string): string[] {
   );
 }
 
-/** The layer of a file under lib/: core, chunks, api1, api2, cli. */
+/** The layer of a file under lib/: core, chunks, formats, api1, api2, pairings, cli. */
 function layerOf(path: string): string {
   const [top, second] = path.split("/");
   if (top !== "lib") return top as string;
@@ -37,7 +38,8 @@ const ALLOWED: Record<string, string[]> = {
   formats: ["core", "chunks", "formats"],
   api1: ["core", "chunks", "formats", "api1"],
   api2: ["core", "chunks", "formats", "api2"],
-  cli: ["core", "chunks", "formats", "api1", "api2", "cli"],
+  pairings: ["core", "chunks", "formats", "api1", "api2", "pairings"],
+  cli: ["core", "chunks", "formats", "api1", "api2", "pairings", "cli"],
   emulator: ["core", "chunks", "emulator"],
 };
 

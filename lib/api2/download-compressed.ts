@@ -3,10 +3,10 @@
 // announced drive size went in whole. A journal of durable points lets a retry or a rerun cut the
 // .part back to the last one and ask for the rest with a Range.
 import { closeSync, fstatSync, ftruncateSync, openSync } from "node:fs";
-import { rename, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import type { Progress } from "../context.ts";
 import { ApiError, messageOf, OperationError } from "../errors.ts";
-import { exists } from "../files.ts";
+import { publishPart } from "../files.ts";
 import { formatRate, humanBytes } from "../size.ts";
 import type { DownloadRequest } from "../transfer.ts";
 import { CompressedOutput, PIECE_TARGET, type ResumePoint } from "../formats/compressed-output.ts";
@@ -57,14 +57,7 @@ export async function publishCompressed(
   target: Pick<CompressedReceive, "path" | "shown" | "journalFile">,
 ): Promise<string> {
   const part = `${target.path}.part`;
-  if (!request.force && (await exists(target.path))) {
-    throw new OperationError(`${target.shown} appeared while downloading: kept it; the download is in ${part}`);
-  }
-  try {
-    await rename(part, target.path);
-  } catch (error) {
-    throw new OperationError(`could not rename ${part} to ${target.path}: ${messageOf(error)}`);
-  }
+  await publishPart(part, target.path, request.force, target.shown);
   await rm(target.journalFile, { force: true });
   return target.path;
 }

@@ -12,6 +12,7 @@ import { RunLock } from "../chunks/lock.ts";
 import type { DownloadRequest, OutputFormat } from "../transfer.ts";
 import { formatOfName } from "../formats/output-format.ts";
 import { resumePointOf } from "../formats/compressed-journal.ts";
+import { downloadRecord } from "../formats/file-destination.ts";
 import { PIECE_TARGET, type ResumePoint } from "../formats/compressed-output.ts";
 
 /** Where a download goes: the final file, and how messages name it (the argument as given, or the server's sanitised name). */
@@ -41,8 +42,9 @@ function fileSize(path: string): number {
 
 /** Lock FILE.part for this run and say where it goes on; the caller releases `lock`. */
 export function planPart(ctx: Context, request: DownloadRequest, path: string): PartPlan {
-  const journalFile = journalPath(ctx.cwd, `download\0${request.drive}\0${path}`);
-  const lock = RunLock.acquire(journalFile, `a download into ${basename(path)}.part`);
+  const record = downloadRecord(request.drive, path);
+  const journalFile = journalPath(ctx.cwd, record.identity);
+  const lock = RunLock.acquire(journalFile, record.name);
   try {
     return { ...resumeFrom(ctx, request, path, journalFile), journalFile, lock };
   } catch (error) {

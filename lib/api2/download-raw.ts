@@ -2,10 +2,10 @@
 // left as holes (as sparse as the API 1.0 download), the file's size always the count of bytes
 // received, so that a retry or a rerun asks for `Range: bytes=SIZE-`; FILE only on a full count.
 import { closeSync, fstatSync, ftruncateSync, openSync, statSync } from "node:fs";
-import { rename, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import type { Progress } from "../context.ts";
 import { ApiError, OperationError } from "../errors.ts";
-import { exists, writeSparse } from "../files.ts";
+import { publishPart, writeSparse } from "../files.ts";
 import { BLOCK } from "../bytes.ts";
 import { formatRate, humanBytes } from "../size.ts";
 import type { DownloadRequest } from "../transfer.ts";
@@ -188,14 +188,7 @@ export async function finish(
       `download of drive ${request.drive} cut short: ${onDisk} of ${total} bytes; ${part} kept: run the same command again to resume`,
     );
   }
-  if (!request.force && (await exists(target.path))) {
-    throw new OperationError(`${target.shown} appeared while downloading: kept it; the download is in ${part}`);
-  }
-  try {
-    await rename(part, target.path);
-  } catch (error) {
-    throw new OperationError(`could not rename ${part} to ${target.path}: ${(error as Error).message}`);
-  }
+  await publishPart(part, target.path, request.force, target.shown);
   // the absolute path, as the API 1.0 engine prints it: usable whatever the caller's folder
   return target.path;
 }

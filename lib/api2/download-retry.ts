@@ -4,7 +4,7 @@
 // Ctrl-C / SIGTERM (the `interrupt` signal), ends the run at once.
 import type { Context } from "../context.ts";
 import { ApiError, messageOf, OperationError } from "../errors.ts";
-import { isRetryable, logRetry, withRetry } from "../retry.ts";
+import { isRetryable, logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { humanBytes } from "../size.ts";
 import { Watchdog } from "./watchdog.ts";
 
@@ -47,6 +47,7 @@ export class DownloadAttempts {
   constructor(
     private readonly ctx: Context,
     private readonly timeoutMs: number,
+    private readonly policy: Readonly<RetryPolicy>,
     private readonly interrupt: AbortSignal,
     /** The download, for the retry lines: "download of drive UUID". */
     private readonly what: string,
@@ -71,7 +72,7 @@ export class DownloadAttempts {
           watchdog.stop();
         }
       },
-      { signal: this.interrupt, onRetry: logRetry(this.ctx.log, this.what, () => undefined) },
+      { policy: this.policy, signal: this.interrupt, onRetry: logRetry(this.ctx.log, this.what, () => undefined) },
     );
   }
 

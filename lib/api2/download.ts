@@ -19,6 +19,7 @@ import { finishCompressed, publishCompressed, receiveCompressed } from "./downlo
 import { finish, partSize, receive } from "./download-raw.ts";
 import { DownloadAttempts, type Standing } from "./download-retry.ts";
 import { withSuffix } from "../formats/output-format.ts";
+import { contentLength, parseContentRange } from "./drive-source.ts";
 
 /** The file name a Content-Disposition header proposes, undecoded by any safety rule yet. */
 export function dispositionName(header: string | null): string | undefined {
@@ -51,26 +52,8 @@ export function safeFileName(proposed: string | undefined, fallback: string): st
   return name;
 }
 
-/** `bytes START-END/TOTAL` of a 206 answer. */
-export function parseContentRange(header: string | null): { start: number; end: number; total: number } | undefined {
-  const match = /^\s*bytes\s+(\d+)-(\d+)\/(\d+)\s*$/i.exec(header ?? "");
-  if (!match) return undefined;
-  const [start, end, total] = [Number(match[1]), Number(match[2]), Number(match[3])];
-  if (!Number.isSafeInteger(total) || start > end || end >= total) return undefined;
-  return { start, end, total };
-}
-
-export function contentLength(response: Response): number | undefined {
-  const text = response.headers.get("content-length");
-  if (text === null || !/^\d+$/.test(text.trim())) return undefined;
-  const value = Number(text);
-  return Number.isSafeInteger(value) ? value : undefined;
-}
-
 export async function downloadDirect(ctx: Context, connection: Connection, request: DownloadRequest): Promise<string> {
   const client = directClient(connection);
-  if (request.offset)
-    throw new UsageError("-o/--offset is API 1.0 only: an API 2.0 download resumes from FILE.part by itself");
   if (request.file === "") throw new UsageError("empty FILE");
   let target: Target | undefined;
   if (request.file !== undefined) {
@@ -84,6 +67,7 @@ export async function downloadDirect(ctx: Context, connection: Connection, reque
   const attempts = new DownloadAttempts(
     ctx,
     connection.timeoutMs,
+    connection.retry,
     interrupt.controller.signal,
     `download of drive ${request.drive}`,
     download.shownPath,

@@ -16,7 +16,7 @@ import net from "node:net";
 import tls from "node:tls";
 import type { Socket, SocketHandler } from "bun";
 import { messageOf, OperationError } from "../errors.ts";
-import type { ImageSource } from "../chunks/image.ts";
+import type { Source } from "../chunks/endpoints.ts";
 import { describeNetworkError } from "../http.ts";
 import { proxyError, proxyUrl, type ProxyServer } from "../proxy.ts";
 import type { Reusable, SocketPool } from "../socket-pool.ts";
@@ -95,10 +95,7 @@ export function fileBody(
  * A `fill` that reads the body through an image's read() from byte `start` on (a decoded image:
  * a sequential one must be read once, in order); `failure()` says why a read failed.
  */
-export function imageBody(
-  image: ImageSource,
-  start = 0,
-): { fill: StreamPost["fill"]; failure: () => Error | undefined } {
+export function imageBody(image: Source, start = 0): { fill: StreamPost["fill"]; failure: () => Error | undefined } {
   let failure: Error | undefined;
   return {
     async fill(buffer, offset, length) {

@@ -1,36 +1,23 @@
 // The image being read by a chunked upload: a regular file or a block device, never held in
 // memory; for regular files, a map of where the data is so that holes go unread.
-import { readFileSync, statSync, type Stats } from "node:fs";
+import type { Stats } from "node:fs";
 import { open, stat, type FileHandle } from "node:fs/promises";
 import { OperationError, UsageError } from "../errors.ts";
-import { dataMapOf, deviceSize, type DataMap } from "./holes.ts";
+import type { Source } from "./endpoints.ts";
+import { dataMapOf, deviceSize } from "./holes.ts";
 
 /** How an image is stored: as its own bytes, or encoded (decoded on the fly as it is read). */
 export type ImageFormat = "raw" | "gzip" | "zstd" | "qcow2";
 
-export interface ImageSource {
+/** An image file (or stdin) as a transfer's source: what the source interface says, and where it comes from. */
+export interface ImageSource extends Source {
   /** The resolved path ("-" for stdin): part of the resume journal's identity. */
   path: string;
-  /** Bytes of the decoded image (a drive of this size holds it). */
-  size: number;
   mtimeMs: number;
   isDevice: boolean;
   format: ImageFormat;
-  /**
-   * Reads must come in ascending, non-overlapping order (a decompressed stream cannot seek back;
-   * bytes between two reads are decoded and dropped). Callers issue each read before their first
-   * await, in chunk order, so that parallel lanes still ask in order.
-   */
-  sequential: boolean;
-  /** The raw file's descriptor, read straight into the socket by the 2.0 POSTs; undefined for decoded images. */
-  fd?: number;
   /** Opens the same image again from its start (--verify's second pass); undefined when it cannot (stdin). */
   reopen?(): Promise<ImageSource>;
-  /** Where the data is (raw files with SEEK_DATA, qcow2's allocated clusters): lets holes go unread. */
-  dataMap?: DataMap;
-  /** Fill `buffer[0, length)` with the image's bytes at `position`. */
-  read(buffer: Uint8Array, length: number, position: number): Promise<void>;
-  close(): Promise<void>;
 }
 
 async function fillFrom(
@@ -94,30 +81,4 @@ export async function openImage(path: string, shown = path): Promise<ImageSource
     read: (buffer, length, position) => fillFrom(handle, shown, buffer, length, position),
     close: () => handle.close(),
   };
-}
-
-/** Bytes in a regular file or a block device (whose stat size is 0: ask sysfs). */
-export function imageSize(path: string): number {
-  let info: ReturnType<typeof statSync>;
-  try {
-    info = statSync(path);
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    throw new UsageError(
-      `cannot read ${path}: ${code === "ENOENT" ? "no such file" : ((error as Error).message ?? code)}`,
-    );
-  }
-  if (info.isFile()) return info.size;
-  if (info.isBlockDevice()) {
-    const rdev = Number(info.rdev);
-    // glibc's gnu_dev_major / gnu_dev_minor
-    const major = ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
-    const minor = (rdev & 0xff) | ((rdev >>> 12) & ~0xff);
-    try {
-      return Number(readFileSync(`/sys/dev/block/${major}:${minor}/size`, "utf8").trim()) * 512;
-    } catch {
-      throw new UsageError(`cannot tell the size of block device ${path} (no /sys/dev/block/${major}:${minor}/size)`);
-    }
-  }
-  throw new UsageError(`${path} is not a regular file or a block device`);
 }

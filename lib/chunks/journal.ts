@@ -9,7 +9,7 @@ import { OperationError } from "../errors.ts";
 
 export interface JournalHeader {
   v: 1;
-  kind: "upload" | "download";
+  kind: "upload" | "download" | "copy";
   /** Upload: the image path; download: the output path (both resolved). */
   file: string;
   /** Upload: image size and mtime; download: drive size. */

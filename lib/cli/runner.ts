@@ -5,6 +5,7 @@ import { runCommand, type ArgsDef, type CommandDef } from "citty";
 import { basename } from "node:path";
 import { exitStatusOf, UsageError } from "../errors.ts";
 import type { Context } from "../context.ts";
+import type { RetryPolicy } from "../retry.ts";
 import { createProgress } from "./progress.ts";
 import { helpWidth, renderHelp, type HelpArg, type HelpMeta } from "./help.ts";
 
@@ -24,6 +25,8 @@ export interface Io {
   cwd: string;
   /** stdout's width when it is a terminal (--help is wrapped to it). */
   columns?: number;
+  /** The retry policy for the run's requests (a test paces it fast); undefined: DEFAULT_RETRY. */
+  retry?: Readonly<RetryPolicy>;
 }
 
 /** The engines' Context, plus what only commands use: the raw I/O and stdout. */
@@ -192,6 +195,7 @@ export async function execute<T extends ArgsDef>(
     verbose,
     cwd: io.cwd,
     env: io.env,
+    retry: io.retry,
     progress: (options) => createProgress({ io, log }, options),
     print: (text) => void io.stdout.write(text.endsWith("\n") ? text : `${text}\n`),
     redact,

@@ -15,10 +15,7 @@ import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import { journalPath } from "../../lib/chunks/journal.ts";
 import { CompressedJournal } from "../../lib/formats/compressed-journal.ts";
 import { decodeFile, expectBackupOfImage, IMAGE_SIZE, sha256, writeHoleyImage } from "../formats/compressed-files.ts";
-import { withPolicy } from "../faults/support.ts";
-
-/** A run that does not retry within itself: what a cut leaves for the rerun. */
-const once = <T>(body: () => Promise<T>) => withPolicy({ attempts: 1 }, body);
+import { ONE_ATTEMPT } from "../faults/support.ts";
 
 const MiB = 1024 * 1024;
 
@@ -139,7 +136,7 @@ function cuttingOrigin(bytes: Uint8Array, cut: number) {
 test("a body cut mid-way (retries off): exit 1, no FILE; the rerun asks for the rest after the last whole piece and ends byte-identical", async () => {
   const cutting = cuttingOrigin(image, 17 * MiB + 5);
   api2.originHook = () => new Response(null, { status: 302, headers: { location: cutting.url } });
-  const first = await once(() => run(download, [drive, "cut.zst", "--quiet"], { env: api2.env, cwd: dir }));
+  const first = await run(download, [drive, "cut.zst", "--quiet"], { env: api2.env, cwd: dir, retry: ONE_ATTEMPT });
   cutting.stop();
   expect(first.status).toBe(1);
   expect(first.stderr.trim().split("\n")).toHaveLength(1);
@@ -160,7 +157,7 @@ test("a body cut mid-way (retries off): exit 1, no FILE; the rerun asks for the 
 test("a body cut before its first whole piece (retries off) leaves nothing behind: no .part, no journal", async () => {
   const cutting = cuttingOrigin(image, 1 * MiB);
   api2.originHook = () => new Response(null, { status: 302, headers: { location: cutting.url } });
-  const result = await once(() => run(download, [drive, "early.gz", "--quiet"], { env: api2.env, cwd: dir }));
+  const result = await run(download, [drive, "early.gz", "--quiet"], { env: api2.env, cwd: dir, retry: ONE_ATTEMPT });
   cutting.stop();
   expect(result.status).toBe(1);
   expect(result.stderr.trim().split("\n")).toHaveLength(1);
@@ -192,9 +189,11 @@ test("a run stopped after its last piece was recorded but before the rename: the
 test("a raw rerun over a compressed run's .part starts over instead of resuming its bytes", async () => {
   const cutting = cuttingOrigin(image, 9 * MiB);
   api2.originHook = () => new Response(null, { status: 302, headers: { location: cutting.url } });
-  const first = await once(() =>
-    run(download, [drive, "mixed.img", "--format", "gzip", "--quiet"], { env: api2.env, cwd: dir }),
-  );
+  const first = await run(download, [drive, "mixed.img", "--format", "gzip", "--quiet"], {
+    env: api2.env,
+    cwd: dir,
+    retry: ONE_ATTEMPT,
+  });
   cutting.stop();
   expect(first.status).toBe(1);
   api2.originHook = undefined;

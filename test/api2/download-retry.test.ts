@@ -9,16 +9,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import download from "../../scripts/download.ts";
 import { run, startScript, type RunResult } from "../helpers.ts";
+import type { RetryPolicy } from "../../lib/retry.ts";
 import { imageBytes, sameBytes } from "../images.ts";
 import { api2Error } from "../../emulator/errors.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import { decodeFile } from "../formats/compressed-files.ts";
-import { waitFor, withPolicy } from "../faults/support.ts";
+import { FAST_RETRY, waitFor } from "../faults/support.ts";
 
 const MiB = 1024 * 1024;
 /** Tries paced for tests: what is tested is how a run ends, not how long it waits. */
-const FAST = { baseMs: 1, capMs: 5 };
 const ORIGIN = /^\/download\//;
 const API_GET = /^\/api\/2\.0\/drives\/[0-9a-f-]{36}\/download\/$/;
 
@@ -58,9 +58,9 @@ function driveOf(size: number, seed: number): { uuid: string; bytes: Uint8Array 
 
 function downloadIn(
   argv: string[],
-  options: { env?: Record<string, string>; policy?: object } = {},
+  options: { env?: Record<string, string>; retry?: Partial<RetryPolicy> } = {},
 ): Promise<RunResult> {
-  return withPolicy(options.policy ?? FAST, () => run(download, argv, { env: options.env ?? api2.env, cwd: dir }));
+  return run(download, argv, { env: options.env ?? api2.env, cwd: dir, retry: options.retry ?? FAST_RETRY });
 }
 
 /** The Range of each request the download origin received (undefined: from byte 0), with its status. */
@@ -163,7 +163,7 @@ test("a failure that does not pass: the policy's attempts, then exit 1 naming th
       ? api2Error(503, "backend", "down for maintenance")
       : undefined,
   );
-  const result = await downloadIn([drive.uuid, "kept.img"], { policy: { ...FAST, attempts: 3 } });
+  const result = await downloadIn([drive.uuid, "kept.img"], { retry: { ...FAST_RETRY, attempts: 3 } });
   expect(result.status).toBe(1);
   expect(stub.count("GET", API_GET)).toBe(3);
   const part = join(dir, "kept.img.part");

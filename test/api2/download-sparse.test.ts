@@ -10,10 +10,7 @@ import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import { run } from "../helpers.ts";
 import { SparseWriter } from "../../lib/api2/download-raw.ts";
-import { waitFor, withPolicy } from "../faults/support.ts";
-
-/** A run that does not retry within itself: what a cut leaves for the rerun. */
-const once = <T>(body: () => Promise<T>) => withPolicy({ attempts: 1 }, body);
+import { ONE_ATTEMPT, waitFor } from "../faults/support.ts";
 
 const MiB = 1024 * 1024;
 
@@ -159,7 +156,7 @@ function cuttingOrigin(bytes: Uint8Array, cut: number) {
  */
 async function downloadCut(origin: ReturnType<typeof cuttingOrigin>, file: string, out: string, cut: number) {
   const part = join(out, `${file}.part`);
-  const running = once(() => run(download, [drive, file, "--quiet"], { env: api2.env, cwd: out }));
+  const running = run(download, [drive, file, "--quiet"], { env: api2.env, cwd: out, retry: ONE_ATTEMPT });
   await waitFor(() => existsSync(part) && statSync(part).size === cut, `${file}.part to hold ${cut} bytes`);
   origin.cut();
   return running;

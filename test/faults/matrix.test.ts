@@ -11,14 +11,14 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, startScript, type RunResult } from "../helpers.ts";
+import type { RetryPolicy } from "../../lib/retry.ts";
 import { sameBytes } from "../images.ts";
-import { Emulator, errorLines, Hold, journaled, leftIn, mountTmpfs, waitFor, withPolicy } from "./support.ts";
+import { Emulator, errorLines, FAST_RETRY, Hold, journaled, leftIn, mountTmpfs, waitFor } from "./support.ts";
 import { transferPaths, type PathName, type Transfer, type TransferPath } from "./paths.ts";
 
 const MiB = 1024 * 1024;
 /** Longer than any run here lasts: a stall ends with the run (a signal, a timeout, a restart). */
 const STALL_MS = 30_000;
-const FAST = { baseMs: 1, capMs: 5 };
 const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
 
 interface Outcome {
@@ -88,11 +88,9 @@ function inProcess(
   path: TransferPath,
   transfer: Transfer,
   extra: string[] = [],
-  policy: object = FAST,
+  retry: Partial<RetryPolicy> = FAST_RETRY,
 ): Promise<RunResult> {
-  return withPolicy(policy, () =>
-    run(path.command, [...transfer.argv, ...cellFlags, ...extra], { env: path.env(), cwd: transfer.cwd }),
-  );
+  return run(path.command, [...transfer.argv, ...cellFlags, ...extra], { env: path.env(), cwd: transfer.cwd, retry });
 }
 
 function spawned(path: TransferPath, transfer: Transfer, extra: string[] = []) {
@@ -326,7 +324,7 @@ const rows: Row[] = [
         stopMidway(path, transfer);
       }
       // two tries of 1 s each are enough to show a stall ends the run (or, for the 2.0 download, is ridden over)
-      return inProcess(path, transfer, ["--timeout", "1"], { ...FAST, attempts: 2 });
+      return inProcess(path, transfer, ["--timeout", "1"], { ...FAST_RETRY, attempts: 2 });
     },
     cells: {
       "1.0 upload": {

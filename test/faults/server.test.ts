@@ -8,8 +8,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, type RunResult } from "../helpers.ts";
+import type { RetryPolicy } from "../../lib/retry.ts";
 import { sameBytes } from "../images.ts";
-import { Emulator, errorLines, leftIn, withPolicy } from "./support.ts";
+import { Emulator, errorLines, FAST_RETRY, leftIn, ONE_ATTEMPT } from "./support.ts";
 import { SIZE, transferPaths, type PathName, type Transfer, type TransferPath } from "./paths.ts";
 
 const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
@@ -44,10 +45,13 @@ function answer(method: string, pattern: RegExp, make: (request: Request, path: 
 }
 
 /** Run the transfer in this process, retries paced fast: a misbehaving server may be asked several times. */
-function runOn(on: TransferPath, transfer: Transfer, extra: string[] = []): Promise<RunResult> {
-  return withPolicy({ baseMs: 1, capMs: 5 }, () =>
-    run(on.command, [...transfer.argv, ...extra], { env: on.env(), cwd: transfer.cwd }),
-  );
+function runOn(
+  on: TransferPath,
+  transfer: Transfer,
+  extra: string[] = [],
+  retry: Partial<RetryPolicy> = FAST_RETRY,
+): Promise<RunResult> {
+  return run(on.command, [...transfer.argv, ...extra], { env: on.env(), cwd: transfer.cwd, retry });
 }
 
 /** Status 1, one error line matching `says`, no stack trace, nothing on stdout, no final file. */
@@ -114,7 +118,7 @@ test("2.0 download: a 200 whose body ends short of its Content-Length (retries o
   const transfer = on.prepare(dir, ++seed);
   emulator.stub.fault({ ...on.body, action: { end: true, afterBytes: 1024 * 1024 } });
   // one attempt: a retry would resume with Range and end identical (test/api2/download-retry.test.ts)
-  const result = await withPolicy({ attempts: 1 }, () => runOn(on, transfer));
+  const result = await runOn(on, transfer, [], { ...FAST_RETRY, ...ONE_ATTEMPT });
   // the early close is seen as such, or else the byte count falls short of Content-Length
   const cut = `(download cut short at .* of 2\\.5 MiB: .*|download of drive ${UUID} cut short: \\d+ of ${SIZE} bytes)`;
   const next =

@@ -3,7 +3,6 @@
 // runs: test/helpers.ts startScript).
 import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { DEFAULT_RETRY, type RetryPolicy } from "../../lib/retry.ts";
 import { startStub, type DriveStub, type Handler } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
 import type { RunResult } from "../helpers.ts";
@@ -120,16 +119,9 @@ export function journaled(dir: string): Set<number> {
   );
 }
 
-/** Run `body` with a retry policy paced for tests: what is tested is how a run ends, not how long it waits. */
-export async function withPolicy<T>(policy: Partial<RetryPolicy>, body: () => Promise<T>): Promise<T> {
-  const saved = { ...DEFAULT_RETRY };
-  Object.assign(DEFAULT_RETRY, policy);
-  try {
-    return await body();
-  } finally {
-    Object.assign(DEFAULT_RETRY, saved);
-  }
-}
+/** A retry policy paced for tests (what is tested is how a run ends, not how long it waits); with one attempt, a run that does not retry within itself. */
+export const FAST_RETRY = { baseMs: 1, capMs: 5 } as const;
+export const ONE_ATTEMPT = { attempts: 1 } as const;
 
 /** The error lines of a run, and whether anything looks like a stack trace. */
 export function errorLines(result: RunResult): { errors: string[]; stack: boolean } {

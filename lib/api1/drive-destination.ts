@@ -1,0 +1,248 @@
+// An API 1.0 drive as a destination: writes of one chunk each at any offset, gzipped when that pays
+// (compression.ts), all-zero chunks left out on a drive this run created (a cached gzip of zeros on
+// any other), into the drive of an interrupted run, the drive given (-d), or a new one.
+import { basename } from "node:path";
+import type { Chunk, Destination, Opened, RunStats } from "../chunks/endpoints.ts";
+import { evenGrid, type Grid } from "../chunks/grid.ts";
+import { journalOpened, resolveDriveTarget, type DriveTransfer } from "../chunks/drive-target.ts";
+import type { Journal } from "../chunks/journal.ts";
+import type { ReadBack } from "../chunks/verify.ts";
+import { ApiError, messageOf, OperationError } from "../errors.ts";
+import type { HttpClient } from "../http.ts";
+import { humanBytes } from "../size.ts";
+import type { CompressMode } from "../transfer.ts";
+import { CompressionPlan } from "./compression.ts";
+import { createDrive, destroyDrive, driveInfo, sizeOf, writePiece } from "./drives.ts";
+import { api1DriveSource } from "./drive-source.ts";
+import { probeLink } from "./probe.ts";
+
+/** Writes in flight by default: picked from bench/RESULTS.md (enough to hide 100 ms per request, memory 8 x 4 MiB). */
+export const API1_WRITES_IN_FLIGHT = 8;
+
+/** Writes in flight once `--compress auto` has chosen gzip (a slow link). */
+const GZIP_LANES = 4;
+
+/**
+ * Writes in flight for a decoded image (qcow2, gzip, zstd) over a near link: reading the image is
+ * the work there, and 8 writes in flight only hold more chunks. 1 GiB compressed qcow2 on loopback
+ * (bench/RESULTS-formats.md): 4 lanes 2.82-2.97 s and 124-131 MiB peak, 8 lanes 2.84-3.05 s and
+ * 161-166 MiB; plain qcow2 0.90 s and 90 MiB against 0.92-1.29 s and 122 MiB.
+ */
+const DECODED_LANES = 4;
+/** Below this many ms per request, 4 writes of 4 MiB outrun any decoder (840 MB/s at 10 ms). */
+const NEAR_LINK_MS = 20;
+
+export interface Api1DriveOptions extends DriveTransfer {
+  client: HttpClient;
+  /** Reading the source is work of its own (qcow2, gzip, zstd): fewer writes in flight on a near link. */
+  decoded: boolean;
+  chunk: number;
+  /** Start at this byte of the source and the drive (the vendor tool's -o). */
+  offset: number;
+  compress: CompressMode;
+  concurrency: number;
+  /** --concurrency was given: the writes in flight stay at it. */
+  fixedConcurrency: boolean;
+  /** The new drive's storage tier (the vendor tool's -t). */
+  tier?: string;
+  /** The command that resumes at a byte of a drive, for the stop line. */
+  resumeCommand(drive: string, offset: number): string;
+}
+
+/** The gzip of `length` zero bytes (and the zeros themselves, for --compress never), made once per length. */
+function zeroBodies(): (length: number, gzipped: boolean) => Uint8Array {
+  const cache = new Map<string, Uint8Array>();
+  return (length, gzipped) => {
+    const key = `${length}/${gzipped}`;
+    let body = cache.get(key);
+    if (!body) {
+      body = gzipped ? Bun.gzipSync(new Uint8Array(length), { level: 1 }) : new Uint8Array(length);
+      cache.set(key, body);
+    }
+    return body;
+  };
+}
+
+export class Api1DriveDestination implements Destination {
+  readonly grid: Grid;
+  readonly scansZeros = true;
+  readonly plan: CompressionPlan;
+  private drive = "";
+  private created = false;
+  private driveSize = 0;
+  private journal?: Journal;
+  private opened?: Opened;
+  private wireBytes = 0;
+  private readonly zeroBody = zeroBodies();
+
+  constructor(private readonly options: Api1DriveOptions) {
+    this.grid = evenGrid(options.source.size, options.chunk, options.offset);
+    this.plan = new CompressionPlan(options.compress, options.concurrency, (text) => options.ctx.log.debug(text));
+  }
+
+  /** A request without a body (info, create) times the link's fixed cost per request. */
+  private async timed<T>(call: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    const result = await call();
+    this.plan.noteLatency(performance.now() - started);
+    return result;
+  }
+
+  private async sizeOfDrive(drive: string): Promise<number> {
+    const size = sizeOf(await this.timed(() => driveInfo(this.options.client, drive)), drive);
+    const { source, shown } = this.options;
+    if (size < source.size)
+      throw new OperationError(`drive ${drive} is ${size} bytes, smaller than ${shown} (${source.size} bytes)`);
+    this.driveSize = size;
+    return size;
+  }
+
+  async open(journalFile: string): Promise<Opened> {
+    const { ctx, client, source } = this.options;
+    const target = await resolveDriveTarget(this.options, journalFile, {
+      resume: async (drive) => {
+        await this.sizeOfDrive(drive);
+        return undefined;
+      },
+      gone: (error) => error instanceof ApiError && error.kind === "missing",
+      checkGiven: async (drive) => void (await this.sizeOfDrive(drive)),
+      create: async () => {
+        const fields: Record<string, string> = { name: this.options.name, size: String(source.size) };
+        if (this.options.tier) fields.tier = this.options.tier;
+        const drive = (await this.timed(() => createDrive(client, fields))).drive as string;
+        ctx.log.info(`created drive ${drive} (${humanBytes(source.size)})`);
+        this.driveSize = source.size;
+        return drive;
+      },
+    });
+    this.drive = target.drive;
+    this.created = target.created;
+    this.journal = target.journal;
+    // a drive this run created holds zeros: its zero chunks need not be written
+    this.opened = journalOpened(target.journal, target.created);
+    return this.opened;
+  }
+
+  async prepare(signal: AbortSignal): Promise<void> {
+    const { compress, source } = this.options;
+    // the probe reads ahead of the chunks, which a decoded image cannot go back for: it sends
+    // zeros instead, harmless only on a drive that holds zeros (one this run created)
+    if (compress !== "auto" || (source.sequential && !this.created)) return;
+    this.wireBytes += await probeLink(
+      source,
+      this.grid,
+      this.opened?.done ?? new Set(),
+      (start, body) => writePiece(this.options.client, this.drive, start, body, { signal }),
+      this.plan,
+    );
+  }
+
+  async write(chunk: Chunk, signal: AbortSignal): Promise<void> {
+    const { body, gzipped } = chunk.zero
+      ? {
+          body: this.zeroBody(chunk.length, this.options.compress !== "never"),
+          gzipped: this.options.compress !== "never",
+        }
+      : await this.plan.encode(chunk.bytes as Uint8Array);
+    const begun = performance.now();
+    this.plan.requestStarted();
+    let ok = false;
+    try {
+      await writePiece(this.options.client, this.drive, chunk.start, body, { gzipped, signal });
+      ok = true;
+    } finally {
+      this.plan.requestFinished(body.length, performance.now() - begun, ok);
+    }
+    this.wireBytes += body.length;
+  }
+
+  retryName(chunk: Chunk): string {
+    return `write at ${chunk.start}`;
+  }
+
+  /**
+   * Once auto settles on gzip the link is the bottleneck: fewer writes in flight move as much and
+   * hold fewer raw and compressed chunks (bench/RESULTS.md: 4 lanes, same speed, ~100 MiB on 10 MB/s).
+   * A decoded image on a near link: the decoder is the bottleneck, the same holds.
+   */
+  lanes(): number {
+    const { concurrency, compress, decoded, fixedConcurrency } = this.options;
+    if (fixedConcurrency) return concurrency;
+    let wanted = concurrency;
+    if (compress === "auto" && this.plan.level !== 0) wanted = Math.min(wanted, GZIP_LANES);
+    if (decoded && this.plan.latency < NEAR_LINK_MS) wanted = Math.min(wanted, DECODED_LANES);
+    return wanted;
+  }
+
+  what(): string {
+    return `${this.options.label} to drive ${this.drive}`;
+  }
+
+  resumeHint(): string {
+    const { grid } = this;
+    let resumeAt = this.options.source.size;
+    for (let index = grid.first; index < grid.count; index++) {
+      if (!this.opened?.done.has(index)) {
+        resumeAt = grid.rangeOf(index)[0];
+        break;
+      }
+    }
+    const journal = basename(this.journal?.path ?? "");
+    return `to resume, rerun the same command in ${this.options.ctx.cwd} (journal ${journal}), or run: ${this.options.resumeCommand(this.drive, resumeAt)}`;
+  }
+
+  /**
+   * The source broke mid-way (damaged, truncated, longer than its size): a rerun would fail the
+   * same way, so a drive this run created is destroyed rather than left holding part of it.
+   */
+  async abandon(failure: Error): Promise<Error> {
+    const { drive } = this;
+    if (!this.created)
+      return new OperationError(
+        `${failure.message}; drive ${drive} (given with -d) now holds part of the image: upload a whole image into it`,
+      );
+    try {
+      await destroyDrive(this.options.client, drive);
+      return new OperationError(
+        `${failure.message}; drive ${drive}, which this ${this.options.label} created, is destroyed`,
+      );
+    } catch (error) {
+      return new OperationError(
+        `${failure.message}; drive ${drive}, which this ${this.options.label} created, holds part of the image and could not be destroyed (${messageOf(error)}): destroy.ts ${drive}`,
+      );
+    }
+  }
+
+  note(stats: RunStats): string | undefined {
+    return (
+      [stats.skipped ? `${stats.skipped} zero chunks skipped` : "", stats.retries ? `${stats.retries} retries` : ""]
+        .filter(Boolean)
+        .join(", ") || undefined
+    );
+  }
+
+  async finish(): Promise<string> {
+    return this.drive;
+  }
+
+  summary(stats: RunStats): string {
+    const { plan } = this;
+    const { source, offset, compress, done } = this.options;
+    return (
+      `${done} ${humanBytes(source.size - offset)} to drive ${this.drive} in ${stats.seconds.toFixed(1)} s, ${humanBytes(this.wireBytes)} sent` +
+      `${stats.skipped ? `, ${stats.skipped} zero chunks skipped` : ""}${stats.retries ? `, ${stats.retries} retries` : ""}` +
+      `${plan.switches.length ? ` (${plan.switches.join(", ")})` : compress === "auto" ? ` (${plan.describe()})` : ""}`
+    );
+  }
+
+  /** The drive, to be read back by --verify. */
+  async readBack(): Promise<ReadBack> {
+    return {
+      source: api1DriveSource(this.options.client, this.drive, this.driveSize),
+      shown: `drive ${this.drive}`,
+      against: this.options.shown,
+      zerosPast: false,
+      kept: `the ${this.options.label} itself finished; the drive is kept`,
+    };
+  }
+}
