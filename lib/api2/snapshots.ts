@@ -7,6 +7,7 @@ import type { HttpClient } from "../http.ts";
 import { sleep } from "../retry.ts";
 import { isUuid } from "../uuid.ts";
 import { allPages, checkDrive, type Drive2, isObject, json, where } from "./drives.ts";
+import { nextInterval } from "./wait.ts";
 
 /** A snapshot as the server sent it (checked: `uuid` a UUID, `drive` its drive's UUID when present, `status` and `name` strings). */
 export type Snapshot2 = Record<string, unknown> & { uuid: string; status?: string; name?: string; drive?: string };
@@ -93,9 +94,16 @@ export async function cloneSnapshot(
 export async function waitForSnapshot(
   client: HttpClient,
   uuid: string,
-  options: { limitMs: number; intervalMs: number; signal?: AbortSignal; onStatus?: (status: string) => void },
+  options: {
+    limitMs: number;
+    intervalMs: number;
+    growTo?: number;
+    signal?: AbortSignal;
+    onStatus?: (status: string) => void;
+  },
 ): Promise<Snapshot2> {
   const started = performance.now();
+  let interval = options.intervalMs;
   // bounded: every turn sleeps, and the loop ends at the time limit at the latest
   for (;;) {
     const snapshot = await getSnapshot(client, uuid, options.signal);
@@ -107,6 +115,7 @@ export async function waitForSnapshot(
       throw new OperationError(
         `snapshot ${uuid} is still ${status || "without a status"} after ${Math.round(waited / 1000)} s (--timeout)`,
       );
-    await sleep(Math.max(0, Math.min(options.intervalMs, options.limitMs - waited)), options.signal);
+    await sleep(Math.max(0, Math.min(interval, options.limitMs - waited)), options.signal);
+    interval = nextInterval(interval, options);
   }
 }

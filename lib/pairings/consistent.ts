@@ -21,8 +21,8 @@ import { waitForDrive } from "../api2/wait.ts";
 
 /** Names of what --consistent makes start with this, so that they are recognised in any listing. */
 export const TEMPORARY_PREFIX = "drivekit-tmp";
-/** Between two looks at a snapshot or a clone being made. */
-const POLL_MS = 1000;
+/** Between two looks at a snapshot or a clone being made: from the first, doubled up to the last. */
+const POLL = { intervalMs: 50, growTo: 2000 } as const;
 
 export interface ConsistentSource {
   /** The source drive's API 2.0 connection. */
@@ -223,7 +223,7 @@ async function take(
   );
   const ready = await waitForSnapshot(connection.client, snapshot.uuid, {
     limitMs: connection.timeoutMs,
-    intervalMs: POLL_MS,
+    ...POLL,
     signal,
   });
   return cloneOf(ctx, source, record, made, signal, ready.timestamp as string | undefined);
@@ -257,7 +257,7 @@ async function settled(ctx: Context, source: ConsistentSource, clone: string, si
   let told = false;
   await waitForDrive(source.connection.client, clone, {
     limitMs: source.connection.timeoutMs,
-    intervalMs: POLL_MS,
+    ...POLL,
     signal,
     onStatus: (status) => {
       if (!told) ctx.log.info(`waiting for temporary drive ${clone} to leave status ${status}`);
