@@ -434,7 +434,7 @@ describe("many drives: --manifest, --shard, --drives", () => {
     const broken = sources[1]?.uuid as string;
     const path = manifest(sources.map((s) => s.uuid));
     const { env, argv } = pairing(1, 1);
-    here.stub.handlers.unshift((request, urlPath) =>
+    here.stub.handlers.unshift((_request, urlPath) =>
       urlPath.startsWith(`/drives/${broken}/read/`)
         ? new Response("errors:usage refused by the test\n", { status: 400, headers: { "x-elastic-error": "usage" } })
         : undefined,
