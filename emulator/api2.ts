@@ -7,11 +7,11 @@
 //   needs no credentials and records what it receives, so tests can prove none were forwarded.
 // Uploaded drives live in the 1.0 stub's drive map, so every 1.0 call sees them too.
 import { ftruncateSync, writeSync } from "node:fs";
-import type { Server } from "bun";
 import { elasticError, jsonError, type DriveStub, type StubDrive } from "./server.ts";
 import { Api2Drives } from "./api2-drives.ts";
 import { isAllZero } from "../lib/bytes.ts";
 import { ChunkUploadStub, type ChunkUploadOptions } from "./api2-upload.ts";
+import type { Listener } from "./transport.ts";
 
 const PREFIX = "/api/2.0/";
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -53,7 +53,7 @@ export class Api2Stub {
   disposition: (drive: StubDrive) => string | undefined = (drive) => `attachment; filename="${drive.uuid}"`;
   /** Replace the origin's answer (a server that ignores Range, a cut body...). */
   originHook?: OriginHook;
-  private origin!: Server<undefined>;
+  private origin!: Listener;
   private readonly tokens = new Map<string, string>();
   private readonly waiters: ((outcome: UploadOutcome) => void)[] = [];
 
@@ -76,7 +76,7 @@ export class Api2Stub {
   }
 
   get originUrl(): string {
-    return `http://127.0.0.1:${this.origin.port}/`;
+    return this.origin.url;
   }
 
   get env(): Record<string, string> {
@@ -104,17 +104,15 @@ export class Api2Stub {
     this.stub.restartListeners.push(() => {
       this.tokens.clear();
       this.chunked.forget();
-      const port = this.origin.port as number;
-      this.origin.stop(true);
+      const port = this.origin.port;
+      this.origin.stop();
       this.serveOrigin(port);
     });
     return this;
   }
 
   private serveOrigin(port: number): void {
-    this.origin = Bun.serve({
-      hostname: "127.0.0.1",
-      port,
+    this.origin = this.stub.transport.listen(port, {
       idleTimeout: 120,
       fetch: (request) => this.answerOrigin(request),
       error: (error) => new Response(`origin failure: ${error.message}\n`, { status: 500 }),
@@ -123,7 +121,7 @@ export class Api2Stub {
 
   stop(): void {
     this.drives.stop();
-    this.origin?.stop(true);
+    this.origin?.stop();
   }
 
   private settle(outcome: UploadOutcome): void {
@@ -196,7 +194,6 @@ export class Api2Stub {
         }
         if (!isAllZero(chunk)) writeSync(drive.fd, chunk, 0, chunk.length, received);
         received += chunk.length;
-        await this.stub.throttle(chunk.length);
       }
     } catch (error) {
       failure = `connection lost: ${(error as Error).message}`;
@@ -253,13 +250,11 @@ export class Api2Stub {
       if (start >= drive.size || start > end) {
         return new Response(null, { status: 416, headers: { ...headers, "content-range": `bytes */${drive.size}` } });
       }
-      await this.stub.throttle(end + 1 - start);
       return new Response(file.slice(start, end + 1), {
         status: 206,
         headers: { ...headers, "content-range": `bytes ${start}-${end}/${drive.size}` },
       });
     }
-    await this.stub.throttle(drive.size);
     return new Response(file.slice(0, drive.size), { headers });
   }
 }

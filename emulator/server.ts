@@ -8,24 +8,21 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import zlib from "node:zlib";
-import type { Server } from "bun";
 import { formatRecord, formatRecords, parseRecord, type KvRecord } from "../lib/kv.ts";
 import { CutServer } from "./cut.ts";
+import { Transport, type Listener, type TransportOptions } from "./transport.ts";
 
 export const MAX_READ = 4 * 1024 * 1024;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const SIZE = /^(\d+)([kKMGT]?)$/;
 const SHIFT: Record<string, number> = { "": 0, k: 10, K: 10, M: 20, G: 30, T: 40 };
 
-export interface StubOptions {
+/** Also: `tls` (https), and the WAN model: `rttMs`, `connectCostMs`, `bandwidth`, `connBandwidth` (emulator/wan.ts). */
+export interface StubOptions extends TransportOptions {
   /** 0 (the default) picks a free port; tests always use 0. */
   port?: number;
   user?: string;
   secret?: string;
-  /** Added delay before each answer, in milliseconds (a far-away server). */
-  latencyMs?: number;
-  /** One bandwidth limit in bytes per second, shared by all request and answer bodies (a WAN link). */
-  bandwidth?: number;
   /** Bytes of source copied per imaging step, and the pause between steps. */
   imagingStepBytes?: number;
   imagingStepMs?: number;
@@ -181,9 +178,10 @@ export class DriveStub {
   /** Handlers each test can set; the first that answers wins. */
   readonly handlers: Handler[] = [];
   options: StubOptions;
-  private server!: Server<undefined>;
+  /** https and the WAN model, for every origin of this emulator. */
+  transport!: Transport;
+  private server!: Listener;
   private dir!: string;
-  private linkFreeAt = 0;
   private stopped = false;
   /** Drives a restart dropped: their files are gone, their descriptors closed only at stop (requests in flight may still hold them). */
   private readonly retired: StubDrive[] = [];
@@ -200,11 +198,16 @@ export class DriveStub {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.server.port}/`;
+    return this.server.url;
   }
 
   get port(): number {
-    return this.server.port as number;
+    return this.server.port;
+  }
+
+  /** The CA that signed the https certificate (for NODE_EXTRA_CA_CERTS); undefined over plain http. */
+  get caPath(): string | undefined {
+    return this.transport.caPath;
   }
 
   /** The environment a script needs to talk to this stub over API 1.0. */
@@ -214,14 +217,13 @@ export class DriveStub {
 
   async start(): Promise<this> {
     this.dir = await mkdtemp(join(tmpdir(), "drivekit-stub-"));
+    this.transport = await Transport.start(this.dir, this.options);
     this.serve(this.options.port ?? 0);
     return this;
   }
 
   private serve(port: number): void {
-    this.server = Bun.serve({
-      hostname: "127.0.0.1",
-      port,
+    this.server = this.transport.listen(port, {
       maxRequestBodySize: 2 ** 40,
       idleTimeout: 120,
       fetch: (request) => this.answer(request),
@@ -231,7 +233,7 @@ export class DriveStub {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.server?.stop(true);
+    this.server?.stop();
     this.cuts.stop();
     await Promise.allSettled([...this.tasks]);
     for (const drive of [...this.drives.values(), ...this.retired]) closeSync(drive.fd);
@@ -248,7 +250,7 @@ export class DriveStub {
     const port = this.port;
     const gone = [...this.drives.values()];
     // no await until it listens again: a client in this process never finds the port closed
-    this.server.stop(true);
+    this.server.stop();
     this.cuts.stop();
     this.retired.push(...gone);
     this.drives.clear();
@@ -339,23 +341,11 @@ export class DriveStub {
     return record;
   }
 
-  // ---- plumbing: latency, one shared link, faults, counting ----
+  // ---- plumbing: faults, counting (the link's latency and bandwidth: emulator/transport.ts) ----
 
-  /** Wait until `bytes` may cross the shared link (a simple serialising bandwidth model). */
-  async throttle(bytes: number): Promise<void> {
-    const bandwidth = this.options.bandwidth;
-    if (!bandwidth || bytes <= 0) return;
-    const now = performance.now();
-    const start = Math.max(now, this.linkFreeAt);
-    this.linkFreeAt = start + (bytes / bandwidth) * 1000;
-    const wait = this.linkFreeAt - now;
-    if (wait > 1) await Bun.sleep(wait);
-  }
-
-  /** Read a request body through the link model; at most `limit` bytes, else undefined. */
+  /** Read a request body; at most `limit` bytes, else undefined. */
   async readBody(request: Request, limit = 2 ** 31): Promise<Uint8Array | undefined> {
     const body = new Uint8Array(await request.arrayBuffer());
-    await this.throttle(body.length);
     return body.length > limit ? undefined : body;
   }
 
@@ -419,7 +409,6 @@ export class DriveStub {
       headers: Object.fromEntries(request.headers),
     };
     if (this.requests.length < 1_000_000) this.requests.push(record);
-    if (this.options.latencyMs) await Bun.sleep(this.options.latencyMs);
     const api2 = path.startsWith(API2_PREFIX);
     const response = await this.withFaults(
       request,
@@ -441,7 +430,6 @@ export class DriveStub {
     record.status = response.status;
     const length = Number(response.headers.get("content-length") ?? 0);
     record.bytesOut = length;
-    if (length > 0 && response.status < 300) await this.throttle(length);
     return response;
   }
 
