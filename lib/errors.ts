@@ -32,8 +32,19 @@ export const SERVER_KINDS = [
   "full",
 ] as const;
 export type ServerKind = (typeof SERVER_KINDS)[number];
-/** `permission` (403) and `conflict` (409) come from API 2.0 answers, whose bodies are JSON error lists. */
-export type ErrorKind = ServerKind | "permission" | "conflict" | "network" | "timeout" | "protocol" | "unexpected";
+/**
+ * `permission` (403) and `conflict` (409) come from API 2.0 answers, whose bodies are JSON error lists;
+ * `tls`: the server's certificate was refused (final: it will not pass on its own).
+ */
+export type ErrorKind =
+  | ServerKind
+  | "permission"
+  | "conflict"
+  | "network"
+  | "tls"
+  | "timeout"
+  | "protocol"
+  | "unexpected";
 
 /** Kinds where the same request may succeed if sent again. */
 const RETRYABLE: ReadonlySet<ErrorKind> = new Set(["busy", "failed", "system", "network", "timeout"]);

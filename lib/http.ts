@@ -3,6 +3,7 @@ import type { ConsolaInstance } from "consola";
 import { ApiError, messageOf, SERVER_KINDS, type ErrorKind, type ServerKind } from "./errors.ts";
 import { checkTransport, DEFAULT_TIMEOUT_SECONDS, isLoopbackHost, type Credentials } from "./config.ts";
 import { parseRecord, parseRecords, type KvRecord } from "./kv.ts";
+import { describeTlsFailure } from "./tls-failure.ts";
 
 export interface HttpOptions {
   credentials: Credentials;
@@ -172,6 +173,22 @@ export function describeNetworkError(error: unknown, url: URL): string {
   return `${message}${code && !message.includes(code) ? ` (${code})` : ""} (${url.host})`;
 }
 
+/**
+ * The ApiError for a request that got no answer, whoever sent it (fetch here, or the upload
+ * socket): a refused certificate is final (kind `tls`, worded by describeTlsFailure), any other
+ * failure may pass (kind `network`).
+ */
+export function networkError(error: unknown, url: URL, method: string, path: string): ApiError {
+  const tls = describeTlsFailure(error, url);
+  return new ApiError({
+    kind: tls ? "tls" : "network",
+    message: tls ?? describeNetworkError(error, url),
+    method,
+    path,
+    cause: error,
+  });
+}
+
 export class HttpClient {
   private readonly authorization: string;
   constructor(
@@ -216,13 +233,7 @@ export class HttpClient {
           });
         }
         if (name === "AbortError") throw error;
-        throw new ApiError({
-          kind: "network",
-          message: describeNetworkError(error, url),
-          method,
-          path: shownPath,
-          cause: error,
-        });
+        throw networkError(error, url, method, shownPath);
       }
       this.trace(`< ${response.status} ${response.statusText}`, Object.fromEntries(response.headers));
       const location = response.headers.get("location");

@@ -7,7 +7,7 @@ import { directClient, type Connection } from "../connect.ts";
 import { isAllZero } from "../bytes.ts";
 import { ApiError, InputError, InterruptedError, messageOf, OperationError, UsageError } from "../errors.ts";
 import { abortOnInterrupt } from "../chunks/engine.ts";
-import { answerError, describeNetworkError } from "../http.ts";
+import { answerError, networkError } from "../http.ts";
 import type { ImageSource } from "../chunks/image.ts";
 import { openUploadInput } from "../formats/open.ts";
 import { formatRate, humanBytes } from "../size.ts";
@@ -93,22 +93,16 @@ export async function uploadDirect(ctx: Context, connection: Connection, request
     }
   } catch (caught) {
     let error = body.failure() ?? watchdog.translate(caught, "POST", url.pathname);
-    if (error instanceof StreamPostError) {
-      error = new ApiError({
-        kind: "network",
-        message: describeNetworkError(error, url),
-        method: "POST",
-        path: url.pathname,
-        cause: error,
-      });
-    }
+    if (error instanceof StreamPostError) error = networkError(error, url, "POST", url.pathname);
     progress.finish();
     const partial = error instanceof ApiError ? UUID.exec(error.serverMessage)?.[0]?.toLowerCase() : undefined;
     const drive = partial
       ? `; the server named drive ${partial}, which may hold a partial image: check it and destroy it`
       : error instanceof InputError
         ? "; the POST was cut off before its last byte, so the server completes no drive from it"
-        : "; the server may have created a partial drive: check your drive list";
+        : error instanceof ApiError && error.kind === "tls"
+          ? "; the certificate was refused before the request was sent, so the server made no drive"
+          : "; the server may have created a partial drive: check your drive list";
     const stoppedBy = interrupt.interrupted();
     const message =
       `upload of ${request.file} ${stoppedBy ? "stopped" : "failed"} after ${humanBytes(sent)} of ${humanBytes(size)}: ` +

@@ -10,7 +10,7 @@ import type { Context } from "../context.ts";
 import type { Connection } from "../connect.ts";
 import { BufferPool } from "../bytes.ts";
 import { ApiError, InputError, messageOf, OperationError, UsageError } from "../errors.ts";
-import { answerError, describeNetworkError, type HttpClient } from "../http.ts";
+import { answerError, networkError, type HttpClient } from "../http.ts";
 import { shellWord } from "../files.ts";
 import { deleteDrive2, getDrive, initUpload } from "./drives.ts";
 import { waitForDrive } from "./wait.ts";
@@ -273,13 +273,7 @@ async function send(
       if (signal.aborted) throw error;
       const translated = watchdog.translate(error, "POST", "(upload link)");
       if (translated instanceof ApiError) throw translated;
-      throw new ApiError({
-        kind: "network",
-        message: describeNetworkError(error, url),
-        method: "POST",
-        path: "(upload link)",
-        cause: error,
-      });
+      throw networkError(error, url, "POST", "(upload link)");
     } finally {
       watchdog.stop();
       pieces.give(buffer);
