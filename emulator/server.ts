@@ -217,7 +217,12 @@ export class DriveStub {
 
   async start(): Promise<this> {
     this.dir = await mkdtemp(join(tmpdir(), "drivekit-stub-"));
-    this.transport = await Transport.start(this.dir, this.options);
+    try {
+      this.transport = Transport.start(this.dir, this.options);
+    } catch (error) {
+      await rm(this.dir, { recursive: true, force: true });
+      throw error;
+    }
     this.serve(this.options.port ?? 0);
     return this;
   }

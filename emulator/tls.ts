@@ -2,7 +2,7 @@
 // starts, written into its temporary folder. Clients trust the CA with NODE_EXTRA_CA_CERTS=ca.pem
 // (fetch and Bun.connect both read it). By default the certificate names 127.0.0.1 (an IP entry)
 // and localhost (a DNS entry); tests ask for another name or an expired one to see clients refuse it.
-import { mkdir } from "node:fs/promises";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
 
@@ -58,49 +58,34 @@ authorityKeyIdentifier = keyid
 `;
 }
 
-async function openssl(dir: string, args: string[]): Promise<void> {
+function openssl(dir: string, args: string[]): void {
   const binary = Bun.which("openssl");
   if (!binary) throw new Error("serving https needs openssl to make its certificate (Debian: apt-get install openssl)");
-  const child = Bun.spawn([binary, ...args], { cwd: dir, stdin: "ignore", stdout: "ignore", stderr: "pipe" });
-  const [status, stderr] = await Promise.all([child.exited, new Response(child.stderr).text()]);
-  if (status !== 0) throw new Error(`openssl ${args[0]} failed (${status}): ${stderr.trim().split("\n").at(-1)}`);
+  const made = Bun.spawnSync([binary, ...args], { cwd: dir, stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+  if (made.exitCode !== 0) {
+    const why = made.stderr.toString().trim().split("\n").at(-1);
+    throw new Error(`openssl ${args[0]} failed (${made.exitCode}): ${why}`);
+  }
 }
 
-/** Make a CA and a server certificate it signed, in `parent`/tls/. */
-export async function makeCertificates(parent: string, options: StubTlsOptions = {}): Promise<Certificates> {
+/**
+ * Make a CA and a server certificate it signed, in `parent`/tls/. Synchronous (three short openssl
+ * runs with EC keys), so a test helper can call it too.
+ */
+export function makeCertificates(parent: string, options: StubTlsOptions = {}): Certificates {
   const dir = join(parent, "tls");
-  await mkdir(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true });
   const names = options.names ?? ["127.0.0.1", "localhost"];
-  await Bun.write(join(dir, "openssl.cnf"), config(names));
-  await Bun.write(join(dir, "index.txt"), "");
+  writeFileSync(join(dir, "openssl.cnf"), config(names));
+  writeFileSync(join(dir, "index.txt"), "");
   const req = ["req", "-config", "openssl.cnf", ...CURVE];
-  await Promise.all([
-    openssl(
-      dir,
-      [...req, "-x509", "-extensions", "ca_ext", "-days", "30"].concat([
-        "-subj",
-        "/CN=drivekit emulator CA",
-        "-keyout",
-        "ca-key.pem",
-        "-out",
-        "ca.pem",
-      ]),
-    ),
-    openssl(dir, [
-      ...req,
-      "-new",
-      "-subj",
-      `/CN=${names[0] ?? "localhost"}`,
-      "-keyout",
-      "key.pem",
-      "-out",
-      "server.csr",
-    ]),
-  ]);
+  const ca = ["-x509", "-extensions", "ca_ext", "-days", "30", "-subj", "/CN=drivekit emulator CA"];
+  openssl(dir, [...req, ...ca, "-keyout", "ca-key.pem", "-out", "ca.pem"]);
+  const subject = `/CN=${names[0] ?? "localhost"}`;
+  openssl(dir, [...req, "-new", "-subj", subject, "-keyout", "key.pem", "-out", "server.csr"]);
   const now = Date.now();
   const [from, until] = options.expired ? [now - 2 * DAY_MS, now - DAY_MS] : [now - DAY_MS, now + 30 * DAY_MS];
-  await openssl(dir, [
-    "ca",
+  const signer = [
     "-batch",
     "-config",
     "openssl.cnf",
@@ -110,23 +95,13 @@ export async function makeCertificates(parent: string, options: StubTlsOptions =
     "ca.pem",
     "-keyfile",
     "ca-key.pem",
-    "-in",
-    "server.csr",
-    "-out",
-    "cert.pem",
-    "-startdate",
-    caTime(from),
-    "-enddate",
-    caTime(until),
-    "-extfile",
-    "openssl.cnf",
-    "-extensions",
-    "server_ext",
-    "-notext",
-  ]);
+  ];
+  const validity = ["-startdate", caTime(from), "-enddate", caTime(until)];
+  const extensions = ["-extfile", "openssl.cnf", "-extensions", "server_ext", "-notext"];
+  openssl(dir, ["ca", ...signer, "-in", "server.csr", "-out", "cert.pem", ...validity, ...extensions]);
   return {
     caPath: join(dir, "ca.pem"),
-    key: await Bun.file(join(dir, "key.pem")).text(),
-    cert: await Bun.file(join(dir, "cert.pem")).text(),
+    key: readFileSync(join(dir, "key.pem"), "utf8"),
+    cert: readFileSync(join(dir, "cert.pem"), "utf8"),
   };
 }

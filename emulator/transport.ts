@@ -36,10 +36,10 @@ export class Transport {
     this.link = new WanLink(options);
   }
 
-  /** Ready to listen: the certificates are made first when serving https. */
-  static async start(dir: string, options: TransportOptions): Promise<Transport> {
+  /** Ready to listen: the certificates are made first (in `dir`) when serving https. */
+  static start(dir: string, options: TransportOptions): Transport {
     const tls = options.tls === true ? {} : options.tls || undefined;
-    return new Transport(options, tls ? await makeCertificates(dir, tls) : undefined);
+    return new Transport(options, tls ? makeCertificates(dir, tls) : undefined);
   }
 
   /** The CA a client must trust (NODE_EXTRA_CA_CERTS), when serving https. */
