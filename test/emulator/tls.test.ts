@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { zstdDecompressSync } from "node:zlib";
 import { startEmulator, type Emulator } from "../../bench/harness.ts";
 import { spawnScript } from "../helpers.ts";
+import { imageBytes } from "../images.ts";
 
 const MiB = 1024 * 1024;
 const UUID_LINE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -20,22 +21,15 @@ let imageSha: string;
 
 const sha = (bytes: Uint8Array) => new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
 
-/** 6 MiB: text, random bytes and zero runs, a MiB each in turn. */
-function sampleImage(): Uint8Array {
-  const bytes = new Uint8Array(6 * MiB);
-  const text = new TextEncoder().encode("drivekit over https: a line of text\n".repeat(30_000));
-  bytes.set(text.subarray(0, MiB), 0);
-  for (let at = MiB; at < 2 * MiB; at += 65536) bytes.set(crypto.getRandomValues(new Uint8Array(65536)), at);
-  bytes.set(text.subarray(0, MiB), 3 * MiB);
-  for (let at = 4 * MiB; at < 5 * MiB; at += 65536) bytes.set(crypto.getRandomValues(new Uint8Array(65536)), at);
-  return bytes;
-}
-
 beforeAll(async () => {
   emulator = await startEmulator(["--tls", "--quiet"]);
   work = await mkdtemp(join(tmpdir(), "drivekit-tls-"));
   image = join(work, "disk.img");
-  const bytes = sampleImage();
+  // data, and zero runs a transfer may skip
+  const bytes = imageBytes(6 * MiB, 7, [
+    [MiB, 2 * MiB],
+    [4 * MiB, 5 * MiB],
+  ]);
   await Bun.write(image, bytes);
   imageSha = sha(bytes);
 });

@@ -5,20 +5,9 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { startStub, type DriveStub, type StubOptions } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
+import { imageBytes } from "../images.ts";
 
 const MiB = 1024 * 1024;
-
-function pattern(size: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  let x = seed * 2654435761 + 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
-}
 
 const sha = (bytes: Uint8Array) => new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
 
@@ -52,12 +41,12 @@ async function emulator(options: StubOptions) {
 describe("off by default", () => {
   test("no front: the origins are Bun.serve itself, and nothing crosses a link", async () => {
     const { stub, api2, timed } = await emulator({});
-    const drive = stub.addDrive(MiB, {}, pattern(MiB, 1));
+    const drive = stub.addDrive(MiB, {}, imageBytes(MiB, 1));
     expect(stub.transport.link.shaped).toBe(false);
     const read = await timed(`${stub.url}drives/${drive.uuid}/read/0/1M`);
     const download = await timed(`${api2.uri}drives/${drive.uuid}/download/`);
-    expect(sha(read.body)).toBe(sha(pattern(MiB, 1)));
-    expect(sha(download.body)).toBe(sha(pattern(MiB, 1)));
+    expect(sha(read.body)).toBe(sha(imageBytes(MiB, 1)));
+    expect(sha(download.body)).toBe(sha(imageBytes(MiB, 1)));
     expect(stub.transport.link.stats).toEqual({ connections: 0, bytesUp: 0, bytesDown: 0 });
   });
 });
@@ -66,7 +55,7 @@ describe("bandwidth", () => {
   test("a connection's answer is paced, keeps its Content-Length and its bytes (1.0 read, 2.0 download)", async () => {
     const rate = 4_000_000;
     const { stub, api2, timed } = await emulator({ connBandwidth: rate });
-    const bytes = pattern(2 * MiB, 2);
+    const bytes = imageBytes(2 * MiB, 2);
     const drive = stub.addDrive(bytes.length, {}, bytes);
     const read = await timed(`${stub.url}drives/${drive.uuid}/read/0/2M`);
     expect(read.response.status).toBe(200);
@@ -87,7 +76,7 @@ describe("bandwidth", () => {
   test("request bodies are paced too: a 1.0 write, a 2.0 single POST, a 2.0 chunk", async () => {
     const rate = 4_000_000;
     const { stub, api2, timed } = await emulator({ connBandwidth: rate });
-    const bytes = pattern(MiB + 17, 3);
+    const bytes = imageBytes(MiB + 17, 3);
     const least = (bytes.length / rate) * 1000;
     const drive = stub.addDrive(bytes.length);
     const write = await timed(`${stub.url}drives/${drive.uuid}/write/0`, { method: "POST", body: bytes });
@@ -116,7 +105,7 @@ describe("bandwidth", () => {
   test("the shared bandwidth is shared by connections to both origins", async () => {
     const rate = 4_000_000;
     const { stub, api2, timed } = await emulator({ bandwidth: rate });
-    const bytes = pattern(MiB, 4);
+    const bytes = imageBytes(MiB, 4);
     const drive = stub.addDrive(bytes.length, {}, bytes);
     // alone, each would take 262 ms; together they share the one link
     const started = performance.now();
@@ -135,7 +124,7 @@ describe("bandwidth", () => {
 describe("connect cost and round trip", () => {
   test("a new connection pays the connect cost once; requests reusing it do not count again", async () => {
     const { stub, api2, timed } = await emulator({ connectCostMs: 300 });
-    const drive = stub.addDrive(MiB, {}, pattern(MiB, 5));
+    const drive = stub.addDrive(MiB, {}, imageBytes(MiB, 5));
     const first = await timed(`${stub.url}drives/${drive.uuid}/info`);
     expect(first.response.status).toBe(200);
     expect(first.ms).toBeGreaterThanOrEqual(300);
@@ -143,7 +132,7 @@ describe("connect cost and round trip", () => {
     expect(stub.transport.link.stats.connections).toBe(1);
     // the download reuses the API connection for its 302, then opens one to the second origin
     const download = await timed(`${api2.uri}drives/${drive.uuid}/download/`);
-    expect(sha(download.body)).toBe(sha(pattern(MiB, 5)));
+    expect(sha(download.body)).toBe(sha(imageBytes(MiB, 5)));
     expect(download.ms).toBeGreaterThanOrEqual(300);
     expect(stub.transport.link.stats.connections).toBe(2);
   });
@@ -154,7 +143,7 @@ describe("connect cost and round trip", () => {
     const drive = stub.addDrive(MiB);
     for (let i = 0; i < 2; i++)
       expect((await timed(`${stub.url}drives/${drive.uuid}/info`)).ms).toBeGreaterThanOrEqual(150);
-    const write = await timed(`${stub.url}drives/${drive.uuid}/write/0`, { method: "POST", body: pattern(MiB, 6) });
+    const write = await timed(`${stub.url}drives/${drive.uuid}/write/0`, { method: "POST", body: imageBytes(MiB, 6) });
     expect(write.response.status).toBe(204);
     expect(write.ms).toBeGreaterThanOrEqual(150 + (MiB / rate) * 1000);
   });
@@ -163,7 +152,7 @@ describe("connect cost and round trip", () => {
     const { stub, api2, timed } = await emulator({ tls: true, connectCostMs: 200, bandwidth: 8_000_000 });
     expect(stub.url).toStartWith("https://127.0.0.1:");
     expect(api2.originUrl).toStartWith("https://127.0.0.1:");
-    const bytes = pattern(MiB, 7);
+    const bytes = imageBytes(MiB, 7);
     const drive = stub.addDrive(bytes.length, {}, bytes);
     const read = await timed(`${stub.url}drives/${drive.uuid}/read/0/1M`);
     expect(read.ms).toBeGreaterThanOrEqual(200 + (MiB / 8_000_000) * 1000);
@@ -178,15 +167,15 @@ describe("connect cost and round trip", () => {
 describe("connections ending", () => {
   test("a connection the origin drops is dropped for the client; a restart keeps the port", async () => {
     const { stub, timed } = await emulator({ connectCostMs: 20, bandwidth: 50_000_000 });
-    const drive = stub.addDrive(MiB, {}, pattern(MiB, 8));
+    const drive = stub.addDrive(MiB, {}, imageBytes(MiB, 8));
     stub.fault({ path: /\/read\//, times: 1, action: { reset: true } });
     const dropped = await timed(`${stub.url}drives/${drive.uuid}/read/0/1M`).catch((error: Error) => error);
     expect(dropped).toBeInstanceOf(Error);
     const url = stub.url;
     await stub.restart();
     expect(stub.url).toBe(url);
-    const kept = stub.addDrive(MiB, {}, pattern(MiB, 9));
+    const kept = stub.addDrive(MiB, {}, imageBytes(MiB, 9));
     const read = await timed(`${stub.url}drives/${kept.uuid}/read/0/1M`);
-    expect(sha(read.body)).toBe(sha(pattern(MiB, 9)));
+    expect(sha(read.body)).toBe(sha(imageBytes(MiB, 9)));
   });
 });
