@@ -2,7 +2,8 @@
 // The drive API stub as a process of its own for the benchmark, so that its CPU and memory are not
 // counted as the client's. Prints one JSON line {url, auth} on stdout; answers GET /__bench/stats
 // (body bytes of writes and reads since the last reset) and POST /__bench/reset (also deletes all
-// drives, so the disk does not fill up over many runs). Options: --latency MS, --bandwidth BYTES/S.
+// drives, so the disk does not fill up over many runs). Options: --latency MS (a round trip per
+// answer), --bandwidth BYTES/S (each way, shared by all connections: emulator/wan.ts).
 import { closeSync, rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { startStub } from "../emulator/server.ts";
@@ -10,7 +11,7 @@ import { startStub } from "../emulator/server.ts";
 const { values } = parseArgs({
   options: { latency: { type: "string", default: "0" }, bandwidth: { type: "string", default: "0" } },
 });
-const stub = await startStub({ latencyMs: Number(values.latency) || 0, bandwidth: Number(values.bandwidth) || 0 });
+const stub = await startStub({ rttMs: Number(values.latency) || 0, bandwidth: Number(values.bandwidth) || 0 });
 
 stub.handlers.push((request, path) => {
   if (path === "/__bench/stats") {

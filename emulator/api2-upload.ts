@@ -235,7 +235,6 @@ export class ChunkUploadStub {
           return answer(api2Error(400, "validation", `chunk ${link.chunk} is longer than ${expected} bytes`));
         if (!isAllZero(piece)) writeSync(drive.fd, piece, 0, piece.length, start + received);
         received += piece.length;
-        await this.stub.throttle(piece.length);
       }
     } catch (error) {
       return answer(

@@ -14,7 +14,6 @@
 //   needs no credentials and records what it receives, so tests can prove none were forwarded.
 // Uploaded drives live in the 1.0 stub's drive map, so every 1.0 call sees them too.
 import { ftruncateSync, writeSync } from "node:fs";
-import type { Server } from "bun";
 import { isAllZero } from "../lib/bytes.ts";
 import { isUuid } from "../lib/uuid.ts";
 import { missing, partsOf, refused } from "./api2-common.ts";
@@ -25,6 +24,7 @@ import { Api2Snapshots } from "./api2-snapshots.ts";
 import { ChunkUploadStub, type ChunkUploadOptions } from "./api2-upload.ts";
 import { api2Error } from "./errors.ts";
 import { API2_PREFIX, type DriveStub, type StubDrive } from "./server.ts";
+import type { Listener } from "./transport.ts";
 
 export interface Api2Options {
   /** Images smaller than this are grown (zero-padded) on completion, as CloudSigma does. Default 0. */
@@ -65,7 +65,7 @@ export class Api2Stub {
   disposition: (drive: StubDrive) => string | undefined = (drive) => `attachment; filename="${drive.uuid}"`;
   /** Replace the origin's answer (a server that ignores Range, a cut body...). */
   originHook?: OriginHook;
-  private origin!: Server<undefined>;
+  private origin!: Listener;
   private readonly tokens = new Map<string, string>();
   private readonly waiters: ((outcome: UploadOutcome) => void)[] = [];
 
@@ -100,7 +100,7 @@ export class Api2Stub {
   }
 
   get originUrl(): string {
-    return `http://127.0.0.1:${this.origin.port}/`;
+    return this.origin.url;
   }
 
   get env(): Record<string, string> {
@@ -129,17 +129,15 @@ export class Api2Stub {
     this.stub.restartListeners.push(() => {
       this.tokens.clear();
       this.chunked.forget();
-      const port = this.origin.port as number;
-      this.origin.stop(true);
+      const port = this.origin.port;
+      this.origin.stop();
       this.serveOrigin(port);
     });
     return this;
   }
 
   private serveOrigin(port: number): void {
-    this.origin = Bun.serve({
-      hostname: "127.0.0.1",
-      port,
+    this.origin = this.stub.transport.listen(port, {
       idleTimeout: 120,
       fetch: (request) => this.answerOrigin(request),
       error: (error) => new Response(`origin failure: ${error.message}\n`, { status: 500 }),
@@ -150,7 +148,7 @@ export class Api2Stub {
     this.drives.stop();
     this.snapshots.stop();
     this.libdrives.close();
-    this.origin?.stop(true);
+    this.origin?.stop();
   }
 
   private settle(outcome: UploadOutcome): void {
@@ -244,7 +242,6 @@ export class Api2Stub {
         }
         if (!isAllZero(chunk)) writeSync(drive.fd, chunk, 0, chunk.length, received);
         received += chunk.length;
-        await this.stub.throttle(chunk.length);
       }
     } catch (error) {
       failure = `connection lost: ${(error as Error).message}`;
@@ -301,13 +298,11 @@ export class Api2Stub {
       if (start >= drive.size || start > end) {
         return new Response(null, { status: 416, headers: { ...headers, "content-range": `bytes */${drive.size}` } });
       }
-      await this.stub.throttle(end + 1 - start);
       return new Response(file.slice(start, end + 1), {
         status: 206,
         headers: { ...headers, "content-range": `bytes ${start}-${end}/${drive.size}` },
       });
     }
-    await this.stub.throttle(drive.size);
     return new Response(file.slice(0, drive.size), { headers });
   }
 }

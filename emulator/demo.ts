@@ -4,10 +4,12 @@
 // downloads it with scripts/download.ts, and checks both files hash the same: over API 1.0 (parallel
 // chunks), then API 2.0 (chunks through one-time links up, one GET down); then the image as users
 // keep it: its .gz uploaded as it is, the drive downloaded to .zst, decoded and hashed. Real
-// processes, as an operator would run them; the work folder is removed at the end.
+// processes, as an operator would run them; the work folder is removed at the end. `--tls`: all of
+// it over https, the scripts trusting the emulator's CA through NODE_EXTRA_CA_CERTS.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
 import { zstdDecompressSync } from "node:zlib";
 import { startStub } from "./server.ts";
 import { installApi2 } from "./api2.ts";
@@ -41,15 +43,29 @@ async function step(title: string, argv: string[], env: Record<string, string>, 
   const base = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !/^(EH|CS)(URI|AUTH|DIRECT)$/.test(key)),
   );
-  const child = Bun.spawn(["bun", ...argv], { cwd, env: { ...base, ...env }, stdout: "pipe", stderr: "inherit" });
+  const child = Bun.spawn(["bun", ...argv], {
+    cwd,
+    env: { ...base, ...trust, ...env },
+    stdout: "pipe",
+    stderr: "inherit",
+  });
   const [out, status] = await Promise.all([new Response(child.stdout).text(), child.exited]);
   if (out.trim()) console.error(out.trimEnd());
   if (status !== 0) throw new Error(`${title} failed with exit status ${status}`);
   return out.trim();
 }
 
-const stub = await startStub();
+let tls = false;
+try {
+  tls = parseArgs({ options: { tls: { type: "boolean", default: false } } }).values.tls;
+} catch (error) {
+  console.error(`demo: error: ${(error as Error).message}\nUsage: bun run demo [--tls]`);
+  process.exit(2);
+}
+const stub = await startStub({ tls });
 const api2 = await installApi2(stub);
+// the scripts trust the emulator's CA as users trust a private one
+const trust: Record<string, string> = stub.caPath ? { NODE_EXTRA_CA_CERTS: stub.caPath } : {};
 const work = await mkdtemp(join(tmpdir(), "drivekit-demo-"));
 let failed = false;
 try {

@@ -2,11 +2,12 @@
 // `bun run stub`: the drive API emulator on 127.0.0.1, for trying every script without a cloud account.
 // Prints the lines to export (stdout); logs requests on stderr; Ctrl-C stops it and deletes its drives.
 import { parseArgs } from "node:util";
-import { startStub } from "./server.ts";
+import { startStub, type DriveStub } from "./server.ts";
 import { installApi2 } from "./api2.ts";
 
-const USAGE = `Usage: bun run stub [--port N] [--latency MS] [--bandwidth BYTES_PER_S] [--min-drive-size BYTES]
-                     [--status-delay MS] [--snapshot-delay MS|never] [--concurrency-every N] [--quiet]
+const USAGE = `Usage: bun run stub [--port N] [--tls] [--rtt MS] [--connect-cost MS] [--bandwidth B]
+                    [--conn-bandwidth B] [--min-drive-size BYTES] [--status-delay MS]
+                    [--snapshot-delay MS|never] [--concurrency-every N] [--quiet]
 
 The drive API emulator on 127.0.0.1. API 1.0: the drive calls. API 2.0, in the forms the real API
 takes: drives (create bare, listed or in objects, bulk, PUT, resize, clone, delete, schema,
@@ -16,8 +17,14 @@ snapshots (the drive's bytes as of the instant they are taken) and servers, as f
 drives. Prints the EHURI/EHAUTH and CSURI/CSAUTH lines to export on stdout, then logs requests on
 stderr.
   --port N                 listen on N (default: a free port; also STUB_PORT)
-  --latency MS             delay every answer by MS milliseconds (a far server)
-  --bandwidth B            one limit of B bytes/s shared by all bodies (a WAN link)
+  --tls                    https on both origins, with a certificate for 127.0.0.1 and localhost
+                           signed by a CA made at start: also prints NODE_EXTRA_CA_CERTS to export
+A far, shaped link (off by default; both origins, every body):
+  --rtt MS                 each answer comes MS milliseconds later (one round trip; --latency too)
+  --connect-cost MS        a new connection's handshakes (TCP, and TLS with --tls) take MS milliseconds
+  --bandwidth B            B bytes/s each way, shared by all connections
+  --conn-bandwidth B       B bytes/s each way for each connection
+The API 2.0 side:
   --min-drive-size B       API 2.0: grow uploaded images under B bytes to B
   --status-delay MS        API 2.0: a new, cloned or resized drive is creating/cloning_dst/resizing
                            for MS milliseconds before it is unmounted (default 1000)
@@ -42,8 +49,12 @@ function parseOptions() {
     options: {
       help: { type: "boolean", short: "h", default: false },
       port: { type: "string", default: process.env.STUB_PORT ?? "0" },
-      latency: { type: "string", default: "0" },
+      tls: { type: "boolean", default: false },
+      rtt: { type: "string" },
+      latency: { type: "string" },
+      "connect-cost": { type: "string", default: "0" },
       bandwidth: { type: "string", default: "0" },
+      "conn-bandwidth": { type: "string", default: "0" },
       quiet: { type: "boolean", default: false },
       // API 2.0: images under this many bytes are grown to it on upload, as CloudSigma does
       "min-drive-size": { type: "string", default: "0" },
@@ -54,12 +65,16 @@ function parseOptions() {
   });
 }
 
+function usageError(message: string): never {
+  console.error(`stub: error: ${message}\n${USAGE}`);
+  process.exit(2);
+}
+
 let parsed: ReturnType<typeof parseOptions>;
 try {
   parsed = parseOptions();
 } catch (error) {
-  console.error(`stub: error: ${(error as Error).message}\n${USAGE}`);
-  process.exit(2);
+  usageError((error as Error).message);
 }
 const { values } = parsed;
 if (values.help) {
@@ -74,13 +89,32 @@ if (!(snapshotDelay >= 0) || !Number.isSafeInteger(concurrencyEvery) || concurre
   process.exit(2);
 }
 
-const stub = await startStub({
-  latencyMs: Number(values.latency) || 0,
-  bandwidth: Number(values.bandwidth) || 0,
-  port: Number(values.port) || 0,
-  user: process.env.STUB_USER,
-  secret: process.env.STUB_SECRET,
-});
+/** A flag's value as a number of 0 or more. */
+function amount(flag: string, text: string | undefined): number {
+  const value = Number(text ?? 0);
+  if (!Number.isFinite(value) || value < 0 || text?.trim() === "")
+    usageError(`--${flag} ${text}: expected a number of 0 or more`);
+  return value;
+}
+
+let stub: DriveStub;
+try {
+  stub = await startStub({
+    tls: values.tls,
+    rttMs: amount(values.rtt === undefined ? "latency" : "rtt", values.rtt ?? values.latency),
+    connectCostMs: amount("connect-cost", values["connect-cost"]),
+    bandwidth: amount("bandwidth", values.bandwidth),
+    connBandwidth: amount("conn-bandwidth", values["conn-bandwidth"]),
+    port: amount("port", values.port),
+    user: process.env.STUB_USER,
+    secret: process.env.STUB_SECRET,
+  });
+} catch (error) {
+  console.error(`stub: error: ${(error as Error).message}`);
+  process.exit(1);
+}
+// first, so a reader waiting for the four lines below has it too
+if (stub.caPath) console.log(`export NODE_EXTRA_CA_CERTS=${stub.caPath}`);
 console.log(`export EHURI=${stub.url}`);
 console.log(`export EHAUTH=${stub.user}:${stub.secret}`);
 console.error(`drivekit stub listening on ${stub.url} (Ctrl-C to stop; drives live in sparse temporary files)`);

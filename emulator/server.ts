@@ -1,28 +1,25 @@
 // The emulator's core, for tests, benchmarks and trying the scripts without a cloud account: one
 // Bun.serve on 127.0.0.1 holding the drives (sparse temporary files) both API generations share,
 // the request log, the faults a test injects (error answers, connections dropped or stalled before
-// or mid-body, slow answers), added latency and a shared bandwidth limit, and restart with the
-// drives gone. Each test can add its own handlers; the API 1.0 calls are emulator/api1.ts, the
+// or mid-body, slow answers), and restart with the drives gone; https and the WAN model (round
+// trips, connect cost, bandwidths) are how it listens (emulator/transport.ts). Each test can add its own handlers; the API 1.0 calls are emulator/api1.ts, the
 // API 2.0 side is installed by emulator/api2.ts. Anything it does not expect gets 418.
 import { closeSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Server } from "bun";
 import type { KvRecord } from "../lib/kv.ts";
 import { Api1Routes } from "./api1.ts";
 import { CutServer } from "./cut.ts";
 import { api2Error, elasticError, requestId } from "./errors.ts";
+import { Transport, type Listener, type TransportOptions } from "./transport.ts";
 
-export interface StubOptions {
+/** Also: `tls` (https), and the WAN model: `rttMs`, `connectCostMs`, `bandwidth`, `connBandwidth` (emulator/wan.ts). */
+export interface StubOptions extends TransportOptions {
   /** 0 (the default) picks a free port; tests always use 0. */
   port?: number;
   user?: string;
   secret?: string;
-  /** Added delay before each answer, in milliseconds (a far-away server). */
-  latencyMs?: number;
-  /** One bandwidth limit in bytes per second, shared by all request and answer bodies (a WAN link). */
-  bandwidth?: number;
   /** Bytes of source copied per imaging step, and the pause between steps. */
   imagingStepBytes?: number;
   imagingStepMs?: number;
@@ -183,9 +180,10 @@ export class DriveStub {
   /** Handlers each test can set; the first that answers wins. */
   readonly handlers: Handler[] = [];
   options: StubOptions;
-  private server!: Server<undefined>;
+  /** https and the WAN model, for every origin of this emulator. */
+  transport!: Transport;
+  private server!: Listener;
   private dir!: string;
-  private linkFreeAt = 0;
   private stopping = false;
   /** Drives a restart dropped: their files are gone, their descriptors closed only at stop (requests in flight may still hold them). */
   private readonly retired: { fd: number }[] = [];
@@ -219,11 +217,16 @@ export class DriveStub {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.server.port}/`;
+    return this.server.url;
   }
 
   get port(): number {
-    return this.server.port as number;
+    return this.server.port;
+  }
+
+  /** The CA that signed the https certificate (for NODE_EXTRA_CA_CERTS); undefined over plain http. */
+  get caPath(): string | undefined {
+    return this.transport.caPath;
   }
 
   /** The environment a script needs to talk to this stub over API 1.0. */
@@ -233,14 +236,18 @@ export class DriveStub {
 
   async start(): Promise<this> {
     this.dir = await mkdtemp(join(tmpdir(), "drivekit-stub-"));
+    try {
+      this.transport = Transport.start(this.dir, this.options);
+    } catch (error) {
+      await rm(this.dir, { recursive: true, force: true });
+      throw error;
+    }
     this.serve(this.options.port ?? 0);
     return this;
   }
 
   private serve(port: number): void {
-    this.server = Bun.serve({
-      hostname: "127.0.0.1",
-      port,
+    this.server = this.transport.listen(port, {
       maxRequestBodySize: 2 ** 40,
       idleTimeout: 120,
       fetch: (request) => this.answer(request),
@@ -250,7 +257,7 @@ export class DriveStub {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    this.server?.stop(true);
+    this.server?.stop();
     this.cuts.stop();
     await Promise.allSettled([...this.tasks]);
     for (const file of [...this.drives.values(), ...this.snapshots.values(), ...this.retired]) closeSync(file.fd);
@@ -269,7 +276,7 @@ export class DriveStub {
     const port = this.port;
     const gone = [...this.drives.values(), ...this.snapshots.values()];
     // no await until it listens again: a client in this process never finds the port closed
-    this.server.stop(true);
+    this.server.stop();
     this.cuts.stop();
     this.retired.push(...gone);
     this.drives.clear();
@@ -392,23 +399,11 @@ export class DriveStub {
     writeSync(drive.fd, bytes, 0, bytes.length, offset);
   }
 
-  // ---- plumbing: latency, one shared link, faults, counting ----
+  // ---- plumbing: faults, counting (the link's latency and bandwidth: emulator/transport.ts) ----
 
-  /** Wait until `bytes` may cross the shared link (a simple serialising bandwidth model). */
-  async throttle(bytes: number): Promise<void> {
-    const bandwidth = this.options.bandwidth;
-    if (!bandwidth || bytes <= 0) return;
-    const now = performance.now();
-    const start = Math.max(now, this.linkFreeAt);
-    this.linkFreeAt = start + (bytes / bandwidth) * 1000;
-    const wait = this.linkFreeAt - now;
-    if (wait > 1) await Bun.sleep(wait);
-  }
-
-  /** Read a request body through the link model; at most `limit` bytes, else undefined. */
+  /** Read a request body; at most `limit` bytes, else undefined. */
   async readBody(request: Request, limit = 2 ** 31): Promise<Uint8Array | undefined> {
     const body = new Uint8Array(await request.arrayBuffer());
-    await this.throttle(body.length);
     return body.length > limit ? undefined : body;
   }
 
@@ -473,7 +468,6 @@ export class DriveStub {
       headers: Object.fromEntries(request.headers),
     };
     if (this.requests.length < 1_000_000) this.requests.push(record);
-    if (this.options.latencyMs) await Bun.sleep(this.options.latencyMs);
     const api2 = path.startsWith(API2_PREFIX);
     const response = await this.withFaults(
       request,
@@ -495,7 +489,6 @@ export class DriveStub {
     record.status = response.status;
     const length = Number(response.headers.get("content-length") ?? 0);
     record.bytesOut = length;
-    if (length > 0 && response.status < 300) await this.throttle(length);
     return response;
   }
 

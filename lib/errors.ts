@@ -35,12 +35,14 @@ export type ServerKind = (typeof SERVER_KINDS)[number];
 /**
  * `permission` (403) and `conflict` (409) come from API 2.0 answers, whose bodies are JSON error lists;
  * `proxy`: the proxy (HTTPS_PROXY...) did not let the request through.
+ * `tls`: the server's certificate was refused (final: it will not pass on its own).
  */
 export type ErrorKind =
   | ServerKind
   | "permission"
   | "conflict"
   | "network"
+  | "tls"
   | "timeout"
   | "protocol"
   | "proxy"

@@ -4,6 +4,7 @@ import { ApiError, messageOf, SERVER_KINDS, type ErrorKind, type ServerKind } fr
 import { checkTransport, DEFAULT_TIMEOUT_SECONDS, isLoopbackHost, type Credentials } from "./config.ts";
 import { parseRecord, parseRecords, type KvRecord } from "./kv.ts";
 import { fetchProxyOption, proxyError, proxyUrl, ProxyRoutes, type ProxyServer } from "./proxy.ts";
+import { describeTlsFailure } from "./tls-failure.ts";
 
 export interface HttpOptions {
   credentials: Credentials;
@@ -175,6 +176,22 @@ export function describeNetworkError(error: unknown, url: URL): string {
   return `${message}${code && !message.includes(code) ? ` (${code})` : ""} (${url.host})`;
 }
 
+/**
+ * The ApiError for a request that got no answer, whoever sent it (fetch here, or the upload
+ * socket): a refused certificate is final (kind `tls`, worded by describeTlsFailure), any other
+ * failure may pass (kind `network`).
+ */
+export function networkError(error: unknown, url: URL, method: string, path: string): ApiError {
+  const tls = describeTlsFailure(error, url);
+  return new ApiError({
+    kind: tls ? "tls" : "network",
+    message: tls ?? describeNetworkError(error, url),
+    method,
+    path,
+    cause: error,
+  });
+}
+
 /** Connection failures that, through a proxy, concern the proxy: fetch connects to nothing else. */
 const CONNECT_FAILURES = new Set([
   "ECONNREFUSED",
@@ -195,11 +212,9 @@ function throughProxy(error: unknown, url: URL, proxy: ProxyServer, method: stri
   }
   if (CONNECT_FAILURES.has(code))
     return proxyError(proxy, { unreachable: describeNetworkError(error, new URL(proxyUrl(proxy))) }, request);
-  return new ApiError({
-    kind: "network",
-    message: `${describeNetworkError(error, url)} (through the proxy ${proxy.shown})`,
-    ...request,
-  });
+  // a certificate refused through the tunnel is worded (and final) as without a proxy
+  const failed = networkError(error, url, method, path);
+  return failed.with({ message: `${failed.serverMessage} (through the proxy ${proxy.shown})` });
 }
 
 export class HttpClient {
@@ -259,13 +274,7 @@ export class HttpClient {
         }
         if (name === "AbortError") throw error;
         if (proxy) throw throughProxy(error, url, proxy, method, shownPath);
-        throw new ApiError({
-          kind: "network",
-          message: describeNetworkError(error, url),
-          method,
-          path: shownPath,
-          cause: error,
-        });
+        throw networkError(error, url, method, shownPath);
       }
       this.trace(`< ${response.status} ${response.statusText}`, Object.fromEntries(response.headers));
       // through a proxy, a plain-http request's 407 is the proxy's answer, not the server's

@@ -8,7 +8,7 @@ import type { Chunk, Destination, Opened, RunStats, Source } from "../chunks/end
 import { wholeGrid, type Grid } from "../chunks/grid.ts";
 import type { ReadBack } from "../chunks/verify.ts";
 import { ApiError, InputError, OperationError } from "../errors.ts";
-import { answerError, describeNetworkError, type HttpClient } from "../http.ts";
+import { answerError, networkError, type HttpClient } from "../http.ts";
 import { formatRate, humanBytes } from "../size.ts";
 import { openApi2Drive } from "./drive-source.ts";
 import { fileBody, imageBody, streamPost, StreamPostError, type StreamPostAnswer } from "./socket-post.ts";
@@ -114,13 +114,7 @@ export class Api2DirectDestination implements Destination {
     } catch (caught) {
       const error = body.failure() ?? watchdog.translate(caught, "POST", url.pathname);
       if (!(error instanceof StreamPostError)) throw error;
-      throw new ApiError({
-        kind: "network",
-        message: describeNetworkError(error, url),
-        method: "POST",
-        path: url.pathname,
-        cause: error,
-      });
+      throw networkError(error, url, "POST", url.pathname);
     } finally {
       watchdog.stop();
     }
@@ -147,7 +141,9 @@ export class Api2DirectDestination implements Destination {
         ? "; the POST was cut off before its last byte, so the server completes no drive from it"
         : error instanceof ApiError && error.kind === "proxy"
           ? "; the proxy let nothing through to the server"
-          : "; the server may have created a partial drive: check your drive list";
+          : error instanceof ApiError && error.kind === "tls"
+            ? "; the certificate was refused before the request was sent, so the server made no drive"
+            : "; the server may have created a partial drive: check your drive list";
     const { shown, source } = this.options;
     return (
       `upload of ${shown} ${interrupted ? "stopped" : "failed"} after ${humanBytes(done)} of ${humanBytes(source.size)}: ` +

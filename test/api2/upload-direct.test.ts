@@ -8,6 +8,8 @@ import upload from "../../scripts/upload.ts";
 import download from "../../scripts/download.ts";
 import { run, spawnScript } from "../helpers.ts";
 import { parseUploadAnswer } from "../../lib/api2/direct-destination.ts";
+import { startStub } from "../../emulator/server.ts";
+import { installApi2 } from "../../emulator/api2.ts";
 import {
   api2,
   dir,
@@ -140,9 +142,11 @@ describe("upload", () => {
   test("progress goes to stderr with bytes, percent, rate and ETA; stdout holds only the UUID", async () => {
     const path = image("progress.raw", randomBytes(2 * 1024 * 1024, 5));
     // a slow link (about 0.7 s for the image), so the 200 ms live line shows at least once
-    stub.options.bandwidth = 3_000_000;
-    const result = await run(upload, [path, "--direct"], { env: api2.env, stderrIsTTY: true }).finally(() => {
-      stub.options.bandwidth = undefined;
+    const slow = await startStub({ bandwidth: 3_000_000 });
+    const slowApi2 = await installApi2(slow);
+    const result = await run(upload, [path, "--direct"], { env: slowApi2.env, stderrIsTTY: true }).finally(async () => {
+      slowApi2.stop();
+      await slow.stop();
     });
     expect(result.status).toBe(0);
     expect(result.stdout).toMatch(UUID_LINE);

@@ -403,7 +403,7 @@ const rows: Row[] = [
       "1.0 upload": { status: 137, left: JOURNAL, rerun: "identical" },
       "1.0 download": { status: 137, left: JOURNAL_PART, rerun: "identical" },
       "2.0 chunked upload": { status: 137, left: JOURNAL, rerun: "identical" },
-      // the emulator drops a drive whose body was cut; a real server may keep it (see README)
+      // the emulator drops a drive whose body was cut; a real server may keep it (docs/promises.md)
       "2.0 direct upload": { status: 137, left: {}, rerun: "identical" },
       "2.0 download": { status: 137, left: PART, rerun: "identical" },
       "copy 1.0 to 2.0": { status: 137, left: JOURNAL, rerun: "identical" },

@@ -509,7 +509,7 @@ describe("API 1.0 writes in flight for a decoded image", () => {
   });
 
   test("a far link (25 ms per request): all 8, to hide the latency", async () => {
-    const far = await startStub({ latencyMs: 25 });
+    const far = await startStub({ rttMs: 25 });
     try {
       expect(await peakWrites(far, [ENCODED["compressed.qcow2"]!])).toBe(8);
     } finally {
