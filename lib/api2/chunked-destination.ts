@@ -134,8 +134,9 @@ export class Api2ChunkedDestination implements Destination {
   constructor(private readonly options: Api2ChunkedOptions) {
     this.grid = lastRunsToEndGrid(options.source.size, options.chunk);
     this.client = options.connection.client;
-    // a decoded image leaves its decoder's pieces behind, which the GC does not count as pressure
-    this.gcEvery = options.source.sequential ? undefined : GC_EVERY_API2;
+    // a decoded image leaves its decoder's pieces behind, a drive its read answers, which the GC
+    // does not count as pressure
+    this.gcEvery = options.source.sequential || options.source.remote ? undefined : GC_EVERY_API2;
   }
 
   private sizeAndStatus(uuid: string): Promise<{ size: number; status: string }> {

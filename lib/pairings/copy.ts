@@ -19,7 +19,7 @@ import type { Interrupt } from "../chunks/engine.ts";
 import type { Destination, Source } from "../chunks/endpoints.ts";
 import { journalPath } from "../chunks/journal.ts";
 import { MAX_PIECE } from "../api1/drives.ts";
-import { openApi1Drive } from "../api1/drive-source.ts";
+import { API1_READS_IN_FLIGHT, openApi1Drive } from "../api1/drive-source.ts";
 import { API1_WRITES_IN_FLIGHT, Api1DriveDestination, checkRoom } from "../api1/drive-destination.ts";
 import { openApi2Drive } from "../api2/drive-source.ts";
 import {
@@ -31,6 +31,9 @@ import {
 import { checkAccess, describeDrive, onSide } from "./access.ts";
 import { fromSnapshot, type Instant } from "./consistent.ts";
 
+/** Bytes per chunk of an API 2.0 destination read from an API 1.0 drive (bench/RESULTS-copy.md, the sweep). */
+const API1_TO_API2_CHUNK = 8 * 1024 * 1024;
+
 export interface DriveCopy {
   /** The drive to read, over its connection. */
   from: { connection: Connection; drive: string };
@@ -40,7 +43,7 @@ export interface DriveCopy {
    * upload is open for exactly it).
    */
   to: { connection: Connection; name?: string; drive?: string };
-  /** Bytes per chunk of the destination (default: API 1.0 4M, API 2.0 16M). */
+  /** Bytes per chunk of the destination (default: API 1.0 4M; API 2.0 16M, 8M from an API 1.0 drive). */
   chunk?: number;
   /** Chunks in flight (default: the destination's). */
   concurrency?: number;
@@ -208,8 +211,13 @@ async function copyFrom(
         resumeCommand: request.resumeCommand,
       });
     } else {
-      const chunk = request.chunk ?? DEFAULT_API2_CHUNK;
-      concurrency = request.concurrency ?? API2_POSTS_IN_FLIGHT;
+      // an API 1.0 source reads each chunk in 4 MiB pieces at once: smaller chunks, fewer in flight
+      // (bench/RESULTS-copy.md, the sweep), so that the reads in flight are the API 1.0 download's
+      const fromApi1 = from.connection.config.api === 1;
+      const chunk = request.chunk ?? (fromApi1 ? API1_TO_API2_CHUNK : DEFAULT_API2_CHUNK);
+      concurrency =
+        request.concurrency ??
+        (fromApi1 ? Math.max(1, Math.round((API1_READS_IN_FLIGHT * MAX_PIECE) / chunk)) : API2_POSTS_IN_FLIGHT);
       destination = new Api2ChunkedDestination({
         ...common,
         connection: to.connection,
