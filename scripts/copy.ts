@@ -204,7 +204,11 @@ const command = defineCommand({
         drives,
         target: `api${to.config.api} ${to.config.base.href}`,
         transfer: async (line, driveCtx, stop) => {
-          const result = await copyDrive(driveCtx, { ...request(line.drive, line.name), stop });
+          const result = await copyDrive(driveCtx, {
+            ...request(line.drive, line.name),
+            stop,
+            destinationChecked: true,
+          });
           return { destination: result.drive, bytes: result.bytes, sha256: result.sha256 };
         },
         report: (report) => printReport(ctx, report),

@@ -478,6 +478,44 @@ describe("many drives: --manifest, --shard, --drives", () => {
     expect(records(dir)).toEqual([]);
   });
 
+  test("Ctrl-C stops every copy under way and starts no more: exit 130, their lines 'stopped'; the rerun finishes them", async () => {
+    const sources = Array.from({ length: 5 }, () => sourceDrive(here, 4 * CHUNK));
+    const path = manifest(sources.map((s) => s.uuid));
+    const { env, argv } = pairing(1, 2);
+    // every chunk waits: two copies under way, three not started
+    const hold = new Hold(0);
+    there.stub.handlers.unshift(hold.handler("POST", /^\/api\/2\.0\/upload\/chunk\//));
+    const args = ["--manifest", path, "--drives", "2", ...argv, "-c", "64k", "--concurrency", "1"];
+    const drives = there.stub.drives.size;
+    const child = startScript("copy", args, { env, cwd: dir });
+    await waitFor(() => hold.held >= 2, "two copies waiting");
+    child.kill("SIGINT");
+    const first = await child.finished;
+    hold.release(() => new Response("test over\n", { status: 503 }));
+    reset(there);
+    expect(first.status).toBe(130);
+    const lines = reports(first);
+    expect(lines.map((line) => line.status)).toEqual(["stopped", "stopped"]);
+    expect(lines[0]?.error).toMatch(/interrupted \(SIGINT\); to resume/);
+    expect(errorLines(first).errors).toEqual([
+      expect.stringMatching(
+        /^copy: error: copy of manifest \S+ interrupted \(SIGINT\): 0 of 5 drives done, 5 to go; rerun the same command in \S+ to go on$/,
+      ),
+    ]);
+    const again = await run(copy, args, { env, cwd: dir, retry: FAST });
+    expect(again).toMatchObject({ status: 0 });
+    const againLines = reports(again);
+    expect(againLines.map((line) => line.status)).toEqual(Array(5).fill("done"));
+    // the two stopped copies went on into the drives they had started: one drive per source
+    expect(there.stub.drives.size).toBe(drives + 5);
+    expect(again.stderr.match(/resuming the copy into drive/g)).toHaveLength(2);
+    for (const line of againLines) {
+      const source = sources.find((s) => s.uuid === line.source) as { bytes: Uint8Array };
+      expect(sameBytes(there.stub.readDrive(line.destination as string), source.bytes)).toBe(true);
+    }
+    expect(records(dir)).toEqual([]);
+  });
+
   test("download --manifest --dir: one file per drive in DIR, named by the line or after the drive", async () => {
     const sources = Array.from({ length: 3 }, () => sourceDrive(here, 2 * CHUNK + 7));
     const path = manifest([`${sources[0]?.uuid} first.img`, sources[1]?.uuid as string, sources[2]?.uuid as string]);

@@ -57,6 +57,8 @@ export interface DriveCopy {
   consistent?: boolean;
   /** A stop that comes from outside (a run of many copies); default: this run's own Ctrl-C. */
   stop?: Interrupt;
+  /** The destination's credentials were checked already (a run of many copies checks them once). */
+  destinationChecked?: boolean;
   /** The command that goes on into a drive (from a byte, on API 1.0), for the stop line. */
   resumeCommand(drive: string, offset?: number): string;
 }
@@ -78,11 +80,11 @@ function copyIdentity(from: Connection, source: string, to: DriveCopy["to"]): st
   return `copy\0${driveIdentity(from, source)}\0${driveIdentity(to.connection, to.drive)}`;
 }
 
-/** The destination's credentials (one call), and a drive given with -d able to take `size` bytes of `shown`. */
-async function checkDestination(to: DriveCopy["to"], size: number, shown: string): Promise<void> {
+/** The destination's credentials (one call, unless `checked`), and a drive given with -d able to take `size` bytes of `shown`. */
+async function checkDestination(to: DriveCopy["to"], size: number, shown: string, checked: boolean): Promise<void> {
   const { connection, drive } = to;
   const { client } = connection;
-  if (!drive) return checkAccess(connection, "destination");
+  if (!drive) return checked ? undefined : checkAccess(connection, "destination");
   await onSide("destination", connection, async () => {
     if (connection.config.api === 1) await checkRoom(client, drive, size, shown);
     else await checkUploading(client, drive, size, shown);
@@ -137,7 +139,7 @@ export async function copyDrive(ctx: Context, request: DriveCopy): Promise<CopyR
   const described = await describeDrive(from);
   if (described.size === 0) throw new UsageError(`drive ${from.drive} is empty (0 bytes): there is nothing to copy`);
   const shown = `drive ${from.drive}`;
-  await checkDestination(to, described.size, shown);
+  await checkDestination(to, described.size, shown, Boolean(request.destinationChecked));
   const name = to.name ?? described.name ?? from.drive;
   if (!request.consistent) return copyFrom(ctx, request, from.drive, shown, name);
   return fromSnapshot(
