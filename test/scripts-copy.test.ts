@@ -549,31 +549,36 @@ describe("many drives: --manifest, --shard, --drives", () => {
 });
 
 describe("what goes wrong: one line, nothing lost", () => {
-  test("the source grows while it is copied: exit 1 saying so, the drive the copy made destroyed", async () => {
-    const { uuid } = sourceDrive();
-    const { env, argv } = pairing(1, 2);
-    const hold = new Hold(2);
-    there.stub.handlers.unshift(hold.handler("POST", /^\/api\/2\.0\/upload\/chunk\//));
-    const drives = there.stub.drives.size;
-    const running = run(copy, [uuid, ...argv, "-c", "64k"], { env, cwd: dir, retry: FAST });
-    await waitFor(() => hold.held >= 1, "the copy under way");
-    const drive = here.stub.drives.get(uuid);
-    if (!drive) throw new Error("no source drive");
-    drive.size = SIZE + CHUNK;
-    ftruncateSync(drive.fd, drive.size);
-    hold.release();
-    const result = await running;
-    expect(result.status).toBe(1);
-    expect(errorLines(result).errors).toEqual([
-      expect.stringMatching(
-        new RegExp(
-          `^copy: error: drive ${uuid} changed size while it was copied \\(${SIZE} bytes when the copy began, ${SIZE + CHUNK} now\\): copy it again once it stays still .*; drive ${UUID}, which this copy started, is destroyed$`,
+  for (const [change, by] of [
+    ["grows", CHUNK],
+    ["shrinks", -8 * CHUNK],
+  ] as const) {
+    test(`the source ${change} while it is copied: exit 1 saying so, the drive the copy made destroyed`, async () => {
+      const { uuid } = sourceDrive();
+      const { env, argv } = pairing(1, 2);
+      const hold = new Hold(2);
+      there.stub.handlers.unshift(hold.handler("POST", /^\/api\/2\.0\/upload\/chunk\//));
+      const drives = there.stub.drives.size;
+      const running = run(copy, [uuid, ...argv, "-c", "64k", "--concurrency", "1"], { env, cwd: dir, retry: FAST });
+      await waitFor(() => hold.held >= 1, "the copy under way");
+      const drive = here.stub.drives.get(uuid);
+      if (!drive) throw new Error("no source drive");
+      drive.size = SIZE + by;
+      ftruncateSync(drive.fd, drive.size);
+      hold.release();
+      const result = await running;
+      expect(result.status).toBe(1);
+      expect(errorLines(result).errors).toEqual([
+        expect.stringMatching(
+          new RegExp(
+            `^copy: error: drive ${uuid} changed size while it was copied \\(${SIZE} bytes when the copy began, ${SIZE + by} now\\): copy it again once it stays still .*; drive ${UUID}, which this copy started, is destroyed$`,
+          ),
         ),
-      ),
-    ]);
-    expect(there.stub.drives.size).toBe(drives);
-    expect(records(dir)).toEqual([]);
-  });
+      ]);
+      expect(there.stub.drives.size).toBe(drives);
+      expect(records(dir)).toEqual([]);
+    });
+  }
 
   test("the destination's credentials are wrong: exit 1 naming the side, before anything is made, the secret nowhere", async () => {
     const { uuid } = sourceDrive();

@@ -12,7 +12,6 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import type { Connection } from "../connect.ts";
 import type { Context } from "../context.ts";
 import { InputError, UsageError } from "../errors.ts";
-import { isRetryable } from "../retry.ts";
 import type { CompressMode } from "../transfer.ts";
 import { runTransfer } from "../chunks/driver.ts";
 import type { Interrupt } from "../chunks/engine.ts";
@@ -98,8 +97,7 @@ async function openSource(ctx: Context, connection: Connection, drive: string): 
 }
 
 /**
- * `source` whose size is looked at again (`current`) when a read fails for good and once every
- * chunk is in: a drive resized while it is copied is an InputError, so the copy is abandoned
+ * `source` whose size is looked at again (`current`) when a read fails and once every chunk is in: a drive resized while it is copied is an InputError, so the copy is abandoned
  * (the drive it made destroyed) rather than left holding bytes of two sizes.
  */
 function sizeWatched(source: Source, shown: string, current: () => Promise<number>): Source {
@@ -116,7 +114,8 @@ function sizeWatched(source: Source, shown: string, current: () => Promise<numbe
       try {
         await source.read(buffer, length, position, signal);
       } catch (error) {
-        if (!signal?.aborted && !isRetryable(error)) throw (await changed().catch(() => undefined)) ?? error;
+        // a read past a drive that shrank fails like a cut answer would: its size tells them apart
+        if (!signal?.aborted) throw (await changed().catch(() => undefined)) ?? error;
         throw error;
       }
     },
