@@ -175,7 +175,7 @@ const command = defineCommand({
         verify: Boolean(args.verify),
         consistent: Boolean(args.consistent),
         resumeCommand: (target) =>
-          `copy.ts ${drive} -d ${target}${destinationFlags(args)}${args.consistent ? " --consistent" : ""}`,
+          `copy.ts ${drive} -d ${target}${flagsAsGiven(args)}${args.consistent ? " --consistent" : ""}`,
       });
       if (source !== undefined) {
         const result = await copyDrive(ctx, request(source, args.name));
@@ -232,11 +232,11 @@ function checkName(name: string): void {
   checkPair("name", name);
 }
 
-/** The --to-* flags as given, for a resume command. */
-function destinationFlags(args: Record<string, unknown>): string {
-  return ["to-api", "to-uri", "to-location", "to-auth-file"]
+/** The flags that say where the copy reads and writes, and its chunk, as given: for a resume command. */
+function flagsAsGiven(args: Record<string, unknown>): string {
+  return ["api", "uri", "location", "auth-file", "to-api", "to-uri", "to-location", "to-auth-file", "chunk"]
     .filter((flag) => typeof args[flag] === "string")
-    .map((flag) => ` --${flag} ${shellWord(args[flag] as string)}`)
+    .map((flag) => ` ${flag === "chunk" ? "-c" : `--${flag}`} ${shellWord(args[flag] as string)}`)
     .join("");
 }
 

@@ -177,7 +177,7 @@ describe("a copy stopped by a signal resumes on rerun into the same drive, finis
           expect(errors).toHaveLength(1);
           expect(errors[0]).toMatch(
             new RegExp(
-              `^copy: error: copy to drive ${UUID} stopped at .* of .*: interrupted \\(SIGINT\\); to resume, rerun the same command in \\S+ \\(journal \\.drivekit-journal-\\w+\\), or run: copy\\.ts ${uuid} -d ${UUID} --to-`,
+              `^copy: error: copy to drive ${UUID} stopped at .* of .*: interrupted \\(SIGINT\\); to resume, rerun the same command in \\S+ \\(journal \\.drivekit-journal-\\w+\\), or run: copy\\.ts ${uuid} -d ${UUID} --api ${from} --to-\\S+ \\S+ (--to-auth-file \\S+ )?-c 64k$`,
             ),
           );
         } else expect(first.status).toBe(137);

@@ -158,7 +158,7 @@ function line(path: PathName, reason: string, plain = false): RegExp {
     "2.0 chunked upload": `upload: error: upload to drive ${UUID} stopped at .* of .*: ${reason}; to resume, rerun the same command in \\S+ \\(journal \\.drivekit-journal-\\w+\\), or run: upload\\.ts --api 2 -d ${UUID} -c 65536 \\S+`,
     "2.0 direct upload": `upload: error: upload of \\S+ (failed|stopped) after .* of .*: ${reason}; not retried \\(a new attempt would create another drive\\); the server may have created a partial drive: check your drive list`,
     "2.0 download": `download: error: ${reason}`,
-    "copy 1.0 to 2.0": `copy: error: copy to drive ${UUID} stopped at .* of .*: ${reason}; to resume, rerun the same command in \\S+ \\(journal \\.drivekit-journal-\\w+\\), or run: copy\\.ts ${UUID} -d ${UUID} --to-api 2`,
+    "copy 1.0 to 2.0": `copy: error: copy to drive ${UUID} stopped at .* of .*: ${reason}; to resume, rerun the same command in \\S+ \\(journal \\.drivekit-journal-\\w+\\), or run: copy\\.ts ${UUID} -d ${UUID} --api 1 --to-api 2 -c 64k`,
   };
   return new RegExp(`^${lines[path]}$`);
 }
