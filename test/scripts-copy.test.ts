@@ -311,6 +311,52 @@ describe("--consistent: a mounted drive a writer changes is copied as of the sna
     expect(records(dir)).toEqual([]);
   });
 
+  for (const removed of ["the temporary drive", "the snapshot and the temporary drive"] as const) {
+    test(`stopped, then ${removed} removed by hand: ${removed === "the temporary drive" ? "the rerun clones the kept snapshot again and resumes" : "the rerun starts over from a new snapshot, the partial drive named"}`, async () => {
+      const { uuid } = sourceDrive();
+      const captured = captureSnapshots();
+      const { env, argv } = pairing(2, 1);
+      let passed = 0;
+      there.stub.handlers.unshift((request, path) =>
+        request.method === "POST" && /\/write\/\d+$/.test(path) && ++passed > 4
+          ? new Response("errors:full drive full (test)\n", { status: 507, headers: { "x-elastic-error": "full" } })
+          : undefined,
+      );
+      const args = [uuid, ...argv, "-c", "64k", "--concurrency", "1", "--consistent"];
+      const first = await run(copy, args, { env, cwd: dir, retry: FAST });
+      expect(first.status).toBe(1);
+      const partial = /copy to drive (\S+) stopped/.exec(first.stderr)?.[1] as string;
+      const clone = [...here.stub.drives.values()].find((drive) =>
+        String(drive.fields.name).startsWith("drivekit-tmp"),
+      );
+      if (!clone) throw new Error("no temporary drive");
+      here.stub.removeDrive(clone);
+      if (removed !== "the temporary drive")
+        for (const snap of [...here.stub.snapshots.values()]) here.stub.removeSnapshot(snap);
+      reset(there);
+      const drives = there.stub.drives.size;
+      const again = await run(copy, args, { env, cwd: dir, retry: FAST });
+      expect(again).toMatchObject({ status: 0 });
+      const copied = uuidOf(again);
+      if (removed === "the temporary drive") {
+        expect(again.stderr).toContain("its temporary drive is gone, cloning it again");
+        expect(again.stderr).toMatch(new RegExp(`resuming the copy into drive ${partial}`));
+        expect(copied).toBe(partial);
+        expect(there.stub.drives.size).toBe(drives);
+      } else {
+        expect(again.stderr).toMatch(/are gone: starting over from a new snapshot/);
+        expect(again.stderr).toContain(
+          `drive ${partial} holds part of the copy from that instant: it is not used again (destroy.ts ${partial} removes it)`,
+        );
+        expect(copied).not.toBe(partial);
+        expect(there.stub.drives.size).toBe(drives + 1);
+      }
+      expect(sameBytes(there.stub.readDrive(copied, 0, SIZE), captured.at(-1) as Uint8Array)).toBe(true);
+      expect(temporaries(here)).toEqual([]);
+      expect(records(dir)).toEqual([]);
+    });
+  }
+
   test("kill -9 part way: the rerun takes the record over and goes on from the same instant, then removes what it made", async () => {
     const { uuid } = sourceDrive();
     here.stub.mount(uuid);

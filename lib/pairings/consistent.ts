@@ -33,10 +33,10 @@ export interface ConsistentSource {
   /** "the copy of drive X": names the run in a refusal of a second one. */
   what: string;
   stop?: Interrupt;
-  /** After a failure: the transfer from `clone` kept what a rerun resumes (its journal, its .part). */
-  resumable(clone: string): boolean;
-  /** The instant an interrupted run read is gone (its snapshot and clone removed): drop what the transfer kept from `clone`. */
-  lost(clone: string): void;
+  /** After a failure: the transfer from `instant` kept what a rerun resumes (its journal, its .part). */
+  resumable(instant: Instant): boolean;
+  /** The instant an interrupted run read is gone (its snapshot and clone removed): drop what the transfer kept from it. */
+  lost(instant: { snapshot: string; clone?: string }): void;
 }
 
 /** The instant being read: the snapshot and the temporary drive cloned from it. */
@@ -119,7 +119,7 @@ export async function fromSnapshot<T>(
     try {
       result = await use(instant);
     } catch (error) {
-      if (source.resumable(instant.clone))
+      if (source.resumable(instant))
         throw extended(
           error,
           `; snapshot ${instant.snapshot} and temporary drive ${instant.clone} are kept so that the rerun goes on from the same instant (to give up instead: ${removalCommands(instant)})`,
@@ -196,7 +196,7 @@ async function resume(
   ctx.log.warn(
     `snapshot ${kept.snapshot} and temporary drive ${kept.clone ?? "(none)"} of the interrupted run are gone: starting over from a new snapshot`,
   );
-  if (kept.clone) source.lost(kept.clone);
+  source.lost(kept);
   record.remove();
   return undefined;
 }

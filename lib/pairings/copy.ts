@@ -140,7 +140,7 @@ export async function copyDrive(ctx: Context, request: DriveCopy): Promise<CopyR
   const shown = `drive ${from.drive}`;
   await checkDestination(to, described.size, shown, Boolean(request.destinationChecked));
   const name = to.name ?? described.name ?? from.drive;
-  if (!request.consistent) return copyFrom(ctx, request, from.drive, shown, name);
+  if (!request.consistent) return copyFrom(ctx, request, { read: from.drive, known: from.drive, shown }, name);
   return fromSnapshot(
     ctx,
     {
@@ -149,16 +149,23 @@ export async function copyDrive(ctx: Context, request: DriveCopy): Promise<CopyR
       identity: `copy\0${driveIdentity(from.connection, from.drive)}\0${driveIdentity(to.connection, undefined)}`,
       what: `the copy of ${shown}`,
       stop: request.stop,
-      resumable: (clone) => existsSync(journalPath(ctx.cwd, copyIdentity(from.connection, clone, to))),
-      lost: (clone) => forgetCopy(ctx, from.connection, clone, to),
+      resumable: (instant) => existsSync(journalPath(ctx.cwd, copyIdentity(from.connection, instant.snapshot, to))),
+      lost: (instant) => forgetCopy(ctx, from.connection, instant.snapshot, to),
     },
-    (instant: Instant) => copyFrom(ctx, request, instant.clone, `${shown} (snapshot ${instant.snapshot})`, name),
+    // the journal knows the copy by its snapshot: a clone made again from it holds the same bytes
+    (instant: Instant) =>
+      copyFrom(
+        ctx,
+        request,
+        { read: instant.clone, known: instant.snapshot, shown: `${shown} (snapshot ${instant.snapshot})` },
+        name,
+      ),
   );
 }
 
 /** The copy from a lost instant cannot go on: its journal goes, and the partial drive it made is named. */
-function forgetCopy(ctx: Context, connection: Connection, clone: string, to: DriveCopy["to"]): void {
-  const journal = journalPath(ctx.cwd, copyIdentity(connection, clone, to));
+function forgetCopy(ctx: Context, connection: Connection, snapshot: string, to: DriveCopy["to"]): void {
+  const journal = journalPath(ctx.cwd, copyIdentity(connection, snapshot, to));
   if (!existsSync(journal)) return;
   let partial: string | undefined;
   try {
@@ -173,27 +180,30 @@ function forgetCopy(ctx: Context, connection: Connection, clone: string, to: Dri
     );
 }
 
-/** Copy drive `drive` (the source, or the temporary clone of its snapshot), shown as `shown`, to `request.to`. */
+/**
+ * Copy drive `source.read` (the source, or the temporary clone of its snapshot) to `request.to`;
+ * its journal knows it as `source.known` (the drive, or the snapshot), messages as `source.shown`.
+ */
 async function copyFrom(
   ctx: Context,
   request: DriveCopy,
-  drive: string,
-  shown: string,
+  source: { read: string; known: string; shown: string },
   name: string,
 ): Promise<CopyResult> {
   const { from, to } = request;
+  const { read: drive, known, shown } = source;
   const opened = await openSource(ctx, from.connection, drive);
   const current = async () => (await describeDrive({ connection: from.connection, drive })).size;
-  const source = sizeWatched(opened, shown, current);
+  const watched = sizeWatched(opened, shown, current);
   try {
     const key = {
       kind: "copy" as const,
-      file: driveIdentity(from.connection, drive),
-      size: source.size,
+      file: driveIdentity(from.connection, known),
+      size: watched.size,
       chunk: 0,
       drive: to.drive,
     };
-    const common = { ctx, source, shown, name, drive: to.drive, label: "copy", done: "copied" };
+    const common = { ctx, source: watched, shown, name, drive: to.drive, label: "copy", done: "copied" };
     let destination: Destination;
     let concurrency: number;
     if (to.connection.config.api === 1) {
@@ -232,9 +242,9 @@ async function copyFrom(
     let sha256: string | undefined;
     const result = await runTransfer(ctx, {
       label: "copy",
-      source,
+      source: watched,
       destination,
-      record: { identity: copyIdentity(from.connection, drive, to), name: `the copy of ${shown}` },
+      record: { identity: copyIdentity(from.connection, known, to), name: `the copy of ${shown}` },
       concurrency,
       retry: to.connection.retry,
       quiet: request.quiet,
@@ -244,8 +254,8 @@ async function copyFrom(
       },
       stop: request.stop,
     });
-    return { drive: result, bytes: source.size, sha256 };
+    return { drive: result, bytes: watched.size, sha256 };
   } finally {
-    await source.close();
+    await watched.close();
   }
 }

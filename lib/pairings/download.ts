@@ -85,11 +85,11 @@ export async function downloadConsistent(
       what: `the download of drive ${drive} into ${path}`,
       stop,
       resumable: () => existsSync(part),
-      lost: (clone) => {
+      lost: ({ clone }) => {
         // FILE.part holds bytes of an instant that cannot be read again: it starts over
         ctx.log.warn(`${part} holds part of that instant: starting it over`);
         rmSync(part, { force: true });
-        rmSync(journalPath(ctx.cwd, downloadRecord(clone, path).identity), { force: true });
+        if (clone) rmSync(journalPath(ctx.cwd, downloadRecord(clone, path).identity), { force: true });
       },
     },
     (instant) => downloadDrive(ctx, connection, { ...request, drive: instant.clone, file: path }),
