@@ -1,7 +1,9 @@
 #!/usr/bin/env bun
 // Download a whole drive to a file: API 1.0 in parallel reads, or API 2.0 in one direct GET, into a
 // sparse FILE.part or, for FILE.gz / FILE.zst (--format), a compressed one. Never overwrites FILE
-// without --force. Prints the file's path on stdout.
+// without --force. --consistent downloads an API 2.0 snapshot of one instant; --manifest downloads a
+// fleet into --dir, N at once, split over machines with --shard. Prints the file's path on stdout
+// (a fleet: one JSON line per drive).
 import { defineCommand } from "../lib/cli/command.ts";
 import { contextOf, runMain } from "../lib/cli/runner.ts";
 import { stat } from "node:fs/promises";

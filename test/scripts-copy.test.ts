@@ -235,6 +235,19 @@ function captureSnapshots(): Uint8Array[] {
   return captured;
 }
 
+/** A --consistent copy of `uuid` from API 2.0 to 1.0 that stops, resumable, when the destination is full after 4 writes. */
+async function stoppedConsistentCopy(uuid: string) {
+  const { env, argv } = pairing(2, 1);
+  let passed = 0;
+  there.stub.handlers.unshift((request, path) =>
+    request.method === "POST" && /\/write\/\d+$/.test(path) && ++passed > 4
+      ? new Response("errors:full drive full (test)\n", { status: 507, headers: { "x-elastic-error": "full" } })
+      : undefined,
+  );
+  const args = [uuid, ...argv, "-c", "64k", "--concurrency", "1", "--consistent"];
+  return { env, args, first: await run(copy, args, { env, cwd: dir, retry: FAST }) };
+}
+
 describe("--consistent: a mounted drive a writer changes is copied as of the snapshot's instant", () => {
   test("copy: the bytes of the instant, not of the drive now; no snapshot or temporary drive left", async () => {
     const { uuid } = sourceDrive();
@@ -281,16 +294,7 @@ describe("--consistent: a mounted drive a writer changes is copied as of the sna
     const { uuid } = sourceDrive();
     here.stub.mount(uuid);
     const captured = captureSnapshots();
-    const { env, argv } = pairing(2, 1);
-    let passed = 0;
-    // a write that never passes after the 4th: the copy stops, resumable
-    there.stub.handlers.unshift((request, path) =>
-      request.method === "POST" && /\/write\/\d+$/.test(path) && ++passed > 4
-        ? new Response("errors:full drive full (test)\n", { status: 507, headers: { "x-elastic-error": "full" } })
-        : undefined,
-    );
-    const args = [uuid, ...argv, "-c", "64k", "--concurrency", "1", "--consistent"];
-    const first = await run(copy, args, { env, cwd: dir, retry: FAST });
+    const { env, args, first } = await stoppedConsistentCopy(uuid);
     expect(first.status).toBe(1);
     const { errors } = errorLines(first);
     expect(errors).toHaveLength(1);
@@ -315,15 +319,7 @@ describe("--consistent: a mounted drive a writer changes is copied as of the sna
     test(`stopped, then ${removed} removed by hand: ${removed === "the temporary drive" ? "the rerun clones the kept snapshot again and resumes" : "the rerun starts over from a new snapshot, the partial drive named"}`, async () => {
       const { uuid } = sourceDrive();
       const captured = captureSnapshots();
-      const { env, argv } = pairing(2, 1);
-      let passed = 0;
-      there.stub.handlers.unshift((request, path) =>
-        request.method === "POST" && /\/write\/\d+$/.test(path) && ++passed > 4
-          ? new Response("errors:full drive full (test)\n", { status: 507, headers: { "x-elastic-error": "full" } })
-          : undefined,
-      );
-      const args = [uuid, ...argv, "-c", "64k", "--concurrency", "1", "--consistent"];
-      const first = await run(copy, args, { env, cwd: dir, retry: FAST });
+      const { env, args, first } = await stoppedConsistentCopy(uuid);
       expect(first.status).toBe(1);
       const partial = /copy to drive (\S+) stopped/.exec(first.stderr)?.[1] as string;
       const clone = [...here.stub.drives.values()].find((drive) =>
