@@ -24,4 +24,12 @@ export const OPERATIONS: Readonly<Record<string, OperationEntry>> = {
   write: op("API 1.0: write up to 4M to a drive", () => import("../scripts/write.ts")),
   upload: op("Upload an image to a new drive, or to an existing one with -d", () => import("../scripts/upload.ts")),
   download: op("Download a whole drive to a file", () => import("../scripts/download.ts")),
+  copy: op(
+    "Copy a drive to another endpoint, location, account or API generation, streamed",
+    () => import("../scripts/copy.ts"),
+  ),
+  snapshot: op(
+    "API 2.0: snapshot a drive, list, show, clone or destroy snapshots",
+    () => import("../scripts/snapshot.ts"),
+  ),
 };

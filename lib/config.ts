@@ -29,6 +29,8 @@ export interface ConfigInput {
   authFile?: string;
   /** API 2.0: a CloudSigma location such as `zrh`, short for `https://zrh.cloudsigma.com/api/2.0/`. */
   location?: string;
+  /** How messages name the flags that gave uri, authFile and location: `--` (default), `--to-` (a copy's destination). */
+  flagPrefix?: "--" | "--to-";
 }
 
 export function isLoopbackHost(hostname: string): boolean {
@@ -92,18 +94,19 @@ export function deriveDirect(base: URL): URL {
 
 export async function resolveConfig(input: ConfigInput): Promise<Config> {
   const api = pickApi(input);
+  const flag = input.flagPrefix ?? "--";
   const [uriVar, authVar] = api === 1 ? ["EHURI", "EHAUTH"] : ["CSURI", "CSAUTH"];
   let uriText = input.uri || input.env[uriVar];
   if (api === 2 && !input.uri && input.location) {
-    if (!/^[a-z0-9-]{2,32}$/i.test(input.location)) throw new UsageError(`invalid --location '${input.location}'`);
+    if (!/^[a-z0-9-]{2,32}$/i.test(input.location)) throw new UsageError(`invalid ${flag}location '${input.location}'`);
     uriText = `https://${input.location.toLowerCase()}.cloudsigma.com/api/2.0/`;
   }
-  if (!uriText) throw new UsageError(`no endpoint: set ${uriVar} or pass --uri`);
-  const base = parseBase(uriText, input.uri ? "--uri" : uriVar);
+  if (!uriText) throw new UsageError(`no endpoint: set ${uriVar} or pass ${flag}uri`);
+  const base = parseBase(uriText, input.uri ? `${flag}uri` : uriVar);
   let credentials: Credentials;
   if (input.authFile) credentials = await readAuthFile(input.authFile);
   else if (input.env[authVar]) credentials = parseCredentials(input.env[authVar] as string, authVar);
-  else throw new UsageError(`no credentials: set ${authVar} or pass --auth-file PATH`);
+  else throw new UsageError(`no credentials: set ${authVar} or pass ${flag}auth-file PATH`);
   const config: Config = { api, base, ...credentials };
   if (api === 2) {
     const directText = input.env.CSDIRECT;

@@ -42,6 +42,53 @@ export async function connect(args: ConnectArgs, ctx: Context, forceApi?: 1 | 2)
     authFile: args["auth-file"],
     location: args.location,
   });
+  return connectWith(config, ctx, timeoutMs);
+}
+
+/** A copy's destination flags. */
+export interface DestinationArgs {
+  "to-api"?: string;
+  "to-uri"?: string;
+  "to-location"?: string;
+  "to-auth-file"?: string;
+}
+
+/**
+ * The other end of a copy, from `--to-*` and `from` (the source's connection). The same generation
+ * (the default): the source's endpoint and credentials, each replaced by --to-uri (or
+ * --to-location) and --to-auth-file. The other one (--to-api): its own variables (EHURI/EHAUTH or
+ * CSURI/CSAUTH), each replaced the same way.
+ */
+export async function connectDestination(args: DestinationArgs, ctx: Context, from: Connection): Promise<Connection> {
+  const given = args["to-api"];
+  if (given !== undefined && given !== "1" && given !== "2")
+    throw new UsageError(`invalid --to-api '${given}': expected 1 or 2`);
+  const location = args["to-location"];
+  if (location !== undefined && given === "1")
+    throw new UsageError("--to-location names a CloudSigma (API 2.0) location: not with --to-api 1");
+  const api = given === undefined ? (location !== undefined ? 2 : from.config.api) : (Number(given) as 1 | 2);
+  let env = ctx.env;
+  if (api === from.config.api) {
+    const { base, direct, user, secret } = from.config;
+    const moved = args["to-uri"] !== undefined || location !== undefined;
+    env =
+      api === 1
+        ? { EHURI: base.href, EHAUTH: `${user}:${secret}` }
+        : { CSURI: base.href, CSAUTH: `${user}:${secret}`, CSDIRECT: moved ? undefined : direct?.href };
+  }
+  const config = await resolveConfig({
+    env,
+    api: String(api),
+    uri: args["to-uri"],
+    authFile: args["to-auth-file"],
+    location,
+    flagPrefix: "--to-",
+  });
+  return connectWith(config, ctx, from.timeoutMs);
+}
+
+/** A connection to `config`'s endpoint: its client, the direct host's, the run's proxies and kept sockets. */
+function connectWith(config: Config, ctx: Context, timeoutMs: number): Connection {
   ctx.addSecret(config.secret);
   const proxies = new ProxyRoutes(ctx.env);
   for (const secret of proxies.secrets) ctx.addSecret(secret);

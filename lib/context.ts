@@ -10,6 +10,8 @@ export interface ProgressOptions {
   quiet?: boolean;
   /** Milliseconds between log lines when stderr is not a terminal. */
   logEveryMs?: number;
+  /** false: log lines even on a terminal, never one live line (several transfers at once would overwrite each other's). */
+  live?: boolean;
 }
 
 export interface Progress {

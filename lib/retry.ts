@@ -25,7 +25,8 @@ export function backoffMs(policy: Readonly<RetryPolicy>, retry: number): number 
   return ceiling / 2 + Math.random() * (ceiling / 2);
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** Wait `ms`, or until `signal` aborts (rejecting with its reason). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const timer = setTimeout(() => {

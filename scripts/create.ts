@@ -7,7 +7,7 @@ import { connect } from "../lib/connect.ts";
 import { createDrive } from "../lib/api1/drives.ts";
 import { createDrive2 } from "../lib/api2/drives.ts";
 import { changesFromFlags2, createOnlyArgs, driveFieldArgs, fieldsFromFlags } from "../lib/cli/fields.ts";
-import { printDrives2, printRecords } from "../lib/cli/output.ts";
+import { printObjects2, printRecords } from "../lib/cli/output.ts";
 import { waitShowingStatus } from "../lib/cli/status.ts";
 import { UsageError } from "../lib/errors.ts";
 
@@ -50,7 +50,7 @@ const command = defineCommand({
     });
     ctx.log.success(`created drive ${drive.uuid}${drive.status ? ` (${drive.status})` : ""}`);
     if (args.wait) drive = await waitShowingStatus(ctx, client, drive.uuid, bounds, Boolean(args.quiet));
-    printDrives2(ctx, [drive], Boolean(args.json), true);
+    printObjects2(ctx, [drive], Boolean(args.json), true);
   },
 });
 

@@ -7,7 +7,7 @@ import { apiArgs, connectionArgs, jsonArgs } from "../lib/cli/args.ts";
 import { connect } from "../lib/connect.ts";
 import { allDrivesInfo, driveInfo } from "../lib/api1/drives.ts";
 import { getDrive, listDriveDetails } from "../lib/api2/drives.ts";
-import { printDrives2, printRecords } from "../lib/cli/output.ts";
+import { printObjects2, printRecords } from "../lib/cli/output.ts";
 import { UsageError } from "../lib/errors.ts";
 import { checkUuid } from "../lib/uuid.ts";
 
@@ -41,7 +41,12 @@ const command = defineCommand({
     const { client, config } = await connect(args, ctx);
     const json = Boolean(args.json);
     if (config.api === 2)
-      printDrives2(ctx, drive ? [await getDrive(client, drive)] : await listDriveDetails(client), json, Boolean(drive));
+      printObjects2(
+        ctx,
+        drive ? [await getDrive(client, drive)] : await listDriveDetails(client),
+        json,
+        Boolean(drive),
+      );
     else if (drive) printRecords(ctx, [await driveInfo(client, drive, Boolean(args.full))], json, true);
     else printRecords(ctx, await allDrivesInfo(client), json, false);
   },

@@ -7,7 +7,7 @@ import { apiArgs, apiOf, connectionArgs, jsonArgs, waitArgs, waitBounds } from "
 import { connect } from "../lib/connect.ts";
 import { setDrive } from "../lib/api1/drives.ts";
 import { definitionOf, getDrive, resizeDrive2 } from "../lib/api2/drives.ts";
-import { printDrives2, printRecords } from "../lib/cli/output.ts";
+import { printObjects2, printRecords } from "../lib/cli/output.ts";
 import { waitShowingStatus } from "../lib/cli/status.ts";
 import { OperationError, UsageError } from "../lib/errors.ts";
 import { parseSize } from "../lib/size.ts";
@@ -55,7 +55,7 @@ const command = defineCommand({
       `drive ${drive}: ${current.size ?? "?"} -> ${size} bytes${resized.status ? ` (${resized.status})` : ""}`,
     );
     if (args.wait) resized = await waitShowingStatus(ctx, client, drive, bounds, Boolean(args.quiet));
-    printDrives2(ctx, [resized], json, true);
+    printObjects2(ctx, [resized], json, true);
   },
 });
 

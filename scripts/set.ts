@@ -8,7 +8,7 @@ import { connect } from "../lib/connect.ts";
 import { setDrive } from "../lib/api1/drives.ts";
 import { definitionOf, getDrive, updateDrive2 } from "../lib/api2/drives.ts";
 import { changesFromFlags2, driveFieldArgs, fieldsFromFlags } from "../lib/cli/fields.ts";
-import { printDrives2, printRecords } from "../lib/cli/output.ts";
+import { printObjects2, printRecords } from "../lib/cli/output.ts";
 import { OperationError, UsageError } from "../lib/errors.ts";
 import { checkUuid } from "../lib/uuid.ts";
 
@@ -56,7 +56,7 @@ const command = defineCommand({
     }
     const definition = definitionOf(current, changes);
     if (meta) definition.meta = { ...definition.meta, ...meta };
-    printDrives2(ctx, [await updateDrive2(client, drive, definition)], json, true);
+    printObjects2(ctx, [await updateDrive2(client, drive, definition)], json, true);
   },
 });
 

@@ -63,6 +63,14 @@ function zeroBodies(): (length: number, gzipped: boolean) => Uint8Array {
   };
 }
 
+/** Drive `drive` can take `size` bytes (those of `shown`): its size, else the refusal. */
+export async function checkRoom(client: HttpClient, drive: string, size: number, shown: string): Promise<number> {
+  const driveSize = sizeOf(await driveInfo(client, drive), drive);
+  if (driveSize < size)
+    throw new OperationError(`drive ${drive} is ${driveSize} bytes, smaller than ${shown} (${size} bytes)`);
+  return driveSize;
+}
+
 export class Api1DriveDestination implements Destination {
   readonly grid: Grid;
   readonly scansZeros = true;
@@ -89,12 +97,9 @@ export class Api1DriveDestination implements Destination {
   }
 
   private async sizeOfDrive(drive: string): Promise<number> {
-    const size = sizeOf(await this.timed(() => driveInfo(this.options.client, drive)), drive);
-    const { source, shown } = this.options;
-    if (size < source.size)
-      throw new OperationError(`drive ${drive} is ${size} bytes, smaller than ${shown} (${source.size} bytes)`);
-    this.driveSize = size;
-    return size;
+    const { client, source, shown } = this.options;
+    this.driveSize = await this.timed(() => checkRoom(client, drive, source.size, shown));
+    return this.driveSize;
   }
 
   async open(journalFile: string): Promise<Opened> {
@@ -199,7 +204,7 @@ export class Api1DriveDestination implements Destination {
     const { drive } = this;
     if (!this.created)
       return new OperationError(
-        `${failure.message}; drive ${drive} (given with -d) now holds part of the image: upload a whole image into it`,
+        `${failure.message}; drive ${drive} (given with -d) now holds part of the image: ${this.options.label} a whole image into it`,
       );
     try {
       await destroyDrive(this.options.client, drive);

@@ -79,6 +79,38 @@ function finalConflict(error: unknown): unknown {
   return error;
 }
 
+/** The size and status of a drive an upload of `size` bytes (those of `shown`) goes into; refused when its size is another. */
+async function uploadTarget(
+  client: HttpClient,
+  uuid: string,
+  size: number,
+  shown: string,
+): Promise<{ size: number; status: string }> {
+  const drive = await getDrive(client, uuid);
+  if (drive.size === undefined || drive.status === undefined) {
+    throw new ApiError({
+      kind: "protocol",
+      message: "the drive's answer holds no size or status",
+      method: "GET",
+      path: client.url(`drives/${uuid}/`).pathname,
+    });
+  }
+  if (!sizeMatches(drive.size, size))
+    throw new OperationError(
+      `drive ${uuid} is ${drive.size} bytes, but ${shown} is ${size} bytes: an API 2.0 chunked upload needs a drive started (initupload) for exactly this image's size`,
+    );
+  return { size: drive.size, status: drive.status };
+}
+
+/** Drive `uuid`, given with -d, can take the chunks of `size` bytes: its upload is open, for that size. */
+export async function checkUploading(client: HttpClient, uuid: string, size: number, shown: string): Promise<void> {
+  const { status } = await uploadTarget(client, uuid, size, shown);
+  if (status !== "uploading")
+    throw new OperationError(
+      `drive ${uuid} is ${status}, not uploading: chunks can only go into a drive whose upload (initupload) has not finished`,
+    );
+}
+
 export class Api2ChunkedDestination implements Destination {
   readonly grid: Grid;
   readonly streams = true;
@@ -102,26 +134,13 @@ export class Api2ChunkedDestination implements Destination {
   constructor(private readonly options: Api2ChunkedOptions) {
     this.grid = lastRunsToEndGrid(options.source.size, options.chunk);
     this.client = options.connection.client;
-    // a decoded image leaves its decoder's pieces behind, which the GC does not count as pressure
-    this.gcEvery = options.source.sequential ? undefined : GC_EVERY_API2;
+    // a decoded image leaves its decoder's pieces behind, a drive its read answers, which the GC
+    // does not count as pressure
+    this.gcEvery = options.source.sequential || options.source.remote ? undefined : GC_EVERY_API2;
   }
 
-  /** The drive's size and status, which an upload into it needs (getDrive checks the answer's shape). */
-  private async sizeAndStatus(uuid: string): Promise<{ size: number; status: string }> {
-    const { size, status } = await getDrive(this.client, uuid);
-    if (size === undefined || status === undefined) {
-      throw new ApiError({
-        kind: "protocol",
-        message: "the drive's answer holds no size or status",
-        method: "GET",
-        path: this.client.url(`drives/${uuid}/`).pathname,
-      });
-    }
-    if (!sizeMatches(size, this.options.source.size))
-      throw new OperationError(
-        `drive ${uuid} is ${size} bytes, but ${this.options.shown} is ${this.options.source.size} bytes: an API 2.0 chunked upload needs a drive started (initupload) for exactly this image's size`,
-      );
-    return { size, status };
+  private sizeAndStatus(uuid: string): Promise<{ size: number; status: string }> {
+    return uploadTarget(this.client, uuid, this.options.source.size, this.options.shown);
   }
 
   async open(journalFile: string): Promise<Opened> {
@@ -132,13 +151,7 @@ export class Api2ChunkedDestination implements Destination {
         return status === "uploading" ? undefined : `drive ${drive} already holds every chunk of ${shown}`;
       },
       gone: (error) => error instanceof ApiError && error.status === 404,
-      checkGiven: async (drive) => {
-        const { status } = await this.sizeAndStatus(drive);
-        if (status !== "uploading")
-          throw new OperationError(
-            `drive ${drive} is ${status}, not uploading: chunks can only go into a drive whose upload (initupload) has not finished`,
-          );
-      },
+      checkGiven: (drive) => checkUploading(this.client, drive, source.size, shown),
       create: async () => {
         const drive = (
           await initUpload(this.client, { name: this.options.name, size: source.size, media: "disk" })

@@ -24,11 +24,16 @@ const jsonHeaders = { "content-type": "application/json", accept: "application/j
 /** Pages followed at most (a server that never stops paging is an error, not a loop). */
 const MAX_PAGES = 10_000;
 
-function where(method: string, path: string): string {
+export function where(method: string, path: string): string {
   return `${method} /${path}`;
 }
 
-async function json(client: HttpClient, method: string, path: string, options: RequestOptions = {}): Promise<unknown> {
+export async function json(
+  client: HttpClient,
+  method: string,
+  path: string,
+  options: RequestOptions = {},
+): Promise<unknown> {
   const response = await client.request(method, path, { ...options, headers: { ...jsonHeaders, ...options.headers } });
   const text = await response.text();
   try {
@@ -40,7 +45,7 @@ async function json(client: HttpClient, method: string, path: string, options: R
   }
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
+export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
@@ -78,9 +83,17 @@ function firstObject(value: unknown, context: string): Drive2 {
   return objects[0] as Drive2;
 }
 
-/** Every object of a paged list: `limit=0` asks for all; when the server still pages, `offset` follows. */
-async function allPages(client: HttpClient, path: string, query: Record<string, string> = {}): Promise<Drive2[]> {
-  const drives: Drive2[] = [];
+/**
+ * Every object of a paged list: `limit=0` asks for all; when the server still pages, `offset`
+ * follows. Each object is checked by `check` (default: a drive).
+ */
+export async function allPages<T extends { uuid: string } = Drive2>(
+  client: HttpClient,
+  path: string,
+  query: Record<string, string> = {},
+  check: (value: unknown, context: string) => T = checkDrive as unknown as (value: unknown, context: string) => T,
+): Promise<T[]> {
+  const drives: T[] = [];
   for (let page = 0; page < MAX_PAGES; page++) {
     const params = new URLSearchParams({ ...query, limit: "0" });
     if (drives.length > 0) params.set("offset", String(drives.length));
@@ -89,7 +102,7 @@ async function allPages(client: HttpClient, path: string, query: Record<string, 
     const context = where("GET", target);
     if (!isObject(answer) || !Array.isArray(answer.objects))
       throw new OperationError(`${context}: expected {"meta": ..., "objects": [...]} in the answer`);
-    const objects = answer.objects.map((item) => checkDrive(item, context));
+    const objects = answer.objects.map((item) => check(item, context));
     drives.push(...objects);
     const meta = isObject(answer.meta) ? answer.meta : {};
     const total = meta.total_count;
@@ -99,7 +112,7 @@ async function allPages(client: HttpClient, path: string, query: Record<string, 
     if (drives.length >= total || objects.length === 0) {
       if (drives.length < total)
         throw new OperationError(
-          `${context}: the server listed ${drives.length} of ${total} drives, then an empty page`,
+          `${context}: the server listed ${drives.length} of ${total} objects, then an empty page`,
         );
       return drives;
     }
@@ -110,6 +123,11 @@ async function allPages(client: HttpClient, path: string, query: Record<string, 
 /** `GET drives/?limit=0`, every page: `{uuid, resource_uri, owner, status, name?}` for each drive. */
 export function listDrives2(client: HttpClient): Promise<Drive2[]> {
   return allPages(client, "drives/");
+}
+
+/** `GET drives/?limit=1`: one cheap authenticated call (a check of the credentials before anything is made). */
+export async function probeDrives(client: HttpClient): Promise<void> {
+  await json(client, "GET", "drives/?limit=1");
 }
 
 /** `GET drives/detail/?limit=0`, every page: the full objects. */

@@ -11,8 +11,10 @@ export const SETTLED: ReadonlySet<string> = new Set(["unmounted", "mounted"]);
 export interface WaitOptions {
   /** The whole wait, in milliseconds. */
   limitMs: number;
-  /** Between two checks. */
+  /** Between two checks (the first two, with `growTo`). */
   intervalMs: number;
+  /** The interval doubles after each check up to this (a quick server answers soon, a slow one is not asked too often). */
+  growTo?: number;
   /** Called with each status seen that is not settled (and the seconds waited so far). */
   onStatus?: (status: string, elapsedSeconds: number) => void;
   signal?: AbortSignal;
@@ -23,6 +25,7 @@ export interface WaitOptions {
 /** Poll until the drive settles; resolves to its last answer; an OperationError at the time limit. */
 export async function waitForDrive(client: HttpClient, drive: string, options: WaitOptions): Promise<Drive2> {
   const started = performance.now();
+  let interval = options.intervalMs;
   // bounded: every turn sleeps, and the loop ends at the time limit at the latest
   for (;;) {
     const elapsed = performance.now() - started;
@@ -40,6 +43,12 @@ export async function waitForDrive(client: HttpClient, drive: string, options: W
         `drive ${drive} is still ${status || "without a status"} after ${Math.round(now / 1000)} s (--timeout); it goes on on the server (check with info.ts)`,
       );
     }
-    await Bun.sleep(Math.max(0, Math.min(options.intervalMs, options.limitMs - now)));
+    await Bun.sleep(Math.max(0, Math.min(interval, options.limitMs - now)));
+    interval = nextInterval(interval, options);
   }
+}
+
+/** The next interval between checks: doubled up to `growTo`, else the same. */
+export function nextInterval(interval: number, options: { intervalMs: number; growTo?: number }): number {
+  return options.growTo === undefined ? interval : Math.min(options.growTo, Math.max(interval * 2, options.intervalMs));
 }

@@ -7,7 +7,7 @@ import { BufferPool, isAllZero } from "../bytes.ts";
 import { InputError, InterruptedError, messageOf, OperationError } from "../errors.ts";
 import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { humanBytes } from "../size.ts";
-import { abortOnInterrupt, GC_EVERY, runLimited } from "./engine.ts";
+import { abortOnInterrupt, GC_EVERY, type Interrupt, runLimited, Turns } from "./engine.ts";
 import type { Chunk, Destination, Opened, RunStats, Source } from "./endpoints.ts";
 import type { Grid } from "./grid.ts";
 import { journalPath } from "./journal.ts";
@@ -31,6 +31,10 @@ export interface TransferRun {
   quiet: boolean;
   /** Read the destination back and compare it with the source (read again from its start). */
   verify?: boolean;
+  /** With verify: also hash both sides (sha256) as they are compared; called with the digest they share. */
+  sha256?: (digest: string) => void;
+  /** A stop that comes from outside (a run of many transfers, which handles Ctrl-C once for all); default: this run's own. */
+  stop?: Interrupt;
 }
 
 /** Chunk indices still to do, in order. */
@@ -51,20 +55,6 @@ function bytesBefore(grid: Grid, size: number, opened: Opened): number {
   return bytes;
 }
 
-/**
- * Chunks of a sequential source must ask for their bytes in chunk order; a chunk that awaits
- * something first (room in a compressed output) waits for its turn, given in the order chunks start.
- */
-class Turns {
-  private last: Promise<void> = Promise.resolve();
-  take(): { ready: Promise<void>; done: () => void } {
-    const ready = this.last;
-    let done!: () => void;
-    this.last = new Promise<void>((resolve) => (done = resolve));
-    return { ready, done };
-  }
-}
-
 /** Run `run.source` into `run.destination`; resolves to what the destination made (a drive UUID, a path). */
 export async function runTransfer(ctx: Context, run: TransferRun): Promise<string> {
   const journalFile = run.record ? journalPath(ctx.cwd, run.record.identity) : "";
@@ -72,24 +62,29 @@ export async function runTransfer(ctx: Context, run: TransferRun): Promise<strin
   try {
     const opened = await run.destination.open(journalFile);
     const result = await moveChunks(ctx, run, opened);
-    if (run.verify) await verify(ctx, run, result);
+    if (run.verify) {
+      const digest = await verify(ctx, run, result);
+      if (digest) run.sha256?.(digest);
+    }
     return result;
   } finally {
     lock?.release();
   }
 }
 
-async function verify(ctx: Context, run: TransferRun, result: string): Promise<void> {
+/** Compare the destination with the source; the sha256 both share when asked for. */
+async function verify(ctx: Context, run: TransferRun, result: string): Promise<string | undefined> {
   const source = run.source;
   // a sequential source is read again from its start
   const again = source.sequential && source.reopen ? await source.reopen() : source;
   try {
     const readBack = run.destination.readBack;
     if (!readBack) throw new OperationError(`internal: ${run.destination.what()} cannot be read back to verify it`);
-    await verifyAgainst(ctx, again, await readBack.call(run.destination, result), {
+    return await verifyAgainst(ctx, again, await readBack.call(run.destination, result), {
       concurrency: run.concurrency,
       retry: run.retry,
       quiet: run.quiet,
+      sha256: run.sha256 !== undefined,
     });
   } finally {
     if (again !== source) await again.close();
@@ -133,7 +128,7 @@ async function runChunks(ctx: Context, run: TransferRun, opened: Opened, stats: 
   let sinceGc = 0;
   const gcEvery = dest.gcEvery ?? GC_EVERY;
   const progress = ctx.progress({ label: run.label, total, quiet: run.quiet });
-  const { controller, interrupted, remove } = abortOnInterrupt();
+  const { controller, interrupted, remove } = abortOnInterrupt(run.stop);
   const signal = controller.signal;
   /** The source itself failed (damaged, truncated, longer than its size): no resume can help. */
   let inputFailure: InputError | undefined;
@@ -172,7 +167,9 @@ async function runChunks(ctx: Context, run: TransferRun, opened: Opened, stats: 
       lanes,
     );
     if (interrupted()) throw new OperationError(`interrupted (${interrupted()})`);
+    await run.source.confirm?.(signal);
   } catch (error) {
+    if (error instanceof InputError) inputFailure ??= error;
     await opened.close();
     progress.finish();
     if (inputFailure && dest.abandon) {

@@ -31,6 +31,11 @@ export interface Source {
   read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void>;
   /** The same disk again from its start (a verify after a sequential read); undefined: it cannot be read again. */
   reopen?(): Promise<Source>;
+  /**
+   * Every chunk is in: the disk is still the one opened (a drive's size unchanged), else an
+   * InputError (the run then abandons what it made, as for a broken image).
+   */
+  confirm?(signal: AbortSignal): Promise<void>;
   close(): Promise<void>;
 }
 

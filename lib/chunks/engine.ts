@@ -39,18 +39,51 @@ export async function runLimited<T>(
   if (failure) throw failure.error;
 }
 
-/** An AbortController that Ctrl-C or SIGTERM aborts; `interrupted()` names the signal that came. */
-export function abortOnInterrupt(): {
+/**
+ * Turns taken in the order tasks start, each ready once the one before it is done: chunks of a
+ * sequential source ask for their bytes in chunk order (a chunk that awaits something first, room
+ * in a compressed output, waits for its turn); a verify hashes its pieces in order.
+ */
+export class Turns {
+  private last: Promise<void> = Promise.resolve();
+  take(): { ready: Promise<void>; done: () => void } {
+    const ready = this.last;
+    let done!: () => void;
+    this.last = new Promise<void>((resolve) => (done = resolve));
+    return { ready, done };
+  }
+}
+
+/** A run's stop by Ctrl-C or SIGTERM: its controller aborts, `interrupted()` names the signal that came. */
+export interface Interrupt {
   controller: AbortController;
   interrupted: () => string | undefined;
   remove: () => void;
-} {
+}
+
+/**
+ * An AbortController that Ctrl-C or SIGTERM aborts; `interrupted()` names the signal that came.
+ * Given `outer` (a run of many transfers, which handles the signals once for all), it aborts when
+ * `outer` does, even if that was before this one began.
+ */
+export function abortOnInterrupt(outer?: Interrupt): Interrupt {
   const controller = new AbortController();
   let received: string | undefined;
-  const remove = onInterrupt((signal) => {
+  const stop = (signal: string) => {
     received = signal;
     controller.abort(new OperationError(`interrupted (${signal})`));
-  });
+  };
+  if (outer) {
+    const follow = () => stop(outer.interrupted() ?? "SIGINT");
+    if (outer.controller.signal.aborted) follow();
+    outer.controller.signal.addEventListener("abort", follow, { once: true });
+    return {
+      controller,
+      interrupted: () => received,
+      remove: () => outer.controller.signal.removeEventListener("abort", follow),
+    };
+  }
+  const remove = onInterrupt(stop);
   return { controller, interrupted: () => received, remove };
 }
 

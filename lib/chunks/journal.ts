@@ -21,9 +21,10 @@ export interface JournalHeader {
   created?: boolean;
 }
 
-export function journalPath(dir: string, identity: string): string {
+/** The file in `dir` that records the transfer `identity` names: `.drivekit-journal-HASH` (or another kind of record, `.drivekit-KIND-HASH`). */
+export function journalPath(dir: string, identity: string, kind = "journal"): string {
   const hash = new Bun.CryptoHasher("sha256").update(identity).digest("hex").slice(0, 16);
-  return join(dir, `.drivekit-journal-${hash}`);
+  return join(dir, `.drivekit-${kind}-${hash}`);
 }
 
 export class Journal {

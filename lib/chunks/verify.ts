@@ -6,7 +6,7 @@ import { BufferPool, isAllZero } from "../bytes.ts";
 import { OperationError } from "../errors.ts";
 import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { formatRate, humanBytes } from "../size.ts";
-import { runLimited } from "./engine.ts";
+import { runLimited, Turns } from "./engine.ts";
 import type { Source } from "./endpoints.ts";
 
 /** What a transfer made, to be read back. */
@@ -26,12 +26,17 @@ export interface ReadBack {
 /** Bytes compared per step (API 1.0's largest read). */
 const PIECE = 4 * 1024 * 1024;
 
+/**
+ * Compare `back` with `image`, several pieces at once. With `sha256`, each side's bytes of the
+ * image's range are also hashed as they are compared (in order: a piece read early waits, holding
+ * its buffers, for the pieces before it, so memory stays one piece per lane): the shared digest.
+ */
 export async function verifyAgainst(
   ctx: Context,
   image: Source,
   back: ReadBack,
-  options: { concurrency: number; retry: Readonly<RetryPolicy>; quiet: boolean },
-): Promise<void> {
+  options: { concurrency: number; retry: Readonly<RetryPolicy>; quiet: boolean; sha256?: boolean },
+): Promise<string | undefined> {
   const theirs = back.source;
   const mismatch = (why: string) => new OperationError(`verify failed: ${back.shown} ${why}; ${back.kept}`);
   try {
@@ -44,6 +49,9 @@ export async function verifyAgainst(
     const progress = ctx.progress({ label: "verify", total: end, quiet: options.quiet });
     const started = performance.now();
     const controller = new AbortController();
+    const hashes = options.sha256
+      ? { ours: new Bun.CryptoHasher("sha256"), theirs: new Bun.CryptoHasher("sha256"), turns: new Turns() }
+      : undefined;
     let checked = 0;
     let differs = Infinity;
     let padding = Infinity;
@@ -56,8 +64,9 @@ export async function verifyAgainst(
           })
         : theirs.read(buffer, length, start, controller.signal);
     const compare = async (index: number) => {
+      const turn = hashes?.turns.take();
       const start = index * piece;
-      if (start >= differs || start >= padding) return;
+      if (start >= differs || start >= padding) return turn?.done();
       const length = Math.min(piece, end - start);
       const inImage = Math.max(0, Math.min(length, image.size - start));
       const local = ours.take();
@@ -67,6 +76,11 @@ export async function verifyAgainst(
       const remoteRead = readBack(remote, length, start);
       try {
         await Promise.all([localRead, remoteRead]);
+        if (hashes && turn) {
+          await turn.ready;
+          hashes.ours.update(local.subarray(0, inImage));
+          hashes.theirs.update(remote.subarray(0, inImage));
+        }
         const at = firstDifference(local, remote, inImage);
         if (at < inImage) differs = Math.min(differs, start + at);
         else if (inImage < length && !isAllZero(remote.subarray(inImage, length))) {
@@ -74,6 +88,7 @@ export async function verifyAgainst(
           padding = Math.min(padding, start + inImage + past);
         }
       } finally {
+        turn?.done();
         await Promise.allSettled([localRead, remoteRead]);
         ours.give(local);
         read.give(remote);
@@ -91,10 +106,15 @@ export async function verifyAgainst(
     if (differs !== Infinity)
       throw mismatch(`differs from the image at byte ${differs} (${back.against}: first at byte ${differs})`);
     if (padding !== Infinity) throw mismatch(`holds non-zero bytes past the image's end at byte ${padding}`);
+    const digest = hashes?.ours.digest("hex");
+    if (hashes && hashes.theirs.digest("hex") !== digest)
+      throw mismatch(`has another sha256 than ${back.against} over its ${image.size} bytes`);
     if (!options.quiet)
       ctx.log.success(
-        `verified ${back.shown} against ${back.against} (${humanBytes(end)}, ${formatRate(end, started)})`,
+        `verified ${back.shown} against ${back.against} (${humanBytes(end)}, ${formatRate(end, started)})` +
+          (digest ? `: sha256 ${digest} on both sides (the first ${image.size} bytes)` : ""),
       );
+    return digest;
   } finally {
     await theirs.close();
   }

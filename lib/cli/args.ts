@@ -105,6 +105,29 @@ export const transferArgs = {
   },
 } as const satisfies OptionsDef;
 
+/** Many drives from a manifest (copy.ts, download.ts). */
+export const fleetArgs = {
+  manifest: {
+    type: "string",
+    group: "fleet",
+    description: "One drive a line (DRIVE [NAME]; blank lines and # comments skipped): one transfer per line",
+    valueHint: "FILE",
+  },
+  shard: {
+    type: "string",
+    group: "fleet",
+    description:
+      "With --manifest: only lines I, I+N, I+2N... (1-based, drive lines counted), so N machines split a fleet",
+    valueHint: "I/N",
+  },
+  drives: {
+    type: "string",
+    group: "fleet",
+    description: "With --manifest: drives at once, 1 to 32, each with its own chunks in flight [default: 1]",
+    valueHint: "N",
+  },
+} as const satisfies OptionsDef;
+
 /** -c/--chunk for the chunked engine: a multiple of 512 from 4k to the API's 4M limit per request. */
 export function parseChunk(text: string): number {
   const chunk = parseSize(text, "--chunk");

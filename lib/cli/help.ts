@@ -7,7 +7,9 @@ import type { ArgDef } from "citty";
 export const GROUPS = {
   image: "The image",
   drive: "The drive",
+  destination: "The destination",
   transfer: "The transfer",
+  fleet: "Many drives",
   wait: "Waiting",
   output: "Output",
   connection: "The connection",

@@ -12,8 +12,13 @@ export function printRecords(ctx: RunContext, records: KvRecord[], json: boolean
   }
 }
 
-/** API 2.0 drives: KEY VALUE records flattened as API 1.0 prints them, or with --json the server's objects. */
-export function printDrives2(ctx: RunContext, drives: Record<string, unknown>[], json: boolean, single: boolean): void {
+/** API 2.0 objects (drives, snapshots): KEY VALUE records flattened as API 1.0 prints drives, or with --json the server's objects. */
+export function printObjects2(
+  ctx: RunContext,
+  drives: Record<string, unknown>[],
+  json: boolean,
+  single: boolean,
+): void {
   if (json) ctx.print(JSON.stringify(single ? (drives[0] ?? {}) : drives, null, 2));
   else if (drives.length > 0) ctx.print(formatRecords(drives.map(flattenDrive), { escape: true }));
 }

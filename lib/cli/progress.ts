@@ -32,7 +32,7 @@ export function createProgress(
   options: ProgressOptions,
 ): Progress {
   const started = performance.now();
-  const live = ctx.io.stderrIsTTY;
+  const live = ctx.io.stderrIsTTY && options.live !== false;
   const every = live ? 200 : (options.logEveryMs ?? 5000);
   // a terminal shows the line at once; a log gets its first line after one interval
   let last = live ? Number.NEGATIVE_INFINITY : started;

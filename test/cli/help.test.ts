@@ -77,8 +77,8 @@ describe("each script's --help (spawned)", () => {
   });
 });
 
-test("the transfer scripts put every flag under a heading: the image, the drive, the transfer, output, the connection", async () => {
-  for (const name of ["upload", "download"]) {
+test("the transfer scripts put every flag under a heading: the image, the drive (destination), the transfer, many drives, output, the connection", async () => {
+  for (const name of ["upload", "download", "copy"]) {
     const args: Record<string, HelpArg> = (await operation(name)).args;
     const ungrouped = Object.entries(args).filter(([, arg]) => arg.type !== "positional" && arg.group === undefined);
     expect(ungrouped).toEqual([]);
@@ -86,9 +86,10 @@ test("the transfer scripts put every flag under a heading: the image, the drive,
     const headings = stdout.split("\n").filter((line) => /^[A-Z][\w ]*:$/.test(line));
     expect(headings).toEqual([
       "Arguments:",
-      "The image:",
+      ...(name === "copy" ? ["The destination:"] : ["The image:"]),
       ...(name === "upload" ? ["The drive:"] : []),
       "The transfer:",
+      ...(name === "upload" ? [] : ["Many drives:"]),
       "Output:",
       "The connection:",
       "Options:",

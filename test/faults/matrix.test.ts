@@ -14,7 +14,7 @@ import { run, startScript, type RunResult } from "../helpers.ts";
 import type { RetryPolicy } from "../../lib/retry.ts";
 import { sameBytes } from "../images.ts";
 import { Emulator, errorLines, FAST_RETRY, Hold, journaled, leftIn, mountTmpfs, waitFor } from "./support.ts";
-import { transferPaths, type PathName, type Transfer, type TransferPath } from "./paths.ts";
+import { PATH_NAMES, transferPaths, type PathName, type Transfer, type TransferPath } from "./paths.ts";
 
 const MiB = 1024 * 1024;
 /** Longer than any run here lasts: a stall ends with the run (a signal, a timeout, a restart). */
@@ -151,13 +151,14 @@ function signalled(signal: NodeJS.Signals) {
 
 /** The path's one-line stop message around `reason` (a regex source), or `reason` alone when plain. */
 function line(path: PathName, reason: string, plain = false): RegExp {
-  if (plain) return new RegExp(`^(upload|download): error: ${reason}$`);
+  if (plain) return new RegExp(`^(upload|download|copy): error: ${reason}$`);
   const lines: Record<PathName, string> = {
     "1.0 upload": `upload: error: upload to drive ${UUID} stopped at .* of .*: ${reason}; to resume, rerun the same command in \\S+ \\(journal \\.drivekit-journal-\\w+\\), or run: upload\\.ts -d ${UUID} -o \\d+ \\S+`,
     "1.0 download": `download: error: download of drive ${UUID} stopped at .* of .*: ${reason}; out\\.img\\.part is kept: rerun the same command in \\S+ to resume`,
     "2.0 chunked upload": `upload: error: upload to drive ${UUID} stopped at .* of .*: ${reason}; to resume, rerun the same command in \\S+ \\(journal \\.drivekit-journal-\\w+\\), or run: upload\\.ts --api 2 -d ${UUID} -c 65536 \\S+`,
     "2.0 direct upload": `upload: error: upload of \\S+ (failed|stopped) after .* of .*: ${reason}; not retried \\(a new attempt would create another drive\\); the server may have created a partial drive: check your drive list`,
     "2.0 download": `download: error: ${reason}`,
+    "copy 1.0 to 2.0": `copy: error: copy to drive ${UUID} stopped at .* of .*: ${reason}; to resume, rerun the same command in \\S+ \\(journal \\.drivekit-journal-\\w+\\), or run: copy\\.ts ${UUID} -d ${UUID} --api 1 --to-api 2 -c 64k`,
   };
   return new RegExp(`^${lines[path]}$`);
 }
@@ -196,6 +197,7 @@ const rows: Row[] = [
         rerun: "identical",
       },
       "2.0 download": RESUMED,
+      "copy 1.0 to 2.0": DONE,
     },
   },
   {
@@ -215,6 +217,7 @@ const rows: Row[] = [
         rerun: "identical",
       },
       "2.0 download": RESUMED,
+      "copy 1.0 to 2.0": DONE,
     },
   },
   {
@@ -242,6 +245,7 @@ const rows: Row[] = [
         rerun: "identical",
       },
       "2.0 download": RESUMED,
+      "copy 1.0 to 2.0": DONE,
     },
   },
   {
@@ -287,6 +291,12 @@ const rows: Row[] = [
         left: PART,
         rerun: "identical",
       },
+      "copy 1.0 to 2.0": {
+        status: 1,
+        says: "POST \\(upload link\\) failed: 503 backend: down for maintenance.*",
+        left: JOURNAL,
+        rerun: "identical",
+      },
     },
   },
   {
@@ -308,6 +318,7 @@ const rows: Row[] = [
       "2.0 direct upload": { status: 1, says: "POST \\S+ failed: network: .*", left: {}, rerun: "identical" },
       // a reset may take with it what the client had not read yet: the retry resumes from what arrived, if anything
       "2.0 download": { status: 0, retried: "maybe" },
+      "copy 1.0 to 2.0": DONE,
     },
   },
   {
@@ -352,6 +363,12 @@ const rows: Row[] = [
         rerun: "identical",
       },
       "2.0 download": RESUMED,
+      "copy 1.0 to 2.0": {
+        status: 1,
+        says: "POST \\(upload link\\) failed: timeout: nothing moved for 1 s",
+        left: JOURNAL,
+        rerun: "identical",
+      },
     },
   },
   {
@@ -363,6 +380,7 @@ const rows: Row[] = [
       "2.0 chunked upload": { status: 130, says: "interrupted \\(SIGINT\\)", left: JOURNAL, rerun: "identical" },
       "2.0 direct upload": { status: 130, says: "interrupted \\(SIGINT\\)", left: {}, rerun: "identical" },
       "2.0 download": { status: 130, says: interrupted("SIGINT"), left: PART, rerun: "identical" },
+      "copy 1.0 to 2.0": { status: 130, says: "interrupted \\(SIGINT\\)", left: JOURNAL, rerun: "identical" },
     },
   },
   {
@@ -374,6 +392,7 @@ const rows: Row[] = [
       "2.0 chunked upload": { status: 143, says: "interrupted \\(SIGTERM\\)", left: JOURNAL, rerun: "identical" },
       "2.0 direct upload": { status: 143, says: "interrupted \\(SIGTERM\\)", left: {}, rerun: "identical" },
       "2.0 download": { status: 143, says: interrupted("SIGTERM"), left: PART, rerun: "identical" },
+      "copy 1.0 to 2.0": { status: 143, says: "interrupted \\(SIGTERM\\)", left: JOURNAL, rerun: "identical" },
     },
   },
   {
@@ -387,6 +406,7 @@ const rows: Row[] = [
       // the emulator drops a drive whose body was cut; a real server may keep it (docs/promises.md)
       "2.0 direct upload": { status: 137, left: {}, rerun: "identical" },
       "2.0 download": { status: 137, left: PART, rerun: "identical" },
+      "copy 1.0 to 2.0": { status: 137, left: JOURNAL, rerun: "identical" },
     },
   },
   {
@@ -396,10 +416,11 @@ const rows: Row[] = [
       const small = join(dir, "small");
       // downloads: room for 1.5 MiB of the 2.5; uploads: a folder already full (the journal and lock go there)
       const tmpfs = mountTmpfs(small, path.script === "download" ? "1536k" : "64k");
+      const writes = path.script !== "download";
       if (typeof tmpfs === "string") throw new Error(tmpfs);
       cleanups.push(tmpfs.unmount);
       transfer.cwd = small;
-      if (path.script === "upload") {
+      if (writes) {
         const filler = join(small, "filler");
         writeFileSync(filler, new Uint8Array(64 * 1024));
         beforeRerun.push(() => writeFileSync(filler, ""));
@@ -408,8 +429,10 @@ const rows: Row[] = [
       }
       const requestsBefore = emulator.stub.requests.length;
       const result = await inProcess(path, transfer);
-      // an upload that cannot keep a journal stops before it sends anything
+      // an upload that cannot keep a journal stops before it sends anything; a copy, before it makes anything
       if (path.chunked && path.script === "upload") expect(emulator.stub.requests.length).toBe(requestsBefore);
+      if (path.script === "copy")
+        expect(emulator.stub.requests.slice(requestsBefore).filter((r) => r.method !== "GET")).toEqual([]);
       return result;
     },
     cells: {
@@ -434,6 +457,13 @@ const rows: Row[] = [
         status: 1,
         says: cutShort("ENOSPC: no space left on device.*"),
         left: PART,
+        rerun: "identical",
+      },
+      "copy 1.0 to 2.0": {
+        status: 1,
+        plain: true,
+        says: "cannot create the lock \\S+: ENOSPC: no space left on device.*",
+        left: {},
         rerun: "identical",
       },
     },
@@ -490,6 +520,12 @@ const rows: Row[] = [
         says: ".*is already running in process \\d+ \\(lock \\S+\\): wait for it to finish, or stop it \\(kill \\d+\\) and run this again",
         left: { final: true },
       },
+      "copy 1.0 to 2.0": {
+        status: 1,
+        plain: true,
+        says: "the copy of drive \\S+ is already running in process \\d+ \\(lock \\S+\\): wait for it to finish, or stop it \\(kill \\d+\\) and run this again",
+        left: {},
+      },
     },
   },
   {
@@ -527,6 +563,13 @@ const rows: Row[] = [
         says: cutShort(".*"),
         left: PART,
         rerun: `GET /api/2\\.0/drives/${UUID}/download/ failed: 404 notexist: Object with uuid ${UUID} does not exist.*`,
+      },
+      "copy 1.0 to 2.0": {
+        // the source drive is gone too (one emulator): the rerun cannot read it
+        status: 1,
+        says: "(GET|POST) \\S+ failed: 404 (missing|notexist): .*",
+        left: JOURNAL,
+        rerun: `GET /drives/${UUID}/info failed: 404 missing: Drive ${UUID} could not be found\\..*`,
       },
     },
   },
@@ -615,7 +658,7 @@ async function check(row: Row, path: TransferPath, outcome: Outcome): Promise<vo
     expect(again.stdout.trim()).not.toBe(resumedDrive);
     return;
   }
-  if (resumedDrive && path.script === "upload") expect(again.stdout.trim()).toBe(resumedDrive);
+  if (resumedDrive && path.script !== "download") expect(again.stdout.trim()).toBe(resumedDrive);
   if (finished.size > 0) {
     // resumed: a finished chunk is never sent (or read) again
     expect(again.stderr).toMatch(/resuming/);
@@ -632,13 +675,7 @@ for (const row of rows) {
   const skip = row.skip?.();
   if (skip) console.log(`skipped "${row.fault}": ${skip}`);
   describe(row.fault, () => {
-    for (const name of [
-      "1.0 upload",
-      "1.0 download",
-      "2.0 chunked upload",
-      "2.0 direct upload",
-      "2.0 download",
-    ] as const) {
+    for (const name of PATH_NAMES) {
       const cell = row.cells[name];
       if ("notApplicable" in cell) {
         test.skip(`${name}: not applicable (${cell.notApplicable})`, () => {});

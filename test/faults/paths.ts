@@ -1,11 +1,13 @@
-// The five transfer paths the fault matrix runs on, each as the requests that carry its data, how
-// to prepare a transfer (an image to upload, a drive to download), what it ended with, and which
-// chunks the emulator saw go through whole.
+// The six transfer paths the fault matrix runs on, each as the requests that carry its data, how
+// to prepare a transfer (an image to upload, a drive to download or copy), what it ended with, and
+// which chunks the emulator saw go through whole. The copy reads an API 1.0 drive and writes an
+// API 2.0 chunked upload on the same emulator: its faults act on the destination's chunk POSTs.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CommandDef } from "citty";
 import upload from "../../scripts/upload.ts";
 import download from "../../scripts/download.ts";
+import copy from "../../scripts/copy.ts";
 import { api2Error, elasticError } from "../../emulator/errors.ts";
 import { imageBytes } from "../images.ts";
 import type { RunResult } from "../helpers.ts";
@@ -15,7 +17,23 @@ export const CHUNK = 64 * 1024;
 /** 40 chunks and a tail off the chunk grid: big enough to stop in the middle, small enough to be quick. */
 export const SIZE = 40 * CHUNK + 1000;
 
-export type PathName = "1.0 upload" | "1.0 download" | "2.0 chunked upload" | "2.0 direct upload" | "2.0 download";
+export type PathName =
+  | "1.0 upload"
+  | "1.0 download"
+  | "2.0 chunked upload"
+  | "2.0 direct upload"
+  | "2.0 download"
+  | "copy 1.0 to 2.0";
+
+/** The columns, in order. */
+export const PATH_NAMES: readonly PathName[] = [
+  "1.0 upload",
+  "1.0 download",
+  "2.0 chunked upload",
+  "2.0 direct upload",
+  "2.0 download",
+  "copy 1.0 to 2.0",
+];
 
 export interface Requests {
   method: string;
@@ -34,7 +52,7 @@ export interface Transfer {
 export interface TransferPath {
   name: PathName;
   api: 1 | 2;
-  script: "upload" | "download";
+  script: "upload" | "download" | "copy";
   // biome-ignore lint/suspicious/noExplicitAny: a command of any flag set
   command: CommandDef<any>;
   /** In chunks, each retried on passing errors, recorded in a resume journal. */
@@ -60,7 +78,7 @@ export interface TransferPath {
 export function transferPaths(emulator: Emulator): TransferPath[] {
   const { stub, api2 } = emulator;
   const driveBytes = (run: RunResult, size: number) => {
-    const uuid = run.stdout.trim();
+    const uuid = run.stdout.trim().split("\n").pop() ?? "";
     return stub.drives.has(uuid) ? stub.readDrive(uuid, 0, size) : undefined;
   };
   const fileBytes = (transfer: Transfer) => {
@@ -190,6 +208,27 @@ export function transferPaths(emulator: Emulator): TransferPath[] {
       hold: (hold) => {
         api2.originHook = () => hold.take();
       },
+      error: error2,
+    },
+    {
+      name: "copy 1.0 to 2.0",
+      api: 2,
+      script: "copy",
+      command: copy,
+      chunked: true,
+      chunks: Math.floor(SIZE / CHUNK),
+      data: link2,
+      body: link2,
+      env: () => ({ ...stub.env, ...api2.env }),
+      prepare: (dir, seed) => {
+        const bytes = imageBytes(SIZE, seed);
+        const source = stub.addDrive(SIZE, {}, bytes).uuid;
+        const argv = [source, "--api", "1", "--to-api", "2", "-c", "64k", "--concurrency", "2"];
+        return { argv, cwd: dir, bytes };
+      },
+      result: (transfer, run) => driveBytes(run, transfer.bytes.length),
+      chunksDone: () => api2.chunked.chunkPosts.filter((post) => post.status === 200).map((post) => post.chunk),
+      hold: intercept(link2),
       error: error2,
     },
   ];

@@ -83,6 +83,10 @@ function over(api: 1 | 2, on: { stub: DriveStub; api2: Api2Stub } = { stub, api2
 }
 
 async function copy(from: DriveCopy["from"], to: DriveCopy["to"], extra: Partial<DriveCopy> = {}): Promise<string> {
+  return (await copyResult(from, to, extra)).drive;
+}
+
+function copyResult(from: DriveCopy["from"], to: DriveCopy["to"], extra: Partial<DriveCopy> = {}) {
   return copyDrive(context({}), {
     from,
     to,
