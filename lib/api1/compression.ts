@@ -196,10 +196,13 @@ export class CompressionPlan {
     if (level === 0) return 1;
     const measured = this.ratio.get(level);
     if (measured !== undefined) return measured;
-    // scale the prior by how this data compresses at a level that was measured
+    // scale the prior's saving by what this data saved at a level that was measured: data that
+    // does not compress at one level (random, already compressed) does not at another either
     for (const other of LEVELS) {
       const seen = this.ratio.get(other);
-      if (other !== 0 && seen !== undefined) return Math.min(1, (PRIOR_RATIO[level] * seen) / PRIOR_RATIO[other]);
+      if (other === 0 || seen === undefined) continue;
+      const saving = Math.max(0, 1 - seen) * ((1 - PRIOR_RATIO[level]) / (1 - PRIOR_RATIO[other]));
+      return Math.max(0, Math.min(1, 1 - saving));
     }
     return PRIOR_RATIO[level];
   }
