@@ -31,10 +31,15 @@ export const DEFAULT_API2_CHUNK = 16 * 1024 * 1024;
 /** Largest chunk accepted: memory does not grow with it (chunks are read PIECE at a time), but what a stopped run sends again does. */
 const MAX_API2_CHUNK = 256 * 1024 * 1024;
 /**
- * Chunk POSTs in flight by default: enough to hide 100 ms per request, and what a stopped run sends
- * again stays at 4 x 16 MiB (1.05-1.06x a 1 GiB image interrupted half way).
+ * Chunk POSTs in flight at the start (the window grows from there on a far link): enough to hide
+ * 100 ms per request, and what a stopped run sends again stays at 4 x 16 MiB (1.05-1.06x a 1 GiB
+ * image interrupted half way).
  */
 export const API2_POSTS_IN_FLIGHT = 4;
+/** Bytes each chunk POST in flight holds: the piece it refills from a local file (a streamed source: the whole chunk). */
+export function api2BytesPerPost(chunk: number, source: { sequential: boolean }): number {
+  return source.sequential ? chunk : PIECE;
+}
 /** Bytes between full GCs: the chunk POSTs reuse pooled buffers, so they leave little garbage (57 MiB peak on 4 GiB). */
 const GC_EVERY_API2 = 256 * 1024 * 1024;
 /** Bytes read from the source and handed to the socket at a time, per chunk in flight. */
@@ -52,7 +57,6 @@ type LinkAnswer = URL | typeof HELD;
 export interface Api2ChunkedOptions extends DriveTransfer {
   connection: Connection;
   chunk: number;
-  concurrency: number;
   /** Wait until the drive leaves `uploading` once every chunk is in. */
   wait: boolean;
   /** The command that continues the upload of a drive, for the stop line. */
@@ -189,11 +193,10 @@ export class Api2ChunkedDestination implements Destination {
     return url;
   }
 
-  /** A chunk is starting: its link, and those of the chunks after it, are asked for now. */
-  starting(index: number, signal: AbortSignal): void {
+  /** A chunk is starting: its link, and those of the window's chunks after it, are asked for now. */
+  starting(index: number, signal: AbortSignal, window: number): void {
     const at = this.position.get(index) ?? 0;
-    const concurrency = this.options.concurrency;
-    for (let ahead = at; ahead <= at + concurrency && ahead < this.pending.length; ahead++)
+    for (let ahead = at; ahead <= at + window && ahead < this.pending.length; ahead++)
       this.prefetch(this.pending[ahead] as number, signal);
   }
 

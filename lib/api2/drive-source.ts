@@ -1,16 +1,20 @@
-// An API 2.0 drive as a source: one GET of `drives/UUID/download/` from the direct host (following
-// its redirect, credentials only to the origin named), read in order. The announced length must be
-// the drive's size. A read cut by a failure that may pass (a reset, a stall past --timeout, a 5xx)
-// asks again with `Range: bytes=N-` from where that read began, under the connection's retry
-// policy; a server that ignores Range sends the drive from 0 again and the bytes before N are dropped.
+// An API 2.0 drive as a source: `drives/UUID/download/` on the direct host (following its redirect,
+// credentials only to the origin named), every answer checked against the drive's size. Two ways:
+// - openApi2Drive: one GET read in order (a copy's source, --verify's read back). A read cut by a
+//   failure that may pass (a reset, a stall past --timeout, a 5xx) asks again with
+//   `Range: bytes=N-` from where that read began, under the connection's retry policy; a server that
+//   ignores Range sends the drive from 0 again and the bytes before N are dropped.
+// - openApi2RangedDrive: reads at any offset, each its own GET of `Range: bytes=A-B`, as many in
+//   flight as the run's window (a far link holds each connection to a share of it); the driver
+//   retries a read that may pass. A server that ignores Range (a 200, or another range than asked)
+//   is read through one GET in order from then on, from 0 again.
 import type { ConsolaInstance } from "consola";
 import { directClient, type Connection } from "../connect.ts";
 import type { Source } from "../chunks/endpoints.ts";
-import { ApiError, OperationError } from "../errors.ts";
+import { ApiError, messageOf, OperationError } from "../errors.ts";
 import type { HttpClient } from "../http.ts";
 import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { getDrive } from "./drives.ts";
-import { bodyFailure } from "./download-retry.ts";
 import { NO_TOTAL_LIMIT, Watchdog } from "./watchdog.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -31,6 +35,66 @@ export function contentLength(response: Response): number | undefined {
   return Number.isSafeInteger(value) ? value : undefined;
 }
 
+/**
+ * What a failure while a body arrives means: the watchdog's abort is a timeout; a broken
+ * connection (fetch's error carries a code such as ECONNRESET, and names no system call) is a
+ * network error; both may pass. A local file's failure (ENOSPC names its system call `write`) and
+ * our own checks (OperationError) are final.
+ */
+export function bodyFailure(error: unknown, watchdog: Watchdog): unknown {
+  const translated = watchdog.translate(error, "GET", "download");
+  if (translated instanceof OperationError || !(translated instanceof Error)) return translated;
+  const { code, syscall } = translated as { code?: unknown; syscall?: unknown };
+  if (typeof code !== "string" || syscall !== undefined) return translated;
+  return new ApiError({
+    kind: "network",
+    message: messageOf(translated),
+    method: "GET",
+    path: "download",
+    cause: translated,
+  });
+}
+
+/** What every GET of one drive shares: the request, the size every answer must announce, the stall bound. */
+class DriveDownload {
+  readonly path: string;
+
+  constructor(
+    readonly client: HttpClient,
+    readonly drive: string,
+    readonly size: number,
+    readonly timeoutMs: number,
+  ) {
+    this.path = `drives/${drive}/download/`;
+  }
+
+  /** The GET (`range` as asked, none: the whole drive), with --timeout bounding the time without progress. */
+  request(range: string | undefined, watchdog: Watchdog, signal?: AbortSignal): Promise<Response> {
+    return this.client.request("GET", this.path, {
+      // identity: the byte count must match Content-Length (and a Range its offsets)
+      headers: range ? { range, "accept-encoding": "identity" } : { "accept-encoding": "identity" },
+      timeoutMs: NO_TOTAL_LIMIT,
+      signal: signal ? AbortSignal.any([signal, watchdog.signal]) : watchdog.signal,
+    });
+  }
+
+  /** The answer announced something that is not this drive: final, nothing of it is used. */
+  async refuse(response: Response, said: string): Promise<never> {
+    await response.body?.cancel().catch(() => undefined);
+    throw new OperationError(`the server ${said} for drive ${this.drive}, which holds ${this.size} bytes: refusing it`);
+  }
+
+  /** A body that ended (cleanly) before the bytes asked: a cut like any other, which may pass. */
+  cut(at: number): ApiError {
+    return new ApiError({
+      kind: "network",
+      message: `the answer ended at byte ${at} of ${this.size}`,
+      method: "GET",
+      path: this.client.url(this.path).pathname,
+    });
+  }
+}
+
 /** The drive's bytes in order, over as many GETs as passing failures need. */
 class DriveStream {
   private reader?: ReadableStreamDefaultReader<Uint8Array>;
@@ -40,29 +104,34 @@ class DriveStream {
   /** The drive byte the open answer's next byte is. */
   private position = 0;
   private queue: Promise<unknown> = Promise.resolve();
-  private readonly path: string;
 
   constructor(
-    private readonly client: HttpClient,
-    private readonly drive: string,
-    readonly size: number,
-    private readonly timeoutMs: number,
+    private readonly download: DriveDownload,
     private readonly policy: Readonly<RetryPolicy>,
     private readonly log: ConsolaInstance,
-  ) {
-    this.path = `drives/${drive}/download/`;
-  }
+  ) {}
 
-  read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void> {
+  /** Reads are served in the order they come; `retried`: each under the retry policy (else one try, the caller retries). */
+  read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal, retried = true): Promise<void> {
+    const serve = () => this.serve(buffer, length, position, signal);
     const result = this.queue.then(() =>
-      withRetry(() => this.serve(buffer, length, position, signal), {
-        policy: this.policy,
-        signal,
-        onRetry: logRetry(this.log, `reading drive ${this.drive} at byte ${position}`, () => undefined),
-      }),
+      retried
+        ? withRetry(serve, {
+            policy: this.policy,
+            signal,
+            onRetry: logRetry(this.log, `reading drive ${this.download.drive} at byte ${position}`, () => undefined),
+          })
+        : serve(),
     );
     this.queue = result.catch(() => undefined);
     return result;
+  }
+
+  /** Go on with an answer already received (a ranged GET the server answered with the whole drive). */
+  async adopt(response: Response, from: number, watchdog: Watchdog): Promise<void> {
+    this.drop();
+    this.watchdog = watchdog;
+    await this.accept(response, from);
   }
 
   private async serve(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void> {
@@ -86,13 +155,7 @@ class DriveStream {
     while (done < length) {
       if (this.pieceAt === this.piece.length) {
         const { value, done: ended } = await (this.reader as ReadableStreamDefaultReader<Uint8Array>).read();
-        if (ended)
-          throw new ApiError({
-            kind: "network",
-            message: `the answer ended at byte ${this.position} of ${this.size}`,
-            method: "GET",
-            path: this.client.url(this.path).pathname,
-          });
+        if (ended) throw this.download.cut(this.position);
         this.watchdog?.touch();
         this.piece = value;
         this.pieceAt = 0;
@@ -107,28 +170,25 @@ class DriveStream {
 
   /** A GET from byte `from`: its answer must be this drive's bytes from there (or from 0, Range ignored). */
   private async get(from: number, signal?: AbortSignal): Promise<void> {
-    this.watchdog = new Watchdog(this.timeoutMs);
-    const response = await this.client.request("GET", this.path, {
-      // identity: the byte count must match Content-Length (and a Range its offsets)
-      headers:
-        from > 0 ? { range: `bytes=${from}-`, "accept-encoding": "identity" } : { "accept-encoding": "identity" },
-      timeoutMs: NO_TOTAL_LIMIT,
-      signal: signal ? AbortSignal.any([signal, this.watchdog.signal]) : this.watchdog.signal,
-    });
+    this.watchdog = new Watchdog(this.download.timeoutMs);
+    const range = from > 0 ? `bytes=${from}-` : undefined;
+    await this.accept(await this.download.request(range, this.watchdog, signal), from);
+  }
+
+  private async accept(response: Response, from: number): Promise<void> {
+    const size = this.download.size;
     const range = response.status === 206 ? parseContentRange(response.headers.get("content-range")) : undefined;
     const start = range ? range.start : 0;
     const announced = range ? range.total : contentLength(response);
     const length = contentLength(response);
-    if (
-      announced !== this.size ||
-      (range && (start > from || range.end !== this.size - 1)) ||
-      length !== this.size - start
-    ) {
+    if (length === undefined) {
       await response.body?.cancel().catch(() => undefined);
       throw new OperationError(
-        `the server sent drive ${this.drive} as ${length ?? "an unannounced number of"} bytes from byte ${start} of ${announced ?? "?"}, but it holds ${this.size}: refusing to read it`,
+        `the server sent drive ${this.download.drive} without a Content-Length: a cut download could not be told from a whole one`,
       );
     }
+    if (announced !== size || (range && (start > from || range.end !== size - 1)) || length !== size - start)
+      await this.download.refuse(response, `announced ${length} bytes from byte ${start} of ${announced ?? "?"}`);
     this.reader = (
       response.body ?? new ReadableStream<Uint8Array>()
     ).getReader() as ReadableStreamDefaultReader<Uint8Array>;
@@ -144,12 +204,19 @@ class DriveStream {
   }
 }
 
-/** Drive `drive` as a source, its size from the API (the GET must announce the same). */
-export async function openApi2Drive(connection: Connection, drive: string, log: ConsolaInstance): Promise<Source> {
+/** The drive's size from the API: every answer must announce the same. */
+async function driveSize(connection: Connection, drive: string): Promise<number> {
   const { size } = await getDrive(connection.client, drive);
   if (size === undefined) throw new OperationError(`drive ${drive}: the server gave no size`);
+  return size;
+}
+
+/** Drive `drive` as a source read in order through one GET (resumed with Range), its size from the API. */
+export async function openApi2Drive(connection: Connection, drive: string, log: ConsolaInstance): Promise<Source> {
+  const size = await driveSize(connection, drive);
   const open = (): Source => {
-    const stream = new DriveStream(directClient(connection), drive, size, connection.timeoutMs, connection.retry, log);
+    const download = new DriveDownload(directClient(connection), drive, size, connection.timeoutMs);
+    const stream = new DriveStream(download, connection.retry, log);
     return {
       size,
       sequential: true,
@@ -160,4 +227,134 @@ export async function openApi2Drive(connection: Connection, drive: string, log: 
     };
   };
   return open();
+}
+
+/** Reads at any offset, each one ranged GET; one GET in order once the server shows it ignores Range. */
+class RangedDrive implements Source {
+  readonly sequential = false;
+  readonly remote = true;
+  readonly size: number;
+  /** Set once a ranged GET was answered with something else: the rest goes through it. */
+  private stream?: DriveStream;
+
+  constructor(
+    private readonly download: DriveDownload,
+    private readonly policy: Readonly<RetryPolicy>,
+    private readonly log: ConsolaInstance,
+  ) {
+    this.size = download.size;
+  }
+
+  async read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void> {
+    if (this.stream) return this.stream.read(buffer, length, position, signal, false);
+    const watchdog = new Watchdog(this.download.timeoutMs);
+    const last = position + length - 1;
+    let response: Response;
+    try {
+      response = await this.download.request(`bytes=${position}-${last}`, watchdog, signal);
+    } catch (error) {
+      watchdog.stop();
+      throw watchdog.translate(error, "GET", this.download.client.url(this.download.path).pathname);
+    }
+    const range = response.status === 206 ? parseContentRange(response.headers.get("content-range")) : undefined;
+    if (!range || range.start !== position || range.end !== last)
+      return this.inOneStream(response, watchdog, buffer.subarray(0, length), position, signal);
+    try {
+      if (range.total !== this.size) await this.download.refuse(response, `announced ${range.total} bytes`);
+      const announced = contentLength(response);
+      if (announced !== undefined && announced !== length)
+        await this.download.refuse(response, `answered bytes ${position}-${last} with ${announced} bytes`);
+      await this.fill(response, buffer, length, position, watchdog);
+    } catch (error) {
+      throw bodyFailure(error, watchdog);
+    } finally {
+      watchdog.stop();
+    }
+  }
+
+  /** The body of a ranged answer into `buffer`: exactly `length` bytes (more is refused, fewer is a cut). */
+  private async fill(
+    response: Response,
+    buffer: Uint8Array,
+    length: number,
+    position: number,
+    watchdog: Watchdog,
+  ): Promise<void> {
+    let got = 0;
+    const reader = (response.body ?? new ReadableStream<Uint8Array>()).getReader();
+    try {
+      // bounded by the answer: each step takes one piece of it
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        watchdog.touch();
+        if (got + value.length > length) {
+          await reader.cancel().catch(() => undefined);
+          await this.download.refuse(response, `sent more than the ${length} bytes asked at byte ${position}`);
+        }
+        buffer.set(value, got);
+        got += value.length;
+      }
+    } finally {
+      reader.releaseLock();
+    }
+    if (got !== length) throw this.download.cut(position + got);
+  }
+
+  /** A ranged GET answered with the whole drive (or another range): one GET in order from now on, from 0 again. `bytes`: the read's own. */
+  private async inOneStream(
+    response: Response,
+    watchdog: Watchdog,
+    bytes: Uint8Array,
+    position: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if (!this.stream) {
+      this.log.info(
+        `the server does not answer drive ${this.download.drive} in ranges (${response.status}): reading it in one stream, starting again from 0`,
+      );
+      this.stream = new DriveStream(this.download, this.policy, this.log);
+      if (response.status === 200) {
+        // the whole drive from 0: what this read needs is in it
+        await this.stream.adopt(response, 0, watchdog);
+        return this.stream.read(bytes, bytes.length, position, signal, false);
+      }
+    }
+    await response.body?.cancel().catch(() => undefined);
+    watchdog.stop();
+    return this.stream.read(bytes, bytes.length, position, signal, false);
+  }
+
+  /** True when a GET of `Range: bytes=AT-AT` is answered with exactly that byte of this drive (a kept .part may go on). */
+  async resumesAt(at: number, signal?: AbortSignal): Promise<boolean> {
+    const watchdog = new Watchdog(this.download.timeoutMs);
+    try {
+      const response = await this.download.request(`bytes=${at}-${at}`, watchdog, signal);
+      const range = response.status === 206 ? parseContentRange(response.headers.get("content-range")) : undefined;
+      await response.body?.cancel().catch(() => undefined);
+      return range?.start === at && range.end === at && range.total === this.size;
+    } finally {
+      watchdog.stop();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.stream?.drop();
+  }
+}
+
+export type Api2RangedDrive = Source & { resumesAt(at: number, signal?: AbortSignal): Promise<boolean> };
+
+/** Drive `drive` as a source read in ranged GETs, several at once; its size from the API. */
+export async function openApi2RangedDrive(
+  connection: Connection,
+  drive: string,
+  log: ConsolaInstance,
+): Promise<Api2RangedDrive> {
+  const size = await driveSize(connection, drive);
+  return new RangedDrive(
+    new DriveDownload(directClient(connection), drive, size, connection.timeoutMs),
+    connection.retry,
+    log,
+  );
 }

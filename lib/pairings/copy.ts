@@ -8,6 +8,7 @@ import type { Connection } from "../connect.ts";
 import type { Context } from "../context.ts";
 import { runTransfer } from "../chunks/driver.ts";
 import type { Destination, Source } from "../chunks/endpoints.ts";
+import { windowFor, type WindowPolicy } from "../chunks/window.ts";
 import { UsageError } from "../errors.ts";
 import type { CompressMode } from "../transfer.ts";
 import { MAX_PIECE } from "../api1/drives.ts";
@@ -72,10 +73,11 @@ export async function copyDrive(ctx: Context, request: DriveCopy): Promise<strin
     };
     const common = { ctx, source, shown, name: to.name, drive: to.drive, label: "copy", done: "copied" };
     let destination: Destination;
-    let concurrency: number;
+    let window: WindowPolicy;
     if (to.connection.config.api === 1) {
       const chunk = request.chunk ?? MAX_PIECE;
-      concurrency = request.concurrency ?? API1_WRITES_IN_FLIGHT;
+      // a drive's chunks are read whole before they are written
+      window = windowFor(API1_WRITES_IN_FLIGHT, chunk, request.concurrency);
       destination = new Api1DriveDestination({
         ...common,
         client: to.connection.client,
@@ -83,19 +85,17 @@ export async function copyDrive(ctx: Context, request: DriveCopy): Promise<strin
         chunk,
         offset: 0,
         compress: request.compress ?? "auto",
-        concurrency,
-        fixedConcurrency: request.concurrency !== undefined,
+        window,
         key: { ...key, chunk },
         resumeCommand: request.resumeCommand,
       });
     } else {
       const chunk = request.chunk ?? DEFAULT_API2_CHUNK;
-      concurrency = request.concurrency ?? API2_POSTS_IN_FLIGHT;
+      window = windowFor(API2_POSTS_IN_FLIGHT, chunk, request.concurrency);
       destination = new Api2ChunkedDestination({
         ...common,
         connection: to.connection,
         chunk,
-        concurrency,
         wait: request.wait ?? true,
         key: { ...key, chunk },
         resumeCommand: (drive) => request.resumeCommand(drive),
@@ -109,7 +109,7 @@ export async function copyDrive(ctx: Context, request: DriveCopy): Promise<strin
         identity: `copy\0${driveIdentity(from.connection, from.drive)}\0${driveIdentity(to.connection, to.drive)}`,
         name: `the copy of ${shown}`,
       },
-      concurrency,
+      window,
       retry: to.connection.retry,
       quiet: request.quiet,
       verify: request.verify,
