@@ -137,16 +137,27 @@ export class CompressionPlan {
     return { body: packed, gzipped: true };
   }
 
+  /** How the image compresses, from a piece of it (the probe's): gzip -1's ratio and speed, before any chunk. */
+  async sample(raw: Uint8Array): Promise<void> {
+    if (this.mode !== "auto") return;
+    const { out, ms } = await gzipOffThread(raw, 1);
+    this.ratio.set(1, out.length / raw.length);
+    this.speed.set(1, raw.length / Math.max(1e-4, ms / 1000));
+  }
+
   /**
    * Start from a measured link: one raw write of `bytes` took `ms` (sent alone, before the
    * parallel chunks). Picks the level the model predicts best; later decisions refine it.
    */
   seed(bytes: number, ms: number): void {
     if (this.mode !== "auto") return;
-    const latency = Number.isFinite(this.latencyMs) ? this.latencyMs : 0;
+    // the fastest request so far may have paid for a new connection (its handshakes) that the
+    // probe did not: at most half of the probe's own time is taken for the fixed cost
+    const latency = Math.min(Number.isFinite(this.latencyMs) ? this.latencyMs : 0, ms / 2);
     const link = bytes / (Math.max(0.5, ms - latency) / 1000);
     const chunk = this.meanChunk ?? 4 * 1024 * 1024;
-    let best: Level = this.current;
+    // a tie goes to the cheapest: raw costs no CPU (data that does not compress predicts the same everywhere)
+    let best: Level = 0;
     for (const level of LEVELS) if (this.predict(level, link, chunk) > this.predict(best, link, chunk)) best = level;
     this.trace(
       `compress: probe ${bytes} bytes in ${ms.toFixed(1)} ms, link ~${(link / 1e6).toFixed(1)} MB/s; predicted MB/s ` +
@@ -275,7 +286,10 @@ export class CompressionPlan {
         ).join(", "),
     );
     const margin = this.current === 0 ? RAW_TO_GZIP : HYSTERESIS;
-    if (best !== this.current && bestRate > currentRate * margin)
+    if (this.current !== 0 && this.ratioOf(this.current) > 1 - MIN_SAVING)
+      // every chunk goes raw anyway: stop paying for the compression
+      this.switchTo(0, "gzip does not shrink this data");
+    else if (best !== this.current && bestRate > currentRate * margin)
       this.switchTo(best, `link ~${(link / 1e6).toFixed(1)} MB/s`);
     this.newEpoch();
   }

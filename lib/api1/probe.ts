@@ -33,21 +33,25 @@ export async function probeLink(
     if (length < PROBE_BYTES) return 0;
     if (source.dataMap && source.dataMap.nextData(start) >= start + length) continue;
     const bytes = new Uint8Array(length);
-    let began = 0;
     try {
+      let sampling: Promise<void> | undefined;
       if (!source.sequential) {
         await source.read(bytes, length, start);
         if (isAllZero(bytes)) continue;
+        // how the image compresses, measured while the probe crosses the link
+        sampling = plan.sample(bytes);
       }
-      began = performance.now();
+      const began = performance.now();
       await write(start, bytes);
+      const ms = performance.now() - began;
+      await sampling;
+      plan.seed(length, ms);
+      return length;
     } catch (error) {
       // a failing probe says nothing about the link: the chunks themselves retry or stop
       if (isRetryable(error)) return 0;
       throw error;
     }
-    plan.seed(length, performance.now() - began);
-    return length;
   }
   return 0;
 }

@@ -32,10 +32,11 @@ export const DEFAULT_API2_CHUNK = 16 * 1024 * 1024;
 const MAX_API2_CHUNK = 256 * 1024 * 1024;
 /**
  * Chunk POSTs in flight at the start (the window grows from there on a far link): enough to hide
- * 100 ms per request, and what a stopped run sends again stays at 4 x 16 MiB (1.05-1.06x a 1 GiB
- * image interrupted half way).
+ * 100 ms per request, and to fill a link that holds each connection to a quarter of it (the 6 chunks
+ * of a 96 MiB image go at once: bench/RESULTS-speed.md); what a stopped run sends again stays at
+ * 6 x 16 MiB.
  */
-export const API2_POSTS_IN_FLIGHT = 4;
+export const API2_POSTS_IN_FLIGHT = 6;
 /** Bytes each chunk POST in flight holds: the piece it refills from a local file (a streamed source: the whole chunk). */
 export function api2BytesPerPost(chunk: number, source: { sequential: boolean }): number {
   return source.sequential ? chunk : PIECE;

@@ -10,14 +10,14 @@
 //   is read through one GET in order from then on, from 0 again.
 import type { ConsolaInstance } from "consola";
 import { directClient, type Connection } from "../connect.ts";
+import { bodyReader, readBody, type BodyReader } from "../body.ts";
+import { GC_EVERY } from "../chunks/engine.ts";
 import type { Source } from "../chunks/endpoints.ts";
 import { ApiError, messageOf, OperationError } from "../errors.ts";
 import type { HttpClient } from "../http.ts";
 import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { getDrive } from "./drives.ts";
 import { NO_TOTAL_LIMIT, Watchdog } from "./watchdog.ts";
-
-const EMPTY = new Uint8Array(0);
 
 /** `bytes START-END/TOTAL` of a 206 answer. */
 export function parseContentRange(header: string | null): { start: number; end: number; total: number } | undefined {
@@ -95,21 +95,33 @@ class DriveDownload {
   }
 }
 
-/** The drive's bytes in order, over as many GETs as passing failures need. */
+/** Bytes of an answer a read does not want (before its first byte) are read into this, and dropped. */
+const SKIP_PIECE = 64 * 1024;
+
+/**
+ * The drive's bytes in order, over as many GETs as passing failures need. `viaPipe`: the answer's
+ * body goes through a kernel pipe straight into the readers' buffers (lib/body.ts): no garbage, for
+ * the one stream that moves a whole drive.
+ */
 class DriveStream {
-  private reader?: ReadableStreamDefaultReader<Uint8Array>;
+  private body?: BodyReader;
   private watchdog?: Watchdog;
-  private piece: Uint8Array = EMPTY;
-  private pieceAt = 0;
   /** The drive byte the open answer's next byte is. */
   private position = 0;
   private queue: Promise<unknown> = Promise.resolve();
+  private skipped?: Uint8Array;
 
   constructor(
     private readonly download: DriveDownload,
     private readonly policy: Readonly<RetryPolicy>,
     private readonly log: ConsolaInstance,
+    private readonly viaPipe = false,
   ) {}
+
+  /** The next byte of the open answer, if there is one: a read from there goes on with it. */
+  get next(): number | undefined {
+    return this.body ? this.position : undefined;
+  }
 
   /** Reads are served in the order they come; `retried`: each under the retry policy (else one try, the caller retries). */
   read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal, retried = true): Promise<void> {
@@ -137,7 +149,7 @@ class DriveStream {
   private async serve(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void> {
     if (position < this.position) this.drop();
     try {
-      if (!this.reader) await this.get(position, signal);
+      if (!this.body) await this.get(position, signal);
       await this.take(undefined, position - this.position);
       await this.take(buffer, length);
     } catch (error) {
@@ -148,23 +160,21 @@ class DriveStream {
     }
   }
 
-  /** Copy the next `length` bytes into `buffer` (none: drop them); the answer must hold them. */
+  /** Read the next `length` bytes into `buffer` (none: drop them); the answer must hold them. */
   private async take(buffer: Uint8Array | undefined, length: number): Promise<void> {
+    const body = this.body as BodyReader;
     let done = 0;
-    // bounded by the answer: each step takes one piece of it
+    // bounded by the answer: each step takes some of it
     while (done < length) {
-      if (this.pieceAt === this.piece.length) {
-        const { value, done: ended } = await (this.reader as ReadableStreamDefaultReader<Uint8Array>).read();
-        if (ended) throw this.download.cut(this.position);
-        this.watchdog?.touch();
-        this.piece = value;
-        this.pieceAt = 0;
-      }
-      const step = Math.min(length - done, this.piece.length - this.pieceAt);
-      buffer?.set(this.piece.subarray(this.pieceAt, this.pieceAt + step), done);
-      this.pieceAt += step;
-      this.position += step;
-      done += step;
+      this.skipped ??= buffer ? undefined : new Uint8Array(SKIP_PIECE);
+      const room = buffer
+        ? buffer.subarray(done, length)
+        : (this.skipped as Uint8Array).subarray(0, Math.min(SKIP_PIECE, length - done));
+      const n = await body.read(room);
+      if (n === 0) throw this.download.cut(this.position);
+      this.watchdog?.touch();
+      this.position += n;
+      done += n;
     }
   }
 
@@ -189,18 +199,14 @@ class DriveStream {
     }
     if (announced !== size || (range && (start > from || range.end !== size - 1)) || length !== size - start)
       await this.download.refuse(response, `announced ${length} bytes from byte ${start} of ${announced ?? "?"}`);
-    this.reader = (
-      response.body ?? new ReadableStream<Uint8Array>()
-    ).getReader() as ReadableStreamDefaultReader<Uint8Array>;
+    this.body = await bodyReader(response, this.viaPipe);
     this.position = start;
   }
 
   drop(): void {
-    this.reader?.cancel().catch(() => undefined);
-    this.reader = undefined;
+    this.body?.cancel();
+    this.body = undefined;
     this.watchdog?.stop();
-    this.piece = EMPTY;
-    this.pieceAt = 0;
   }
 }
 
@@ -221,6 +227,8 @@ export async function openApi2Drive(connection: Connection, drive: string, log: 
       size,
       sequential: true,
       remote: true,
+      // the answer's pieces go through its JS stream
+      gcEvery: GC_EVERY,
       read: (buffer, length, position, signal) => stream.read(buffer, length, position, signal),
       reopen: async () => open(),
       close: async () => stream.drop(),
@@ -229,26 +237,43 @@ export async function openApi2Drive(connection: Connection, drive: string, log: 
   return open();
 }
 
-/** Reads at any offset, each one ranged GET; one GET in order once the server shows it ignores Range. */
+/**
+ * Reads at any offset, each one ranged GET, several at once; or (`oneStream`: a near link, where one
+ * connection is all the link there is) one GET read in order through a pipe. Once the server shows
+ * it ignores Range, every read goes through that one GET.
+ */
 class RangedDrive implements Source {
   readonly sequential = false;
   readonly remote = true;
   readonly size: number;
-  /** Set once a ranged GET was answered with something else: the rest goes through it. */
-  private stream?: DriveStream;
+  /** The one GET read in order (a near link's reads, or all of them once Range proved ignored). */
+  private readonly stream: DriveStream;
+  private rangesIgnored = false;
 
   constructor(
     private readonly download: DriveDownload,
-    private readonly policy: Readonly<RetryPolicy>,
     private readonly log: ConsolaInstance,
+    policy: Readonly<RetryPolicy>,
+    readonly oneStream: boolean,
   ) {
     this.size = download.size;
+    this.stream = new DriveStream(download, policy, log, true);
   }
 
-  async read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void> {
-    if (this.stream) return this.stream.read(buffer, length, position, signal, false);
+  /** Ranged answers leave their pieces for the GC; the one stream's pipe leaves none. */
+  get gcEvery(): number {
+    return this.oneStream || this.rangesIgnored ? Number.POSITIVE_INFINITY : GC_EVERY;
+  }
+
+  read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void> {
+    if (this.oneStream || this.rangesIgnored) return this.stream.read(buffer, length, position, signal, false);
+    return this.ranged(buffer.subarray(0, length), position, signal);
+  }
+
+  /** One ranged GET for `bytes`, from `position`. */
+  private async ranged(bytes: Uint8Array, position: number, signal?: AbortSignal): Promise<void> {
     const watchdog = new Watchdog(this.download.timeoutMs);
-    const last = position + length - 1;
+    const last = position + bytes.length - 1;
     let response: Response;
     try {
       response = await this.download.request(`bytes=${position}-${last}`, watchdog, signal);
@@ -258,13 +283,16 @@ class RangedDrive implements Source {
     }
     const range = response.status === 206 ? parseContentRange(response.headers.get("content-range")) : undefined;
     if (!range || range.start !== position || range.end !== last)
-      return this.inOneStream(response, watchdog, buffer.subarray(0, length), position, signal);
+      return this.rangeIgnored(response, watchdog, bytes, position, signal);
     try {
       if (range.total !== this.size) await this.download.refuse(response, `announced ${range.total} bytes`);
       const announced = contentLength(response);
-      if (announced !== undefined && announced !== length)
+      if (announced !== undefined && announced !== bytes.length)
         await this.download.refuse(response, `answered bytes ${position}-${last} with ${announced} bytes`);
-      await this.fill(response, buffer, length, position, watchdog);
+      const { got, more } = await readBody(response, bytes, () => watchdog.touch());
+      if (more)
+        await this.download.refuse(response, `sent more than the ${bytes.length} bytes asked at byte ${position}`);
+      if (got !== bytes.length) throw this.download.cut(position + got);
     } catch (error) {
       throw bodyFailure(error, watchdog);
     } finally {
@@ -272,48 +300,19 @@ class RangedDrive implements Source {
     }
   }
 
-  /** The body of a ranged answer into `buffer`: exactly `length` bytes (more is refused, fewer is a cut). */
-  private async fill(
-    response: Response,
-    buffer: Uint8Array,
-    length: number,
-    position: number,
-    watchdog: Watchdog,
-  ): Promise<void> {
-    let got = 0;
-    const reader = (response.body ?? new ReadableStream<Uint8Array>()).getReader();
-    try {
-      // bounded by the answer: each step takes one piece of it
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        watchdog.touch();
-        if (got + value.length > length) {
-          await reader.cancel().catch(() => undefined);
-          await this.download.refuse(response, `sent more than the ${length} bytes asked at byte ${position}`);
-        }
-        buffer.set(value, got);
-        got += value.length;
-      }
-    } finally {
-      reader.releaseLock();
-    }
-    if (got !== length) throw this.download.cut(position + got);
-  }
-
-  /** A ranged GET answered with the whole drive (or another range): one GET in order from now on, from 0 again. `bytes`: the read's own. */
-  private async inOneStream(
+  /** A ranged GET answered with the whole drive (or another range): the one GET in order from now on, from 0 again. */
+  private async rangeIgnored(
     response: Response,
     watchdog: Watchdog,
     bytes: Uint8Array,
     position: number,
     signal?: AbortSignal,
   ): Promise<void> {
-    if (!this.stream) {
+    if (!this.rangesIgnored) {
+      this.rangesIgnored = true;
       this.log.info(
         `the server does not answer drive ${this.download.drive} in ranges (${response.status}): reading it in one stream, starting again from 0`,
       );
-      this.stream = new DriveStream(this.download, this.policy, this.log);
       if (response.status === 200) {
         // the whole drive from 0: what this read needs is in it
         await this.stream.adopt(response, 0, watchdog);
@@ -339,22 +338,38 @@ class RangedDrive implements Source {
   }
 
   async close(): Promise<void> {
-    this.stream?.drop();
+    this.stream.drop();
   }
 }
 
-export type Api2RangedDrive = Source & { resumesAt(at: number, signal?: AbortSignal): Promise<boolean> };
+export type Api2RangedDrive = Source & {
+  /** Read in one stream (a near link, or one request in flight asked for), not in ranged GETs. */
+  readonly oneStream: boolean;
+  resumesAt(at: number, signal?: AbortSignal): Promise<boolean>;
+};
 
-/** Drive `drive` as a source read in ranged GETs, several at once; its size from the API. */
+/**
+ * Below this many ms for the first API call (a new connection: 20-30 ms on loopback, most of it
+ * the runtime's first request) the server is near (the same machine, a LAN): one stream moves a
+ * drive as fast as the machine can write it, and cheaper than ranged GETs at once
+ * (bench/RESULTS-speed.md); a far one (a round trip of 50 ms or more, its handshakes) takes ranged
+ * GETs in parallel.
+ */
+export const NEAR_LINK_MS = 50;
+
+/**
+ * Drive `drive` as a source read in ranged GETs, several at once; or in one stream on a near link
+ * (unless `concurrency` asks for more in flight) or when `concurrency` is 1. Its size from the API.
+ */
 export async function openApi2RangedDrive(
   connection: Connection,
   drive: string,
   log: ConsolaInstance,
+  concurrency?: number,
 ): Promise<Api2RangedDrive> {
+  const asked = performance.now();
   const size = await driveSize(connection, drive);
-  return new RangedDrive(
-    new DriveDownload(directClient(connection), drive, size, connection.timeoutMs),
-    connection.retry,
-    log,
-  );
+  const near = performance.now() - asked < NEAR_LINK_MS;
+  const download = new DriveDownload(directClient(connection), drive, size, connection.timeoutMs);
+  return new RangedDrive(download, log, connection.retry, concurrency === undefined ? near : concurrency === 1);
 }

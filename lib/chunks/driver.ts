@@ -13,7 +13,7 @@ import type { Grid } from "./grid.ts";
 import { journalPath } from "./journal.ts";
 import { RunLock } from "./lock.ts";
 import { verifyAgainst } from "./verify.ts";
-import { TransferWindow, type WindowPolicy } from "./window.ts";
+import { PROCESS_CLOCKS, TransferWindow, type WindowPolicy } from "./window.ts";
 
 export interface TransferRun {
   /** The progress label: "upload", "download", "copy". */
@@ -132,11 +132,12 @@ async function runChunks(ctx: Context, run: TransferRun, opened: Opened, stats: 
   let done = stats.before;
   let moving = 0;
   let sinceGc = 0;
-  const gcEvery = dest.gcEvery ?? GC_EVERY;
+  // the source's garbage (the pieces of a drive's answers) and the destination's (its requests, its compression)
+  const gcEvery = () => Math.min(run.source.gcEvery ?? Number.POSITIVE_INFINITY, dest.gcEvery ?? GC_EVERY);
   const progress = ctx.progress({ label: run.label, total, quiet: run.quiet });
   const { controller, interrupted, remove } = abortOnInterrupt();
   const signal = controller.signal;
-  const window = new TransferWindow(run.window, performance.now());
+  const window = new TransferWindow(run.window, PROCESS_CLOCKS);
   /** The source itself failed (damaged, truncated, longer than its size): no resume can help. */
   let inputFailure: InputError | undefined;
   const mover = chunkMover(ctx, run, opened, stats, {
@@ -153,7 +154,7 @@ async function runChunks(ctx: Context, run: TransferRun, opened: Opened, stats: 
       });
       covered = outcome.covered;
       // a chunk left out made no request: it says nothing about the link
-      if (outcome.requested) window.completed(covered, performance.now());
+      if (outcome.requested) window.completed(covered);
     } catch (error) {
       if (error instanceof InputError) inputFailure ??= error;
       throw error;
@@ -162,7 +163,7 @@ async function runChunks(ctx: Context, run: TransferRun, opened: Opened, stats: 
     }
     done += covered;
     sinceGc += covered;
-    if (sinceGc >= gcEvery) {
+    if (sinceGc >= gcEvery()) {
       sinceGc = 0;
       Bun.gc(true);
     }
@@ -231,7 +232,7 @@ function chunkMover(
   const retried = (what: string) => {
     const log = logRetry(ctx.log, what, counted);
     return (error: unknown, retry: number, delayMs: number) => {
-      if (isBusy(error)) window.busy(performance.now());
+      if (isBusy(error)) window.busy();
       log(error, retry, delayMs);
     };
   };

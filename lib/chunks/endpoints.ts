@@ -27,6 +27,11 @@ export interface Source {
   dataMap?: DataMap;
   /** A raw file's descriptor, which a socket POST reads from directly. */
   fd?: number;
+  /**
+   * Garbage its reads leave (the pieces of an answer's body): bytes between full collections;
+   * undefined: none to speak of. The driver collects at the smaller of this and the destination's.
+   */
+  readonly gcEvery?: number;
   /** Fill `buffer[0, length)` with the disk's bytes at `position`: one try, the driver retries what may pass. */
   read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void>;
   /** The same disk again from its start (a verify after a sequential read); undefined: it cannot be read again. */

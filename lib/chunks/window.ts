@@ -4,9 +4,11 @@
 // move more; on a near link more only hold more memory. So the window grows while throughput grows
 // (doubling at first, then one at a time, with a probe now and then), goes back when a larger
 // window moved no more, and halves when the server says it is busy; it never leaves [min, max],
-// where max comes from memory (bytes a request in flight holds x max). `--concurrency` fixes it.
-// It is fed what completed and when, on the caller's clock: no timers and no module state, so a
-// test drives it with numbers.
+// where max comes from memory (bytes a request in flight holds x max). Growth is tried only while
+// the process waits more than it works (under BUSY_CPU of a core): when it is the bottleneck
+// itself (a near link), one more request only holds more memory. `--concurrency` fixes it.
+// It is fed what completed, and reads the caller's clocks (the time, the CPU time spent) when it
+// decides: no timers and no module state, so a test drives it with numbers.
 
 export interface WindowPolicy {
   /** Requests in flight at the start. */
@@ -54,6 +56,27 @@ export function windowFor(
 const GAIN = 1.1;
 /** Rounds at a steady window before trying one more request in flight (the link may have changed). */
 const PROBE_ROUNDS = 4;
+/**
+ * More requests are tried only in a round where the process used less than this share of a core:
+ * loopback transfers keep it at 1.0-1.2 (it moves the bytes as fast as it can), far links at
+ * 0.0-0.6 (bench/RESULTS-speed.md).
+ */
+const BUSY_CPU = 0.75;
+
+/** What the window reads to measure a round, in ms: the time, and the CPU time the process spent (user and system). */
+export interface Clocks {
+  now(): number;
+  cpuMs(): number;
+}
+
+/** The real ones: performance.now() and process.cpuUsage(). */
+export const PROCESS_CLOCKS: Clocks = {
+  now: () => performance.now(),
+  cpuMs: () => {
+    const { user, system } = process.cpuUsage();
+    return (user + system) / 1000;
+  },
+};
 
 /** The window at one moment and the throughput it moved (bytes per ms). */
 interface Sample {
@@ -66,8 +89,9 @@ export class TransferWindow {
   size: number;
   /** Doubling while each round moves more; off after the first round that does not, or a busy answer. */
   private slowStart: boolean;
-  /** The round being measured: since when, what completed, how many completions end it. */
+  /** The round being measured: since when (and the CPU time then), what completed, how many completions end it. */
   private roundStart: number;
+  private roundCpu: number;
   private roundBytes = 0;
   private roundDone = 0;
   private roundLength: number;
@@ -82,11 +106,12 @@ export class TransferWindow {
 
   constructor(
     private readonly policy: Readonly<WindowPolicy>,
-    now: number,
+    private readonly clocks: Clocks,
   ) {
     this.size = clamp(policy.initial, policy);
     this.slowStart = !policy.fixed;
-    this.roundStart = now;
+    this.roundStart = clocks.now();
+    this.roundCpu = clocks.cpuMs();
     this.roundLength = this.size;
     this.sizes = [this.size];
   }
@@ -97,40 +122,43 @@ export class TransferWindow {
   }
 
   /** A request completed, having moved `bytes`. */
-  completed(bytes: number, now: number): void {
+  completed(bytes: number): void {
     if (this.policy.fixed) return;
     this.roundBytes += bytes;
     this.roundDone++;
     if (this.roundDone < this.roundLength) return;
-    const rate = this.roundBytes / Math.max(1, now - this.roundStart);
-    this.decide(rate);
-    this.newRound(now);
+    // the clocks are read once a round: the CPU time is a system call
+    const [now, cpuMs] = [this.clocks.now(), this.clocks.cpuMs()];
+    const elapsed = Math.max(1, now - this.roundStart);
+    this.decide(this.roundBytes / elapsed, (cpuMs - this.roundCpu) / elapsed < BUSY_CPU);
+    this.newRound(now, cpuMs);
   }
 
   /** The server said it is busy (429, 503, API 1.0 busy): half as many in flight, once a round. */
-  busy(now: number): void {
+  busy(): void {
     if (this.policy.fixed || this.busyRound === this.rounds) return;
     this.slowStart = false;
     this.last = undefined;
     this.steadyRounds = 0;
     this.resize(Math.floor(this.size / 2));
-    this.newRound(now);
+    this.newRound(this.clocks.now(), this.clocks.cpuMs());
     this.busyRound = this.rounds;
   }
 
-  private decide(rate: number): void {
+  /** `waiting`: the process spent the round mostly waiting (growth may help). */
+  private decide(rate: number, waiting: boolean): void {
     const last = this.last;
     if (!last) {
       // the first round (or the first after a busy answer) only sets the mark, unless still doubling
       this.last = { size: this.size, rate };
-      if (this.slowStart) this.grow();
+      if (this.slowStart && waiting) this.grow();
       return;
     }
     if (this.size > last.size) {
       if (rate > last.rate * GAIN) {
-        // more in flight moved more: keep growing
+        // more in flight moved more: keep growing, while the process mostly waits
         this.last = { size: this.size, rate };
-        this.grow();
+        if (waiting) this.grow();
       } else {
         // it did not: back to the window that moved as much, and stay there
         this.slowStart = false;
@@ -142,7 +170,7 @@ export class TransferWindow {
     }
     // steady: follow the link down when it slows; now and then try one more in flight
     this.last = { size: this.size, rate: rate < last.rate / GAIN ? rate : last.rate };
-    if (++this.steadyRounds >= PROBE_ROUNDS) {
+    if (++this.steadyRounds >= PROBE_ROUNDS && waiting) {
       this.steadyRounds = 0;
       this.last = { size: this.size, rate };
       this.grow();
@@ -159,9 +187,10 @@ export class TransferWindow {
     this.size = next;
   }
 
-  private newRound(now: number): void {
+  private newRound(now: number, cpuMs: number): void {
     this.rounds++;
     this.roundStart = now;
+    this.roundCpu = cpuMs;
     this.roundBytes = 0;
     this.roundDone = 0;
     // a round lasts as many completions as requests in flight: each lane's latest request measured once

@@ -19,6 +19,8 @@ export interface SparseFileOptions extends FileDestinationOptions {
 
 export class SparseFileDestination extends FileDestination<SparseFileOptions> implements Destination {
   readonly grid: Grid;
+  /** Chunks are written from the driver's pooled buffers: no garbage of its own (its source may leave some). */
+  readonly gcEvery = Number.POSITIVE_INFINITY;
   private handle?: FileHandle;
   private resuming = false;
   /** Chunks written as holes entirely (all zero) in this run. */

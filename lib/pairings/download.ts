@@ -12,7 +12,7 @@ import { checkOffset, type DownloadRequest } from "../transfer.ts";
 import { runTransfer } from "../chunks/driver.ts";
 import type { Destination } from "../chunks/endpoints.ts";
 import { journalPath } from "../chunks/journal.ts";
-import { windowFor } from "../chunks/window.ts";
+import { fixedWindow, windowFor } from "../chunks/window.ts";
 import { formatOfName, withSuffix } from "../formats/output-format.ts";
 import { SparseFileDestination } from "../formats/sparse-file.ts";
 import { downloadRecord } from "../formats/file-destination.ts";
@@ -22,10 +22,10 @@ import { openApi2RangedDrive, type Api2RangedDrive } from "../api2/drive-source.
 import { serverFileName } from "../api2/file-name.ts";
 
 /**
- * API 2.0 ranged GETs in flight at the start: the window grows from there while the link carries
- * more (bench/RESULTS-speed.md).
+ * API 2.0 ranged GETs in flight at the start on a far link, as the 1.0 download's reads: the window
+ * grows from there while the link carries more (bench/RESULTS-speed.md).
  */
-export const API2_READS_IN_FLIGHT = 2;
+export const API2_READS_IN_FLIGHT = 6;
 
 /** Download the drive; resolves to the file's absolute path. */
 export async function downloadDrive(ctx: Context, connection: Connection, request: DownloadRequest): Promise<string> {
@@ -37,7 +37,9 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
   // before anything is sent: an existing FILE is only replaced on request
   if (named !== undefined) await checkOutputPath(resolve(ctx.cwd, named), force);
   const source =
-    api === 1 ? await openApi1Drive(connection.client, drive) : await openApi2RangedDrive(connection, drive, ctx.log);
+    api === 1
+      ? await openApi1Drive(connection.client, drive)
+      : await openApi2RangedDrive(connection, drive, ctx.log, request.concurrency);
   try {
     const path = named !== undefined ? resolve(ctx.cwd, named) : await namedByServer(ctx, connection, request);
     const format = request.format ?? formatOfName(path);
@@ -49,10 +51,12 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
       api === 2 && format === "raw"
         ? await keptPrefix(ctx, source as Api2RangedDrive, path, journalPath(ctx.cwd, record.identity))
         : request.offset;
-    const initial = api === 1 ? API1_READS_IN_FLIGHT : API2_READS_IN_FLIGHT;
     const { chunk } = request;
-    // each read in flight holds its chunk until it is written
-    const window = windowFor(initial, chunk, request.concurrency);
+    // each read in flight holds its chunk until it is written; API 2.0 in one stream: one at a time
+    const window =
+      api === 2 && (source as Api2RangedDrive).oneStream
+        ? fixedWindow(1)
+        : windowFor(api === 1 ? API1_READS_IN_FLIGHT : API2_READS_IN_FLIGHT, chunk, request.concurrency);
     const from = { shown: `drive ${drive}`, id: drive };
     const destination: Destination =
       format === "raw"

@@ -203,8 +203,8 @@ test("a raw rerun over a compressed run's .part starts over instead of resuming 
   const raw = await run(download, [drive, "mixed.img"], { env: api2.env, cwd: dir });
   expect(raw.status).toBe(0);
   expect(raw.stderr).toContain("starting it over");
-  // from byte 0 again
-  expect(api2.originRequests.map((r) => r.headers.range)).toContain(`bytes=0-${4 * MiB - 1}`);
+  // from byte 0 again (one stream: the server is near)
+  expect(api2.originRequests.map((r) => r.headers.range)).toEqual([undefined]);
   expect(sha256(new Uint8Array(await Bun.file(join(dir, "mixed.img")).arrayBuffer()))).toBe(imageHash);
   expect(readdirSync(dir)).toEqual(["mixed.img"]);
 });

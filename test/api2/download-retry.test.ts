@@ -74,7 +74,8 @@ test("a raw download cut twice mid-body completes in one run, identical, each cu
   const drive = driveOf(5 * MiB + 777, 1);
   // the first two answers end cleanly after 300 KiB, short of their Content-Length
   stub.fault({ method: "GET", path: ORIGIN, times: 2, action: { end: true, afterBytes: 300 * 1024 } });
-  const result = await downloadIn([drive.uuid, "disk.img", "-c", "1M", "--verbose"]);
+  // two ranged GETs at a time (a near link would be read in one stream)
+  const result = await downloadIn([drive.uuid, "disk.img", "-c", "1M", "--concurrency", "2", "--verbose"]);
   expect({ status: result.status, stderr: result.stderr }).toMatchObject({ status: 0 });
   expect(sameBytes(new Uint8Array(readFileSync(join(dir, "disk.img"))), drive.bytes)).toBe(true);
   expect(readdirSync(dir)).toEqual(["disk.img"]);
@@ -92,7 +93,7 @@ test("a raw download cut twice mid-body completes in one run, identical, each cu
 test("a .zst download cut mid-body completes in one run, and decodes to the drive's bytes", async () => {
   const drive = driveOf(13 * MiB + 4321, 2);
   stub.fault({ method: "GET", path: ORIGIN, every: 3, times: 1, action: { end: true, afterBytes: MiB + 5 } });
-  const result = await downloadIn([drive.uuid, "disk.img.zst", "--verbose"]);
+  const result = await downloadIn([drive.uuid, "disk.img.zst", "--concurrency", "2", "--verbose"]);
   expect({ status: result.status, stderr: result.stderr }).toMatchObject({ status: 0 });
   expect(result.stderr).toMatch(/read at \d+ failed \(.*\); retry 1 in/);
   // four chunks of 4 MiB, the cut one asked for again
@@ -109,15 +110,17 @@ test("a server that stops honouring Range (a 200 for a ranged GET): the rest is 
   // bytes, not a Bun.file: Bun.serve would answer the Range of a file body by itself
   api2.originHook = (request, d) =>
     request.headers.get("range") && ++ranged > 2 ? new Response(stub.readDrive(d.uuid)) : undefined;
-  const result = await downloadIn([drive.uuid, "norange.img", "-c", "1M", "--concurrency", "1"]);
+  const result = await downloadIn([drive.uuid, "norange.img", "-c", "1M", "--concurrency", "2"]);
   expect({ status: result.status, stderr: result.stderr }).toMatchObject({ status: 0 });
   expect(result.stderr).toContain("starting again from 0");
-  // two chunks in ranges, then the whole drive in one answer that serves the rest
-  expect(originStarts()).toEqual([
+  // two chunks in ranges, then the whole drive in one answer (two, if the next ranged GET was under way) that serves the rest
+  const starts = originStarts();
+  expect(starts.slice(0, 2).toSorted((a, b) => (a[0] as number) - (b[0] as number))).toEqual([
     [0, 206],
     [MiB, 206],
-    [2 * MiB, 200],
   ]);
+  expect(starts.length).toBeLessThanOrEqual(4);
+  expect(starts.slice(2).every(([, status]) => status === 200)).toBe(true);
   expect(sameBytes(new Uint8Array(readFileSync(join(dir, "norange.img"))), drive.bytes)).toBe(true);
   expect(readdirSync(dir)).toEqual(["norange.img"]);
 });
@@ -148,18 +151,19 @@ for (const [label, env] of [
 
 test("a failure that does not pass: the policy's attempts, then exit 1, the chunks that came whole kept for a rerun that goes on from them", async () => {
   const drive = driveOf(3 * MiB, 5);
-  // after the first GET, the API answers 503 to every one
+  // one stream (a near link): its answer is cut after the first MiB, then the API answers 503 to every GET
+  stub.fault({ method: "GET", path: ORIGIN, times: 1, action: { end: true, afterBytes: MiB } });
   let gets = 0;
   stub.handlers.unshift((request, path) =>
     request.method === "GET" && API_GET.test(path) && gets++ >= 1
       ? api2Error(503, "backend", "down for maintenance")
       : undefined,
   );
-  const flags = ["-c", "1M", "--concurrency", "1"];
+  const flags = ["-c", "1M"];
   const result = await downloadIn([drive.uuid, "kept.img", ...flags], { retry: { ...FAST_RETRY, attempts: 3 } });
   expect(result.status).toBe(1);
-  // one GET for the first chunk, three for the second
-  expect(stub.count("GET", API_GET)).toBe(4);
+  // the GET that was cut (in the second chunk's first try), then one for each of its two other tries
+  expect(stub.count("GET", API_GET)).toBe(3);
   const errors = result.stderr.split("\n").filter((line) => line.includes(": error: "));
   expect(errors).toEqual([
     expect.stringMatching(
@@ -175,10 +179,8 @@ test("a failure that does not pass: the policy's attempts, then exit 1, the chun
   api2.originRequests.length = 0;
   const again = await downloadIn([drive.uuid, "kept.img", ...flags]);
   expect(again.status).toBe(0);
-  expect(originStarts()).toEqual([
-    [MiB, 206],
-    [2 * MiB, 206],
-  ]);
+  // the rest, in one stream from where the kept chunk ends
+  expect(originStarts()).toEqual([[MiB, 206]]);
   expect(sameBytes(new Uint8Array(readFileSync(join(dir, "kept.img"))), drive.bytes)).toBe(true);
 });
 

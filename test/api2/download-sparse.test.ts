@@ -195,11 +195,8 @@ describe("resume", () => {
     api2.originRequests.length = 0;
     const second = await run(download, [drive, "cut.raw", "-c", "1M"], { env: api2.env, cwd: out });
     expect(second.status).toBe(0);
-    // the rest, in ranges from where the kept chunks end
-    const asked = api2.originRequests.map((r) => [Number(/^bytes=(\d+)-/.exec(r.headers.range ?? "")?.[1]), r.status]);
-    expect(asked.toSorted((a, b) => (a[0] as number) - (b[0] as number))).toEqual(
-      Array.from({ length: (SIZE - cut) / CHUNK }, (_, i) => [cut + i * CHUNK, 206]),
-    );
+    // the rest (in one stream: the server is near) from where the kept chunks end
+    expect(api2.originRequests.map((r) => [r.headers.range, r.status])).toEqual([[`bytes=${cut}-`, 206]]);
     const path = join(out, "cut.raw");
     expect(same(path, CONTENT)).toBe(true);
     expect(allocated(path)).toBeLessThan(1 * MiB);

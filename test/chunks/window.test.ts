@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fixedWindow, TransferWindow, windowFor, type WindowPolicy } from "../../lib/chunks/window.ts";
+import { type Clocks, fixedWindow, TransferWindow, windowFor, type WindowPolicy } from "../../lib/chunks/window.ts";
 import download from "../../scripts/download.ts";
 import upload from "../../scripts/upload.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
@@ -19,23 +19,43 @@ const CHUNK = 4 * 1024 * 1024;
 
 /**
  * Feed `window` `completions` chunks over a link that moves `rate(size)` bytes per ms with `size`
- * requests in flight; the sizes it took.
+ * requests in flight, the process using `cpu` of a core meanwhile; the sizes it took.
  */
-function drive(window: TransferWindow, rate: (size: number) => number, completions: number): number[] {
-  let now = 0;
+function drive(window: TransferWindow, rate: (size: number) => number, completions: number, cpu = 0.1): number[] {
+  const clocks = clocksOf.get(window) as TestClocks;
   for (let i = 0; i < completions; i++) {
     // the window's requests share the link: one completes every CHUNK / rate ms
-    now += CHUNK / rate(window.size);
-    window.completed(CHUNK, now);
+    const ms = CHUNK / rate(window.size);
+    clocks.ms += ms;
+    clocks.cpu += ms * cpu;
+    window.completed(CHUNK);
   }
   return window.sizes;
+}
+
+/** Clocks a test moves by hand. */
+class TestClocks implements Clocks {
+  ms = 0;
+  cpu = 0;
+  now = () => this.ms;
+  cpuMs = () => this.cpu;
+}
+
+const clocksOf = new WeakMap<TransferWindow, TestClocks>();
+
+/** A window on clocks of its own, at 0 (`drive` moves them). */
+function windowOf(policy: WindowPolicy): TransferWindow {
+  const clocks = new TestClocks();
+  const window = new TransferWindow(policy, clocks);
+  clocksOf.set(window, clocks);
+  return window;
 }
 
 const adaptive = (initial: number, max: number): WindowPolicy => ({ initial, min: 1, max, fixed: false });
 
 describe("the policy", () => {
   test("a far link (each request waits a round trip): it doubles while each doubling moves about twice as much, up to its max", () => {
-    const window = new TransferWindow(adaptive(4, 48), 0);
+    const window = windowOf(adaptive(4, 48));
     // 100 ms per request: 4 MiB per 100 ms per request in flight
     drive(window, (size) => (size * CHUNK) / 100, 400);
     expect(window.sizes.slice(0, 5)).toEqual([4, 8, 16, 32, 48]);
@@ -43,7 +63,7 @@ describe("the policy", () => {
   });
 
   test("a link full at 6 requests: it goes back to the last window that moved more, and stays there", () => {
-    const window = new TransferWindow(adaptive(2, 48), 0);
+    const window = windowOf(adaptive(2, 48));
     drive(window, (size) => (Math.min(size, 6) * CHUNK) / 100, 400);
     // 2, 4, 8 (6 move 1.5 times what 4 did), 16 (no more than 6 again): back to 8, trying 9 now and then
     expect(window.sizes.slice(0, 5)).toEqual([2, 4, 8, 16, 8]);
@@ -51,25 +71,40 @@ describe("the policy", () => {
     expect(window.size).toBe(8);
   });
 
-  test("a near link (more in flight moves no more): it stays at its start, trying one more now and then", () => {
-    const window = new TransferWindow(adaptive(8, 48), 0);
+  test("a link where more in flight moves no more, the process waiting: it tries twice as many, goes back, tries one more now and then", () => {
+    const window = windowOf(adaptive(8, 48));
     drive(window, () => CHUNK / 5, 400);
     expect(window.sizes.slice(0, 3)).toEqual([8, 16, 8]);
     expect(Math.max(...window.sizes.slice(2))).toBeLessThanOrEqual(9);
     expect(window.size).toBe(8);
   });
 
+  test("a near link, the process busy moving the bytes (a core or more): it never tries more, whatever the link", () => {
+    const near = windowOf(adaptive(6, 48));
+    drive(near, () => CHUNK / 5, 400, 1.0);
+    expect(near.sizes).toEqual([6]);
+    // even where more would move more: the process is what limits it
+    const busy = windowOf(adaptive(6, 48));
+    drive(busy, (size) => (size * CHUNK) / 100, 400, 0.9);
+    expect(busy.sizes).toEqual([6]);
+    // once it waits again, growth resumes
+    const later = windowOf(adaptive(6, 48));
+    drive(later, (size) => (size * CHUNK) / 100, 40, 0.9);
+    drive(later, (size) => (size * CHUNK) / 100, 400, 0.2);
+    expect(later.size).toBeGreaterThan(6);
+  });
+
   test("a busy server halves it, once a round, never below its min; it grows again only one at a time", () => {
-    const window = new TransferWindow(adaptive(16, 48), 0);
-    window.busy(1);
-    window.busy(2);
+    const window = windowOf(adaptive(16, 48));
+    window.busy();
+    window.busy();
     expect(window.size).toBe(8);
     // a round (8 completions) later, busy again
-    for (let i = 1; i <= 8; i++) window.completed(CHUNK, 2 + i);
-    window.busy(20);
+    for (let i = 1; i <= 8; i++) window.completed(CHUNK);
+    window.busy();
     expect(window.size).toBe(4);
-    const floor = new TransferWindow({ initial: 2, min: 2, max: 8, fixed: false }, 0);
-    floor.busy(1);
+    const floor = windowOf({ initial: 2, min: 2, max: 8, fixed: false });
+    floor.busy();
     expect(floor.size).toBe(2);
     // after a busy answer no doubling: a far link brings it back one at a time
     drive(window, (size) => (size * CHUNK) / 100, 40);
@@ -79,9 +114,9 @@ describe("the policy", () => {
   });
 
   test("--concurrency fixes it: no growth, no halving", () => {
-    const window = new TransferWindow(fixedWindow(3), 0);
+    const window = windowOf(fixedWindow(3));
     drive(window, (size) => (size * CHUNK) / 100, 100);
-    window.busy(1e9);
+    window.busy();
     expect(window.sizes).toEqual([3]);
     expect(window.max).toBe(3);
   });
@@ -167,9 +202,20 @@ describe("through the driver, counted in the emulator", () => {
     },
     {
       name: "API 2.0 download",
-      start: 2,
+      start: 6,
       match: (request: Request, path: string) => request.method === "GET" && /\/download\/$/.test(path),
-      run: () => downloadOver(api2.env, "out2.img"),
+      run: async () => {
+        // the drive's size comes a far link's round trip late: ranged GETs, not one stream
+        stub.handlers.unshift(async (request, path) => {
+          if (request.method === "GET" && /^\/api\/2\.0\/drives\/[0-9a-f-]{36}\/$/.test(path)) await Bun.sleep(60);
+          return undefined;
+        });
+        try {
+          await downloadOver(api2.env, "out2.img");
+        } finally {
+          stub.handlers.shift();
+        }
+      },
     },
     {
       name: "API 1.0 upload",
@@ -186,7 +232,7 @@ describe("through the driver, counted in the emulator", () => {
     },
     {
       name: "API 2.0 chunked upload",
-      start: 4,
+      start: 6,
       match: (request: Request, path: string) => request.method === "POST" && /\/upload\/chunk\//.test(path),
       run: async () => {
         const result = await run(upload, [join(dir, "disk.img"), "-c", "64k", "--no-wait"], {
