@@ -137,12 +137,18 @@ export class CompressionPlan {
     return { body: packed, gzipped: true };
   }
 
-  /** How the image compresses, from a piece of it (the probe's): gzip -1's ratio and speed, before any chunk. */
-  async sample(raw: Uint8Array): Promise<void> {
-    if (this.mode !== "auto") return;
+  /**
+   * How the image compresses, from a piece of it (the probe's): gzip -1's ratio and speed, before
+   * any chunk. False when it does not (random, already compressed data): raw then, whatever the link.
+   */
+  async sample(raw: Uint8Array): Promise<boolean> {
+    if (this.mode !== "auto") return true;
     const { out, ms } = await gzipOffThread(raw, 1);
     this.ratio.set(1, out.length / raw.length);
     this.speed.set(1, raw.length / Math.max(1e-4, ms / 1000));
+    if (out.length <= raw.length * (1 - MIN_SAVING)) return true;
+    if (this.current !== 0) this.switchTo(0, "the image does not compress");
+    return false;
   }
 
   /**
