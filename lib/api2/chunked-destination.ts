@@ -18,7 +18,7 @@ import type { Journal } from "../chunks/journal.ts";
 import type { ReadBack } from "../chunks/verify.ts";
 import { deleteDrive2, getDrive, initUpload } from "./drives.ts";
 import { openApi2Drive } from "./drive-source.ts";
-import { fileBody, imageBody, memoryBody, streamPost, type StreamPostAnswer } from "./socket-post.ts";
+import { fileBody, imageBody, memoryBody, preconnect, streamPost, type StreamPostAnswer } from "./socket-post.ts";
 import { waitForDrive } from "./wait.ts";
 import { Watchdog } from "./watchdog.ts";
 
@@ -102,6 +102,9 @@ export class Api2ChunkedDestination implements Destination {
   private position = new Map<number, number>();
   /** Links asked for ahead of their chunk: one window's worth beyond the chunks in flight. */
   private readonly prefetched = new Map<number, { answer: Promise<LinkAnswer>; at: number }>();
+  /** Chunks in flight wanted when the last one started; whether connections for them were opened ahead. */
+  private window = 1;
+  private preconnected = false;
   private readonly client: HttpClient;
 
   constructor(private readonly options: Api2ChunkedOptions) {
@@ -191,11 +194,17 @@ export class Api2ChunkedDestination implements Destination {
     const url = new URL(answer.link, client.base.origin);
     if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHost(url.hostname)))
       throw refuse(`refusing the upload link to ${url.origin} (not https)`);
+    if (!this.preconnected) {
+      // the links all lead to one server: the other chunks' connections open while their links come
+      this.preconnected = true;
+      preconnect(url, this.options.connection.sockets, this.window - 1);
+    }
     return url;
   }
 
   /** A chunk is starting: its link, and those of the window's chunks after it, are asked for now. */
   starting(index: number, signal: AbortSignal, window: number): void {
+    this.window = window;
     const at = this.position.get(index) ?? 0;
     for (let ahead = at; ahead <= at + window && ahead < this.pending.length; ahead++)
       this.prefetch(this.pending[ahead] as number, signal);
