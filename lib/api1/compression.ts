@@ -138,14 +138,13 @@ export class CompressionPlan {
   }
 
   /**
-   * How the image compresses, from a piece of it (the probe's): gzip -1's ratio and speed, before
-   * any chunk. False when it does not (random, already compressed data): raw then, whatever the link.
+   * How the image compresses, from a piece of it (the probe's): gzip -1's ratio, before any chunk. False when it does not (random, already compressed data): raw then, whatever the link.
    */
   async sample(raw: Uint8Array): Promise<boolean> {
     if (this.mode !== "auto") return true;
-    const { out, ms } = await gzipOffThread(raw, 1);
+    // the ratio only: the speed of one small piece on an idle pool thread says little about the chunks'
+    const { out } = await gzipOffThread(raw, 1);
     this.ratio.set(1, out.length / raw.length);
-    this.speed.set(1, raw.length / Math.max(1e-4, ms / 1000));
     if (out.length <= raw.length * (1 - MIN_SAVING)) return true;
     if (this.current !== 0) this.switchTo(0, "the image does not compress");
     return false;
@@ -157,9 +156,7 @@ export class CompressionPlan {
    */
   seed(bytes: number, ms: number): void {
     if (this.mode !== "auto") return;
-    // the fastest request so far may have paid for a new connection (its handshakes) that the
-    // probe did not: at most half of the probe's own time is taken for the fixed cost
-    const latency = Math.min(Number.isFinite(this.latencyMs) ? this.latencyMs : 0, ms / 2);
+    const latency = Number.isFinite(this.latencyMs) ? this.latencyMs : 0;
     const link = bytes / (Math.max(0.5, ms - latency) / 1000);
     const chunk = this.meanChunk ?? 4 * 1024 * 1024;
     // a tie goes to the cheapest: raw costs no CPU (data that does not compress predicts the same everywhere)

@@ -154,6 +154,37 @@ test("2.0 download: a whole 200 that holds less than the drive (its Content-Leng
   expect(readdirSync(dir)).toEqual([]);
 });
 
+for (const [label, short] of [
+  ["one byte short", 1],
+  ["one byte long", -1],
+] as const) {
+  test(`2.0 download (ranged GETs): a 206 for the range asked whose body is ${label}: exit 1 at once, nothing under the final name`, async () => {
+    const on = path("2.0 download");
+    const transfer = on.prepare(dir, ++seed);
+    emulator.api2.originHook = (request, d) => {
+      const asked = /^bytes=(\d+)-(\d+)$/.exec(request.headers.get("range") ?? "");
+      if (!asked) return undefined;
+      const [start, end] = [Number(asked[1]), Number(asked[2])];
+      // the Content-Range asked for, a body (and its Content-Length) of another length
+      return new Response(transfer.bytes.slice(start, end + 1 - short), {
+        status: 206,
+        headers: { "content-range": `bytes ${start}-${end}/${d.size}` },
+      });
+    };
+    const result = await runOn(on, transfer);
+    expectOneLine(
+      result,
+      new RegExp(
+        `^download: error: download of drive ${UUID} stopped at 0 B of 2\\.5 MiB: the server answered bytes \\d+-\\d+ with \\d+ bytes for drive ${UUID}, which holds ${SIZE} bytes: refusing it; nothing was kept: run the same command again$`,
+      ),
+      transfer,
+    );
+    // final: not asked again (one answer per chunk in flight)
+    expect(emulator.api2.originRequests.length).toBeLessThanOrEqual(2);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+}
+
 for (const [label, make] of [
   ["HTML", garbage],
   ["binary bytes", binary],
