@@ -22,13 +22,23 @@ export interface WindowPolicy {
 }
 
 /**
- * Bytes the requests in flight may hold at most, whatever the link: with the runtime's own ~45 MiB
+ * Bytes the requests in flight may hold at most, whatever the link: with the runtime's own 60-70 MiB
  * and the garbage a transfer leaves between collections, peak RSS stays under 128 MiB
  * (bench/RESULTS-speed.md).
  */
 export const WINDOW_MEMORY = 48 * 1024 * 1024;
 /** The most requests in flight the window ever grows to (--concurrency's own limit). */
 export const MAX_WINDOW = 64;
+
+/**
+ * What a request in flight holds when its chunk goes through fetch (an API 1.0 read or write, an
+ * API 2.0 ranged GET): the chunk in the driver's buffer, and about as much again in the runtime
+ * (the body it copies or gathers). Measured on loopback, 1 GiB: 7.8 MiB more peak RSS for each
+ * 4 MiB write in flight, 8.7 MiB for each read (bench/RESULTS-speed.md).
+ */
+export function fetchedChunk(chunk: number): number {
+  return 2 * chunk;
+}
 
 /** --concurrency N: N requests in flight, whatever the link shows. */
 export function fixedWindow(requests: number): WindowPolicy {

@@ -8,7 +8,7 @@ import type { Connection } from "../connect.ts";
 import type { Context } from "../context.ts";
 import { runTransfer } from "../chunks/driver.ts";
 import type { Destination, Source } from "../chunks/endpoints.ts";
-import { windowFor, type WindowPolicy } from "../chunks/window.ts";
+import { fetchedChunk, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import { UsageError } from "../errors.ts";
 import type { CompressMode } from "../transfer.ts";
 import { MAX_PIECE } from "../api1/drives.ts";
@@ -77,7 +77,7 @@ export async function copyDrive(ctx: Context, request: DriveCopy): Promise<strin
     if (to.connection.config.api === 1) {
       const chunk = request.chunk ?? MAX_PIECE;
       // a drive's chunks are read whole before they are written
-      window = windowFor(API1_WRITES_IN_FLIGHT, chunk, request.concurrency);
+      window = windowFor(API1_WRITES_IN_FLIGHT, fetchedChunk(chunk), request.concurrency);
       destination = new Api1DriveDestination({
         ...common,
         client: to.connection.client,

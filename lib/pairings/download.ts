@@ -12,7 +12,7 @@ import { checkOffset, type DownloadRequest } from "../transfer.ts";
 import { runTransfer } from "../chunks/driver.ts";
 import type { Destination } from "../chunks/endpoints.ts";
 import { journalPath } from "../chunks/journal.ts";
-import { fixedWindow, windowFor } from "../chunks/window.ts";
+import { fetchedChunk, fixedWindow, windowFor } from "../chunks/window.ts";
 import { formatOfName, withSuffix } from "../formats/output-format.ts";
 import { SparseFileDestination } from "../formats/sparse-file.ts";
 import { downloadRecord } from "../formats/file-destination.ts";
@@ -56,7 +56,7 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
     const window =
       api === 2 && (source as Api2RangedDrive).oneStream
         ? fixedWindow(1)
-        : windowFor(api === 1 ? API1_READS_IN_FLIGHT : API2_READS_IN_FLIGHT, chunk, request.concurrency);
+        : windowFor(api === 1 ? API1_READS_IN_FLIGHT : API2_READS_IN_FLIGHT, fetchedChunk(chunk), request.concurrency);
     const from = { shown: `drive ${drive}`, id: drive };
     const destination: Destination =
       format === "raw"

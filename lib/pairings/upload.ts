@@ -9,7 +9,7 @@ import { checkOffset, type UploadRequest } from "../transfer.ts";
 import type { ImageSource } from "../chunks/image.ts";
 import { runTransfer } from "../chunks/driver.ts";
 import type { Destination } from "../chunks/endpoints.ts";
-import { fixedWindow, windowFor, type WindowPolicy } from "../chunks/window.ts";
+import { fetchedChunk, fixedWindow, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import { journalIdentity, openUploadInput, STDIN_RESUME_WARNING } from "../formats/open.ts";
 import { API1_WRITES_IN_FLIGHT, Api1DriveDestination } from "../api1/drive-destination.ts";
 import { Api2DirectDestination } from "../api2/direct-destination.ts";
@@ -120,7 +120,7 @@ async function uploadToApi1(
   const offset = request.offset ?? 0;
   if (offset > image.size)
     throw new UsageError(`invalid --offset ${offset}: beyond the end of ${request.file} (${image.size} bytes)`);
-  const window = windowFor(API1_WRITES_IN_FLIGHT, request.chunk, request.concurrency);
+  const window = windowFor(API1_WRITES_IN_FLIGHT, fetchedChunk(request.chunk), request.concurrency);
   const destination = new Api1DriveDestination({
     ...driveTransfer(ctx, request, image),
     client: connection.client,
