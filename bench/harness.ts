@@ -18,14 +18,17 @@ export interface Timed {
   stdout: string;
   seconds: number;
   rssKiB: number;
+  /** CPU seconds in user and kernel mode (its children included). */
+  user: number;
+  system: number;
 }
 
-/** Run `argv` under /usr/bin/time with a small environment plus `env`; its stdout, wall time and peak RSS. */
+/** Run `argv` under /usr/bin/time with a small environment plus `env`; its stdout, wall time, peak RSS and CPU time. */
 export async function timed(
   argv: string[],
   options: { cwd: string; env?: Record<string, string>; timeFile: string },
 ): Promise<Timed> {
-  const child = Bun.spawn(["/usr/bin/time", "-f", "%e %M", "-o", options.timeFile, ...argv], {
+  const child = Bun.spawn(["/usr/bin/time", "-f", "%e %M %U %S", "-o", options.timeFile, ...argv], {
     cwd: options.cwd,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1", ...options.env },
     stdout: "pipe",
@@ -40,8 +43,8 @@ export async function timed(
   const seconds = (performance.now() - started) / 1000;
   if (status !== 0)
     throw new Error(`${argv.slice(0, 3).join(" ")} failed (${status}): ${stderr.trim().split("\n").pop()}`);
-  const [, rss] = (await Bun.file(options.timeFile).text()).trim().split("\n").pop()!.split(" ");
-  return { stdout, seconds, rssKiB: Number(rss) };
+  const [, rss, user, system] = (await Bun.file(options.timeFile).text()).trim().split("\n").pop()!.split(" ");
+  return { stdout, seconds, rssKiB: Number(rss), user: Number(user), system: Number(system) };
 }
 
 export interface Emulator {

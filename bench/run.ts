@@ -9,6 +9,7 @@
 //   bun run bench --sizes 256M --links wan --runs 3
 //   bun run bench --sweep                 also: --concurrency 4/8/16 and --compress never/always/auto
 //   bun run bench --rss                   also: peak RSS of a 4 GiB upload and download
+//   bun run bench --scripts DIR           drivekit's scripts from another checkout (a before/after)
 //
 // The 10 MB/s download of 1 GiB (about 110 s a run for either tool, the link being the limit) is
 // left out unless --wan-download-1g.
@@ -32,9 +33,12 @@ const { values } = parseArgs({
     "wan-download-1g": { type: "boolean", default: false },
     "no-baseline": { type: "boolean", default: false },
     args: { type: "string", default: "", description: "extra arguments for drivekit's upload" },
+    scripts: { type: "string", description: "the checkout whose scripts/ are timed (default: this one)" },
   },
 });
 
+/** Whose scripts are timed: this checkout's, or another's (--scripts) for a before/after. */
+const SCRIPTS = join((values.scripts as string | undefined) ?? ROOT, "scripts");
 const SIZES: Record<string, number> = { "256M": 256 * 2 ** 20, "1G": 2 ** 30, "4G": 4 * 2 ** 30 };
 const LINKS: Record<string, { latency: number; bandwidth: number; title: string }> = {
   loopback: { latency: 0, bandwidth: 0, title: "loopback" },
@@ -149,7 +153,7 @@ const record = (target: Row, m: Measure, bytes: number) => {
 
 const upload = (image: string, more: string[] = []) => [
   "bun",
-  join(ROOT, "scripts/upload.ts"),
+  join(SCRIPTS, "upload.ts"),
   image,
   "-n",
   "bench",
@@ -159,7 +163,7 @@ const upload = (image: string, more: string[] = []) => [
 ];
 const download = (drive: string, out: string) => [
   "bun",
-  join(ROOT, "scripts/download.ts"),
+  join(SCRIPTS, "download.ts"),
   drive,
   out,
   "--force",

@@ -19,6 +19,11 @@ export function isRetryable(error: unknown): boolean {
   return error instanceof ApiError && error.retryable;
 }
 
+/** The server says it has too much to do (API 1.0 `busy`, 429, 503): fewer requests in flight help. */
+export function isBusy(error: unknown): boolean {
+  return error instanceof ApiError && (error.kind === "busy" || error.status === 429 || error.status === 503);
+}
+
 /** The wait before retry number `retry` (1-based): half fixed, half random, so parallel chunks spread out. */
 export function backoffMs(policy: Readonly<RetryPolicy>, retry: number): number {
   const ceiling = Math.min(policy.capMs, policy.baseMs * 2 ** (retry - 1));

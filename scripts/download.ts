@@ -35,7 +35,7 @@ const command = defineCommand({
       "FILE defaults to the drive's UUID (API 1.0) or the server's name for it (API 2.0). Raw: the drive's " +
       "bytes, its zero blocks left as holes. FILE.gz / FILE.zst: compressed as it arrives, no raw copy on " +
       "disk. Written to FILE.part, renamed to FILE when complete; passing failures are retried within the run, " +
-      "and a rerun of a stopped download resumes (raw: from the chunks or bytes FILE.part holds; gz/zst: from " +
+      "and a rerun of a stopped download resumes (raw: from the chunks FILE.part holds; gz/zst: from " +
       "the last whole piece recorded, about once a second).\n\n" +
       "--consistent (API 2.0): the drive, a running server's disk too, is snapshotted and a temporary clone of " +
       "the snapshot (names starting drivekit-tmp) is downloaded, so FILE holds the bytes of one instant; both are " +
@@ -62,7 +62,7 @@ const command = defineCommand({
       type: "string",
       group: "transfer",
       alias: "c",
-      description: "API 1.0: bytes per read (at most 4M)",
+      description: "Bytes per read (at most 4M; API 2.0: per ranged GET)",
       default: "4M",
       valueHint: "SIZE",
     },

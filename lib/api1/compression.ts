@@ -138,6 +138,19 @@ export class CompressionPlan {
   }
 
   /**
+   * How the image compresses, from a piece of it (the probe's): gzip -1's ratio, before any chunk. False when it does not (random, already compressed data): raw then, whatever the link.
+   */
+  async sample(raw: Uint8Array): Promise<boolean> {
+    if (this.mode !== "auto") return true;
+    // the ratio only: the speed of one small piece on an idle pool thread says little about the chunks'
+    const { out } = await gzipOffThread(raw, 1);
+    this.ratio.set(1, out.length / raw.length);
+    if (out.length <= raw.length * (1 - MIN_SAVING)) return true;
+    if (this.current !== 0) this.switchTo(0, "the image does not compress");
+    return false;
+  }
+
+  /**
    * Start from a measured link: one raw write of `bytes` took `ms` (sent alone, before the
    * parallel chunks). Picks the level the model predicts best; later decisions refine it.
    */
@@ -146,7 +159,8 @@ export class CompressionPlan {
     const latency = Number.isFinite(this.latencyMs) ? this.latencyMs : 0;
     const link = bytes / (Math.max(0.5, ms - latency) / 1000);
     const chunk = this.meanChunk ?? 4 * 1024 * 1024;
-    let best: Level = this.current;
+    // a tie goes to the cheapest: raw costs no CPU (data that does not compress predicts the same everywhere)
+    let best: Level = 0;
     for (const level of LEVELS) if (this.predict(level, link, chunk) > this.predict(best, link, chunk)) best = level;
     this.trace(
       `compress: probe ${bytes} bytes in ${ms.toFixed(1)} ms, link ~${(link / 1e6).toFixed(1)} MB/s; predicted MB/s ` +
@@ -196,10 +210,13 @@ export class CompressionPlan {
     if (level === 0) return 1;
     const measured = this.ratio.get(level);
     if (measured !== undefined) return measured;
-    // scale the prior by how this data compresses at a level that was measured
+    // scale the prior's saving by what this data saved at a level that was measured: data that
+    // does not compress at one level (random, already compressed) does not at another either
     for (const other of LEVELS) {
       const seen = this.ratio.get(other);
-      if (other !== 0 && seen !== undefined) return Math.min(1, (PRIOR_RATIO[level] * seen) / PRIOR_RATIO[other]);
+      if (other === 0 || seen === undefined) continue;
+      const saving = Math.max(0, 1 - seen) * ((1 - PRIOR_RATIO[level]) / (1 - PRIOR_RATIO[other]));
+      return Math.max(0, Math.min(1, 1 - saving));
     }
     return PRIOR_RATIO[level];
   }
@@ -272,7 +289,10 @@ export class CompressionPlan {
         ).join(", "),
     );
     const margin = this.current === 0 ? RAW_TO_GZIP : HYSTERESIS;
-    if (best !== this.current && bestRate > currentRate * margin)
+    if (this.current !== 0 && this.ratioOf(this.current) > 1 - MIN_SAVING)
+      // every chunk goes raw anyway: stop paying for the compression
+      this.switchTo(0, "gzip does not shrink this data");
+    else if (best !== this.current && bestRate > currentRate * margin)
       this.switchTo(best, `link ~${(link / 1e6).toFixed(1)} MB/s`);
     this.newEpoch();
   }

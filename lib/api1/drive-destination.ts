@@ -7,6 +7,7 @@ import { evenGrid, type Grid } from "../chunks/grid.ts";
 import { journalOpened, resolveDriveTarget, type DriveTransfer } from "../chunks/drive-target.ts";
 import type { Journal } from "../chunks/journal.ts";
 import type { ReadBack } from "../chunks/verify.ts";
+import type { WindowPolicy } from "../chunks/window.ts";
 import { ApiError, messageOf, OperationError } from "../errors.ts";
 import type { HttpClient } from "../http.ts";
 import { humanBytes } from "../size.ts";
@@ -16,7 +17,7 @@ import { createDrive, destroyDrive, driveInfo, sizeOf, writePiece } from "./driv
 import { api1DriveSource } from "./drive-source.ts";
 import { probeLink } from "./probe.ts";
 
-/** Writes in flight by default: picked from bench/RESULTS.md (enough to hide 100 ms per request, memory 8 x 4 MiB). */
+/** Writes in flight at the start (the window grows from there on a far link): bench/RESULTS.md (enough to hide 100 ms per request, memory 8 x 4 MiB). */
 export const API1_WRITES_IN_FLIGHT = 8;
 
 /** Writes in flight once `--compress auto` has chosen gzip (a slow link). */
@@ -40,9 +41,8 @@ export interface Api1DriveOptions extends DriveTransfer {
   /** Start at this byte of the source and the drive (the vendor tool's -o). */
   offset: number;
   compress: CompressMode;
-  concurrency: number;
-  /** --concurrency was given: the writes in flight stay at it. */
-  fixedConcurrency: boolean;
+  /** The run's window (--concurrency fixes it: the writes in flight stay at it). */
+  window: WindowPolicy;
   /** The new drive's storage tier (the vendor tool's -t). */
   tier?: string;
   /** The command that resumes at a byte of a drive, for the stop line. */
@@ -85,7 +85,7 @@ export class Api1DriveDestination implements Destination {
 
   constructor(private readonly options: Api1DriveOptions) {
     this.grid = evenGrid(options.source.size, options.chunk, options.offset);
-    this.plan = new CompressionPlan(options.compress, options.concurrency, (text) => options.ctx.log.debug(text));
+    this.plan = new CompressionPlan(options.compress, options.window.initial, (text) => options.ctx.log.debug(text));
   }
 
   /** A request without a body (info, create) times the link's fixed cost per request. */
@@ -171,9 +171,9 @@ export class Api1DriveDestination implements Destination {
    * A decoded image on a near link: the decoder is the bottleneck, the same holds.
    */
   lanes(): number {
-    const { concurrency, compress, decoded, fixedConcurrency } = this.options;
-    if (fixedConcurrency) return concurrency;
-    let wanted = concurrency;
+    const { window, compress, decoded } = this.options;
+    if (window.fixed) return window.initial;
+    let wanted = window.max;
     if (compress === "auto" && this.plan.level !== 0) wanted = Math.min(wanted, GZIP_LANES);
     if (decoded && this.plan.latency < NEAR_LINK_MS) wanted = Math.min(wanted, DECODED_LANES);
     return wanted;

@@ -2,6 +2,7 @@
 // length (drives.ts readInto), several in flight; the driver retries a read that may pass.
 import type { Source } from "../chunks/endpoints.ts";
 import type { HttpClient } from "../http.ts";
+import { GC_EVERY } from "../chunks/engine.ts";
 import { driveInfo, MAX_PIECE, readInto, sizeOf } from "./drives.ts";
 
 /** Reads in flight by default: picked from bench/RESULTS.md (8 was no faster on loopback and cost ~20 MiB more RSS). */
@@ -14,6 +15,8 @@ export function api1DriveSource(client: HttpClient, drive: string, size: number)
     sequential: false,
     remote: true,
     maxRead: MAX_PIECE,
+    // each answer's body comes in pieces the GC has to find
+    gcEvery: GC_EVERY,
     async read(buffer, length, position, signal) {
       await readInto(client, drive, position, length, buffer, signal);
     },

@@ -1,4 +1,5 @@
 // API 1.0 drive calls: one function per call, arguments already checked.
+import { readBody } from "../body.ts";
 import { ApiError, OperationError, UsageError } from "../errors.ts";
 import type { HttpClient, RequestOptions } from "../http.ts";
 import { formatRecord, type KvRecord } from "../kv.ts";
@@ -135,40 +136,31 @@ export async function readInto(
   const shown = `/${path}`;
   const response = await client.request("GET", path, { signal });
   let got = 0;
-  const reader = response.body?.getReader();
-  if (reader) {
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        if (got + value.length > length) {
-          await reader.cancel().catch(() => undefined);
-          throw new ApiError({
-            kind: "protocol",
-            message: `the server sent more than the ${length} bytes asked`,
-            status: response.status,
-            method: "GET",
-            path: shown,
-            retryable: false,
-          });
-        }
-        buffer.set(value, got);
-        got += value.length;
-      }
-    } catch (error) {
-      if (error instanceof ApiError || signal?.aborted) throw error;
+  try {
+    const body = await readBody(response, buffer.subarray(0, length), (sofar) => {
+      got = sofar;
+    });
+    got = body.got;
+    if (body.more)
       throw new ApiError({
-        kind: "network",
-        message: `answer cut after ${got} of ${length} bytes: ${(error as Error).message}`,
+        kind: "protocol",
+        message: `the server sent more than the ${length} bytes asked`,
         status: response.status,
         method: "GET",
         path: shown,
-        retryable: true,
-        cause: error,
+        retryable: false,
       });
-    } finally {
-      reader.releaseLock();
-    }
+  } catch (error) {
+    if (error instanceof ApiError || signal?.aborted) throw error;
+    throw new ApiError({
+      kind: "network",
+      message: `answer cut after ${got} of ${length} bytes: ${(error as Error).message}`,
+      status: response.status,
+      method: "GET",
+      path: shown,
+      retryable: true,
+      cause: error,
+    });
   }
   if (got !== length)
     throw new ApiError({

@@ -11,7 +11,8 @@ const PROBE_BYTES = 512 * 1024;
 
 /**
  * Measure the link before choosing a gzip level: send the start of the first chunk that holds data,
- * raw and alone (its chunk is sent whole later: ~0.5 MiB twice); for a sequential source, which is
+ * raw and alone (its chunk is sent whole later: ~0.5 MiB twice), once gzip -1 showed that piece
+ * compresses (else raw it is, and nothing is sent); for a sequential source, which is
  * read once in order, zeros where the first pending chunk goes (the caller allows that only on a new
  * drive). On a 10 MB/s link this takes ~50 ms and says "gzip -6"; on a fast one a few ms and says
  * "raw", so neither case pays for a wrong first guess over many chunks. Returns the bytes sent (0
@@ -33,21 +34,22 @@ export async function probeLink(
     if (length < PROBE_BYTES) return 0;
     if (source.dataMap && source.dataMap.nextData(start) >= start + length) continue;
     const bytes = new Uint8Array(length);
-    let began = 0;
     try {
       if (!source.sequential) {
         await source.read(bytes, length, start);
         if (isAllZero(bytes)) continue;
+        // how the image compresses (a few ms): an image that does not goes raw, the link need not be measured
+        if (!(await plan.sample(bytes))) return 0;
       }
-      began = performance.now();
+      const began = performance.now();
       await write(start, bytes);
+      plan.seed(length, performance.now() - began);
+      return length;
     } catch (error) {
       // a failing probe says nothing about the link: the chunks themselves retry or stop
       if (isRetryable(error)) return 0;
       throw error;
     }
-    plan.seed(length, performance.now() - began);
-    return length;
   }
   return 0;
 }

@@ -18,7 +18,7 @@ import type { Journal } from "../chunks/journal.ts";
 import type { ReadBack } from "../chunks/verify.ts";
 import { deleteDrive2, getDrive, initUpload } from "./drives.ts";
 import { openApi2Drive } from "./drive-source.ts";
-import { fileBody, imageBody, memoryBody, streamPost, type StreamPostAnswer } from "./socket-post.ts";
+import { fileBody, imageBody, memoryBody, preconnect, streamPost, type StreamPostAnswer } from "./socket-post.ts";
 import { waitForDrive } from "./wait.ts";
 import { Watchdog } from "./watchdog.ts";
 
@@ -31,10 +31,16 @@ export const DEFAULT_API2_CHUNK = 16 * 1024 * 1024;
 /** Largest chunk accepted: memory does not grow with it (chunks are read PIECE at a time), but what a stopped run sends again does. */
 const MAX_API2_CHUNK = 256 * 1024 * 1024;
 /**
- * Chunk POSTs in flight by default: enough to hide 100 ms per request, and what a stopped run sends
- * again stays at 4 x 16 MiB (1.05-1.06x a 1 GiB image interrupted half way).
+ * Chunk POSTs in flight at the start (the window grows from there on a far link): enough to hide
+ * 100 ms per request, and to fill a link that holds each connection to a quarter of it (the 6 chunks
+ * of a 96 MiB image go at once: bench/RESULTS-speed.md); what a stopped run sends again stays at
+ * 6 x 16 MiB.
  */
-export const API2_POSTS_IN_FLIGHT = 4;
+export const API2_POSTS_IN_FLIGHT = 6;
+/** Bytes each chunk POST in flight holds: the piece it refills from a local file (a streamed source: the whole chunk). */
+export function api2BytesPerPost(chunk: number, source: { sequential: boolean }): number {
+  return source.sequential ? chunk : PIECE;
+}
 /** Bytes between full GCs: the chunk POSTs reuse pooled buffers, so they leave little garbage (57 MiB peak on 4 GiB). */
 const GC_EVERY_API2 = 256 * 1024 * 1024;
 /** Bytes read from the source and handed to the socket at a time, per chunk in flight. */
@@ -52,7 +58,6 @@ type LinkAnswer = URL | typeof HELD;
 export interface Api2ChunkedOptions extends DriveTransfer {
   connection: Connection;
   chunk: number;
-  concurrency: number;
   /** Wait until the drive leaves `uploading` once every chunk is in. */
   wait: boolean;
   /** The command that continues the upload of a drive, for the stop line. */
@@ -129,6 +134,9 @@ export class Api2ChunkedDestination implements Destination {
   private position = new Map<number, number>();
   /** Links asked for ahead of their chunk: one window's worth beyond the chunks in flight. */
   private readonly prefetched = new Map<number, { answer: Promise<LinkAnswer>; at: number }>();
+  /** Chunks in flight wanted when the last one started; whether connections for them were opened ahead. */
+  private window = 1;
+  private preconnected = false;
   private readonly client: HttpClient;
 
   constructor(private readonly options: Api2ChunkedOptions) {
@@ -199,14 +207,19 @@ export class Api2ChunkedDestination implements Destination {
     const url = new URL(answer.link, client.base.origin);
     if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHost(url.hostname)))
       throw refuse(`refusing the upload link to ${url.origin} (not https)`);
+    if (!this.preconnected) {
+      // the links all lead to one server: the other chunks' connections open while their links come
+      this.preconnected = true;
+      preconnect(url, this.options.connection.sockets, this.window - 1);
+    }
     return url;
   }
 
-  /** A chunk is starting: its link, and those of the chunks after it, are asked for now. */
-  starting(index: number, signal: AbortSignal): void {
+  /** A chunk is starting: its link, and those of the window's chunks after it, are asked for now. */
+  starting(index: number, signal: AbortSignal, window: number): void {
+    this.window = window;
     const at = this.position.get(index) ?? 0;
-    const concurrency = this.options.concurrency;
-    for (let ahead = at; ahead <= at + concurrency && ahead < this.pending.length; ahead++)
+    for (let ahead = at; ahead <= at + window && ahead < this.pending.length; ahead++)
       this.prefetch(this.pending[ahead] as number, signal);
   }
 

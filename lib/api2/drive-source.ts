@@ -1,19 +1,23 @@
-// An API 2.0 drive as a source: one GET of `drives/UUID/download/` from the direct host (following
-// its redirect, credentials only to the origin named), read in order. The announced length must be
-// the drive's size. A read cut by a failure that may pass (a reset, a stall past --timeout, a 5xx)
-// asks again with `Range: bytes=N-` from where that read began, under the connection's retry
-// policy; a server that ignores Range sends the drive from 0 again and the bytes before N are dropped.
+// An API 2.0 drive as a source: `drives/UUID/download/` on the direct host (following its redirect,
+// credentials only to the origin named), every answer checked against the drive's size. Two ways:
+// - openApi2Drive: one GET read in order (a copy's source, --verify's read back). A read cut by a
+//   failure that may pass (a reset, a stall past --timeout, a 5xx) asks again with
+//   `Range: bytes=N-` from where that read began, under the connection's retry policy; a server that
+//   ignores Range sends the drive from 0 again and the bytes before N are dropped.
+// - openApi2RangedDrive: reads at any offset, each its own GET of `Range: bytes=A-B`, as many in
+//   flight as the run's window (a far link holds each connection to a share of it); the driver
+//   retries a read that may pass. A server that ignores Range (a 200, or another range than asked)
+//   is read through one GET in order from then on, from 0 again.
 import type { ConsolaInstance } from "consola";
 import { directClient, type Connection } from "../connect.ts";
+import { bodyReader, readBody, type BodyReader } from "../body.ts";
+import { GC_EVERY } from "../chunks/engine.ts";
 import type { Source } from "../chunks/endpoints.ts";
-import { ApiError, OperationError } from "../errors.ts";
+import { ApiError, messageOf, OperationError } from "../errors.ts";
 import type { HttpClient } from "../http.ts";
 import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { getDrive } from "./drives.ts";
-import { bodyFailure } from "./download-retry.ts";
 import { NO_TOTAL_LIMIT, Watchdog } from "./watchdog.ts";
-
-const EMPTY = new Uint8Array(0);
 
 /** `bytes START-END/TOTAL` of a 206 answer. */
 export function parseContentRange(header: string | null): { start: number; end: number; total: number } | undefined {
@@ -31,44 +35,121 @@ export function contentLength(response: Response): number | undefined {
   return Number.isSafeInteger(value) ? value : undefined;
 }
 
-/** The drive's bytes in order, over as many GETs as passing failures need. */
-class DriveStream {
-  private reader?: ReadableStreamDefaultReader<Uint8Array>;
-  private watchdog?: Watchdog;
-  private piece: Uint8Array = EMPTY;
-  private pieceAt = 0;
-  /** The drive byte the open answer's next byte is. */
-  private position = 0;
-  private queue: Promise<unknown> = Promise.resolve();
-  private readonly path: string;
+/**
+ * What a failure while a body arrives means: the watchdog's abort is a timeout; a broken
+ * connection (fetch's error carries a code such as ECONNRESET, and names no system call) is a
+ * network error; both may pass. A local file's failure (ENOSPC names its system call `write`) and
+ * our own checks (OperationError) are final.
+ */
+export function bodyFailure(error: unknown, watchdog: Watchdog): unknown {
+  const translated = watchdog.translate(error, "GET", "download");
+  if (translated instanceof OperationError || !(translated instanceof Error)) return translated;
+  const { code, syscall } = translated as { code?: unknown; syscall?: unknown };
+  if (typeof code !== "string" || syscall !== undefined) return translated;
+  return new ApiError({
+    kind: "network",
+    message: messageOf(translated),
+    method: "GET",
+    path: "download",
+    cause: translated,
+  });
+}
+
+/** What every GET of one drive shares: the request, the size every answer must announce, the stall bound. */
+class DriveDownload {
+  readonly path: string;
 
   constructor(
-    private readonly client: HttpClient,
-    private readonly drive: string,
+    readonly client: HttpClient,
+    readonly drive: string,
     readonly size: number,
-    private readonly timeoutMs: number,
-    private readonly policy: Readonly<RetryPolicy>,
-    private readonly log: ConsolaInstance,
+    readonly timeoutMs: number,
   ) {
     this.path = `drives/${drive}/download/`;
   }
 
-  read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void> {
+  /** The GET (`range` as asked, none: the whole drive), with --timeout bounding the time without progress. */
+  request(range: string | undefined, watchdog: Watchdog, signal?: AbortSignal): Promise<Response> {
+    return this.client.request("GET", this.path, {
+      // identity: the byte count must match Content-Length (and a Range its offsets)
+      headers: range ? { range, "accept-encoding": "identity" } : { "accept-encoding": "identity" },
+      timeoutMs: NO_TOTAL_LIMIT,
+      signal: signal ? AbortSignal.any([signal, watchdog.signal]) : watchdog.signal,
+    });
+  }
+
+  /** The answer announced something that is not this drive: final, nothing of it is used. */
+  async refuse(response: Response, said: string): Promise<never> {
+    await response.body?.cancel().catch(() => undefined);
+    throw new OperationError(`the server ${said} for drive ${this.drive}, which holds ${this.size} bytes: refusing it`);
+  }
+
+  /** A body that ended (cleanly) before the bytes asked: a cut like any other, which may pass. */
+  cut(at: number): ApiError {
+    return new ApiError({
+      kind: "network",
+      message: `the answer ended at byte ${at} of ${this.size}`,
+      method: "GET",
+      path: this.client.url(this.path).pathname,
+    });
+  }
+}
+
+/** Bytes of an answer a read does not want (before its first byte) are read into this, and dropped. */
+const SKIP_PIECE = 64 * 1024;
+
+/**
+ * The drive's bytes in order, over as many GETs as passing failures need. `viaPipe`: the answer's
+ * body goes through a kernel pipe straight into the readers' buffers (lib/body.ts): no garbage, for
+ * the one stream that moves a whole drive.
+ */
+class DriveStream {
+  private body?: BodyReader;
+  private watchdog?: Watchdog;
+  /** The drive byte the open answer's next byte is. */
+  private position = 0;
+  private queue: Promise<unknown> = Promise.resolve();
+  private skipped?: Uint8Array;
+
+  constructor(
+    private readonly download: DriveDownload,
+    private readonly policy: Readonly<RetryPolicy>,
+    private readonly log: ConsolaInstance,
+    private readonly viaPipe = false,
+  ) {}
+
+  /** The next byte of the open answer, if there is one: a read from there goes on with it. */
+  get next(): number | undefined {
+    return this.body ? this.position : undefined;
+  }
+
+  /** Reads are served in the order they come; `retried`: each under the retry policy (else one try, the caller retries). */
+  read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal, retried = true): Promise<void> {
+    const serve = () => this.serve(buffer, length, position, signal);
     const result = this.queue.then(() =>
-      withRetry(() => this.serve(buffer, length, position, signal), {
-        policy: this.policy,
-        signal,
-        onRetry: logRetry(this.log, `reading drive ${this.drive} at byte ${position}`, () => undefined),
-      }),
+      retried
+        ? withRetry(serve, {
+            policy: this.policy,
+            signal,
+            onRetry: logRetry(this.log, `reading drive ${this.download.drive} at byte ${position}`, () => undefined),
+          })
+        : serve(),
     );
     this.queue = result.catch(() => undefined);
     return result;
   }
 
+  /** Go on with an answer already received (a ranged GET the server answered with the whole drive). */
+  async adopt(response: Response, from: number, watchdog: Watchdog): Promise<void> {
+    this.drop();
+    this.watchdog = watchdog;
+    await this.accept(response, from);
+  }
+
   private async serve(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void> {
     if (position < this.position) this.drop();
     try {
-      if (!this.reader) await this.get(position, signal);
+      if (!this.body) await this.get(position, signal);
       await this.take(undefined, position - this.position);
       await this.take(buffer, length);
     } catch (error) {
@@ -79,85 +160,216 @@ class DriveStream {
     }
   }
 
-  /** Copy the next `length` bytes into `buffer` (none: drop them); the answer must hold them. */
+  /** Read the next `length` bytes into `buffer` (none: drop them); the answer must hold them. */
   private async take(buffer: Uint8Array | undefined, length: number): Promise<void> {
+    const body = this.body as BodyReader;
     let done = 0;
-    // bounded by the answer: each step takes one piece of it
+    // bounded by the answer: each step takes some of it
     while (done < length) {
-      if (this.pieceAt === this.piece.length) {
-        const { value, done: ended } = await (this.reader as ReadableStreamDefaultReader<Uint8Array>).read();
-        if (ended)
-          throw new ApiError({
-            kind: "network",
-            message: `the answer ended at byte ${this.position} of ${this.size}`,
-            method: "GET",
-            path: this.client.url(this.path).pathname,
-          });
-        this.watchdog?.touch();
-        this.piece = value;
-        this.pieceAt = 0;
-      }
-      const step = Math.min(length - done, this.piece.length - this.pieceAt);
-      buffer?.set(this.piece.subarray(this.pieceAt, this.pieceAt + step), done);
-      this.pieceAt += step;
-      this.position += step;
-      done += step;
+      this.skipped ??= buffer ? undefined : new Uint8Array(SKIP_PIECE);
+      const room = buffer
+        ? buffer.subarray(done, length)
+        : (this.skipped as Uint8Array).subarray(0, Math.min(SKIP_PIECE, length - done));
+      const n = await body.read(room);
+      if (n === 0) throw this.download.cut(this.position);
+      this.watchdog?.touch();
+      this.position += n;
+      done += n;
     }
   }
 
   /** A GET from byte `from`: its answer must be this drive's bytes from there (or from 0, Range ignored). */
   private async get(from: number, signal?: AbortSignal): Promise<void> {
-    this.watchdog = new Watchdog(this.timeoutMs);
-    const response = await this.client.request("GET", this.path, {
-      // identity: the byte count must match Content-Length (and a Range its offsets)
-      headers:
-        from > 0 ? { range: `bytes=${from}-`, "accept-encoding": "identity" } : { "accept-encoding": "identity" },
-      timeoutMs: NO_TOTAL_LIMIT,
-      signal: signal ? AbortSignal.any([signal, this.watchdog.signal]) : this.watchdog.signal,
-    });
+    this.watchdog = new Watchdog(this.download.timeoutMs);
+    const range = from > 0 ? `bytes=${from}-` : undefined;
+    await this.accept(await this.download.request(range, this.watchdog, signal), from);
+  }
+
+  private async accept(response: Response, from: number): Promise<void> {
+    const size = this.download.size;
     const range = response.status === 206 ? parseContentRange(response.headers.get("content-range")) : undefined;
     const start = range ? range.start : 0;
     const announced = range ? range.total : contentLength(response);
     const length = contentLength(response);
-    if (
-      announced !== this.size ||
-      (range && (start > from || range.end !== this.size - 1)) ||
-      length !== this.size - start
-    ) {
+    if (length === undefined) {
       await response.body?.cancel().catch(() => undefined);
       throw new OperationError(
-        `the server sent drive ${this.drive} as ${length ?? "an unannounced number of"} bytes from byte ${start} of ${announced ?? "?"}, but it holds ${this.size}: refusing to read it`,
+        `the server sent drive ${this.download.drive} without a Content-Length: a cut download could not be told from a whole one`,
       );
     }
-    this.reader = (
-      response.body ?? new ReadableStream<Uint8Array>()
-    ).getReader() as ReadableStreamDefaultReader<Uint8Array>;
+    if (announced !== size || (range && (start > from || range.end !== size - 1)) || length !== size - start)
+      await this.download.refuse(response, `announced ${length} bytes from byte ${start} of ${announced ?? "?"}`);
+    this.body = await bodyReader(response, this.viaPipe);
     this.position = start;
   }
 
   drop(): void {
-    this.reader?.cancel().catch(() => undefined);
-    this.reader = undefined;
+    this.body?.cancel();
+    this.body = undefined;
     this.watchdog?.stop();
-    this.piece = EMPTY;
-    this.pieceAt = 0;
   }
 }
 
-/** Drive `drive` as a source, its size from the API (the GET must announce the same). */
-export async function openApi2Drive(connection: Connection, drive: string, log: ConsolaInstance): Promise<Source> {
+/** The drive's size from the API: every answer must announce the same. */
+async function driveSize(connection: Connection, drive: string): Promise<number> {
   const { size } = await getDrive(connection.client, drive);
   if (size === undefined) throw new OperationError(`drive ${drive}: the server gave no size`);
+  return size;
+}
+
+/** Drive `drive` as a source read in order through one GET (resumed with Range), its size from the API. */
+export async function openApi2Drive(connection: Connection, drive: string, log: ConsolaInstance): Promise<Source> {
+  const size = await driveSize(connection, drive);
   const open = (): Source => {
-    const stream = new DriveStream(directClient(connection), drive, size, connection.timeoutMs, connection.retry, log);
+    const download = new DriveDownload(directClient(connection), drive, size, connection.timeoutMs);
+    const stream = new DriveStream(download, connection.retry, log);
     return {
       size,
       sequential: true,
       remote: true,
+      // the answer's pieces go through its JS stream
+      gcEvery: GC_EVERY,
       read: (buffer, length, position, signal) => stream.read(buffer, length, position, signal),
       reopen: async () => open(),
       close: async () => stream.drop(),
     };
   };
   return open();
+}
+
+/**
+ * Reads at any offset, each one ranged GET, several at once; or (`oneStream`: a near link, where one
+ * connection is all the link there is) one GET read in order through a pipe. Once the server shows
+ * it ignores Range, every read goes through that one GET.
+ */
+class RangedDrive implements Source {
+  readonly sequential = false;
+  readonly remote = true;
+  readonly size: number;
+  /** The one GET read in order (a near link's reads, or all of them once Range proved ignored). */
+  private readonly stream: DriveStream;
+  private rangesIgnored = false;
+
+  constructor(
+    private readonly download: DriveDownload,
+    private readonly log: ConsolaInstance,
+    policy: Readonly<RetryPolicy>,
+    readonly oneStream: boolean,
+  ) {
+    this.size = download.size;
+    this.stream = new DriveStream(download, policy, log, true);
+  }
+
+  /** Ranged answers leave their pieces for the GC; the one stream's pipe leaves none. */
+  get gcEvery(): number {
+    return this.oneStream || this.rangesIgnored ? Number.POSITIVE_INFINITY : GC_EVERY;
+  }
+
+  read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void> {
+    if (this.oneStream || this.rangesIgnored) return this.stream.read(buffer, length, position, signal, false);
+    return this.ranged(buffer.subarray(0, length), position, signal);
+  }
+
+  /** One ranged GET for `bytes`, from `position`. */
+  private async ranged(bytes: Uint8Array, position: number, signal?: AbortSignal): Promise<void> {
+    const watchdog = new Watchdog(this.download.timeoutMs);
+    const last = position + bytes.length - 1;
+    let response: Response;
+    try {
+      response = await this.download.request(`bytes=${position}-${last}`, watchdog, signal);
+    } catch (error) {
+      watchdog.stop();
+      throw watchdog.translate(error, "GET", this.download.client.url(this.download.path).pathname);
+    }
+    const range = response.status === 206 ? parseContentRange(response.headers.get("content-range")) : undefined;
+    if (!range || range.start !== position || range.end !== last)
+      return this.rangeIgnored(response, watchdog, bytes, position, signal);
+    try {
+      if (range.total !== this.size) await this.download.refuse(response, `announced ${range.total} bytes`);
+      const announced = contentLength(response);
+      if (announced !== undefined && announced !== bytes.length)
+        await this.download.refuse(response, `answered bytes ${position}-${last} with ${announced} bytes`);
+      const { got, more } = await readBody(response, bytes, () => watchdog.touch());
+      if (more)
+        await this.download.refuse(response, `sent more than the ${bytes.length} bytes asked at byte ${position}`);
+      if (got !== bytes.length) throw this.download.cut(position + got);
+    } catch (error) {
+      throw bodyFailure(error, watchdog);
+    } finally {
+      watchdog.stop();
+    }
+  }
+
+  /** A ranged GET answered with the whole drive (or another range): the one GET in order from now on, from 0 again. */
+  private async rangeIgnored(
+    response: Response,
+    watchdog: Watchdog,
+    bytes: Uint8Array,
+    position: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if (!this.rangesIgnored) {
+      this.rangesIgnored = true;
+      this.log.info(
+        `the server does not answer drive ${this.download.drive} in ranges (${response.status}): reading it in one stream, starting again from 0`,
+      );
+      if (response.status === 200) {
+        // the whole drive from 0: what this read needs is in it
+        await this.stream.adopt(response, 0, watchdog);
+        return this.stream.read(bytes, bytes.length, position, signal, false);
+      }
+    }
+    await response.body?.cancel().catch(() => undefined);
+    watchdog.stop();
+    return this.stream.read(bytes, bytes.length, position, signal, false);
+  }
+
+  /** True when a GET of `Range: bytes=AT-AT` is answered with exactly that byte of this drive (a kept .part may go on). */
+  async resumesAt(at: number, signal?: AbortSignal): Promise<boolean> {
+    const watchdog = new Watchdog(this.download.timeoutMs);
+    try {
+      const response = await this.download.request(`bytes=${at}-${at}`, watchdog, signal);
+      const range = response.status === 206 ? parseContentRange(response.headers.get("content-range")) : undefined;
+      await response.body?.cancel().catch(() => undefined);
+      return range?.start === at && range.end === at && range.total === this.size;
+    } finally {
+      watchdog.stop();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.stream.drop();
+  }
+}
+
+export type Api2RangedDrive = Source & {
+  /** Read in one stream (a near link, or one request in flight asked for), not in ranged GETs. */
+  readonly oneStream: boolean;
+  resumesAt(at: number, signal?: AbortSignal): Promise<boolean>;
+};
+
+/**
+ * Below this many ms for the first API call (a new connection: 20-30 ms on loopback, most of it
+ * the runtime's first request) the server is near (the same machine, a LAN): one stream moves a
+ * drive as fast as the machine can write it, and cheaper than ranged GETs at once
+ * (bench/RESULTS-speed.md); a far one (a round trip of 50 ms or more, its handshakes) takes ranged
+ * GETs in parallel.
+ */
+export const NEAR_LINK_MS = 50;
+
+/**
+ * Drive `drive` as a source read in ranged GETs, several at once; or in one stream on a near link
+ * (unless `concurrency` asks for more in flight) or when `concurrency` is 1. Its size from the API.
+ */
+export async function openApi2RangedDrive(
+  connection: Connection,
+  drive: string,
+  log: ConsolaInstance,
+  concurrency?: number,
+): Promise<Api2RangedDrive> {
+  const asked = performance.now();
+  const size = await driveSize(connection, drive);
+  const near = performance.now() - asked < NEAR_LINK_MS;
+  const download = new DriveDownload(directClient(connection), drive, size, connection.timeoutMs);
+  return new RangedDrive(download, log, connection.retry, concurrency === undefined ? near : concurrency === 1);
 }

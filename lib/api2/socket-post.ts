@@ -466,6 +466,24 @@ function checkHeaders(headers: Record<string, string>): void {
 }
 
 /**
+ * Open `count` connections to `url`'s server (the run's proxy followed) and keep them in the pool
+ * for the POSTs to come there: their handshakes then happen while the run does something else
+ * (asks for the other links) instead of before each POST's first byte. One that fails is dropped:
+ * a POST opens its own connection anyway.
+ */
+export function preconnect(url: URL, pool: SocketPool, count: number, ca?: string): void {
+  if (!pool.keepAlive) return;
+  const proxy = pool.proxies.for(url);
+  const key = wireKey(url, proxy, ca);
+  const options: StreamPost = { url, headers: {}, size: 0, fill: () => 0, pool, ca };
+  for (let i = 0; i < count; i++)
+    openWire(url, proxy, key, options).then(
+      (wire) => pool.give(key, wire),
+      () => undefined,
+    );
+}
+
+/**
  * Send one POST with a streamed body of exactly `size` bytes and read the answer. An answer the
  * server gives early (401, 411, an error) is returned even if it cut the body short.
  */

@@ -5,7 +5,7 @@
 import type { Context, Progress } from "../context.ts";
 import { BufferPool, isAllZero } from "../bytes.ts";
 import { InputError, InterruptedError, messageOf, OperationError } from "../errors.ts";
-import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
+import { isBusy, logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { humanBytes } from "../size.ts";
 import { abortOnInterrupt, GC_EVERY, type Interrupt, runLimited, Turns } from "./engine.ts";
 import type { Chunk, Destination, Opened, RunStats, Source } from "./endpoints.ts";
@@ -13,6 +13,7 @@ import type { Grid } from "./grid.ts";
 import { journalPath } from "./journal.ts";
 import { RunLock } from "./lock.ts";
 import { verifyAgainst } from "./verify.ts";
+import { PROCESS_CLOCKS, TransferWindow, type WindowPolicy } from "./window.ts";
 
 export interface TransferRun {
   /** The progress label: "upload", "download", "copy". */
@@ -25,8 +26,8 @@ export interface TransferRun {
    * keeps nothing between runs (one POST), so nothing to lock.
    */
   record?: { identity: string; name: string };
-  /** Chunks in flight at once (the destination's lanes may lower it). */
-  concurrency: number;
+  /** Chunks in flight at once: how many, and how the number follows the link (the destination's lanes may lower it). */
+  window: WindowPolicy;
   retry: Readonly<RetryPolicy>;
   quiet: boolean;
   /** Read the destination back and compare it with the source (read again from its start). */
@@ -81,7 +82,7 @@ async function verify(ctx: Context, run: TransferRun, result: string): Promise<s
     const readBack = run.destination.readBack;
     if (!readBack) throw new OperationError(`internal: ${run.destination.what()} cannot be read back to verify it`);
     return await verifyAgainst(ctx, again, await readBack.call(run.destination, result), {
-      concurrency: run.concurrency,
+      concurrency: run.window.initial,
       retry: run.retry,
       quiet: run.quiet,
       sha256: run.sha256 !== undefined,
@@ -119,28 +120,36 @@ async function moveChunks(ctx: Context, run: TransferRun, opened: Opened): Promi
   return result;
 }
 
-/** The chunks still to do, `concurrency` at a time; the run's progress display, for the summary. */
+/** The chunks still to do, the window's number at a time; the run's progress display, for the summary. */
 async function runChunks(ctx: Context, run: TransferRun, opened: Opened, stats: RunStats): Promise<Progress> {
   const dest = run.destination;
   const total = run.source.size;
   let done = stats.before;
   let moving = 0;
   let sinceGc = 0;
-  const gcEvery = dest.gcEvery ?? GC_EVERY;
+  // the source's garbage (the pieces of a drive's answers) and the destination's (its requests, its compression)
+  const gcEvery = () => Math.min(run.source.gcEvery ?? Number.POSITIVE_INFINITY, dest.gcEvery ?? GC_EVERY);
   const progress = ctx.progress({ label: run.label, total, quiet: run.quiet });
   const { controller, interrupted, remove } = abortOnInterrupt(run.stop);
   const signal = controller.signal;
+  const window = new TransferWindow(run.window, PROCESS_CLOCKS);
   /** The source itself failed (damaged, truncated, longer than its size): no resume can help. */
   let inputFailure: InputError | undefined;
-  const mover = chunkMover(ctx, run, opened, stats, () => progress.update(done + moving, dest.note?.(stats)));
+  const mover = chunkMover(ctx, run, opened, stats, {
+    showProgress: () => progress.update(done + moving, dest.note?.(stats)),
+    window,
+  });
   const step = async (index: number) => {
     let moved = 0;
     let covered: number;
     try {
-      covered = await mover(index, signal, (sent) => {
+      const outcome = await mover(index, signal, (sent) => {
         moving += sent - moved;
         moved = sent;
       });
+      covered = outcome.covered;
+      // a chunk left out made no request: it says nothing about the link
+      if (outcome.requested) window.completed(covered);
     } catch (error) {
       if (error instanceof InputError) inputFailure ??= error;
       throw error;
@@ -149,7 +158,7 @@ async function runChunks(ctx: Context, run: TransferRun, opened: Opened, stats: 
     }
     done += covered;
     sinceGc += covered;
-    if (sinceGc >= gcEvery) {
+    if (sinceGc >= gcEvery()) {
       sinceGc = 0;
       Bun.gc(true);
     }
@@ -157,14 +166,13 @@ async function runChunks(ctx: Context, run: TransferRun, opened: Opened, stats: 
   };
   try {
     await dest.prepare?.(signal);
-    const lanes = dest.lanes?.bind(dest);
     await runLimited(
       pendingOf(dest.grid, opened),
-      run.concurrency,
+      window.max,
       step,
       () => controller.abort(),
       () => signal.aborted,
-      lanes,
+      () => Math.min(window.size, dest.lanes?.() ?? window.size),
     );
     if (interrupted()) throw new OperationError(`interrupted (${interrupted()})`);
     await run.source.confirm?.(signal);
@@ -185,6 +193,7 @@ async function runChunks(ctx: Context, run: TransferRun, opened: Opened, stats: 
     throw stoppedBy ? new InterruptedError(message, stoppedBy) : new OperationError(message);
   } finally {
     remove();
+    if (!run.window.fixed) ctx.log.debug(`chunks in flight: ${window.sizes.join(" -> ")}`);
   }
   stats.seconds = (performance.now() - stats.started) / 1000;
   return progress;
@@ -193,15 +202,20 @@ async function runChunks(ctx: Context, run: TransferRun, opened: Opened, stats: 
 /**
  * One chunk, from the source into the destination: left out when the destination holds zeros
  * there already, else read (unless the destination streams it from a local source itself) and
- * written, each retried when the failure may pass, then recorded. Resolves to the bytes it covered.
+ * written, each retried when the failure may pass (a busy server halves the window), then
+ * recorded. Resolves to the bytes it covered, and whether it made a request for them.
  */
 function chunkMover(
   ctx: Context,
   run: TransferRun,
   opened: Opened,
   stats: RunStats,
-  showProgress: () => void,
-): (index: number, signal: AbortSignal, moved: (sent: number) => void) => Promise<number> {
+  { showProgress, window }: { showProgress: () => void; window: TransferWindow },
+): (
+  index: number,
+  signal: AbortSignal,
+  moved: (sent: number) => void,
+) => Promise<{ covered: number; requested: boolean }> {
   const { source, destination: dest, retry: policy } = run;
   const grid = dest.grid;
   const pool = new BufferPool(grid.chunk);
@@ -211,6 +225,14 @@ function chunkMover(
   const streamed = Boolean(dest.streams) && (Boolean(dest.once) || (!source.remote && !source.sequential));
   const scan = opened.knownZero || Boolean(dest.scansZeros);
   const counted = () => stats.retries++;
+  /** A retry's line and count; a busy server also gets fewer requests in flight. */
+  const retried = (what: string) => {
+    const log = logRetry(ctx.log, what, counted);
+    return (error: unknown, retry: number, delayMs: number) => {
+      if (isBusy(error)) window.busy();
+      log(error, retry, delayMs);
+    };
+  };
 
   // a drive's reads are retried here; a sequential source retries its own (only it knows where its stream stands)
   const read = (bytes: Uint8Array, position: number, signal: AbortSignal): Promise<void> =>
@@ -218,7 +240,7 @@ function chunkMover(
       ? withRetry(() => source.read(bytes, bytes.length, position, signal), {
           policy,
           signal,
-          onRetry: logRetry(ctx.log, `read at ${position}`, counted),
+          onRetry: retried(`read at ${position}`),
         })
       : source.read(bytes, bytes.length, position, signal);
 
@@ -240,13 +262,13 @@ function chunkMover(
       : withRetry(() => dest.write(chunk, signal), {
           policy,
           signal,
-          onRetry: logRetry(ctx.log, dest.retryName(chunk), counted),
+          onRetry: retried(dest.retryName(chunk)),
         });
 
-  const skip = (index: number, length: number): number => {
+  const skip = (index: number, length: number) => {
     stats.skipped++;
     opened.record(index);
-    return length;
+    return { covered: length, requested: false };
   };
 
   /** Read the chunk into the destination's room or a pooled buffer, then write it (a hole: zeros, unread). */
@@ -281,7 +303,7 @@ function chunkMover(
       const length = end - start;
       const hole = source.dataMap !== undefined && source.dataMap.nextData(start) >= end;
       if (hole && opened.knownZero) return skip(index, length);
-      dest.starting?.(index, signal);
+      dest.starting?.(index, signal, window.size);
       const chunk: Chunk = {
         index,
         start,
@@ -300,7 +322,7 @@ function chunkMover(
         return skip(index, length);
       }
       opened.record(index);
-      return length;
+      return { covered: length, requested: true };
     } finally {
       turn?.done();
     }

@@ -27,6 +27,11 @@ export interface Source {
   dataMap?: DataMap;
   /** A raw file's descriptor, which a socket POST reads from directly. */
   fd?: number;
+  /**
+   * Garbage its reads leave (the pieces of an answer's body): bytes between full collections;
+   * undefined: none to speak of. The driver collects at the smaller of this and the destination's.
+   */
+  readonly gcEvery?: number;
   /** Fill `buffer[0, length)` with the disk's bytes at `position`: one try, the driver retries what may pass. */
   read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void>;
   /** The same disk again from its start (a verify after a sequential read); undefined: it cannot be read again. */
@@ -110,8 +115,11 @@ export interface Destination {
    * given, or a new one) and what is done; called once the run holds its lock.
    */
   open(journalFile: string): Promise<Opened>;
-  /** A chunk is starting (called in chunk order, before its bytes are read): e.g. ask for links ahead. */
-  starting?(index: number, signal: AbortSignal): void;
+  /**
+   * A chunk is starting (called in chunk order, before its bytes are read), with `window` chunks in
+   * flight wanted now: e.g. ask for links that far ahead.
+   */
+  starting?(index: number, signal: AbortSignal, window: number): void;
   /** Room for a chunk's bytes that the destination owns (a piece of a compressed output); else the driver's buffer. */
   room?(chunk: Omit<Chunk, "bytes" | "zero" | "moved">, signal: AbortSignal): Promise<Uint8Array>;
   /** Before the chunks, with the run's abort signal (e.g. a probe of the link). */
@@ -120,7 +128,7 @@ export interface Destination {
   write(chunk: Chunk, signal: AbortSignal): Promise<void>;
   /** Names a chunk in retry lines: "write at 65536", "chunk 3". */
   retryName(chunk: Chunk): string;
-  /** Chunks in flight wanted now (at most the run's concurrency); undefined: all of them. */
+  /** Chunks in flight wanted now, at most (below the run's window); undefined: the window decides. */
   lanes?(): number;
   /** "upload to drive X": the stop line starts with it. */
   what(): string;

@@ -3,40 +3,64 @@
 import { OperationError } from "../errors.ts";
 
 /**
- * Run `task` for each item with at most `limit` at once. The first failure stops new starts
- * (`stopped()` turns true, `onFailure` runs, e.g. to abort requests in flight); the ones running
- * finish or fail, then the first failure is thrown.
+ * Run `task` for each item, in order, with at most `lanes()` at once (read again whenever a task
+ * ends, so the number may grow or shrink as the run goes; never above `limit`). The first failure
+ * stops new starts (`stopped()` turns true, `onFailure` runs, e.g. to abort requests in flight);
+ * the ones running finish or fail, then the first failure is thrown.
  */
-export async function runLimited<T>(
+export function runLimited<T>(
   items: Iterable<T>,
   limit: number,
   task: (item: T) => Promise<void>,
   onFailure: (error: unknown) => void,
   stopped: () => boolean,
-  /** Lanes wanted now (at most `limit`); a lane past it finishes its item and retires for good. */
+  /** Tasks wanted at once now (at least 1, at most `limit`); default `limit`. */
   lanes?: () => number,
 ): Promise<void> {
   const iterator = items[Symbol.iterator]();
   let failure: { error: unknown } | undefined;
-  const lane = async (_: unknown, index: number) => {
-    for (;;) {
-      if (failure || stopped()) return;
-      if (index > 0 && lanes && index >= lanes()) return;
-      const next = iterator.next();
-      if (next.done) return;
-      try {
-        await task(next.value);
-      } catch (error) {
-        if (!failure) {
-          failure = { error };
-          onFailure(error);
+  let running = 0;
+  let exhausted = false;
+  return new Promise<void>((resolve, reject) => {
+    const fail = (error: unknown) => {
+      if (failure) return;
+      failure = { error };
+      onFailure(error);
+    };
+    const pump = () => {
+      const wanted = () => Math.max(1, Math.min(limit, lanes ? lanes() : limit));
+      // bounded: each turn starts a task on an item taken off the iterator, or ends the loop
+      while (!failure && !exhausted && !stopped() && running < wanted()) {
+        let next: IteratorResult<T>;
+        try {
+          next = iterator.next();
+        } catch (error) {
+          fail(error);
+          break;
         }
-        return;
+        if (next.done) {
+          exhausted = true;
+          break;
+        }
+        running++;
+        task(next.value).then(
+          () => {
+            running--;
+            pump();
+          },
+          (error) => {
+            running--;
+            fail(error);
+            pump();
+          },
+        );
       }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, limit) }, lane));
-  if (failure) throw failure.error;
+      if (running > 0) return;
+      if (failure) reject(failure.error);
+      else resolve();
+    };
+    pump();
+  });
 }
 
 /**

@@ -100,7 +100,7 @@ export const transferArgs = {
   concurrency: {
     type: "string",
     group: "transfer",
-    description: "API 1.0: requests in flight at once (default chosen by benchmark)",
+    description: "Requests in flight at once, fixed (default: as many as the link carries more with)",
     valueHint: "N",
   },
 } as const satisfies OptionsDef;
@@ -137,7 +137,7 @@ export function parseChunk(text: string): number {
   return chunk;
 }
 
-/** --concurrency: requests in flight, 1 to 64; undefined leaves the engine's default. */
+/** --concurrency: requests in flight, 1 to 64; undefined leaves it to the window (lib/chunks/window.ts). */
 export function parseConcurrency(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const value = Number(text);

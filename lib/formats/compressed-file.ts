@@ -17,8 +17,8 @@ import { FileDestination, type FileDestinationOptions } from "./file-destination
 
 export interface CompressedFileOptions extends FileDestinationOptions {
   format: CompressedFormat;
-  /** Chunks read at once: the window holds them on top of the pieces being compressed (a piece holds a whole number of chunks). */
-  concurrency: number;
+  /** The most chunks read at once: the output's room holds them on top of the pieces being compressed (a piece holds a whole number of chunks). */
+  window: number;
 }
 
 export class CompressedFileDestination extends FileDestination<CompressedFileOptions> implements Destination {
@@ -27,6 +27,8 @@ export class CompressedFileDestination extends FileDestination<CompressedFileOpt
   private fd?: number;
   private journal?: CompressedJournal;
   private end?: ResumePoint;
+  /** Durable points recorded in this run. */
+  private durable = 0;
 
   constructor(options: CompressedFileOptions) {
     super(options);
@@ -34,7 +36,7 @@ export class CompressedFileDestination extends FileDestination<CompressedFileOpt
   }
 
   async open(journalFile: string): Promise<Opened> {
-    const { ctx, path, size, chunk, format, from, concurrency } = this.options;
+    const { ctx, path, size, chunk, format, from, window } = this.options;
     const download = { file: path, drive: from.id, size, format, pieceSize: pieceSizeFor(chunk) };
     const point = resumePointOf(journalFile, this.part, download);
     if (point)
@@ -53,17 +55,24 @@ export class CompressedFileDestination extends FileDestination<CompressedFileOpt
       size,
       pieceSize: download.pieceSize,
       // room for the reads in flight on top of the pieces being compressed, so compression never lowers --concurrency
-      window: Math.ceil((concurrency * chunk) / download.pieceSize) + compressionWindow(),
+      window: Math.ceil((window * chunk) / download.pieceSize) + compressionWindow(),
       start: point,
-      onDurable: (at) => journal.record(at),
+      onDurable: (at) => {
+        journal.record(at);
+        this.durable++;
+      },
     });
+    const made = point === undefined;
     return {
       done: new Set(),
       // a point is a piece boundary (a whole number of chunks) or the disk's end
       from: Math.ceil((point?.driveBytes ?? 0) / chunk),
       knownZero: false,
       record: () => undefined,
-      close: () => this.close(),
+      close: async () => {
+        await this.close();
+        this.discardIfEmpty(made, this.durable, () => journal.remove());
+      },
       remove: () => journal.remove(),
     };
   }

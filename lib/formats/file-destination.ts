@@ -1,5 +1,6 @@
 // What the local file destinations (sparse-file.ts, compressed-file.ts) share: FILE.part beside the
 // final FILE, the disk they receive, and the words their stop lines and progress use.
+import { existsSync, rmSync } from "node:fs";
 import { basename } from "node:path";
 import type { Context } from "../context.ts";
 import type { Chunk, RunStats } from "../chunks/endpoints.ts";
@@ -38,7 +39,16 @@ export abstract class FileDestination<Options extends FileDestinationOptions = F
   }
 
   resumeHint(): string {
+    // a run that stopped before it kept anything removed what it made (see discardIfEmpty)
+    if (!existsSync(this.part)) return "nothing was kept: run the same command again";
     return `${basename(this.part)} is kept: rerun the same command in ${this.options.ctx.cwd} to resume`;
+  }
+
+  /** A stopped run that made FILE.part and kept nothing in it leaves nothing behind: no .part, no journal. */
+  protected discardIfEmpty(made: boolean, kept: number, removeRecord: () => void): void {
+    if (!made || kept > 0) return;
+    removeRecord();
+    rmSync(this.part, { force: true });
   }
 
   note(stats: RunStats): string | undefined {

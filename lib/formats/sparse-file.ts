@@ -19,6 +19,8 @@ export interface SparseFileOptions extends FileDestinationOptions {
 
 export class SparseFileDestination extends FileDestination<SparseFileOptions> implements Destination {
   readonly grid: Grid;
+  /** Chunks are written from the driver's pooled buffers: no garbage of its own (its source may leave some). */
+  readonly gcEvery = Number.POSITIVE_INFINITY;
   private handle?: FileHandle;
   private resuming = false;
   /** Chunks written as holes entirely (all zero) in this run. */
@@ -61,14 +63,23 @@ export class SparseFileDestination extends FileDestination<SparseFileOptions> im
       throw error;
     }
     const record = journal;
+    const made = !this.resuming;
+    let kept = record.done.size;
     return {
+      // -o (or a kept .part) at the disk's end: nothing left to move
+      complete:
+        offset === size && this.resuming ? `${basename(this.part)} already holds all of ${from.shown}` : undefined,
       done: record.done,
       // a new .part is all holes; a resumed one may hold stale bytes where this run writes zeros
       knownZero: !this.resuming,
-      record: (index) => record.markDone(index),
+      record: (index) => {
+        record.markDone(index);
+        kept++;
+      },
       close: async () => {
         record.close();
         await this.close();
+        this.discardIfEmpty(made, kept, () => record.remove());
       },
       remove: () => record.remove(),
     };

@@ -17,6 +17,7 @@ import { runTransfer } from "../chunks/driver.ts";
 import type { Interrupt } from "../chunks/engine.ts";
 import type { Destination, Source } from "../chunks/endpoints.ts";
 import { journalPath } from "../chunks/journal.ts";
+import { fetchedChunk, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import { MAX_PIECE } from "../api1/drives.ts";
 import { API1_READS_IN_FLIGHT, openApi1Drive } from "../api1/drive-source.ts";
 import { API1_WRITES_IN_FLIGHT, Api1DriveDestination, checkRoom } from "../api1/drive-destination.ts";
@@ -205,10 +206,11 @@ async function copyFrom(
     };
     const common = { ctx, source: watched, shown, name, drive: to.drive, label: "copy", done: "copied" };
     let destination: Destination;
-    let concurrency: number;
+    let window: WindowPolicy;
     if (to.connection.config.api === 1) {
       const chunk = request.chunk ?? MAX_PIECE;
-      concurrency = request.concurrency ?? API1_WRITES_IN_FLIGHT;
+      // a drive's chunks are read whole before they are written
+      window = windowFor(API1_WRITES_IN_FLIGHT, fetchedChunk(chunk), request.concurrency);
       destination = new Api1DriveDestination({
         ...common,
         client: to.connection.client,
@@ -216,24 +218,24 @@ async function copyFrom(
         chunk,
         offset: 0,
         compress: request.compress ?? "auto",
-        concurrency,
-        fixedConcurrency: request.concurrency !== undefined,
+        window,
         key: { ...key, chunk },
         resumeCommand: request.resumeCommand,
       });
     } else {
-      // an API 1.0 source reads each chunk in 4 MiB pieces at once: smaller chunks, fewer in flight
-      // (bench/RESULTS-copy.md, the sweep), so that the reads in flight are the API 1.0 download's
+      // an API 1.0 source reads each chunk in 4 MiB pieces at once: larger chunks, fewer in flight
+      // (bench/RESULTS-copy.md, the sweep), so that the reads in flight start as the API 1.0 download's
       const fromApi1 = from.connection.config.api === 1;
       const chunk = request.chunk ?? (fromApi1 ? API1_TO_API2_CHUNK : DEFAULT_API2_CHUNK);
-      concurrency =
-        request.concurrency ??
-        (fromApi1 ? Math.max(1, Math.round((API1_READS_IN_FLIGHT * MAX_PIECE) / chunk)) : API2_POSTS_IN_FLIGHT);
+      const initial = fromApi1
+        ? Math.max(1, Math.round((API1_READS_IN_FLIGHT * MAX_PIECE) / chunk))
+        : API2_POSTS_IN_FLIGHT;
+      // a drive's chunks are read whole (through fetch) before they are sent
+      window = windowFor(initial, fetchedChunk(chunk), request.concurrency);
       destination = new Api2ChunkedDestination({
         ...common,
         connection: to.connection,
         chunk,
-        concurrency,
         wait: request.wait ?? true,
         key: { ...key, chunk },
         resumeCommand: (drive) => request.resumeCommand(drive),
@@ -245,7 +247,7 @@ async function copyFrom(
       source: watched,
       destination,
       record: { identity: copyIdentity(from.connection, known, to), name: `the copy of ${shown}` },
-      concurrency,
+      window,
       retry: to.connection.retry,
       quiet: request.quiet,
       verify: request.verify,

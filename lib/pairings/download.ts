@@ -1,58 +1,119 @@
-// A drive to a file: API 1.0 in parallel reads into the transfer driver, API 2.0 in one GET; raw
+// A drive to a file, either API, through the transfer driver: API 1.0 in parallel reads of up to
+// 4 MiB, API 2.0 in parallel ranged GETs (as many as the window finds the link carries); raw
 // (sparse) or compressed (.gz / .zst). The rules that hold whichever way it goes are checked here,
 // before anything is sent.
-import { existsSync, rmSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, rmSync, statSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
 import type { Connection } from "../connect.ts";
 import type { Context } from "../context.ts";
 import { OperationError, UsageError } from "../errors.ts";
-import { checkOutputPath } from "../files.ts";
-import type { Interrupt } from "../chunks/engine.ts";
-import { journalPath } from "../chunks/journal.ts";
+import { checkOutputPath, exists } from "../files.ts";
 import { checkOffset, type DownloadRequest } from "../transfer.ts";
 import { runTransfer } from "../chunks/driver.ts";
+import type { Interrupt } from "../chunks/engine.ts";
 import type { Destination } from "../chunks/endpoints.ts";
+import { journalPath } from "../chunks/journal.ts";
+import { fetchedChunk, fixedWindow, windowFor } from "../chunks/window.ts";
 import { formatOfName, withSuffix } from "../formats/output-format.ts";
 import { SparseFileDestination } from "../formats/sparse-file.ts";
 import { downloadRecord } from "../formats/file-destination.ts";
 import { CompressedFileDestination } from "../formats/compressed-file.ts";
 import { API1_READS_IN_FLIGHT, openApi1Drive } from "../api1/drive-source.ts";
-import { downloadDirect } from "../api2/download.ts";
+import { openApi2RangedDrive, type Api2RangedDrive } from "../api2/drive-source.ts";
+import { serverFileName } from "../api2/file-name.ts";
 import { describeDrive } from "./access.ts";
 import { fromSnapshot } from "./consistent.ts";
+
+/**
+ * API 2.0 ranged GETs in flight at the start on a far link, as the 1.0 download's reads: the window
+ * grows from there while the link carries more (bench/RESULTS-speed.md).
+ */
+export const API2_READS_IN_FLIGHT = 6;
 
 /** Download the drive; resolves to the file's absolute path. */
 export async function downloadDrive(ctx: Context, connection: Connection, request: DownloadRequest): Promise<string> {
   const api = connection.config.api;
+  const { drive, force } = request;
   checkOffset(request.offset, api, request.format ?? (request.file ? formatOfName(request.file) : undefined));
-  return api === 1 ? downloadFromApi1(ctx, connection, request) : downloadDirect(ctx, connection, request);
+  // API 2.0 without FILE: the server names it, once asked
+  const named = request.file ?? (api === 1 ? withSuffix(drive, request.format) : undefined);
+  // before anything is sent: an existing FILE is only replaced on request
+  if (named !== undefined) await checkOutputPath(resolve(ctx.cwd, named), force);
+  const source =
+    api === 1
+      ? await openApi1Drive(connection.client, drive)
+      : await openApi2RangedDrive(connection, drive, ctx.log, request.concurrency);
+  try {
+    const path = named !== undefined ? resolve(ctx.cwd, named) : await namedByServer(ctx, connection, request);
+    const format = request.format ?? formatOfName(path);
+    const size = source.size;
+    if ((request.offset ?? 0) > size)
+      throw new OperationError(`--offset ${request.offset} is beyond the end of drive ${drive} (${size} bytes)`);
+    const record = downloadRecord(drive, path);
+    const offset =
+      api === 2 && format === "raw"
+        ? await keptPrefix(ctx, source as Api2RangedDrive, path, journalPath(ctx.cwd, record.identity))
+        : request.offset;
+    const { chunk } = request;
+    // each read in flight holds its chunk until it is written; API 2.0 in one stream: one at a time
+    const window =
+      api === 2 && (source as Api2RangedDrive).oneStream
+        ? fixedWindow(1)
+        : windowFor(api === 1 ? API1_READS_IN_FLIGHT : API2_READS_IN_FLIGHT, fetchedChunk(chunk), request.concurrency);
+    const from = { shown: `drive ${drive}`, id: drive };
+    const destination: Destination =
+      format === "raw"
+        ? new SparseFileDestination({ ctx, path, from, size, chunk, offset, force })
+        : new CompressedFileDestination({ ctx, path, from, size, chunk, format, window: window.max, force });
+    return await runTransfer(ctx, {
+      label: "download",
+      source,
+      destination,
+      record,
+      window,
+      retry: connection.retry,
+      quiet: request.quiet,
+    });
+  } finally {
+    await source.close();
+  }
 }
 
-async function downloadFromApi1(ctx: Context, connection: Connection, request: DownloadRequest): Promise<string> {
-  const { drive, chunk, force } = request;
-  const path = resolve(ctx.cwd, request.file ?? withSuffix(drive, request.format));
-  const format = request.format ?? formatOfName(path);
-  // before anything is sent: an existing FILE is only replaced on request
-  await checkOutputPath(path, force);
-  const source = await openApi1Drive(connection.client, drive);
-  const size = source.size;
-  if ((request.offset ?? 0) > size)
-    throw new OperationError(`--offset ${request.offset} is beyond the end of drive ${drive} (${size} bytes)`);
-  const concurrency = request.concurrency ?? API1_READS_IN_FLIGHT;
-  const from = { shown: `drive ${drive}`, id: drive };
-  const destination: Destination =
-    format === "raw"
-      ? new SparseFileDestination({ ctx, path, from, size, chunk, offset: request.offset, force })
-      : new CompressedFileDestination({ ctx, path, from, size, chunk, format, concurrency, force });
-  return runTransfer(ctx, {
-    label: "download",
-    source,
-    destination,
-    record: downloadRecord(drive, path),
-    concurrency,
-    retry: connection.retry,
-    quiet: request.quiet,
-  });
+/** Without FILE (API 2.0): the server's name for the drive, refused when a file has it and --force is not given. */
+async function namedByServer(ctx: Context, connection: Connection, request: DownloadRequest): Promise<string> {
+  const name = withSuffix(await serverFileName(connection, request.drive), request.format);
+  const path = join(ctx.cwd, name);
+  if (!request.force && (await exists(path)))
+    // the name was only known from the answer, so this is not a status-2 call: something was sent
+    throw new OperationError(
+      `${name} exists (the server's name for drive ${request.drive}): pass --force to overwrite it, or give FILE`,
+    );
+  return path;
+}
+
+/**
+ * A raw FILE.part left with no journal (an earlier drivekit's API 2.0 download, `curl -C -`) holds the
+ * drive's first bytes: they are kept when the server resumes the drive at the .part's length, else
+ * it starts over from 0. Undefined: nothing of the kind (a journal says what the .part holds, or
+ * there is none).
+ */
+async function keptPrefix(
+  ctx: Context,
+  source: Api2RangedDrive,
+  path: string,
+  journalFile: string,
+): Promise<number | undefined> {
+  const part = `${path}.part`;
+  if (existsSync(journalFile) || !existsSync(part)) return undefined;
+  const length = statSync(part).size;
+  if (length === 0 || length > source.size) return undefined;
+  if (length === source.size || (await source.resumesAt(length))) {
+    ctx.log.info(`resuming ${basename(part)} from byte ${length}`);
+    return length;
+  }
+  ctx.log.info(`the server does not resume ${basename(part)} from byte ${length}: starting again from 0`);
+  rmSync(part, { force: true });
+  return undefined;
 }
 
 /**

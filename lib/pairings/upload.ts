@@ -9,11 +9,17 @@ import { checkOffset, type UploadRequest } from "../transfer.ts";
 import type { ImageSource } from "../chunks/image.ts";
 import { runTransfer } from "../chunks/driver.ts";
 import type { Destination } from "../chunks/endpoints.ts";
+import { fetchedChunk, fixedWindow, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import { journalIdentity, openUploadInput, STDIN_RESUME_WARNING } from "../formats/open.ts";
 import { API1_WRITES_IN_FLIGHT, Api1DriveDestination } from "../api1/drive-destination.ts";
 import { Api2DirectDestination } from "../api2/direct-destination.ts";
 import { directClient } from "../connect.ts";
-import { API2_POSTS_IN_FLIGHT, Api2ChunkedDestination, DEFAULT_API2_CHUNK } from "../api2/chunked-destination.ts";
+import {
+  API2_POSTS_IN_FLIGHT,
+  Api2ChunkedDestination,
+  api2BytesPerPost,
+  DEFAULT_API2_CHUNK,
+} from "../api2/chunked-destination.ts";
 
 export interface ImageUpload extends UploadRequest {
   /** API 2.0: one streamed POST instead of chunks. */
@@ -91,14 +97,14 @@ function upload(
   request: ImageUpload,
   image: ImageSource,
   destination: Destination,
-  { identity, concurrency }: { identity?: string; concurrency: number },
+  { identity, window }: { identity?: string; window: WindowPolicy },
 ): Promise<string> {
   return runTransfer(ctx, {
     label: "upload",
     source: image,
     destination,
     record: identity === undefined ? undefined : { identity, name: `the upload of ${request.file}` },
-    concurrency,
+    window,
     retry: connection.retry,
     quiet: request.quiet,
     verify: request.verify,
@@ -114,7 +120,7 @@ async function uploadToApi1(
   const offset = request.offset ?? 0;
   if (offset > image.size)
     throw new UsageError(`invalid --offset ${offset}: beyond the end of ${request.file} (${image.size} bytes)`);
-  const concurrency = request.concurrency ?? API1_WRITES_IN_FLIGHT;
+  const window = windowFor(API1_WRITES_IN_FLIGHT, fetchedChunk(request.chunk), request.concurrency);
   const destination = new Api1DriveDestination({
     ...driveTransfer(ctx, request, image),
     client: connection.client,
@@ -122,13 +128,12 @@ async function uploadToApi1(
     chunk: request.chunk,
     offset,
     compress: request.compress,
-    concurrency,
-    fixedConcurrency: request.concurrency !== undefined,
+    window,
     tier: request.tier,
     resumeCommand: (drive, at) => `upload.ts -d ${drive} -o ${at}${imageFlags(request)}`,
   });
   const identity = uploadIdentity("upload", image, request.drive);
-  return upload(ctx, connection, request, image, destination, { identity, concurrency });
+  return upload(ctx, connection, request, image, destination, { identity, window });
 }
 
 async function uploadToApi2(
@@ -137,19 +142,18 @@ async function uploadToApi2(
   request: ImageUpload,
   image: ImageSource,
 ): Promise<string> {
-  const concurrency = request.concurrency ?? API2_POSTS_IN_FLIGHT;
   const { chunk } = request;
+  const window = windowFor(API2_POSTS_IN_FLIGHT, api2BytesPerPost(chunk, image), request.concurrency);
   const destination = new Api2ChunkedDestination({
     ...driveTransfer(ctx, request, image),
     connection,
     chunk,
-    concurrency,
     wait: request.wait,
     resumeCommand: (drive) =>
       `upload.ts --api 2 -d ${drive}${chunk === DEFAULT_API2_CHUNK ? "" : ` -c ${chunk}`}${imageFlags(request)}`,
   });
   const identity = uploadIdentity("upload-api2", image, request.drive);
-  return upload(ctx, connection, request, image, destination, { identity, concurrency });
+  return upload(ctx, connection, request, image, destination, { identity, window });
 }
 
 /** --direct: one POST, which makes the drive; nothing to lock or resume (two such uploads share nothing). */
@@ -166,5 +170,5 @@ async function uploadInOnePost(
     shown: request.file,
     name: request.name,
   });
-  return upload(ctx, connection, request, image, destination, { concurrency: 1 });
+  return upload(ctx, connection, request, image, destination, { window: fixedWindow(1) });
 }

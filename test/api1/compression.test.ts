@@ -35,3 +35,16 @@ test("the model: gzip -6 wins on a 10 MB/s link, raw on a fast one, with 100 ms 
     ([0, 1, 6, 9] as const).reduce((a, b) => (far.predict(b, 1e9, CHUNK) > far.predict(a, 1e9, CHUNK) ? b : a)),
   ).toBe(0);
 });
+
+test("data that one level cannot shrink is not expected to shrink at another (random, already compressed)", async () => {
+  const random = new Uint8Array(CHUNK);
+  for (let i = 0; i < random.length; i += 65536) crypto.getRandomValues(random.subarray(i, i + 65536));
+  const plan = new CompressionPlan("always", 8);
+  // level 6 measured on data that does not compress
+  await plan.encode(random);
+  plan.noteLatency(50);
+  // every level then moves what raw moves at best, on any link: raw is never worse
+  for (const link of [8e6, 32e6, 1e9])
+    for (const level of [1, 9] as const)
+      expect(plan.predict(level, link, CHUNK)).toBeLessThanOrEqual(plan.predict(0, link, CHUNK));
+});

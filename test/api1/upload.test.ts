@@ -276,7 +276,12 @@ test("--compress never sends raw bodies; always gzips every chunk", async () => 
 
 test("auto with big chunks: a raw probe write of 512 KiB measures the link first, then the chunks land whole", async () => {
   const size = 5 * 1024 * 1024 + 3;
-  const bytes = imageBytes(size, 23);
+  // an image that compresses (text with numbers): the link decides between raw and gzip
+  const text = new TextEncoder().encode(
+    Array.from({ length: 200_000 }, (_, i) => `line ${i} of a log file, ${(i * 7919) % 1000}\n`).join(""),
+  );
+  const bytes = text.slice(0, size);
+  expect(bytes.length).toBe(size);
   const path = await writeImage("probe.img", bytes);
   const result = await run(upload, [path, "--verbose"], { env: stub.env, cwd: dir });
   expect(result.status).toBe(0);
@@ -287,6 +292,27 @@ test("auto with big chunks: a raw probe write of 512 KiB measures the link first
   expect(probe?.bytesIn).toBe(512 * 1024);
   expect(probe?.headers["content-encoding"]).toBeUndefined();
   expect(rest.length).toBe(2);
+  expect(same(stub.readDrive(result.stdout.trim()), bytes)).toBe(true);
+});
+
+test("auto with big chunks, an image that does not compress (random data): no probe, raw from the first chunk", async () => {
+  const size = 5 * 1024 * 1024 + 3;
+  const bytes = new Uint8Array(size);
+  for (let at = 0; at < size; at += 65536) crypto.getRandomValues(bytes.subarray(at, Math.min(size, at + 65536)));
+  const path = await writeImage("random.img", bytes);
+  const result = await run(upload, [path, "--verbose"], { env: stub.env, cwd: dir });
+  expect(result.status).toBe(0);
+  expect(result.stderr).not.toMatch(/compress: probe/);
+  expect(result.stderr).toContain("the image does not compress");
+  // the chunks, whole and raw: no 512 KiB probe before them
+  expect(
+    writes()
+      .map((r) => [r.bytesIn, r.headers["content-encoding"]])
+      .toSorted((a, b) => (b[0] as number) - (a[0] as number)),
+  ).toEqual([
+    [4 * 1024 * 1024, undefined],
+    [size - 4 * 1024 * 1024, undefined],
+  ]);
   expect(same(stub.readDrive(result.stdout.trim()), bytes)).toBe(true);
 });
 

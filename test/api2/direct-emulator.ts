@@ -83,3 +83,11 @@ export function image(name: string, bytes: Uint8Array): string {
 export async function freshFolder(): Promise<string> {
   return mkdtemp(join(dir, "out-"));
 }
+
+/** Where each request the download origin received began (its Range's first byte, 0 without one), with its status. */
+export function originStarts(): Array<[number, number]> {
+  return api2.originRequests.map((request) => [
+    Number(/^bytes=(\d+)-/.exec(request.headers.range ?? "")?.[1] ?? 0),
+    request.status,
+  ]);
+}

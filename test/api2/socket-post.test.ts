@@ -1,6 +1,8 @@
 // The streamed POST behind the API 2.0 upload: exact bytes, Content-Length, early answers, https.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { parseAnswer, streamPost } from "../../lib/api2/socket-post.ts";
+import { parseAnswer, preconnect, streamPost } from "../../lib/api2/socket-post.ts";
+import { SocketPool } from "../../lib/socket-pool.ts";
+import { waitFor } from "../faults/support.ts";
 import { makeCertificates, type Certificates } from "../certificates.ts";
 
 function pattern(size: number): Uint8Array {
@@ -126,6 +128,53 @@ describe("streamPost over plain http", () => {
     }).catch((e) => e);
     expect((error as Error).message).toContain("line break");
   });
+});
+
+test("preconnect opens connections ahead, and the POSTs after it go out on them, opening none", async () => {
+  let accepted = 0;
+  const server = echoServer();
+  // a front that counts the connections the server gets
+  const front = Bun.listen<{ upstream?: Promise<Bun.Socket> }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(socket) {
+        accepted++;
+        socket.data = {
+          upstream: Bun.connect({
+            hostname: "127.0.0.1",
+            port: server.port as number,
+            socket: {
+              data: (_up, data) => void socket.write(data),
+              close: () => void socket.end(),
+              error() {},
+            },
+          }),
+        };
+      },
+      async data(socket, data) {
+        (await socket.data.upstream)?.write(data);
+      },
+      error() {},
+    },
+  });
+  const pool = new SocketPool();
+  try {
+    const url = new URL(`http://127.0.0.1:${front.port}/upload/chunk/x`);
+    preconnect(url, pool, 3);
+    await waitFor(() => pool.opened === 3, "three connections opened ahead");
+    expect([pool.opened, accepted]).toEqual([3, 3]);
+    const bytes = pattern(100_000);
+    const answers = await Promise.all(
+      [0, 1, 2].map(() => streamPost({ url, headers: {}, size: bytes.length, fill: filler(bytes), pool })),
+    );
+    expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200]);
+    expect([pool.opened, pool.reused, accepted]).toEqual([3, 3, 3]);
+  } finally {
+    pool.close();
+    front.stop(true);
+    server.stop(true);
+  }
 });
 
 describe("parseAnswer", () => {

@@ -11,6 +11,7 @@ import type { Context } from "../../lib/context.ts";
 import { runTransfer, type TransferRun } from "../../lib/chunks/driver.ts";
 import type { Chunk, Destination, Opened, Source } from "../../lib/chunks/endpoints.ts";
 import { evenGrid } from "../../lib/chunks/grid.ts";
+import { fixedWindow } from "../../lib/chunks/window.ts";
 import { ApiError, InputError } from "../../lib/errors.ts";
 import { imageBytes, sameBytes } from "../images.ts";
 
@@ -123,7 +124,7 @@ function transfer(source: Source, destination: Destination, extra: Partial<Trans
     source,
     destination,
     record: { identity: `test\0${Math.random()}`, name: "the test copy" },
-    concurrency: 3,
+    window: fixedWindow(3),
     retry: { attempts: 3, baseMs: 1, capMs: 2 },
     quiet: true,
     ...extra,
@@ -188,7 +189,7 @@ test("a write that may pass is tried again; a 'once' destination's write is not"
   const once = new MemoryDestination(SIZE);
   once.once = true;
   once.failures = 1;
-  await expect(transfer(memorySource(bytes), once, { concurrency: 1 })).rejects.toThrow(
+  await expect(transfer(memorySource(bytes), once, { window: fixedWindow(1) })).rejects.toThrow(
     /^copy to memory stopped at 0 B of 40 KiB: PUT \/x failed: network: reset; run it again$/,
   );
   expect(once.attempts).toBe(1);

@@ -1,44 +1,81 @@
 import { expect, test } from "bun:test";
 import { runLimited } from "../../lib/chunks/engine.ts";
 
-test("runLimited runs up to the limit, and retires lanes when fewer are wanted", async () => {
-  let running = 0;
-  let peakEarly = 0;
-  let peakLate = 0;
-  let wanted = 8;
-  const done: number[] = [];
+/**
+ * Tasks that each wait until the test lets the oldest finish (`next()`), so the test sees how many
+ * run at once; `started(running, done)` is told at each start.
+ */
+function heldTasks(started: (running: number, done: number) => void) {
   const waiting: Array<() => void> = [];
-  // each task waits until the test lets it finish, so the test sees how many run at once
+  const done: number[] = [];
+  let running = 0;
   const task = (item: number) =>
     new Promise<void>((resolve) => {
       running++;
-      if (done.length < 8) peakEarly = Math.max(peakEarly, running);
-      // by 16 done, the 8 tasks in flight when the limit dropped have finished
-      if (done.length >= 16) peakLate = Math.max(peakLate, running);
+      started(running, done.length);
       waiting.push(() => {
         running--;
         done.push(item);
         resolve();
       });
     });
+  return { task, done, running: () => running, next: () => waiting.shift()?.() };
+}
+
+/** 40 items through `held`'s tasks, at most `limit` at once and `wanted()` wanted. */
+function runHeld(held: ReturnType<typeof heldTasks>, limit: number, wanted: () => number) {
   const items = Array.from({ length: 40 }, (_, i) => i);
   const finished = runLimited(
     items,
-    8,
-    task,
+    limit,
+    held.task,
     () => undefined,
     () => false,
-    () => wanted,
+    wanted,
   );
-  for (let step = 0; step < 1000 && done.length < items.length; step++) {
+  return { items, finished };
+}
+
+test("runLimited runs up to the limit, and retires lanes when fewer are wanted", async () => {
+  let peakEarly = 0;
+  let peakLate = 0;
+  let wanted = 8;
+  const held = heldTasks((running, done) => {
+    if (done < 8) peakEarly = Math.max(peakEarly, running);
+    // by 16 done, the 8 tasks in flight when the limit dropped have finished
+    if (done >= 16) peakLate = Math.max(peakLate, running);
+  });
+  const { items, finished } = runHeld(held, 8, () => wanted);
+  for (let step = 0; step < 1000 && held.done.length < items.length; step++) {
     await Bun.sleep(0);
-    if (done.length >= 8) wanted = 3;
-    waiting.shift()?.();
+    if (held.done.length >= 8) wanted = 3;
+    held.next();
   }
   await finished;
-  expect(done.toSorted((a, b) => a - b)).toEqual(items);
+  expect(held.done.toSorted((a, b) => a - b)).toEqual(items);
   expect(peakEarly).toBe(8);
   expect(peakLate).toBeGreaterThan(0);
   expect(peakLate).toBeLessThanOrEqual(3);
-  expect(running).toBe(0);
+  expect(held.running()).toBe(0);
+});
+
+test("runLimited starts more tasks when more lanes are wanted, never above its limit", async () => {
+  let peak = 0;
+  let wanted = 2;
+  const held = heldTasks((running) => {
+    peak = Math.max(peak, running);
+  });
+  const { items, finished } = runHeld(held, 6, () => wanted);
+  const peaks: number[] = [];
+  for (let step = 0; step < 1000 && held.done.length < items.length; step++) {
+    await Bun.sleep(0);
+    peaks.push(held.running());
+    // 2 at first; from the 10th done, 20 wanted: the limit of 6 holds
+    if (held.done.length >= 10) wanted = 20;
+    held.next();
+  }
+  await finished;
+  expect(held.done.toSorted((a, b) => a - b)).toEqual(items);
+  expect(Math.max(...peaks.slice(0, 5))).toBe(2);
+  expect(peak).toBe(6);
 });

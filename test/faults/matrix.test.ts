@@ -2,11 +2,11 @@
 // says how the run must end: its exit status, its one error line (never a stack trace), what it
 // leaves in its folder, and what a rerun without the fault ends with: the identical bytes without
 // sending finished chunks again, or, where a path cannot keep that promise, its documented end.
-// The 2.0 download is one GET that a passing failure resumes within the run (Range from the .part).
+// Both downloads are chunked (the 2.0 one in ranged GETs), every chunk retried on its own.
 // Signals, kill -9 and overlapping runs use spawned processes; the rest run in this process with
 // retries paced fast (what is tested is how a run ends, not how long it waits between tries).
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,12 +30,6 @@ interface Outcome {
   left?: { journal?: boolean; part?: boolean | "maybe"; final?: boolean };
   /** A rerun without the fault ends identical (resuming), identical on a new drive (fresh), or fails saying this. */
   rerun?: "identical" | "fresh" | string;
-  /**
-   * The 2.0 download retried within the run: its retry line (the run gets --verbose, as the first
-   * retry is logged only then), and a request resuming with Range, answered 206 ("maybe" where a
-   * reset may have taken all that arrived: then the retry starts from 0).
-   */
-  retried?: "range" | "maybe";
 }
 
 /** A cell: the outcome, or why the fault does not apply to the path. */
@@ -81,31 +75,22 @@ afterEach(async () => {
 
 // ---- ways to run and to stop a transfer midway ----
 
-/** Flags the cell's run gets besides the row's: --verbose where its retry lines are checked. */
-let cellFlags: string[] = [];
-
 function inProcess(
   path: TransferPath,
   transfer: Transfer,
   extra: string[] = [],
   retry: Partial<RetryPolicy> = FAST_RETRY,
 ): Promise<RunResult> {
-  return run(path.command, [...transfer.argv, ...cellFlags, ...extra], { env: path.env(), cwd: transfer.cwd, retry });
+  return run(path.command, [...transfer.argv, ...extra], { env: path.env(), cwd: transfer.cwd, retry });
 }
 
 function spawned(path: TransferPath, transfer: Transfer, extra: string[] = []) {
   return startScript(path.script, [...transfer.argv, ...extra], { env: path.env(), cwd: transfer.cwd });
 }
 
-const partSize = (transfer: Transfer) => {
-  const part = join(transfer.cwd, `${transfer.file}.part`);
-  return existsSync(part) ? statSync(part).size : 0;
-};
-
 /**
  * Stop `path` in the middle of its data: chunked paths after 3 chunks (the rest held), the direct
- * upload stalled after 1 MiB of its body, the 2.0 download stalled after 2 MiB of its answer.
- * Returns the event that says the run got there.
+ * upload stalled after 1 MiB of its body. Returns the event that says the run got there.
  */
 function stopMidway(path: TransferPath, transfer: Transfer): () => boolean {
   if (path.chunked) {
@@ -114,26 +99,12 @@ function stopMidway(path: TransferPath, transfer: Transfer): () => boolean {
     path.hold(hold);
     return () => hold.held >= 1 && journaled(transfer.cwd).size >= 3;
   }
-  if (path.name === "2.0 direct upload") {
-    const fault = emulator.stub.fault({ ...path.body, action: { delayMs: STALL_MS, afterBytes: MiB } });
-    return () => (fault.acted ?? 0) >= 1;
-  }
-  emulator.stub.fault({ ...path.body, action: { delayMs: STALL_MS, afterBytes: 2 * MiB } });
-  // the answer's first MiB is in the .part once the writer flushed it
-  return () => partSize(transfer) >= MiB;
+  const fault = emulator.stub.fault({ ...path.body, action: { delayMs: STALL_MS, afterBytes: MiB } });
+  return () => (fault.acted ?? 0) >= 1;
 }
 
-/**
- * Answer the path's data requests with an error: a few of many (chunked paths), or its one request.
- * The 2.0 download's answer is first cut short after 1 MiB: the error then meets the retry that
- * resumes, and the retry after it resumes with Range.
- */
+/** Answer the path's data requests with an error: a few of many (chunked paths), or its one request. */
 function failSome(path: TransferPath, action: { status: number; kind?: string; message: string }) {
-  if (path.name === "2.0 download") {
-    emulator.stub.fault({ ...path.body, times: 1, action: { end: true, afterBytes: MiB } });
-    emulator.stub.fault({ ...path.data, every: 2, times: 1, action });
-    return;
-  }
   emulator.stub.fault({ ...path.data, every: path.chunked ? 3 : 1, times: path.chunked ? 3 : 1, action });
 }
 
@@ -157,25 +128,16 @@ function line(path: PathName, reason: string, plain = false): RegExp {
     "1.0 download": `download: error: download of drive ${UUID} stopped at .* of .*: ${reason}; out\\.img\\.part is kept: rerun the same command in \\S+ to resume`,
     "2.0 chunked upload": `upload: error: upload to drive ${UUID} stopped at .* of .*: ${reason}; to resume, rerun the same command in \\S+ \\(journal \\.drivekit-journal-\\w+\\), or run: upload\\.ts --api 2 -d ${UUID} -c 65536 \\S+`,
     "2.0 direct upload": `upload: error: upload of \\S+ (failed|stopped) after .* of .*: ${reason}; not retried \\(a new attempt would create another drive\\); the server may have created a partial drive: check your drive list`,
-    "2.0 download": `download: error: ${reason}`,
+    "2.0 download": `download: error: download of drive ${UUID} stopped at .* of .*: ${reason}; out\\.img\\.part is kept: rerun the same command in \\S+ to resume`,
     "copy 1.0 to 2.0": `copy: error: copy to drive ${UUID} stopped at .* of .*: ${reason}; to resume, rerun the same command in \\S+ \\(journal \\.drivekit-journal-\\w+\\), or run: copy\\.ts ${UUID} -d ${UUID} --api 1 --to-api 2 -c 64k`,
   };
   return new RegExp(`^${lines[path]}$`);
 }
 
-/** The 2.0 download's wording: cut mid-body (.part kept, or nothing when nothing arrived), or stopped by a signal. */
-const cutShort = (reason: string, kept = "\\S+out\\.img\\.part kept: run the same command again to resume") =>
-  `download cut short at .* of .*: ${reason}; ${kept}`;
-const interrupted = (signal: string) =>
-  `download of drive ${UUID} stopped at .*: interrupted \\(${signal}\\); \\S+out\\.img\\.part kept: run the same command again to resume`;
-
 const DONE: Outcome = { status: 0 };
 const JOURNAL = { journal: true };
 const JOURNAL_PART = { journal: true, part: true };
-const PART = { part: true };
 const SINGLE = { notApplicable: "a single request, never retried: the 500 and 503 rows end it the same way" };
-/** The 2.0 download rode over the fault: resumed within the run, identical. */
-const RESUMED: Outcome = { status: 0, retried: "range" };
 
 // ---- the matrix ----
 
@@ -196,7 +158,7 @@ const rows: Row[] = [
         left: {},
         rerun: "identical",
       },
-      "2.0 download": RESUMED,
+      "2.0 download": DONE,
       "copy 1.0 to 2.0": DONE,
     },
   },
@@ -216,7 +178,7 @@ const rows: Row[] = [
         left: {},
         rerun: "identical",
       },
-      "2.0 download": RESUMED,
+      "2.0 download": DONE,
       "copy 1.0 to 2.0": DONE,
     },
   },
@@ -244,7 +206,7 @@ const rows: Row[] = [
         left: {},
         rerun: "identical",
       },
-      "2.0 download": RESUMED,
+      "2.0 download": DONE,
       "copy 1.0 to 2.0": DONE,
     },
   },
@@ -257,9 +219,6 @@ const rows: Row[] = [
           ? path.error(503, "down for maintenance")
           : undefined,
       );
-      // the 2.0 download's first three answers are cut short: its retries resume, then meet the 503s
-      if (path.name === "2.0 download")
-        emulator.stub.fault({ ...path.body, action: { end: true, afterBytes: 256 * 1024 } });
       return inProcess(path, transfer);
     },
     cells: {
@@ -282,13 +241,10 @@ const rows: Row[] = [
         rerun: "identical",
       },
       "2.0 direct upload": SINGLE,
-      // the policy's 8 attempts: 3 cut short, 5 answered 503
       "2.0 download": {
         status: 1,
-        says: cutShort(
-          `GET /api/2\\.0/drives/${UUID}/download/ failed: 503 backend: down for maintenance.*; gave up after 8 attempts`,
-        ),
-        left: PART,
+        says: `GET /api/2\\.0/drives/${UUID}/download/ failed: 503 backend: down for maintenance.*`,
+        left: JOURNAL_PART,
         rerun: "identical",
       },
       "copy 1.0 to 2.0": {
@@ -316,8 +272,8 @@ const rows: Row[] = [
       "1.0 download": DONE,
       "2.0 chunked upload": DONE,
       "2.0 direct upload": { status: 1, says: "POST \\S+ failed: network: .*", left: {}, rerun: "identical" },
+      "2.0 download": DONE,
       // a reset may take with it what the client had not read yet: the retry resumes from what arrived, if anything
-      "2.0 download": { status: 0, retried: "maybe" },
       "copy 1.0 to 2.0": DONE,
     },
   },
@@ -328,13 +284,10 @@ const rows: Row[] = [
         const hold = new Hold(3);
         holds.push(hold);
         path.hold(hold);
-      } else if (path.name === "2.0 download") {
-        // one answer stalls after 2 MiB: the retry resumes there
-        emulator.stub.fault({ ...path.body, times: 1, action: { delayMs: STALL_MS, afterBytes: 2 * MiB } });
       } else {
         stopMidway(path, transfer);
       }
-      // two tries of 1 s each are enough to show a stall ends the run (or, for the 2.0 download, is ridden over)
+      // two tries of 1 s each are enough to show a stall ends the run
       return inProcess(path, transfer, ["--timeout", "1"], { ...FAST_RETRY, attempts: 2 });
     },
     cells: {
@@ -362,7 +315,12 @@ const rows: Row[] = [
         left: {},
         rerun: "identical",
       },
-      "2.0 download": RESUMED,
+      "2.0 download": {
+        status: 1,
+        says: "GET \\S+ failed: timeout: nothing moved for 1 s",
+        left: JOURNAL_PART,
+        rerun: "identical",
+      },
       "copy 1.0 to 2.0": {
         status: 1,
         says: "POST \\(upload link\\) failed: timeout: nothing moved for 1 s",
@@ -379,7 +337,7 @@ const rows: Row[] = [
       "1.0 download": { status: 130, says: "interrupted \\(SIGINT\\)", left: JOURNAL_PART, rerun: "identical" },
       "2.0 chunked upload": { status: 130, says: "interrupted \\(SIGINT\\)", left: JOURNAL, rerun: "identical" },
       "2.0 direct upload": { status: 130, says: "interrupted \\(SIGINT\\)", left: {}, rerun: "identical" },
-      "2.0 download": { status: 130, says: interrupted("SIGINT"), left: PART, rerun: "identical" },
+      "2.0 download": { status: 130, says: "interrupted \\(SIGINT\\)", left: JOURNAL_PART, rerun: "identical" },
       "copy 1.0 to 2.0": { status: 130, says: "interrupted \\(SIGINT\\)", left: JOURNAL, rerun: "identical" },
     },
   },
@@ -391,7 +349,7 @@ const rows: Row[] = [
       "1.0 download": { status: 143, says: "interrupted \\(SIGTERM\\)", left: JOURNAL_PART, rerun: "identical" },
       "2.0 chunked upload": { status: 143, says: "interrupted \\(SIGTERM\\)", left: JOURNAL, rerun: "identical" },
       "2.0 direct upload": { status: 143, says: "interrupted \\(SIGTERM\\)", left: {}, rerun: "identical" },
-      "2.0 download": { status: 143, says: interrupted("SIGTERM"), left: PART, rerun: "identical" },
+      "2.0 download": { status: 143, says: "interrupted \\(SIGTERM\\)", left: JOURNAL_PART, rerun: "identical" },
       "copy 1.0 to 2.0": { status: 143, says: "interrupted \\(SIGTERM\\)", left: JOURNAL, rerun: "identical" },
     },
   },
@@ -405,7 +363,7 @@ const rows: Row[] = [
       "2.0 chunked upload": { status: 137, left: JOURNAL, rerun: "identical" },
       // the emulator drops a drive whose body was cut; a real server may keep it (docs/promises.md)
       "2.0 direct upload": { status: 137, left: {}, rerun: "identical" },
-      "2.0 download": { status: 137, left: PART, rerun: "identical" },
+      "2.0 download": { status: 137, left: JOURNAL_PART, rerun: "identical" },
       "copy 1.0 to 2.0": { status: 137, left: JOURNAL, rerun: "identical" },
     },
   },
@@ -453,12 +411,7 @@ const rows: Row[] = [
       },
       // it keeps nothing in its folder: a full one does not matter
       "2.0 direct upload": DONE,
-      "2.0 download": {
-        status: 1,
-        says: cutShort("ENOSPC: no space left on device.*"),
-        left: PART,
-        rerun: "identical",
-      },
+      "2.0 download": { status: 1, says: "ENOSPC: no space left on device.*", left: JOURNAL_PART, rerun: "identical" },
       "copy 1.0 to 2.0": {
         status: 1,
         plain: true,
@@ -517,7 +470,8 @@ const rows: Row[] = [
       "2.0 direct upload": DONE,
       "2.0 download": {
         status: 1,
-        says: ".*is already running in process \\d+ \\(lock \\S+\\): wait for it to finish, or stop it \\(kill \\d+\\) and run this again",
+        plain: true,
+        says: "a download into out\\.img\\.part is already running in process \\d+ \\(lock \\S+\\): wait for it to finish, or stop it \\(kill \\d+\\) and run this again",
         left: { final: true },
       },
       "copy 1.0 to 2.0": {
@@ -560,9 +514,10 @@ const rows: Row[] = [
       "2.0 direct upload": { status: 1, says: "POST \\S+ failed: network: .*", left: {}, rerun: "identical" },
       "2.0 download": {
         status: 1,
-        says: cutShort(".*"),
-        left: PART,
-        rerun: `GET /api/2\\.0/drives/${UUID}/download/ failed: 404 notexist: Object with uuid ${UUID} does not exist.*`,
+        // the API's 404, or the download origin's for a link the restart forgot
+        says: `GET /api/2\\.0/drives/${UUID}/download/ failed: 404 .*`,
+        left: JOURNAL_PART,
+        rerun: `GET /api/2\\.0/drives/${UUID}/ failed: 404 notexist: Object with uuid ${UUID} does not exist.*`,
       },
       "copy 1.0 to 2.0": {
         // the source drive is gone too (one emulator): the rerun cannot read it
@@ -596,13 +551,7 @@ function journalDrive(cwd: string): string | undefined {
 async function check(row: Row, path: TransferPath, outcome: Outcome): Promise<void> {
   beforeRerun.length = 0;
   const transfer = path.prepare(dir, ++seed);
-  cellFlags = outcome.retried ? ["--verbose"] : [];
-  let first: RunResult;
-  try {
-    first = await row.provoke(path, transfer);
-  } finally {
-    cellFlags = [];
-  }
+  const first = await row.provoke(path, transfer);
   const { errors, stack } = errorLines(first);
   expect(stack).toBe(false);
   expect({ status: first.status, stderr: first.stderr }).toMatchObject({ status: outcome.status });
@@ -610,14 +559,6 @@ async function check(row: Row, path: TransferPath, outcome: Outcome): Promise<vo
     expect(errors).toEqual([]);
     expect(sameBytes(path.result(transfer, first) ?? new Uint8Array(), transfer.bytes)).toBe(true);
     expect(leftIn(transfer.cwd)).toEqual({ journals: [], locks: [], parts: [] });
-    if (outcome.retried) {
-      expect(first.stderr).toMatch(new RegExp(`download of drive ${UUID} failed \\(.+\\); retry 1 in \\d+\\.\\d s`));
-      const resumed = emulator.api2.originRequests.filter((request) => request.headers.range !== undefined);
-      if (outcome.retried === "range") expect(resumed.length).toBeGreaterThan(0);
-      // each resumed from where the .part stood (never 0), answered with the rest
-      for (const request of resumed)
-        expect([request.headers.range, request.status]).toEqual([expect.stringMatching(/^bytes=[1-9]\d*-$/), 206]);
-    }
     return;
   }
   expect(first.stdout).toBe("");
@@ -635,7 +576,6 @@ async function check(row: Row, path: TransferPath, outcome: Outcome): Promise<vo
 
   const finished = journaled(transfer.cwd);
   const resumedDrive = journalDrive(transfer.cwd);
-  const keptPart = partSize(transfer);
   for (const step of beforeRerun.splice(0)) step();
   for (const hold of holds.splice(0)) hold.release(() => new Response("test over\n", { status: 503 }));
   emulator.clear();
@@ -665,10 +605,6 @@ async function check(row: Row, path: TransferPath, outcome: Outcome): Promise<vo
     expect(path.chunksDone().filter((index) => finished.has(index))).toEqual([]);
     expect(new Set(path.chunksDone()).size).toBe(path.chunks - finished.size);
   }
-  if (path.name === "2.0 download" && keptPart > 0) {
-    // resumed from where the .part ends, not from byte 0
-    expect(emulator.api2.originRequests.map((r) => r.headers.range)).toContain(`bytes=${keptPart}-`);
-  }
 }
 
 for (const row of rows) {
@@ -681,7 +617,7 @@ for (const row of rows) {
         test.skip(`${name}: not applicable (${cell.notApplicable})`, () => {});
         continue;
       }
-      const title = `${name}: exit ${cell.status}${cell.retried ? " (resumed within the run)" : ""}${cell.rerun ? `, rerun ${cell.rerun === "identical" || cell.rerun === "fresh" ? cell.rerun : "fails: the drive is gone"}` : ""}`;
+      const title = `${name}: exit ${cell.status}${cell.rerun ? `, rerun ${cell.rerun === "identical" || cell.rerun === "fresh" ? cell.rerun : "fails: the drive is gone"}` : ""}`;
       if (skip) {
         test.skip(title, () => {});
         continue;

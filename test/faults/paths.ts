@@ -197,14 +197,22 @@ export function transferPaths(emulator: Emulator): TransferPath[] {
       api: 2,
       script: "download",
       command: download,
-      chunked: false,
-      chunks: 1,
+      chunked: true,
+      chunks: Math.ceil(SIZE / CHUNK),
       data: download2,
       body: origin2,
       env: () => api2.env,
-      prepare: (dir, seed) => drive(dir, seed),
+      prepare: (dir, seed) => {
+        const transfer = drive(dir, seed);
+        transfer.argv.push("-c", "64k", "--concurrency", "2");
+        return transfer;
+      },
       result: (transfer) => fileBytes(transfer),
-      chunksDone: () => [],
+      // each chunk is one ranged GET the origin answered 206, whole
+      chunksDone: () =>
+        api2.originRequests
+          .filter((request) => request.status === 206)
+          .map((request) => Number(/^bytes=(\d+)-/.exec(request.headers.range ?? "")?.[1]) / CHUNK),
       hold: (hold) => {
         api2.originHook = () => hold.take();
       },

@@ -3,14 +3,14 @@
 // line saying what the server did, never a stack trace, a hang or a wrong file under the final
 // name. (A server restarted mid-transfer, its drives gone, is a row of matrix.test.ts.)
 import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, type RunResult } from "../helpers.ts";
 import type { RetryPolicy } from "../../lib/retry.ts";
 import { sameBytes } from "../images.ts";
-import { Emulator, errorLines, FAST_RETRY, leftIn, ONE_ATTEMPT } from "./support.ts";
+import { Emulator, errorLines, FAST_RETRY, journaled, leftIn, ONE_ATTEMPT } from "./support.ts";
 import { SIZE, transferPaths, type PathName, type Transfer, type TransferPath } from "./paths.ts";
 
 const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
@@ -72,7 +72,7 @@ const garbage = () =>
   });
 const binary = () => new Response(new Uint8Array([0, 255, 10, 32, 0, 13, 10, 7, 200, 10]));
 
-test("1.0 read: a 200 whose body ends short of its Content-Length, every time: exit 1 after the retries, .part kept", async () => {
+test("1.0 read: a 200 whose body ends short of its Content-Length, every time: exit 1 after the retries, nothing left (no chunk came whole)", async () => {
   const on = path("1.0 download");
   const transfer = on.prepare(dir, ++seed);
   emulator.stub.fault({ ...on.body, action: { end: true, afterBytes: 1000 } });
@@ -82,11 +82,11 @@ test("1.0 read: a 200 whose body ends short of its Content-Length, every time: e
   expectOneLine(
     result,
     new RegExp(
-      `^download: error: download of drive ${UUID} stopped at .*: GET \\S+ failed: 200 ${cut}; out\\.img\\.part is kept: rerun the same command in \\S+ to resume$`,
+      `^download: error: download of drive ${UUID} stopped at .*: GET \\S+ failed: 200 ${cut}; nothing was kept: run the same command again$`,
     ),
     transfer,
   );
-  expect(leftIn(dir).parts).toEqual(["out.img.part"]);
+  expect(leftIn(dir)).toEqual({ journals: [], locks: [], parts: [] });
 });
 
 test("1.0 read: a 200 that holds less than asked (its Content-Length agreeing), every time: exit 1, not a short file", async () => {
@@ -107,28 +107,36 @@ test("1.0 read: an answer longer than asked stops at once (never retried, never 
     /GET \/drives\/\S+\/read\/\d+\/65536 failed: 200 protocol: the server sent more than the 65536 bytes asked/,
     transfer,
   );
-  // stopped at once: one answer per chunk in flight, no retries
+  // stopped at once: one answer per chunk in flight, no retries; nothing written (no chunk came whole)
   expect(emulator.stub.count("GET", on.data.path)).toBeLessThanOrEqual(2);
-  const part = join(dir, "out.img.part");
-  expect(statSync(part).size).toBe(SIZE);
+  expect(leftIn(dir)).toEqual({ journals: [], locks: [], parts: [] });
 });
 
-test("2.0 download: a 200 whose body ends short of its Content-Length (retries off): exit 1, .part kept with what arrived, no final file", async () => {
+test("2.0 download: a ranged answer whose body ends short of its Content-Length (retries off): exit 1, the chunks that came whole kept, no final file", async () => {
   const on = path("2.0 download");
   const transfer = on.prepare(dir, ++seed);
-  emulator.stub.fault({ ...on.body, action: { end: true, afterBytes: 1024 * 1024 } });
-  // one attempt: a retry would resume with Range and end identical (test/api2/download-retry.test.ts)
+  // the fifth chunk's answer ends after 1000 of its 65536 bytes
+  emulator.stub.fault({ ...on.body, every: 5, times: 1, action: { end: true, afterBytes: 1000 } });
+  // one attempt: a retry would ask for the chunk again and end identical (test/faults/matrix.test.ts)
   const result = await runOn(on, transfer, [], { ...FAST_RETRY, ...ONE_ATTEMPT });
-  // the early close is seen as such, or else the byte count falls short of Content-Length
-  const cut = `(download cut short at .* of 2\\.5 MiB: .*|download of drive ${UUID} cut short: \\d+ of ${SIZE} bytes)`;
-  const next =
-    "(\\S+out\\.img\\.part kept: run the same command again to resume|nothing was kept: run the same command again)";
-  expectOneLine(result, new RegExp(`^download: error: ${cut}; ${next}$`), transfer);
-  // what is kept is what arrived (the close may drop what fetch still held), and right
-  const part = join(dir, "out.img.part");
-  const kept = existsSync(part) ? new Uint8Array(readFileSync(part)) : new Uint8Array();
-  expect(kept.length).toBeLessThanOrEqual(1024 * 1024);
-  expect(sameBytes(kept, transfer.bytes.subarray(0, kept.length))).toBe(true);
+  expectOneLine(
+    result,
+    new RegExp(
+      `^download: error: download of drive ${UUID} stopped at .* of 2\\.5 MiB: GET download failed: network: .*; out\\.img\\.part is kept: rerun the same command in \\S+ to resume$`,
+    ),
+    transfer,
+  );
+  // what is kept is the chunks recorded, and right
+  const part = new Uint8Array(readFileSync(join(dir, "out.img.part")));
+  const kept = journaled(dir);
+  expect(kept.size).toBeGreaterThan(0);
+  for (const index of kept)
+    expect(
+      sameBytes(
+        part.subarray(index * 65536, (index + 1) * 65536),
+        transfer.bytes.subarray(index * 65536, (index + 1) * 65536),
+      ),
+    ).toBe(true);
 });
 
 test("2.0 download: a whole 200 that holds less than the drive (its Content-Length agreeing): exit 1, no short file under the final name", async () => {
@@ -139,12 +147,43 @@ test("2.0 download: a whole 200 that holds less than the drive (its Content-Leng
   expectOneLine(
     result,
     new RegExp(
-      `^download: error: the server announced 1048576 bytes for drive ${UUID}, which holds ${SIZE}: refusing a file that would not be the drive$`,
+      `^download: error: download of drive ${UUID} stopped at 0 B of 2\\.5 MiB: the server announced 1048576 bytes from byte 0 of 1048576 for drive ${UUID}, which holds ${SIZE} bytes: refusing it; nothing was kept: run the same command again$`,
     ),
     transfer,
   );
   expect(readdirSync(dir)).toEqual([]);
 });
+
+for (const [label, short] of [
+  ["one byte short", 1],
+  ["one byte long", -1],
+] as const) {
+  test(`2.0 download (ranged GETs): a 206 for the range asked whose body is ${label}: exit 1 at once, nothing under the final name`, async () => {
+    const on = path("2.0 download");
+    const transfer = on.prepare(dir, ++seed);
+    emulator.api2.originHook = (request, d) => {
+      const asked = /^bytes=(\d+)-(\d+)$/.exec(request.headers.get("range") ?? "");
+      if (!asked) return undefined;
+      const [start, end] = [Number(asked[1]), Number(asked[2])];
+      // the Content-Range asked for, a body (and its Content-Length) of another length
+      return new Response(transfer.bytes.slice(start, end + 1 - short), {
+        status: 206,
+        headers: { "content-range": `bytes ${start}-${end}/${d.size}` },
+      });
+    };
+    const result = await runOn(on, transfer);
+    expectOneLine(
+      result,
+      new RegExp(
+        `^download: error: download of drive ${UUID} stopped at 0 B of 2\\.5 MiB: the server answered bytes \\d+-\\d+ with \\d+ bytes for drive ${UUID}, which holds ${SIZE} bytes: refusing it; nothing was kept: run the same command again$`,
+      ),
+      transfer,
+    );
+    // final: not asked again (one answer per chunk in flight)
+    expect(emulator.api2.originRequests.length).toBeLessThanOrEqual(2);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+}
 
 for (const [label, make] of [
   ["HTML", garbage],
@@ -234,7 +273,12 @@ for (const name of ["1.0 download", "2.0 download"] as const) {
       (request) => new Response(null, { status: 302, headers: { location: new URL(request.url).pathname } }),
     );
     const result = await runOn(on, transfer);
-    expectOneLine(result, /^download: error: GET \S+ failed: 302 protocol: more than 5 redirects/, transfer);
-    expect(emulator.stub.count(first.method, first.path)).toBe(6);
+    expectOneLine(
+      result,
+      /^download: error: (download of drive \S+ stopped at 0 B of \S+ \S+: )?GET \S+ failed: 302 protocol: more than 5 redirects/,
+      transfer,
+    );
+    // 6 hops for each read in flight (2.0: up to 2 of them), and no retry
+    expect([6, 12]).toContain(emulator.stub.count(first.method, first.path));
   });
 }

@@ -503,15 +503,15 @@ describe("API 1.0 writes in flight for a decoded image", () => {
     return peak;
   }
 
-  test("a near link (requests under 20 ms): 4, the decoder is the bottleneck; a raw image keeps 8", async () => {
+  test("a near link (requests under 20 ms): 4, the decoder is the bottleneck; a raw image keeps its window (8, or more while it moves more)", async () => {
     expect(await peakWrites(stub, [ENCODED["disk.img.gz"]!])).toBe(4);
-    expect(await peakWrites(stub, [ENCODED["disk.raw"]!])).toBe(8);
+    expect(await peakWrites(stub, [ENCODED["disk.raw"]!])).toBeGreaterThanOrEqual(8);
   });
 
-  test("a far link (25 ms per request): all 8, to hide the latency", async () => {
+  test("a far link (25 ms per request): the whole window (8, or more while it moves more), to hide the latency", async () => {
     const far = await startStub({ rttMs: 25 });
     try {
-      expect(await peakWrites(far, [ENCODED["compressed.qcow2"]!])).toBe(8);
+      expect(await peakWrites(far, [ENCODED["compressed.qcow2"]!])).toBeGreaterThanOrEqual(8);
     } finally {
       await far.stop();
     }
