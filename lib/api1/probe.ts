@@ -38,7 +38,8 @@ export async function probeLink(
       if (!source.sequential) {
         await source.read(bytes, length, start);
         if (isAllZero(bytes)) continue;
-        // how the image compresses (a few ms): an image that does not goes raw, the link need not be measured
+        // how the image compresses (cheap next to the write): an image that does not goes raw, the link
+        // need not be measured
         if (!(await plan.sample(bytes))) return 0;
       }
       const began = performance.now();
