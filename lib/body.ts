@@ -1,10 +1,10 @@
 // An answer's body read into buffers of the reader's own. Through its JS stream each piece of a body
 // is a fresh buffer (tens of thousands a GiB) that the GC then has to find (the transfer driver
-// collects every 16 MiB for that, about half a second of CPU a GiB on loopback:
-// bench/RESULTS-speed.md). Through a kernel pipe (`Bun.write` streams the body into it natively,
-// the pipe is read straight into the buffer) there is no garbage; but each read of a pipe holds one
-// of the runtime's pool threads until bytes come, so only one body at a time may go that way (six
-// at once hung: the writes into the pipes had no thread left).
+// collects every 16 MiB for that, at a cost in CPU: bench/RESULTS-speed.md). Through a kernel pipe
+// (`Bun.write` streams the body into it natively, the pipe is read straight into the buffer) there
+// is no garbage; but each read of a pipe holds one of the runtime's pool threads until bytes come, so
+// only one body at a time may go that way (six at once hung: the writes into the pipes had no
+// thread left).
 import { closeSync, read } from "node:fs";
 
 type Pipe2 = (fds: Int32Array) => number;

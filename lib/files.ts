@@ -83,7 +83,7 @@ export function shellWord(path: string): string {
  * Write `bytes` at `position` of an open file, all of it. Synchronous on purpose: a fragmented
  * filesystem image gives hundreds of data runs per 4 MiB piece, and a thread-pool round trip for
  * each (async write) cost more than the copies into the page cache themselves (the 1.0 download
- * ran no faster than the one-at-a-time baseline).
+ * ran no faster than the one-at-a-time baseline: bench/RESULTS.md, "What the defaults were chosen from").
  */
 export function writeAllAt(fd: number, bytes: Uint8Array, position: number): void {
   let done = 0;

@@ -1,9 +1,9 @@
 // How each upload chunk goes on the wire: raw, or gzipped at some level. `never` and `always` are
 // fixed; `auto` measures the link and the compressor while the upload runs and picks the level
 // with the best predicted throughput: raw on a fast link (the link outruns any gzip level on this
-// kind of machine), level 6 on a ~10 MB/s WAN link (level 1 sent ~46% more bytes there, level 9
-// cost too much CPU: bench/RESULTS.md). A chunk that gzip cannot shrink enough (already-compressed
-// data) goes raw whatever the level.
+// kind of machine), level 6 on a ~10 MB/s WAN link (level 1 sent more bytes there than the link
+// could afford, level 9 cost too much CPU: bench/RESULTS.md, "Figures the code relies on"). A chunk
+// that gzip cannot shrink enough (already-compressed data) goes raw whatever the level.
 import { promisify } from "node:util";
 import zlib from "node:zlib";
 import type { CompressMode } from "../transfer.ts";
@@ -16,8 +16,9 @@ const LEVELS: readonly Level[] = [0, 1, 6, 9];
 export const ALWAYS_LEVEL = 6;
 /**
  * `auto` starts at level 6: on a slow link every chunk sent at a weaker level costs bytes that
- * cannot be won back (level 1 sends ~1/3 more), while on a fast link the first decision, after a
- * few chunks, finds the compressor to be the bottleneck and turns to raw (bench/RESULTS.md).
+ * cannot be won back (level 1 sends noticeably more), while on a fast link the first decision, after
+ * a few chunks, finds the compressor to be the bottleneck and turns to raw (bench/RESULTS.md,
+ * "Figures the code relies on" and "What the defaults were chosen from").
  */
 const START_LEVEL: Level = 6;
 /** Send raw when gzip saves less than this share of a chunk. */
@@ -50,9 +51,10 @@ const gzipAsync = promisify(zlib.gzip) as (data: Uint8Array, options: zlib.ZlibO
 
 /**
  * node:zlib's callback gzip runs on the thread pool: the event loop stays free (a 4 MiB level 6
- * chunk blocks Bun.gzipSync's caller for ~70 ms, which stalls every request in flight and spoils
- * the link measurement) and a second core can help, at no memory cost; Workers did the same for
- * ~60 MiB of RSS each (bench/RESULTS.md). Same deflate, same ratio.
+ * chunk through Bun.gzipSync blocks its caller long enough to stall every request in flight and
+ * spoil the link measurement) and a second core can help, at no memory cost; Workers did the same
+ * for a whole JS heap each (bench/RESULTS.md, "What the defaults were chosen from"). Same deflate,
+ * same ratio.
  */
 async function gzipOffThread(data: Uint8Array, level: number): Promise<Packed> {
   const started = performance.now();

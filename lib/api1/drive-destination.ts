@@ -25,12 +25,11 @@ const GZIP_LANES = 4;
 
 /**
  * Writes in flight for a decoded image (qcow2, gzip, zstd) over a near link: reading the image is
- * the work there, and 8 writes in flight only hold more chunks. 1 GiB compressed qcow2 on loopback
- * (bench/RESULTS-formats.md): 4 lanes 2.82-2.97 s and 124-131 MiB peak, 8 lanes 2.84-3.05 s and
- * 161-166 MiB; plain qcow2 0.90 s and 90 MiB against 0.92-1.29 s and 122 MiB.
+ * the work there, and 8 writes in flight only hold more chunks: 4 move a qcow2 as fast in less
+ * memory (bench/RESULTS-formats.md, "Figures the code relies on").
  */
 const DECODED_LANES = 4;
-/** Below this many ms per request, 4 writes of 4 MiB outrun any decoder (840 MB/s at 10 ms). */
+/** Below this many ms per request, 4 writes of 4 MiB outrun any decoder (16 MiB a request time: 840 MB/s at 20 ms). */
 const NEAR_LINK_MS = 20;
 
 export interface Api1DriveOptions extends DriveTransfer {
@@ -167,7 +166,7 @@ export class Api1DriveDestination implements Destination {
 
   /**
    * Once auto settles on gzip the link is the bottleneck: fewer writes in flight move as much and
-   * hold fewer raw and compressed chunks (bench/RESULTS.md: 4 lanes, same speed, ~100 MiB on 10 MB/s).
+   * hold fewer raw and compressed chunks (bench/RESULTS.md, "Four writes in flight once auto picks gzip").
    * A decoded image on a near link: the decoder is the bottleneck, the same holds.
    */
   lanes(): number {

@@ -5,7 +5,10 @@ import type { HttpClient } from "../http.ts";
 import { GC_EVERY } from "../chunks/engine.ts";
 import { driveInfo, MAX_PIECE, readInto, sizeOf } from "./drives.ts";
 
-/** Reads in flight by default: picked from bench/RESULTS.md (8 was no faster on loopback and cost ~20 MiB more RSS). */
+/**
+ * Reads in flight by default: a memory-for-speed choice, more were faster but held more memory than
+ * a 4 GiB download may (bench/RESULTS.md, "Download concurrency 6").
+ */
 export const API1_READS_IN_FLIGHT = 6;
 
 /** Drive `drive` of `size` bytes (its info's size) as a source. */

@@ -14,9 +14,9 @@ const PROBE_BYTES = 512 * 1024;
  * raw and alone (its chunk is sent whole later: ~0.5 MiB twice), once gzip -1 showed that piece
  * compresses (else raw it is, and nothing is sent); for a sequential source, which is
  * read once in order, zeros where the first pending chunk goes (the caller allows that only on a new
- * drive). On a 10 MB/s link this takes ~50 ms and says "gzip -6"; on a fast one a few ms and says
- * "raw", so neither case pays for a wrong first guess over many chunks. Returns the bytes sent (0
- * when there was nothing to probe).
+ * drive). On a slow link it says "gzip -6", on a fast one "raw", for the time of one small write
+ * either way (bench/RESULTS.md, "Figures the code relies on"), so neither case pays for a wrong
+ * first guess over many chunks. Returns the bytes sent (0 when there was nothing to probe).
  */
 export async function probeLink(
   source: Source,
@@ -38,7 +38,8 @@ export async function probeLink(
       if (!source.sequential) {
         await source.read(bytes, length, start);
         if (isAllZero(bytes)) continue;
-        // how the image compresses (a few ms): an image that does not goes raw, the link need not be measured
+        // how the image compresses (cheap next to the write): an image that does not goes raw, the link
+        // need not be measured
         if (!(await plan.sample(bytes))) return 0;
       }
       const began = performance.now();

@@ -23,9 +23,9 @@ import { waitForDrive } from "./wait.ts";
 import { Watchdog } from "./watchdog.ts";
 
 /**
- * Bytes per chunk by default: each chunk costs a link request and a connection (about 1 ms of client
- * CPU on loopback), so 16M keeps the chunked upload at the single POST's speed there where 8M lost
- * 15-20% (bench/RESULTS-api2-upload.md).
+ * Bytes per chunk by default: each chunk costs a link request and a connection in client CPU, so
+ * 16M keeps the chunked upload at the single POST's speed on loopback where 8M fell short of it
+ * (bench/RESULTS-api2-upload.md, "New defaults").
  */
 export const DEFAULT_API2_CHUNK = 16 * 1024 * 1024;
 /** Largest chunk accepted: memory does not grow with it (chunks are read PIECE at a time), but what a stopped run sends again does. */
@@ -41,7 +41,10 @@ export const API2_POSTS_IN_FLIGHT = 6;
 export function api2BytesPerPost(chunk: number, source: { sequential: boolean }): number {
   return source.sequential ? chunk : PIECE;
 }
-/** Bytes between full GCs: the chunk POSTs reuse pooled buffers, so they leave little garbage (57 MiB peak on 4 GiB). */
+/**
+ * Bytes between full GCs: the chunk POSTs reuse pooled buffers, so they leave little garbage
+ * (bench/RESULTS-api2-upload.md, "New defaults").
+ */
 const GC_EVERY_API2 = 256 * 1024 * 1024;
 /** Bytes read from the source and handed to the socket at a time, per chunk in flight. */
 const PIECE = 1024 * 1024;

@@ -349,9 +349,9 @@ export type Api2RangedDrive = Source & {
 };
 
 /**
- * Below this many ms for the first API call (a new connection: 20-30 ms on loopback, most of it
- * the runtime's first request) the server is near (the same machine, a LAN): one stream moves a
- * drive as fast as the machine can write it, and cheaper than ranged GETs at once
+ * Below this many ms for the first API call (a new connection, most of it the runtime's first
+ * request: well under this on loopback) the server is near (the same machine, a LAN): one stream
+ * moves a drive as fast as the machine can write it, and cheaper than ranged GETs at once
  * (bench/RESULTS-speed.md); a far one (a round trip of 50 ms or more, its handshakes) takes ranged
  * GETs in parallel.
  */

@@ -1,11 +1,11 @@
 // One streamed HTTP/1.1 POST over a plain socket, for the API 2.0 image upload.
 //
 // Why not fetch: fetch with a ReadableStream body needs a fresh buffer for every piece (it may hold
-// any number of them), and on a GiB image that churn alone costs ~30 MiB of RSS; fetch with a
-// Bun.file body is flat on plain http but reads the WHOLE file into memory over https (measured with
-// Bun 1.4.5: 2 GiB RSS for a 1 GiB image). node:net with two reused buffers was flat up to 4 GiB but
-// still grew on 16 GiB (per-write promises). Here one buffer is refilled as soon as Bun's socket
-// write returns (it copies or sends what it accepts): 16 GiB went up in 43 MiB of RSS.
+// any number of them), and that churn alone grows RSS; fetch with a Bun.file body is flat on plain
+// http but, with Bun 1.4.5, reads the WHOLE file into memory over https. node:net with two reused
+// buffers still grew on the largest images (per-write promises). Here one buffer is refilled as soon
+// as Bun's socket write returns (it copies or sends what it accepts), and RSS stays flat
+// (bench/RESULTS-api2.md, "How the design was chosen").
 //
 // With the run's pool (lib/socket-pool.ts) a connection stays open for the next POST where the
 // server allows it (an answer read whole, its length known, no `Connection: close`), and goes the

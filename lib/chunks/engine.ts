@@ -132,8 +132,9 @@ export function onInterrupt(stop: (signal: string) => void): () => void {
 
 /**
  * A full garbage collection every this many bytes: fetch and gzip leave chunk-sized buffers behind
- * that Bun's GC does not count as pressure; peak RSS on 4 GiB grew to ~150 MiB (upload) and ~210 MiB
- * (download) without it, ~120 MiB with it. Every 8 MiB held loopback downloads near 2x the
- * baseline, every 16 MiB lets them reach 3.4x (bench/RESULTS.md).
+ * that Bun's GC does not count as pressure, and without it peak RSS grows past 128 MiB on 4 GiB.
+ * Each collection costs time: every 16 MiB keeps peak RSS under that and lets loopback downloads run
+ * well faster than every 8 (bench/RESULTS.md, "What the defaults were chosen from" and "A full GC
+ * every 16 MiB of download instead of 8").
  */
 export const GC_EVERY = 16 * 1024 * 1024;

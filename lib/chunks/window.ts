@@ -22,8 +22,8 @@ export interface WindowPolicy {
 }
 
 /**
- * Bytes the requests in flight may hold at most, whatever the link: with the runtime's own 60-70 MiB
- * and the garbage a transfer leaves between collections, peak RSS stays under 128 MiB
+ * Bytes the requests in flight may hold at most, whatever the link: with what the runtime holds of
+ * its own and the garbage a transfer leaves between collections, peak RSS stays under 128 MiB
  * (bench/RESULTS-speed.md).
  */
 export const WINDOW_MEMORY = 48 * 1024 * 1024;
@@ -33,8 +33,7 @@ export const MAX_WINDOW = 64;
 /**
  * What a request in flight holds when its chunk goes through fetch (an API 1.0 read or write, an
  * API 2.0 ranged GET): the chunk in the driver's buffer, and about as much again in the runtime
- * (the body it copies or gathers). Measured on loopback, 1 GiB: 7.8 MiB more peak RSS for each
- * 4 MiB write in flight, 8.7 MiB for each read (bench/RESULTS-speed.md).
+ * (the body it copies or gathers), as peak RSS per request in flight shows (bench/RESULTS-speed.md).
  */
 export function fetchedChunk(chunk: number): number {
   return 2 * chunk;
@@ -68,8 +67,8 @@ const GAIN = 1.1;
 const PROBE_ROUNDS = 4;
 /**
  * More requests are tried only in a round where the process used less than this share of a core:
- * loopback transfers keep it at 1.0-1.2 (it moves the bytes as fast as it can), far links at
- * 0.0-0.6 (bench/RESULTS-speed.md).
+ * on loopback it moves the bytes as fast as it can and uses a whole core or more, while on far
+ * links it mostly waits, well under this (bench/RESULTS-speed.md).
  */
 const BUSY_CPU = 0.75;
 

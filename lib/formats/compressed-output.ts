@@ -22,8 +22,8 @@ export interface ResumePoint {
 /**
  * Drive bytes per piece, about this many: a piece costs one compression call and one write, and
  * the window of pieces (with the compressors' output buffers) is most of the memory: 4 MiB pieces
- * took an API 2.0 download of 256 MiB to 105 MiB of peak RSS where 8 MiB ones took 116 MiB, for
- * 0.2 % more output (zstd's window at level 3 is 2 MiB: little is lost at the cuts).
+ * held less than 8 MiB ones for hardly more output (bench/RESULTS-formats.md, "Figures the code
+ * relies on"; zstd's window at level 3 is 2 MiB: little is lost at the cuts).
  */
 export const PIECE_TARGET = 4 * 1024 * 1024;
 

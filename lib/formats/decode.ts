@@ -13,7 +13,10 @@ export type Encoding = "gzip" | "zstd" | "raw";
 
 /** Bytes per read of a compressed file. */
 const READ_PIECE = 1024 * 1024;
-/** Bytes per decoded piece: 256 KiB decodes ~1.8x faster than the default 16 KiB (fewer pieces to hand over). */
+/**
+ * Bytes per decoded piece: larger than the default 16 KiB decodes faster, with fewer pieces to hand
+ * over (bench/RESULTS-formats.md, "Figures the code relies on").
+ */
 const DECODED_PIECE = 256 * 1024;
 /** Decoded bytes the decoder may hold before the reader takes them: it decodes on the thread pool meanwhile. */
 const READ_AHEAD = 1024 * 1024;

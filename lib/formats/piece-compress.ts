@@ -1,26 +1,23 @@
 // One piece of a compressed download, compressed on its own into a whole gzip member or zstd frame
 // (concatenated, they make one valid .gz / .zst). Both run on the runtime's thread pool, several at
-// once: measured here, Bun.zstdCompress and node:zlib's callback gzip compress 4 pieces in parallel
-// in half the time of one after the other on 2 cores, with no pause of the event loop; Bun.gzipSync
-// is faster per piece but blocks it, and node:zlib's zstdCompress ran one piece at a time.
+// once: Bun.zstdCompress and node:zlib's callback gzip compress pieces in parallel on both cores,
+// with no pause of the event loop; Bun.gzipSync is faster per piece but blocks it, and node:zlib's
+// zstdCompress ran one piece at a time (bench/RESULTS-formats.md, "Figures the code relies on").
 import { gzip } from "node:zlib";
 import { isAllZero } from "../bytes.ts";
 import type { CompressedFormat } from "./output-format.ts";
 
 /**
- * Levels, measured on the 256 MiB ext4 bench image in 8 MiB pieces, 2 cores (speed, size):
- *   zstd 1: 930 MiB/s, 28.2 %; 2: 775, 26.4 %; 3: 470, 25.1 %; 5: 257, 24.1 %
- *   gzip 1: 257 MiB/s, 33.7 %; 3: 175, 27.4 %; 6: 137, 26.6 %
- * zstd 3 is zstd's own default: the same size as `zstd FILE`. gzip 3 is within 3 % of gzip's
- * default 6 in size at 1.3x its speed.
+ * The levels: zstd 3 is zstd's own default, the same size as `zstd FILE`; gzip 3 is close to gzip's
+ * default 6 in size and faster (bench/RESULTS-formats.md, "Figures the code relies on": the levels).
  */
 export const LEVELS: Record<CompressedFormat, number> = { zstd: 3, gzip: 3 };
 
 /**
  * The levels of a piece that would otherwise wait for a compressor (the link is faster than the
- * cores at LEVELS): twice as fast for a tenth (zstd) or a fifth (gzip) more output. On loopback a
- * 256 MiB .zst download took 1.0-1.1 s at level 3 throughout and 0.75-0.85 s so, against 1.6-1.9 s
- * for a raw download then `zstd`; over a link slower than the cores, every piece gets LEVELS.
+ * cores at LEVELS): much faster for a little more output, so the compressed download keeps up with
+ * a fast link (bench/RESULTS-formats.md, "Figures the code relies on"); over a link slower than the
+ * cores, every piece gets LEVELS.
  */
 export const FAST_LEVELS: Record<CompressedFormat, number> = { zstd: 1, gzip: 1 };
 

@@ -14,9 +14,9 @@ const COMPRESSED_SPAN = 2 * 1024 * 1024;
 /** Bytes between two compressed clusters still worth reading through rather than a second pread. */
 const COMPRESSED_GAP = 4096;
 /**
- * Each inflate leaves a cluster-sized buffer behind, which Bun gives back late without a full GC.
- * A 1 GiB compressed image on API 2.0 (3 runs each): a GC every 16 MiB 2.54-2.58 s and 84 MiB peak,
- * every 64 MiB 2.31-2.43 s and 105-108 MiB, none 2.22-2.26 s and 108-112 MiB (more on larger images).
+ * Each inflate leaves a cluster-sized buffer behind, which Bun gives back late without a full GC;
+ * each GC pauses the reader. Every 64 MiB keeps most of the speed of none, whose memory grows with
+ * the image (bench/RESULTS-formats.md, "Figures the code relies on").
  */
 const INFLATED_BETWEEN_GCS = 64 * 1024 * 1024;
 /** Decoded compressed clusters kept for the read that takes the rest of a cluster a read cut. */

@@ -121,8 +121,8 @@ export class SparseFileDestination extends FileDestination<SparseFileOptions> im
   }
 
   // no fsync at the end: FILE.part and the rename guard against a stopped or crashed run, as with
-  // curl or wget; waiting for the disk to write back a whole drive doubled the time on loopback
-  // (bench/RESULTS.md) and is the page cache's business
+  // curl or wget; waiting for the disk to write back a whole drive was much of the time on loopback
+  // (bench/RESULTS.md, "Download without fsync") and is the page cache's business
   async finish(): Promise<string> {
     await this.close();
     await publishPart(this.part, this.options.path, this.options.force);
