@@ -24,6 +24,13 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Statuses that are not errors (default: any 2xx). */
   ok?: (status: number) => boolean;
+  /**
+   * Where a GET of `path` was redirected before (redirectOf): the request goes there at once, one
+   * round trip fewer, checked as any redirect target (credentials only if it is `path`'s origin).
+   */
+  at?: URL;
+  /** A redirect is not followed: its target (checked) is handed here and the 3xx answer returned, its body dropped. */
+  stopAt?: (target: URL) => void;
 }
 
 const STATUS_KIND: Record<number, ServerKind> = {
@@ -42,6 +49,17 @@ const STATUS_KIND: Record<number, ServerKind> = {
   507: "full",
 };
 const MAX_REDIRECTS = 5;
+/** The most connections preconnect opens at once (a window's worth). */
+const MAX_PRECONNECT = 16;
+
+/** A redirect target may be followed: within MAX_REDIRECTS hops, and https (plain http to loopback only). */
+function checkRedirectTarget(next: URL, hop: number, answer: { status?: number; method: string; path: string }): URL {
+  if (hop >= MAX_REDIRECTS)
+    throw new ApiError({ kind: "protocol", message: `more than ${MAX_REDIRECTS} redirects`, ...answer });
+  if (next.protocol !== "https:" && !(next.protocol === "http:" && isLoopbackHost(next.hostname)))
+    throw new ApiError({ kind: "protocol", message: `refusing redirect to ${next.origin} (not https)`, ...answer });
+  return next;
+}
 const MAX_ERROR_BODY = 64 * 1024;
 
 function isServerKind(text: string): text is ServerKind {
@@ -238,7 +256,8 @@ export class HttpClient {
   async request(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
     const started = this.url(path);
     const shownPath = started.pathname + started.search;
-    let url = started;
+    if (options.at) checkRedirectTarget(options.at, 0, { method, path: shownPath });
+    let url = options.at ?? started;
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_SECONDS * 1000;
     const signals = [AbortSignal.timeout(timeoutMs)];
     if (options.signal) signals.push(options.signal);
@@ -285,23 +304,14 @@ export class HttpClient {
       const location = response.headers.get("location");
       if (response.status >= 300 && response.status < 400 && location && (method === "GET" || method === "HEAD")) {
         await response.body?.cancel();
-        if (hop >= MAX_REDIRECTS)
-          throw new ApiError({
-            kind: "protocol",
-            message: `more than ${MAX_REDIRECTS} redirects`,
-            status: response.status,
-            method,
-            path: shownPath,
-          });
-        const next = new URL(location, url);
-        if (next.protocol !== "https:" && !(next.protocol === "http:" && isLoopbackHost(next.hostname))) {
-          throw new ApiError({
-            kind: "protocol",
-            message: `refusing redirect to ${next.origin} (not https)`,
-            status: response.status,
-            method,
-            path: shownPath,
-          });
+        const next = checkRedirectTarget(new URL(location, url), hop, {
+          status: response.status,
+          method,
+          path: shownPath,
+        });
+        if (options.stopAt) {
+          options.stopAt(next);
+          return response;
         }
         url = next;
         continue;
@@ -311,6 +321,40 @@ export class HttpClient {
       const body = (await response.text().catch(() => "")).slice(0, MAX_ERROR_BODY);
       throw answerError(response.status, response.headers, body, method, shownPath);
     }
+  }
+
+  /** Whether a request to `path` (of this client's origin) goes through a proxy. */
+  proxied(path = ""): boolean {
+    return this.proxies.for(this.url(path)) !== undefined;
+  }
+
+  /**
+   * Open `count` connections to this client's origin ahead of the requests that will use them
+   * (fetch keeps them in its pool): on a far link a new connection costs its handshakes before a
+   * request's first byte, so the requests in flight are opened while the first API call is under
+   * way. Nothing is sent. Not through a proxy (its tunnels are opened by the requests themselves).
+   */
+  preconnect(count: number): void {
+    const origin = new URL(this.base.origin);
+    if (this.proxies.for(origin)) return;
+    for (let i = 0; i < Math.min(count, MAX_PRECONNECT); i++) fetch.preconnect(origin);
+  }
+
+  /**
+   * Where a GET of `path` is redirected (checked as any redirect target); undefined when the server
+   * answers it itself. `headers` go with it (a Range of one byte keeps such an answer small).
+   */
+  async redirectOf(path: string, options: RequestOptions = {}): Promise<URL | undefined> {
+    let target: URL | undefined;
+    const response = await this.request("GET", path, {
+      ...options,
+      ok: (status) => status < 400,
+      stopAt: (to) => {
+        target = to;
+      },
+    });
+    await response.body?.cancel().catch(() => undefined);
+    return target;
   }
 
   async text(method: string, path: string, options?: RequestOptions): Promise<string> {

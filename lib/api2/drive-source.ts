@@ -14,8 +14,9 @@ import { bodyReader, readBody, type BodyReader } from "../body.ts";
 import { GC_EVERY } from "../chunks/engine.ts";
 import type { Source } from "../chunks/endpoints.ts";
 import { ApiError, messageOf, OperationError } from "../errors.ts";
-import type { HttpClient } from "../http.ts";
+import type { HttpClient, RequestOptions } from "../http.ts";
 import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
+import { DownloadLinks } from "./download-links.ts";
 import { getDrive } from "./drives.ts";
 import { NO_TOTAL_LIMIT, Watchdog } from "./watchdog.ts";
 
@@ -55,9 +56,24 @@ export function bodyFailure(error: unknown, watchdog: Watchdog): unknown {
   });
 }
 
+/** The API path a drive is downloaded from (the direct host's; it may redirect). */
+export function downloadPath(drive: string): string {
+  return `drives/${drive}/download/`;
+}
+
+/**
+ * Bytes one GET of the drive read in order asks for at most, through a proxy: there the runtime
+ * takes the answer's body as fast as the network gives it, whatever the reader has read (a 1 GiB
+ * drive held 1.4 GB of memory in one GET: bench/RESULTS-speed.md), so a drive is read in spans of
+ * this size, one after the other, and memory stays bounded by one span.
+ */
+export const PROXIED_SPAN = 8 * 1024 * 1024;
+
 /** What every GET of one drive shares: the request, the size every answer must announce, the stall bound. */
 class DriveDownload {
   readonly path: string;
+  /** Bytes a GET in order asks for at most (through a proxy); undefined: to the drive's end. */
+  readonly span?: number;
 
   constructor(
     readonly client: HttpClient,
@@ -65,17 +81,30 @@ class DriveDownload {
     readonly size: number,
     readonly timeoutMs: number,
   ) {
-    this.path = `drives/${drive}/download/`;
+    this.path = downloadPath(drive);
+    if (client.proxied(this.path)) this.span = PROXIED_SPAN;
   }
 
-  /** The GET (`range` as asked, none: the whole drive), with --timeout bounding the time without progress. */
-  request(range: string | undefined, watchdog: Watchdog, signal?: AbortSignal): Promise<Response> {
-    return this.client.request("GET", this.path, {
+  /**
+   * The GET (`range` as asked, none: the whole drive), with --timeout bounding the time without
+   * progress. `at`: a download link asked for ahead, tried first; should it fail (expired, gone), the
+   * redirect is followed afresh.
+   */
+  async request(range: string | undefined, watchdog: Watchdog, signal?: AbortSignal, at?: URL): Promise<Response> {
+    const options: RequestOptions & { signal: AbortSignal } = {
       // identity: the byte count must match Content-Length (and a Range its offsets)
       headers: range ? { range, "accept-encoding": "identity" } : { "accept-encoding": "identity" },
       timeoutMs: NO_TOTAL_LIMIT,
       signal: signal ? AbortSignal.any([signal, watchdog.signal]) : watchdog.signal,
-    });
+    };
+    if (at) {
+      try {
+        return await this.client.request("GET", this.path, { ...options, at });
+      } catch (error) {
+        if (options.signal.aborted) throw error;
+      }
+    }
+    return this.client.request("GET", this.path, options);
   }
 
   /** The answer announced something that is not this drive: final, nothing of it is used. */
@@ -106,8 +135,9 @@ const SKIP_PIECE = 64 * 1024;
 class DriveStream {
   private body?: BodyReader;
   private watchdog?: Watchdog;
-  /** The drive byte the open answer's next byte is. */
+  /** The drive byte the open answer's next byte is, and the byte after its last (a span's end, or the drive's). */
   private position = 0;
+  private end = 0;
   private queue: Promise<unknown> = Promise.resolve();
   private skipped?: Uint8Array;
 
@@ -150,8 +180,8 @@ class DriveStream {
     if (position < this.position) this.drop();
     try {
       if (!this.body) await this.get(position, signal);
-      await this.take(undefined, position - this.position);
-      await this.take(buffer, length);
+      await this.take(undefined, position - this.position, signal);
+      await this.take(buffer, length, signal);
     } catch (error) {
       // the next try starts a new GET at this read's first byte
       this.drop();
@@ -161,8 +191,7 @@ class DriveStream {
   }
 
   /** Read the next `length` bytes into `buffer` (none: drop them); the answer must hold them. */
-  private async take(buffer: Uint8Array | undefined, length: number): Promise<void> {
-    const body = this.body as BodyReader;
+  private async take(buffer: Uint8Array | undefined, length: number, signal?: AbortSignal): Promise<void> {
     let done = 0;
     // bounded by the answer: each step takes some of it
     while (done < length) {
@@ -170,7 +199,13 @@ class DriveStream {
       const room = buffer
         ? buffer.subarray(done, length)
         : (this.skipped as Uint8Array).subarray(0, Math.min(SKIP_PIECE, length - done));
-      const n = await body.read(room);
+      if (this.position === this.end && this.end < this.download.size) {
+        // a span read whole: the next one goes on from here
+        this.drop();
+        await this.get(this.position, signal);
+        continue;
+      }
+      const n = await (this.body as BodyReader).read(room);
       if (n === 0) throw this.download.cut(this.position);
       this.watchdog?.touch();
       this.position += n;
@@ -181,11 +216,13 @@ class DriveStream {
   /** A GET from byte `from`: its answer must be this drive's bytes from there (or from 0, Range ignored). */
   private async get(from: number, signal?: AbortSignal): Promise<void> {
     this.watchdog = new Watchdog(this.download.timeoutMs);
-    const range = from > 0 ? `bytes=${from}-` : undefined;
-    await this.accept(await this.download.request(range, this.watchdog, signal), from);
+    const { span, size } = this.download;
+    const last = span === undefined ? size - 1 : Math.min(from + span, size) - 1;
+    const range = last < size - 1 ? `bytes=${from}-${last}` : from > 0 ? `bytes=${from}-` : undefined;
+    await this.accept(await this.download.request(range, this.watchdog, signal), from, last);
   }
 
-  private async accept(response: Response, from: number): Promise<void> {
+  private async accept(response: Response, from: number, last = this.download.size - 1): Promise<void> {
     const size = this.download.size;
     const range = response.status === 206 ? parseContentRange(response.headers.get("content-range")) : undefined;
     const start = range ? range.start : 0;
@@ -197,10 +234,13 @@ class DriveStream {
         `the server sent drive ${this.download.drive} without a Content-Length: a cut download could not be told from a whole one`,
       );
     }
-    if (announced !== size || (range && (start > from || range.end !== size - 1)) || length !== size - start)
+    // a 206 from at most `from` to the last byte asked; a 200: the whole drive
+    const end = range ? range.end + 1 : size;
+    if (announced !== size || (range && (start > from || range.end !== last)) || length !== end - start)
       await this.download.refuse(response, `announced ${length} bytes from byte ${start} of ${announced ?? "?"}`);
     this.body = await bodyReader(response, this.viaPipe);
     this.position = start;
+    this.end = end;
   }
 
   drop(): void {
@@ -249,12 +289,16 @@ class RangedDrive implements Source {
   /** The one GET read in order (a near link's reads, or all of them once Range proved ignored). */
   private readonly stream: DriveStream;
   private rangesIgnored = false;
+  /** Ranged reads under way, and the end of the furthest one asked for (what is left to ask for). */
+  private inFlight = 0;
+  private furthest = 0;
 
   constructor(
     private readonly download: DriveDownload,
     private readonly log: ConsolaInstance,
     policy: Readonly<RetryPolicy>,
     readonly oneStream: boolean,
+    private readonly links?: DownloadLinks,
   ) {
     this.size = download.size;
     this.stream = new DriveStream(download, policy, log, true);
@@ -272,11 +316,24 @@ class RangedDrive implements Source {
 
   /** One ranged GET for `bytes`, from `position`. */
   private async ranged(bytes: Uint8Array, position: number, signal?: AbortSignal): Promise<void> {
+    this.inFlight++;
+    try {
+      await this.rangedGet(bytes, position, signal);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private async rangedGet(bytes: Uint8Array, position: number, signal?: AbortSignal): Promise<void> {
     const watchdog = new Watchdog(this.download.timeoutMs);
     const last = position + bytes.length - 1;
+    this.furthest = Math.max(this.furthest, last + 1);
+    // the reads still to come, if each is as long as this one
+    const left = Math.ceil((this.size - this.furthest) / bytes.length);
+    const at = this.links?.take(this.inFlight, left);
     let response: Response;
     try {
-      response = await this.download.request(`bytes=${position}-${last}`, watchdog, signal);
+      response = await this.download.request(`bytes=${position}-${last}`, watchdog, signal, at);
     } catch (error) {
       watchdog.stop();
       throw watchdog.translate(error, "GET", this.download.client.url(this.download.path).pathname);
@@ -310,6 +367,7 @@ class RangedDrive implements Source {
   ): Promise<void> {
     if (!this.rangesIgnored) {
       this.rangesIgnored = true;
+      this.links?.stop();
       this.log.info(
         `the server does not answer drive ${this.download.drive} in ranges (${response.status}): reading it in one stream, starting again from 0`,
       );
@@ -338,6 +396,7 @@ class RangedDrive implements Source {
   }
 
   async close(): Promise<void> {
+    this.links?.stop();
     this.stream.drop();
   }
 }
@@ -370,6 +429,10 @@ export async function openApi2RangedDrive(
   const asked = performance.now();
   const size = await driveSize(connection, drive);
   const near = performance.now() - asked < NEAR_LINK_MS;
-  const download = new DriveDownload(directClient(connection), drive, size, connection.timeoutMs);
-  return new RangedDrive(download, log, connection.retry, concurrency === undefined ? near : concurrency === 1);
+  const client = directClient(connection);
+  const download = new DriveDownload(client, drive, size, connection.timeoutMs);
+  const oneStream = concurrency === undefined ? near : concurrency === 1;
+  // asked for from the first ranged read on (never before the run holds its lock)
+  const links = oneStream ? undefined : new DownloadLinks(client, downloadPath(drive));
+  return new RangedDrive(download, log, connection.retry, oneStream, links);
 }

@@ -1,6 +1,7 @@
 // The file an API 2.0 download goes to without FILE: the name the server gives the drive in its
 // download's Content-Disposition, reduced to a plain name in the current folder.
 import { directClient, type Connection } from "../connect.ts";
+import { downloadPath } from "./drive-source.ts";
 
 /** The file name a Content-Disposition header proposes, undecoded by any safety rule yet. */
 export function dispositionName(header: string | null): string | undefined {
@@ -35,7 +36,7 @@ export function safeFileName(proposed: string | undefined, fallback: string): st
 
 /** The server's (sanitised) name for drive `drive`: the headers of a GET of its first byte, whose body is not read. */
 export async function serverFileName(connection: Connection, drive: string, signal?: AbortSignal): Promise<string> {
-  const response = await directClient(connection).request("GET", `drives/${drive}/download/`, {
+  const response = await directClient(connection).request("GET", downloadPath(drive), {
     headers: { range: "bytes=0-0", "accept-encoding": "identity" },
     signal,
   });

@@ -22,17 +22,12 @@ import { MAX_PIECE } from "../api1/drives.ts";
 import { API1_READS_IN_FLIGHT, openApi1Drive } from "../api1/drive-source.ts";
 import { API1_WRITES_IN_FLIGHT, Api1DriveDestination, checkRoom } from "../api1/drive-destination.ts";
 import { openApi2Drive } from "../api2/drive-source.ts";
-import {
-  API2_POSTS_IN_FLIGHT,
-  Api2ChunkedDestination,
-  checkUploading,
-  DEFAULT_API2_CHUNK,
-} from "../api2/chunked-destination.ts";
+import { Api2ChunkedDestination, checkUploading } from "../api2/chunked-destination.ts";
 import { checkAccess, describeDrive, onSide } from "./access.ts";
 import { fromSnapshot, type Instant } from "./consistent.ts";
 
-/** Bytes per chunk of an API 2.0 destination read from an API 1.0 drive (bench/RESULTS-copy.md, the sweep). */
-const API1_TO_API2_CHUNK = 8 * 1024 * 1024;
+/** Bytes per chunk of an API 2.0 destination read from a drive (bench/RESULTS-copy.md, the sweep). */
+const DRIVE_TO_API2_CHUNK = 8 * 1024 * 1024;
 
 export interface DriveCopy {
   /** The drive to read, over its connection. */
@@ -223,13 +218,12 @@ async function copyFrom(
         resumeCommand: request.resumeCommand,
       });
     } else {
-      // an API 1.0 source reads each chunk in 4 MiB pieces at once: larger chunks, fewer in flight
-      // (bench/RESULTS-copy.md, the sweep), so that the reads in flight start as the API 1.0 download's
-      const fromApi1 = from.connection.config.api === 1;
-      const chunk = request.chunk ?? (fromApi1 ? API1_TO_API2_CHUNK : DEFAULT_API2_CHUNK);
-      const initial = fromApi1
-        ? Math.max(1, Math.round((API1_READS_IN_FLIGHT * MAX_PIECE) / chunk))
-        : API2_POSTS_IN_FLIGHT;
+      // a drive's chunks are read whole before they are sent, so chunks in flight x chunk size is the
+      // copy's memory: as many in flight as hold the bytes the API 1.0 download's reads do (an API 1.0
+      // source reads each chunk in 4 MiB pieces at once; bench/RESULTS-copy.md, the sweep; 16 MiB
+      // chunks six at a time from an API 2.0 drive took 212 MiB: bench/RESULTS-speed.md)
+      const chunk = request.chunk ?? DRIVE_TO_API2_CHUNK;
+      const initial = Math.max(1, Math.round((API1_READS_IN_FLIGHT * MAX_PIECE) / chunk));
       // a drive's chunks are read whole (through fetch) before they are sent
       window = windowFor(initial, fetchedChunk(chunk), request.concurrency);
       destination = new Api2ChunkedDestination({

@@ -4,7 +4,7 @@
 // before anything is sent.
 import { existsSync, rmSync, statSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import type { Connection } from "../connect.ts";
+import { directClient, type Connection } from "../connect.ts";
 import type { Context } from "../context.ts";
 import { OperationError, UsageError } from "../errors.ts";
 import { checkOutputPath, exists } from "../files.ts";
@@ -39,6 +39,10 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
   const named = request.file ?? (api === 1 ? withSuffix(drive, request.format) : undefined);
   // before anything is sent: an existing FILE is only replaced on request
   if (named !== undefined) await checkOutputPath(resolve(ctx.cwd, named), force);
+  // the reads in flight get their connections while the API gives the drive's size
+  (api === 1 ? connection.client : directClient(connection)).preconnect(
+    (request.concurrency ?? (api === 1 ? API1_READS_IN_FLIGHT : API2_READS_IN_FLIGHT)) - 1,
+  );
   const source =
     api === 1
       ? await openApi1Drive(connection.client, drive)

@@ -133,6 +133,8 @@ async function uploadToApi1(
     resumeCommand: (drive, at) => `upload.ts -d ${drive} -o ${at}${imageFlags(request)}`,
   });
   const identity = uploadIdentity("upload", image, request.drive);
+  // the writes in flight get their connections while the drive is made
+  connection.client.preconnect(window.initial - 1);
   return upload(ctx, connection, request, image, destination, { identity, window });
 }
 
@@ -153,6 +155,8 @@ async function uploadToApi2(
       `upload.ts --api 2 -d ${drive}${chunk === DEFAULT_API2_CHUNK ? "" : ` -c ${chunk}`}${imageFlags(request)}`,
   });
   const identity = uploadIdentity("upload-api2", image, request.drive);
+  // the one-time links in flight are asked for over connections opened while the drive is made
+  connection.client.preconnect(window.initial - 1);
   return upload(ctx, connection, request, image, destination, { identity, window });
 }
 
