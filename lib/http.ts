@@ -333,6 +333,8 @@ export class HttpClient {
    * (fetch keeps them in its pool): on a far link a new connection costs its handshakes before a
    * request's first byte, so the requests in flight are opened while the first API call is under
    * way. Nothing is sent. Not through a proxy (its tunnels are opened by the requests themselves).
+   * Bun 1.4.5 opens one connection a call only until the process sends its first request (after
+   * that, a call for an origin with a connection open adds none): so it is called before any.
    */
   preconnect(count: number): void {
     const origin = new URL(this.base.origin);

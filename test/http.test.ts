@@ -2,7 +2,10 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:tes
 import { createConsola } from "consola";
 import { ApiError } from "../lib/errors.ts";
 import { classifyError, HttpClient } from "../lib/http.ts";
+import { ProxyRoutes } from "../lib/proxy.ts";
 import { startStub, type DriveStub } from "../emulator/server.ts";
+import { waitFor } from "./faults/support.ts";
+import { Front, TestProxy } from "./proxy-server.ts";
 
 let stub: DriveStub;
 let client: HttpClient;
@@ -168,4 +171,63 @@ test("--verbose logs the exchange with the credentials masked", async () => {
   expect(text).toContain("< 200");
   expect(text).not.toContain(stub.secret);
   expect(text).not.toContain(Buffer.from(`${stub.user}:${stub.secret}`).toString("base64"));
+});
+
+describe("preconnect: the connections of the requests to come, opened ahead", () => {
+  // Bun 1.4.5 opens one connection a call only while the process has sent no request yet (after
+  // that, calls for an origin with a connection open add none), which is where the scripts call it:
+  // so this runs in a process of its own
+  test("in a fresh process: opens as many as asked, and the requests then use them (no new connection)", async () => {
+    const front = new Front(stub.port);
+    try {
+      const http = new URL("../lib/http.ts", import.meta.url).pathname;
+      const code = `
+        const { HttpClient } = await import(${JSON.stringify(http)});
+        const { PROBE_URL, PROBE_USER, PROBE_SECRET } = process.env;
+        const client = new HttpClient(new URL(PROBE_URL), { credentials: { user: PROBE_USER, secret: PROBE_SECRET } });
+        client.preconnect(3);
+        for await (const line of console) break;
+        await Promise.all([0, 1, 2].map(() => client.text("GET", "drives/list")));
+        console.log("done");`;
+      const child = Bun.spawn(["bun", "-e", code], {
+        stdin: "pipe",
+        stdout: "pipe",
+        env: {
+          ...process.env,
+          PROBE_URL: `http://127.0.0.1:${front.port}/`,
+          PROBE_USER: stub.user,
+          PROBE_SECRET: stub.secret,
+        },
+      });
+      await waitFor(() => front.connections === 3, "3 connections opened ahead");
+      expect(stub.requests).toHaveLength(0);
+      child.stdin.write("go\n");
+      await child.stdin.end();
+      expect(await new Response(child.stdout).text()).toBe("done\n");
+      expect(await child.exited).toBe(0);
+      expect(stub.requests).toHaveLength(3);
+      expect(front.connections).toBe(3);
+    } finally {
+      front.stop();
+    }
+  });
+
+  test("not through a proxy: the proxy's tunnels are opened by the requests themselves", async () => {
+    const front = new Front(stub.port);
+    const proxy = new TestProxy();
+    try {
+      const proxied = new HttpClient(new URL(`http://127.0.0.1:${front.port}/`), {
+        credentials: { user: stub.user, secret: stub.secret },
+        proxies: new ProxyRoutes({ HTTP_PROXY: proxy.url() }),
+      });
+      proxied.preconnect(3);
+      await proxied.text("GET", "drives/list");
+      // the one request's connection, from the proxy; none straight from the client
+      expect(front.connections).toBe(1);
+      expect(proxy.forwarded).toBe(1);
+    } finally {
+      proxy.stop();
+      front.stop();
+    }
+  });
 });
