@@ -22,6 +22,7 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { DRIVE_TO_API2_CHUNK } from "../lib/pairings/copy.ts";
 import { parseSize } from "../lib/size.ts";
 import { median, ROOT, startEmulator, timed, type Emulator } from "./harness.ts";
 import { benchImage } from "./images.ts";
@@ -54,7 +55,6 @@ const store = values.store as string;
 const chunkArgs = values.chunk ? ["-c", values.chunk] : smoke ? ["-c", "4M"] : [];
 const work = join(store, "work");
 const SCRIPTS = join(ROOT, "scripts");
-const MiB = 2 ** 20;
 
 mkdirSync(work, { recursive: true });
 const image = benchImage(sizeLabel, size);
@@ -214,7 +214,8 @@ async function resume(): Promise<void> {
   try {
     const drive = await sourceDrive(from, image);
     const env = copyEnv(from, to);
-    const chunk = chunkArgs.length ? parseSize(chunkArgs[1] as string, "-c") : 16 * MiB;
+    // what copy.ts takes by default into API 2.0
+    const chunk = chunkArgs.length ? parseSize(chunkArgs[1] as string, "-c") : DRIVE_TO_API2_CHUNK;
     const chunks = Math.max(1, Math.floor(size / chunk));
     const posts = () => (to.log().match(/^POST \/api\/2\.0\/upload\/chunk\//gm) ?? []).length;
     console.log(`\n## resume: API 1.0 to 2.0, ${sizeLabel} ext4 in ${chunks} chunks, SIGINT at half, rerun\n`);

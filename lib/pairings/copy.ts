@@ -27,7 +27,7 @@ import { checkAccess, describeDrive, onSide } from "./access.ts";
 import { fromSnapshot, type Instant } from "./consistent.ts";
 
 /** Bytes per chunk of an API 2.0 destination read from a drive (bench/RESULTS-copy.md, the sweep). */
-const DRIVE_TO_API2_CHUNK = 8 * 1024 * 1024;
+export const DRIVE_TO_API2_CHUNK = 8 * 1024 * 1024;
 
 export interface DriveCopy {
   /** The drive to read, over its connection. */
