@@ -2,14 +2,15 @@
 // Benchmark: every transfer path against the physical limit it meets, issue 16's rows.
 //
 //   bun bench/speed.ts --scenario wan|loopback|proxy|rss [--runs 5] [--size 96M] [--image random|ext4|mix]
-//                      [--clients u1,d1,u2,d2,curl-get] [--before DIR] [--out DIR]
+//                      [--clients u1,d1,u2,d2,curl-get] [--before DIR] [--out DIR] [--proxy URL]
 //
 // - wan: the emulator's WAN model (--rtt 50 --connect-cost 150 --bandwidth 32000000
 //   --conn-bandwidth 8000000); the limit is the image's size over 32 MB/s, one curl stream the
 //   single-connection baseline.
 // - loopback: no shaping; `curl -T` (upload) and `curl -L -o` (download) of the same drive the baselines.
 // - proxy: the emulator over https (--tls, its CA trusted) reached through a CONNECT proxy on
-//   127.0.0.1 (bench/proxy.ts, a process of its own), against the same without it.
+//   127.0.0.1 (bench/proxy.ts, a process of its own; or --proxy URL, one already running, such as
+//   tinyproxy), against the same without it.
 // - rss: one run of each path on a 4 GiB generated image (bench/images.ts mix), peak RSS.
 //
 // Clients: u1, d1 (API 1.0 upload, download), u2 (2.0 chunked upload), direct (2.0 --direct), d2
@@ -39,6 +40,7 @@ const { values } = parseArgs({
     before: { type: "string" },
     out: { type: "string", default: "/dev/shm/drivekit-speed-out" },
     store: { type: "string", default: "/dev/shm/drivekit-speed-store" },
+    proxy: { type: "string" },
   },
 });
 
@@ -137,7 +139,8 @@ try {
     `user = "${env.CSAUTH}"\n${env.NODE_EXTRA_CA_CERTS ? `cacert = "${env.NODE_EXTRA_CA_CERTS}"\n` : ""}`,
     { mode: 0o600 },
   );
-  if (clients.some((client) => client.endsWith("-proxy"))) proxy = await startProxy();
+  if (clients.some((client) => client.endsWith("-proxy")))
+    proxy = values.proxy ? { url: values.proxy as string, stop: () => undefined } : await startProxy();
   const authorization = `Basic ${Buffer.from(env.EHAUTH as string).toString("base64")}`;
   // the emulator's own CA, over https
   const tls = env.NODE_EXTRA_CA_CERTS ? { ca: await Bun.file(env.NODE_EXTRA_CA_CERTS).text() } : undefined;
