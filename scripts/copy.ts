@@ -127,7 +127,7 @@ const command = defineCommand({
       group: "transfer",
       alias: "c",
       description:
-        "Bytes per chunk of the destination; API 1.0: at most 4M, default 4M; API 2.0: 64k to 256M, default 16M (8M from an API 1.0 drive)",
+        "Bytes per chunk of the destination; API 1.0: at most 4M, default 4M; API 2.0: 64k to 256M, default 8M",
       valueHint: "SIZE",
     },
     ...transferArgs,
