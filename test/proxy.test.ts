@@ -6,7 +6,7 @@ import { ApiError, UsageError } from "../lib/errors.ts";
 import { HttpClient } from "../lib/http.ts";
 import { fetchProxyOption, parseProxy, ProxyRoutes } from "../lib/proxy.ts";
 import { SocketPool } from "../lib/socket-pool.ts";
-import { streamPost } from "../lib/api2/socket-post.ts";
+import { streamPost } from "../lib/socket-post.ts";
 import { makeCertificates, type Certificates } from "./certificates.ts";
 import { Front, TestProxy } from "./proxy-server.ts";
 

@@ -2,7 +2,7 @@
 // replaced where it closed them, closed with the run.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SocketPool, type Reusable } from "../lib/socket-pool.ts";
-import { streamPost, type StreamPost } from "../lib/api2/socket-post.ts";
+import { streamPost, type StreamPost } from "../lib/socket-post.ts";
 import { makeCertificates, type Certificates } from "./certificates.ts";
 import { Front } from "./proxy-server.ts";
 import { waitFor } from "./faults/support.ts";

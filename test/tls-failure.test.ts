@@ -1,6 +1,6 @@
 // A refused server certificate says which check failed (unknown CA, another name, expired) and, for
 // an unknown CA, how to trust one; it is final (no retries), one line, status 1, on the fetch path
-// (lib/http.ts) and on the upload socket (lib/api2/socket-post.ts, the --direct upload).
+// (lib/http.ts) and on the upload socket (lib/socket-post.ts, the --direct upload).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -8,6 +8,7 @@ import { journalOpened, resolveDriveTarget, type DriveTransfer } from "../chunks
 import type { Journal } from "../chunks/journal.ts";
 import type { ReadBack } from "../chunks/verify.ts";
 import type { WindowPolicy } from "../chunks/window.ts";
+import { BufferPool } from "../bytes.ts";
 import { ApiError, messageOf, OperationError } from "../errors.ts";
 import type { HttpClient } from "../http.ts";
 import { humanBytes } from "../size.ts";
@@ -16,6 +17,7 @@ import { CompressionPlan } from "./compression.ts";
 import { createDrive, destroyDrive, driveInfo, sizeOf, writePiece } from "./drives.ts";
 import { api1DriveSource } from "./drive-source.ts";
 import { probeLink } from "./probe.ts";
+import { WRITE_PIECE, writePieceOnSocket, type SocketWrites } from "./socket-write.ts";
 
 /** Writes in flight at the start (the window grows from there on a far link): bench/RESULTS.md (enough to hide 100 ms per request, memory 8 x 4 MiB). */
 export const API1_WRITES_IN_FLIGHT = 8;
@@ -34,6 +36,8 @@ const NEAR_LINK_MS = 20;
 
 export interface Api1DriveOptions extends DriveTransfer {
   client: HttpClient;
+  /** The writes go through the run's sockets (socket-write.ts: a write holds its chunk once); else through fetch. */
+  socketWrites?: SocketWrites;
   /** Reading the source is work of its own (qcow2, gzip, zstd): fewer writes in flight on a near link. */
   decoded: boolean;
   chunk: number;
@@ -81,6 +85,8 @@ export class Api1DriveDestination implements Destination {
   private opened?: Opened;
   private wireBytes = 0;
   private readonly zeroBody = zeroBodies();
+  /** The pieces the socket writes send their bodies through, one per write in flight. */
+  private readonly pieces = new BufferPool(WRITE_PIECE);
 
   constructor(private readonly options: Api1DriveOptions) {
     this.grid = evenGrid(options.source.size, options.chunk, options.offset);
@@ -152,7 +158,17 @@ export class Api1DriveDestination implements Destination {
     this.plan.requestStarted();
     let ok = false;
     try {
-      await writePiece(this.options.client, this.drive, chunk.start, body, { gzipped, signal });
+      const { client, socketWrites } = this.options;
+      if (socketWrites) {
+        const buffer = this.pieces.take();
+        try {
+          await writePieceOnSocket(client, socketWrites, this.drive, chunk.start, body, { gzipped, signal, buffer });
+        } finally {
+          this.pieces.give(buffer);
+        }
+      } else {
+        await writePiece(client, this.drive, chunk.start, body, { gzipped, signal });
+      }
       ok = true;
     } finally {
       this.plan.requestFinished(body.length, performance.now() - begun, ok);

@@ -11,8 +11,8 @@ import { ApiError, InputError, OperationError } from "../errors.ts";
 import { answerError, networkError, type HttpClient } from "../http.ts";
 import { formatRate, humanBytes } from "../size.ts";
 import { openApi2Drive } from "./drive-source.ts";
-import { fileBody, imageBody, streamPost, StreamPostError, type StreamPostAnswer } from "./socket-post.ts";
-import { Watchdog } from "./watchdog.ts";
+import { fileBody, imageBody, streamPost, StreamPostError, type StreamPostAnswer } from "../socket-post.ts";
+import { Watchdog } from "../watchdog.ts";
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
 const EXACT_UUID = new RegExp(`^${UUID.source}$`, "i");

@@ -18,7 +18,7 @@ import type { HttpClient, RequestOptions } from "../http.ts";
 import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { DownloadLinks } from "./download-links.ts";
 import { getDrive } from "./drives.ts";
-import { NO_TOTAL_LIMIT, Watchdog } from "./watchdog.ts";
+import { NO_TOTAL_LIMIT, Watchdog } from "../watchdog.ts";
 
 /** `bytes START-END/TOTAL` of a 206 answer. */
 export function parseContentRange(header: string | null): { start: number; end: number; total: number } | undefined {

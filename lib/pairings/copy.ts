@@ -209,6 +209,7 @@ async function copyFrom(
       destination = new Api1DriveDestination({
         ...common,
         client: to.connection.client,
+        socketWrites: { sockets: to.connection.sockets, timeoutMs: to.connection.timeoutMs },
         decoded: false,
         chunk,
         offset: 0,

@@ -9,8 +9,10 @@ import { checkOffset, type UploadRequest } from "../transfer.ts";
 import type { ImageSource } from "../chunks/image.ts";
 import { runTransfer } from "../chunks/driver.ts";
 import type { Destination } from "../chunks/endpoints.ts";
-import { fetchedChunk, fixedWindow, windowFor, type WindowPolicy } from "../chunks/window.ts";
+import { fixedWindow, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import { journalIdentity, openUploadInput, STDIN_RESUME_WARNING } from "../formats/open.ts";
+import { preconnect } from "../socket-post.ts";
+import { WRITE_PIECE } from "../api1/socket-write.ts";
 import { API1_WRITES_IN_FLIGHT, Api1DriveDestination } from "../api1/drive-destination.ts";
 import { Api2DirectDestination } from "../api2/direct-destination.ts";
 import { directClient } from "../connect.ts";
@@ -120,10 +122,12 @@ async function uploadToApi1(
   const offset = request.offset ?? 0;
   if (offset > image.size)
     throw new UsageError(`invalid --offset ${offset}: beyond the end of ${request.file} (${image.size} bytes)`);
-  const window = windowFor(API1_WRITES_IN_FLIGHT, fetchedChunk(request.chunk), request.concurrency);
+  // each write in flight holds its chunk and the piece its socket sends from (socket-write.ts)
+  const window = windowFor(API1_WRITES_IN_FLIGHT, request.chunk + WRITE_PIECE, request.concurrency);
   const destination = new Api1DriveDestination({
     ...driveTransfer(ctx, request, image),
     client: connection.client,
+    socketWrites: { sockets: connection.sockets, timeoutMs: connection.timeoutMs },
     decoded: image.format !== "raw",
     chunk: request.chunk,
     offset,
@@ -133,8 +137,8 @@ async function uploadToApi1(
     resumeCommand: (drive, at) => `upload.ts -d ${drive} -o ${at}${imageFlags(request)}`,
   });
   const identity = uploadIdentity("upload", image, request.drive);
-  // the writes in flight get their connections while the drive is made
-  connection.client.preconnect(window.initial - 1);
+  // the writes in flight get their sockets while the drive is made
+  preconnect(connection.client.url("drives/"), connection.sockets, window.initial);
   return upload(ctx, connection, request, image, destination, { identity, window });
 }
 

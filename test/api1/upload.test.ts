@@ -10,6 +10,7 @@ import { run, startScript } from "../helpers.ts";
 import { imageBytes, sameBytes as same } from "../images.ts";
 import { journalPath } from "../../lib/chunks/journal.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
+import { Front } from "../proxy-server.ts";
 
 const CHUNK = 64 * 1024;
 
@@ -374,4 +375,25 @@ test("-t TIER (the vendor tool's flag) goes into the new drive's create as its t
   const result = await run(upload, [path, "-c", "64k", "-t", "ssd"], { env: stub.env, cwd: dir });
   expect(result.status).toBe(0);
   expect(stub.drives.get(result.stdout.trim())?.fields.tier).toBe("ssd");
+});
+
+test("the writes go over a few kept connections (one per write in flight), not one each; the drive holds the image", async () => {
+  const front = new Front(stub.port);
+  try {
+    const bytes = imageBytes(40 * CHUNK + 1000, 77);
+    const path = await writeImage("kept.img", bytes);
+    const env = { ...stub.env, EHURI: `http://127.0.0.1:${front.port}/` };
+    const result = await run(upload, [path, "-c", "64k", "--concurrency", "2", "--compress", "never"], {
+      env,
+      cwd: dir,
+    });
+    expect(result.status).toBe(0);
+    const uuid = result.stdout.trim();
+    expect(same(stub.readDrive(uuid, 0, bytes.length), bytes)).toBe(true);
+    expect(writes().length).toBeGreaterThanOrEqual(41);
+    // the create, and the writes over the run's kept sockets: a handful, not 41
+    expect(front.connections).toBeLessThanOrEqual(6);
+  } finally {
+    front.stop();
+  }
 });

@@ -293,7 +293,7 @@ const rows: Row[] = [
     cells: {
       "1.0 upload": {
         status: 1,
-        says: "POST \\S+ failed: timeout: no answer within 1 s",
+        says: "POST \\S+ failed: timeout: nothing moved for 1 s",
         left: JOURNAL,
         rerun: "identical",
       },

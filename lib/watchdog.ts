@@ -1,6 +1,6 @@
 // A stall watchdog for long API 2.0 transfers: the user's --timeout bounds the time without
 // progress, not the whole transfer.
-import { ApiError } from "../errors.ts";
+import { ApiError } from "./errors.ts";
 
 /** The transfer itself may take hours: HttpClient's whole-request timeout is replaced by the watchdog. */
 export const NO_TOTAL_LIMIT = 2 ** 31 - 1;

@@ -1,9 +1,9 @@
 // The streamed POST behind the API 2.0 upload: exact bytes, Content-Length, early answers, https.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { parseAnswer, preconnect, streamPost } from "../../lib/api2/socket-post.ts";
-import { SocketPool } from "../../lib/socket-pool.ts";
-import { waitFor } from "../faults/support.ts";
-import { makeCertificates, type Certificates } from "../certificates.ts";
+import { parseAnswer, preconnect, streamPost } from "../lib/socket-post.ts";
+import { SocketPool } from "../lib/socket-pool.ts";
+import { waitFor } from "./faults/support.ts";
+import { makeCertificates, type Certificates } from "./certificates.ts";
 
 function pattern(size: number): Uint8Array {
   const bytes = new Uint8Array(size);

@@ -15,11 +15,10 @@ import { readSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
 import type { Socket, SocketHandler } from "bun";
-import { messageOf, OperationError } from "../errors.ts";
-import type { Source } from "../chunks/endpoints.ts";
-import { describeNetworkError } from "../http.ts";
-import { proxyError, proxyUrl, type ProxyServer } from "../proxy.ts";
-import type { Reusable, SocketPool } from "../socket-pool.ts";
+import { messageOf, OperationError } from "./errors.ts";
+import { describeNetworkError } from "./http.ts";
+import { proxyError, proxyUrl, type ProxyServer } from "./proxy.ts";
+import type { Reusable, SocketPool } from "./socket-pool.ts";
 
 export interface StreamPost {
   url: URL;
@@ -95,7 +94,10 @@ export function fileBody(
  * A `fill` that reads the body through an image's read() from byte `start` on (a decoded image:
  * a sequential one must be read once, in order); `failure()` says why a read failed.
  */
-export function imageBody(image: Source, start = 0): { fill: StreamPost["fill"]; failure: () => Error | undefined } {
+export function imageBody(
+  image: PositionalReader,
+  start = 0,
+): { fill: StreamPost["fill"]; failure: () => Error | undefined } {
   let failure: Error | undefined;
   return {
     async fill(buffer, offset, length) {
@@ -109,6 +111,11 @@ export function imageBody(image: Source, start = 0): { fill: StreamPost["fill"];
     },
     failure: () => failure,
   };
+}
+
+/** What imageBody reads from: an image that reads `length` bytes at any position (a chunk source). */
+export interface PositionalReader {
+  read(buffer: Uint8Array, length: number, position: number): Promise<void>;
 }
 
 /** A `fill` that copies the body from bytes in memory (a decoded chunk, sent again as it is on a retry). */

@@ -1,0 +1,66 @@
+// One API 1.0 write (`POST drives/UUID/write/OFFSET`) through a socket of the run's pool rather than
+// fetch. fetch copies a body it sends, so each write in flight held its chunk twice
+// (bench/RESULTS.md, "Figures the code relies on": fetchedChunk); here it holds the chunk and one
+// piece, and the window keeps more writes in flight in the same memory (on a far link the bytes in
+// flight per round trip are the speed). The same request otherwise: Basic auth to the API's origin
+// only, the run's proxy settings, --timeout as the time without progress, errors as fetch's.
+import { ApiError } from "../errors.ts";
+import { answerError, networkError, type HttpClient } from "../http.ts";
+import { memoryBody, streamPost, type StreamPostAnswer } from "../socket-post.ts";
+import type { SocketPool } from "../socket-pool.ts";
+import { Watchdog } from "../watchdog.ts";
+
+/** Bytes of a write's body handed to the socket at a time (what a write holds beside its chunk). */
+export const WRITE_PIECE = 1024 * 1024;
+
+export interface SocketWrites {
+  /** The run's kept connections and proxy settings. */
+  sockets: SocketPool;
+  /** --timeout: the longest time without progress. */
+  timeoutMs: number;
+}
+
+export async function writePieceOnSocket(
+  client: HttpClient,
+  writes: SocketWrites,
+  drive: string,
+  offset: number,
+  body: Uint8Array,
+  { gzipped, signal, buffer }: { gzipped?: boolean; signal?: AbortSignal; buffer?: Uint8Array },
+): Promise<void> {
+  const path = `drives/${drive}/write/${offset}`;
+  const url = client.url(path);
+  const headers: Record<string, string> = {
+    "content-type": "application/octet-stream",
+    ...(gzipped ? { "content-encoding": "gzip" } : {}),
+    ...client.authorizationFor(url),
+  };
+  client.trace(`> POST ${url.href}`, { ...headers, "content-length": String(body.length) });
+  const watchdog = new Watchdog(writes.timeoutMs);
+  let answer: StreamPostAnswer;
+  try {
+    answer = await streamPost({
+      url,
+      headers,
+      size: body.length,
+      fill: memoryBody(body).fill,
+      signal: signal ? AbortSignal.any([signal, watchdog.signal]) : watchdog.signal,
+      pool: writes.sockets,
+      // the body is in memory: a kept connection the server had closed is tried again on a new one
+      replayable: true,
+      pieceSize: WRITE_PIECE,
+      buffer,
+      onProgress: () => watchdog.touch(),
+    });
+  } catch (error) {
+    if (signal?.aborted) throw error;
+    const translated = watchdog.translate(error, "POST", url.pathname);
+    if (translated instanceof ApiError) throw translated;
+    throw networkError(error, url, "POST", url.pathname);
+  } finally {
+    watchdog.stop();
+  }
+  client.trace(`< ${answer.status} ${answer.statusText}`, Object.fromEntries(answer.headers));
+  if (answer.status >= 200 && answer.status < 300) return;
+  throw answerError(answer.status, answer.headers, answer.body, "POST", url.pathname);
+}
