@@ -43,8 +43,8 @@ export interface DownloadRequest {
    * is not, the default name gets the format's suffix.
    */
   format?: OutputFormat;
-  /** API 1.0: bytes per read (at most 4M). */
-  chunk: number;
+  /** Bytes per read (at most 4M); undefined: 4M, or less for an API 2.0 drive read in one stream. */
+  chunk?: number;
   /** Start at this byte (the vendor tool's -o). */
   offset?: number;
   concurrency?: number;

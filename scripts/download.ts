@@ -62,8 +62,8 @@ const command = defineCommand({
       type: "string",
       group: "transfer",
       alias: "c",
-      description: "Bytes per read (at most 4M; API 2.0: per ranged GET)",
-      default: "4M",
+      description:
+        "Bytes per read, at most 4M (API 2.0: per ranged GET); default 4M, 512k for an API 2.0 drive read in one stream",
       valueHint: "SIZE",
     },
     offset: {
@@ -102,7 +102,7 @@ const command = defineCommand({
   async run(context) {
     const ctx = contextOf(context);
     const { args } = context;
-    const chunk = parseChunk(args.chunk);
+    const chunk = args.chunk === undefined ? undefined : parseChunk(args.chunk);
     const concurrency = parseConcurrency(args.concurrency);
     const manifest = args.manifest;
     if (manifest === undefined && (args.shard !== undefined || args.drives !== undefined || args.dir !== undefined))

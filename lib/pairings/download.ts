@@ -12,12 +12,13 @@ import { checkOffset, type DownloadRequest } from "../transfer.ts";
 import { runTransfer } from "../chunks/driver.ts";
 import type { Interrupt } from "../chunks/engine.ts";
 import type { Destination } from "../chunks/endpoints.ts";
-import { journalPath } from "../chunks/journal.ts";
+import { Journal, journalPath } from "../chunks/journal.ts";
 import { fetchedChunk, fixedWindow, windowFor } from "../chunks/window.ts";
 import { formatOfName, withSuffix } from "../formats/output-format.ts";
 import { SparseFileDestination } from "../formats/sparse-file.ts";
 import { downloadRecord } from "../formats/file-destination.ts";
 import { CompressedFileDestination } from "../formats/compressed-file.ts";
+import { MAX_PIECE } from "../api1/drives.ts";
 import { API1_READS_IN_FLIGHT, openApi1Drive } from "../api1/drive-source.ts";
 import { openApi2RangedDrive, type Api2RangedDrive } from "../api2/drive-source.ts";
 import { serverFileName } from "../api2/file-name.ts";
@@ -29,6 +30,14 @@ import { fromSnapshot } from "./consistent.ts";
  * grows from there while the link carries more (bench/RESULTS-speed.md).
  */
 export const API2_READS_IN_FLIGHT = 6;
+
+/**
+ * Bytes per chunk (without -c) of a raw API 2.0 download read in one stream: each piece read from the
+ * answer is written while it is still in the CPU's cache, where 4 MiB ones are not (1 GiB on
+ * loopback: bench/RESULTS-speed.md, "One stream: the chunk size"). A rerun keeps the chunk its
+ * journal was made with.
+ */
+export const ONE_STREAM_CHUNK = 512 * 1024;
 
 /** Download the drive; resolves to the file's absolute path. */
 export async function downloadDrive(ctx: Context, connection: Connection, request: DownloadRequest): Promise<string> {
@@ -58,12 +67,16 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
       api === 2 && format === "raw"
         ? await keptPrefix(ctx, source as Api2RangedDrive, path, journalPath(ctx.cwd, record.identity))
         : request.offset;
-    const { chunk } = request;
+    const oneStream = api === 2 && (source as Api2RangedDrive).oneStream;
+    const chunk =
+      request.chunk ??
+      (oneStream && format === "raw"
+        ? (Journal.load(journalPath(ctx.cwd, record.identity))?.header.chunk ?? ONE_STREAM_CHUNK)
+        : MAX_PIECE);
     // each read in flight holds its chunk until it is written; API 2.0 in one stream: one at a time
-    const window =
-      api === 2 && (source as Api2RangedDrive).oneStream
-        ? fixedWindow(1)
-        : windowFor(api === 1 ? API1_READS_IN_FLIGHT : API2_READS_IN_FLIGHT, fetchedChunk(chunk), request.concurrency);
+    const window = oneStream
+      ? fixedWindow(1)
+      : windowFor(api === 1 ? API1_READS_IN_FLIGHT : API2_READS_IN_FLIGHT, fetchedChunk(chunk), request.concurrency);
     const from = { shown: `drive ${drive}`, id: drive };
     const destination: Destination =
       format === "raw"

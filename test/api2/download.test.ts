@@ -235,6 +235,46 @@ describe("download", () => {
     });
   }
 
+  test("one stream without -c reads 512k chunks; a rerun without -c keeps the chunk its journal was made with (64k from a ranged run)", async () => {
+    const out = await freshFolder();
+    // stopped after 600 KiB: its journal says 512k chunks, the first one done
+    stub.fault({ method: "GET", path: /^\/download\//, times: 1, action: { end: true, afterBytes: 600 * 1024 } });
+    const cut = await run(download, [drive, "stream.raw", "--concurrency", "1", "--quiet"], {
+      env: api2.env,
+      cwd: out,
+      retry: ONE_ATTEMPT,
+    });
+    expect(cut.status).toBe(1);
+    const journal = readdirSync(out).find((name) => name.startsWith(".drivekit-journal-")) as string;
+    const [header, ...done] = readFileSync(join(out, journal), "utf8").trim().split("\n");
+    expect(JSON.parse(header as string).chunk).toBe(512 * 1024);
+    expect(done).toEqual(["0"]);
+    const fresh = await run(download, [drive, "stream.raw", "--concurrency", "1", "--quiet"], {
+      env: api2.env,
+      cwd: out,
+    });
+    expect(fresh.status).toBe(0);
+    expect(sameBytes(new Uint8Array(readFileSync(join(out, "stream.raw"))), content)).toBe(true);
+    // a ranged run with -c 64k stopped after a few chunks...
+    stub.fault({ method: "GET", path: /^\/download\//, times: 1, action: { end: true, afterBytes: 1000 } });
+    const first = await run(download, [drive, "kept.raw", "-c", "64k", "--concurrency", "2", "--quiet"], {
+      env: api2.env,
+      cwd: out,
+      retry: ONE_ATTEMPT,
+    });
+    expect(first.status).toBe(1);
+    const before = keptChunks(out, "kept.raw");
+    expect(before.size).toBeGreaterThan(0);
+    // ...then read in one stream, without -c: it goes on from the journal, in its 64k chunks
+    stub.faults.length = 0;
+    api2.originRequests.length = 0;
+    const again = await run(download, [drive, "kept.raw", "--concurrency", "1"], { env: api2.env, cwd: out });
+    expect(again.status).toBe(0);
+    expect(again.stderr).toContain(`${before.size} chunks already done`);
+    expect(again.stderr).not.toContain("starting it over");
+    expect(sameBytes(new Uint8Array(readFileSync(join(out, "kept.raw"))), content)).toBe(true);
+  });
+
   test("no Content-Length: refused, since a cut body could not be told", async () => {
     const out = await freshFolder();
     const raw = await rawOrigin("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", content.subarray(0, 100));
