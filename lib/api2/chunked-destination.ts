@@ -65,6 +65,8 @@ export interface Api2ChunkedOptions extends DriveTransfer {
   wait: boolean;
   /** The command that continues the upload of a drive, for the stop line. */
   resumeCommand(drive: string): string;
+  /** Chunk POSTs in flight at the start: as many connections are opened while the drive is made. */
+  inFlight?: number;
 }
 
 /** -c/--chunk for API 2.0: a multiple of 1 KiB from 64k to 256M (the 1.0 limit of 4M does not apply). */
@@ -155,7 +157,10 @@ export class Api2ChunkedDestination implements Destination {
   }
 
   async open(journalFile: string): Promise<Opened> {
-    const { ctx, source, shown } = this.options;
+    const { ctx, source, shown, inFlight, connection } = this.options;
+    // the one-time links are paths on the API's host: the chunk POSTs' connections to it open
+    // while the drive is made and the first links are asked for
+    if (inFlight) preconnect(new URL(this.client.base.origin), connection.sockets, inFlight);
     const target = await resolveDriveTarget(this.options, journalFile, {
       resume: async (drive) => {
         const { status } = await this.sizeAndStatus(drive);
@@ -211,9 +216,11 @@ export class Api2ChunkedDestination implements Destination {
     if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHost(url.hostname)))
       throw refuse(`refusing the upload link to ${url.origin} (not https)`);
     if (!this.preconnected) {
-      // the links all lead to one server: the other chunks' connections open while their links come
+      // the links all lead to one server: where it is not the API's host (opened at open()), the
+      // other chunks' connections open while their links come
       this.preconnected = true;
-      preconnect(url, this.options.connection.sockets, this.window - 1);
+      if (!this.options.inFlight || url.origin !== this.client.base.origin)
+        preconnect(url, this.options.connection.sockets, this.window - 1);
     }
     return url;
   }

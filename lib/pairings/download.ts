@@ -48,9 +48,10 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
   const named = request.file ?? (api === 1 ? withSuffix(drive, request.format) : undefined);
   // before anything is sent: an existing FILE is only replaced on request
   if (named !== undefined) await checkOutputPath(resolve(ctx.cwd, named), force);
-  // the reads in flight get their connections while the API gives the drive's size
+  // the reads in flight get their connections while the API gives the drive's size (as many: the
+  // size's own may not be free again when they go)
   (api === 1 ? connection.client : directClient(connection)).preconnect(
-    (request.concurrency ?? (api === 1 ? API1_READS_IN_FLIGHT : API2_READS_IN_FLIGHT)) - 1,
+    request.concurrency ?? (api === 1 ? API1_READS_IN_FLIGHT : API2_READS_IN_FLIGHT),
   );
   const source =
     api === 1

@@ -157,10 +157,12 @@ async function uploadToApi2(
     wait: request.wait,
     resumeCommand: (drive) =>
       `upload.ts --api 2 -d ${drive}${chunk === DEFAULT_API2_CHUNK ? "" : ` -c ${chunk}`}${imageFlags(request)}`,
+    inFlight: window.initial,
   });
   const identity = uploadIdentity("upload-api2", image, request.drive);
   // the one-time links in flight are asked for over connections opened while the drive is made
-  connection.client.preconnect(window.initial - 1);
+  // (as many: the drive's own may not be free again when they go)
+  connection.client.preconnect(window.initial);
   return upload(ctx, connection, request, image, destination, { identity, window });
 }
 
