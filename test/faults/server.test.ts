@@ -107,8 +107,12 @@ test("1.0 read: an answer longer than asked stops at once (never retried, never 
     /GET \/drives\/\S+\/read\/\d+\/65536 failed: 200 protocol: the server sent more than the 65536 bytes asked/,
     transfer,
   );
-  // stopped at once: one answer per chunk in flight, no retries; nothing written (no chunk came whole)
-  expect(emulator.stub.count("GET", on.data.path)).toBeLessThanOrEqual(2);
+  // stopped at once: one read for each chunk in flight (2), none tried again by drivekit; nothing
+  // written (no chunk came whole). Counted by offset: the runtime itself may send a GET a second
+  // time on a fresh connection when a kept one it chose had been closed
+  const reads = emulator.stub.requests.filter((r) => r.method === "GET" && on.data.path.test(r.path));
+  expect(new Set(reads.map((r) => r.path)).size).toBeLessThanOrEqual(2);
+  expect(result.stderr).not.toMatch(/retry/);
   expect(leftIn(dir)).toEqual({ journals: [], locks: [], parts: [] });
 });
 
