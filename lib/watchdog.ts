@@ -1,6 +1,7 @@
-// A stall watchdog for long API 2.0 transfers: the user's --timeout bounds the time without
-// progress, not the whole transfer.
+// A stall watchdog for long transfers (an API 2.0 download or upload, a streamed POST): the user's
+// --timeout bounds the time without progress, not the whole transfer.
 import { ApiError } from "./errors.ts";
+import { networkError } from "./http.ts";
 
 /** The transfer itself may take hours: HttpClient's whole-request timeout is replaced by the watchdog. */
 export const NO_TOTAL_LIMIT = 2 ** 31 - 1;
@@ -49,5 +50,11 @@ export class Watchdog {
       });
     }
     return error;
+  }
+
+  /** The failure of a request over a socket of our own that got no answer: its stall, else the network's (networkError). */
+  unanswered(error: unknown, method: string, url: URL, path: string): unknown {
+    const translated = this.translate(error, method, path);
+    return translated instanceof ApiError ? translated : networkError(error, url, method, path);
   }
 }

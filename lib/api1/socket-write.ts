@@ -4,8 +4,7 @@
 // piece, and the window keeps more writes in flight in the same memory (on a far link the bytes in
 // flight per round trip are the speed). The same request otherwise: Basic auth to the API's origin
 // only, the run's proxy settings, --timeout as the time without progress, errors as fetch's.
-import { ApiError } from "../errors.ts";
-import { answerError, networkError, type HttpClient } from "../http.ts";
+import { answerError, type HttpClient } from "../http.ts";
 import { memoryBody, streamPost, type StreamPostAnswer } from "../socket-post.ts";
 import type { SocketPool } from "../socket-pool.ts";
 import { Watchdog } from "../watchdog.ts";
@@ -54,9 +53,7 @@ export async function writePieceOnSocket(
     });
   } catch (error) {
     if (signal?.aborted) throw error;
-    const translated = watchdog.translate(error, "POST", url.pathname);
-    if (translated instanceof ApiError) throw translated;
-    throw networkError(error, url, "POST", url.pathname);
+    throw watchdog.unanswered(error, "POST", url, url.pathname);
   } finally {
     watchdog.stop();
   }

@@ -9,7 +9,7 @@ import type { Connection } from "../connect.ts";
 import { BufferPool } from "../bytes.ts";
 import { isLoopbackHost } from "../config.ts";
 import { ApiError, messageOf, OperationError, UsageError } from "../errors.ts";
-import { answerError, networkError, type HttpClient } from "../http.ts";
+import { answerError, type HttpClient } from "../http.ts";
 import { formatRate, humanBytes, parseSize } from "../size.ts";
 import type { Chunk, Destination, Opened, RunStats } from "../chunks/endpoints.ts";
 import { lastRunsToEndGrid, type Grid } from "../chunks/grid.ts";
@@ -321,9 +321,7 @@ export class Api2ChunkedDestination implements Destination {
       const readFailure = body.failure();
       if (readFailure) throw readFailure;
       if (signal.aborted) throw error;
-      const translated = watchdog.translate(error, "POST", "(upload link)");
-      if (translated instanceof ApiError) throw translated;
-      throw networkError(error, url, "POST", "(upload link)");
+      throw watchdog.unanswered(error, "POST", url, "(upload link)");
     } finally {
       watchdog.stop();
       this.pieces.give(buffer);

@@ -64,16 +64,15 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
     if ((request.offset ?? 0) > size)
       throw new OperationError(`--offset ${request.offset} is beyond the end of drive ${drive} (${size} bytes)`);
     const record = downloadRecord(drive, path);
+    const journalFile = journalPath(ctx.cwd, record.identity);
     const offset =
       api === 2 && format === "raw"
-        ? await keptPrefix(ctx, source as Api2RangedDrive, path, journalPath(ctx.cwd, record.identity))
+        ? await keptPrefix(ctx, source as Api2RangedDrive, path, journalFile)
         : request.offset;
     const oneStream = api === 2 && (source as Api2RangedDrive).oneStream;
     const chunk =
       request.chunk ??
-      (oneStream && format === "raw"
-        ? (Journal.load(journalPath(ctx.cwd, record.identity))?.header.chunk ?? ONE_STREAM_CHUNK)
-        : MAX_PIECE);
+      (oneStream && format === "raw" ? (Journal.load(journalFile)?.header.chunk ?? ONE_STREAM_CHUNK) : MAX_PIECE);
     // each read in flight holds its chunk until it is written; API 2.0 in one stream: one at a time
     const window = oneStream
       ? fixedWindow(1)
