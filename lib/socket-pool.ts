@@ -92,3 +92,11 @@ export class SocketPool<T extends Reusable = Reusable> {
     this.idle.clear();
   }
 }
+
+/** What a request over the run's own sockets needs besides its URL: the run's pool, and --timeout. */
+export interface OwnSockets {
+  /** The run's kept connections and proxy settings. */
+  sockets: SocketPool;
+  /** --timeout: the longest time without progress. */
+  timeoutMs: number;
+}

@@ -1,6 +1,7 @@
 // The streamed POST behind the API 2.0 upload: exact bytes, Content-Length, early answers, https.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { parseAnswer, preconnect, streamPost } from "../lib/socket-post.ts";
+import { streamPost } from "../lib/socket-post.ts";
+import { parseAnswer, preconnect } from "../lib/wire.ts";
 import { SocketPool } from "../lib/socket-pool.ts";
 import { waitFor } from "./faults/support.ts";
 import { makeCertificates, type Certificates } from "./certificates.ts";

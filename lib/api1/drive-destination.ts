@@ -17,7 +17,8 @@ import { CompressionPlan } from "./compression.ts";
 import { createDrive, destroyDrive, driveInfo, sizeOf, writePiece } from "./drives.ts";
 import { api1DriveSource } from "./drive-source.ts";
 import { probeLink } from "./probe.ts";
-import { WRITE_PIECE, writePieceOnSocket, type SocketWrites } from "./socket-write.ts";
+import { WRITE_PIECE, writePieceOnSocket } from "./socket-write.ts";
+import type { OwnSockets } from "../socket-pool.ts";
 
 /** Writes in flight at the start (the window grows from there on a far link): bench/RESULTS.md (enough to hide 100 ms per request, memory 8 x 4 MiB). */
 export const API1_WRITES_IN_FLIGHT = 8;
@@ -36,8 +37,8 @@ const NEAR_LINK_MS = 20;
 
 export interface Api1DriveOptions extends DriveTransfer {
   client: HttpClient;
-  /** The writes go through the run's sockets (socket-write.ts: a write holds its chunk once); else through fetch. */
-  socketWrites?: SocketWrites;
+  /** The writes (and --verify's reads) go through the run's sockets (socket-write.ts: a write holds its chunk once); else through fetch. */
+  socketWrites?: OwnSockets;
   /** Reading the source is work of its own (qcow2, gzip, zstd): fewer writes in flight on a near link. */
   decoded: boolean;
   chunk: number;
@@ -258,7 +259,7 @@ export class Api1DriveDestination implements Destination {
   /** The drive, to be read back by --verify. */
   async readBack(): Promise<ReadBack> {
     return {
-      source: api1DriveSource(this.options.client, this.drive, this.driveSize),
+      source: api1DriveSource(this.options.client, this.drive, this.driveSize, this.options.socketWrites),
       shown: `drive ${this.drive}`,
       against: this.options.shown,
       zerosPast: false,

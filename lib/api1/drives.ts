@@ -116,6 +116,47 @@ export async function writePiece(
   await response.body?.cancel();
 }
 
+/** How a read of `length` bytes at `path` went wrong, in the same words whichever way it was sent. */
+export const readFailure = {
+  /** More bytes than asked: the server is not answering this read; never tried again. */
+  tooLong: (length: number, status: number, path: string) =>
+    new ApiError({
+      kind: "protocol",
+      message: `the server sent more than the ${length} bytes asked`,
+      status,
+      method: "GET",
+      path,
+      retryable: false,
+    }),
+  /** The connection failed mid-body: worth another try. */
+  cut: (got: number, length: number, status: number, path: string, cause: unknown) =>
+    new ApiError({
+      kind: "network",
+      message: `answer cut after ${got} of ${length} bytes: ${(cause as Error).message}`,
+      status,
+      method: "GET",
+      path,
+      retryable: true,
+      cause,
+    }),
+  /** A whole answer, shorter than asked (its Content-Length agreeing): worth another try. */
+  short: (got: number, length: number, status: number, path: string) =>
+    new ApiError({
+      kind: "protocol",
+      message: `short answer: ${got} of ${length} bytes`,
+      status,
+      method: "GET",
+      path,
+      retryable: true,
+    }),
+};
+
+/** A read of `length` bytes at `position`: at most 4 MiB, into a buffer that holds it (a UsageError otherwise). */
+export function checkRead(length: number, buffer: Uint8Array): void {
+  if (length > MAX_PIECE || length > buffer.length)
+    throw new UsageError(`a read is at most 4M (${MAX_PIECE} bytes), not ${length}`);
+}
+
 /**
  * One API 1.0 read of `length` bytes into `buffer` (no new 4 MiB buffer per read: memory stays
  * flat). The answer must hold exactly `length` bytes: Bun's fetch does not notice a body cut
@@ -130,8 +171,7 @@ export async function readInto(
   buffer: Uint8Array,
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
-  if (length > MAX_PIECE || length > buffer.length)
-    throw new UsageError(`a read is at most 4M (${MAX_PIECE} bytes), not ${length}`);
+  checkRead(length, buffer);
   const path = `drives/${drive}/read/${position}/${length}`;
   const shown = `/${path}`;
   const response = await client.request("GET", path, { signal });
@@ -141,35 +181,11 @@ export async function readInto(
       got = sofar;
     });
     got = body.got;
-    if (body.more)
-      throw new ApiError({
-        kind: "protocol",
-        message: `the server sent more than the ${length} bytes asked`,
-        status: response.status,
-        method: "GET",
-        path: shown,
-        retryable: false,
-      });
+    if (body.more) throw readFailure.tooLong(length, response.status, shown);
   } catch (error) {
     if (error instanceof ApiError || signal?.aborted) throw error;
-    throw new ApiError({
-      kind: "network",
-      message: `answer cut after ${got} of ${length} bytes: ${(error as Error).message}`,
-      status: response.status,
-      method: "GET",
-      path: shown,
-      retryable: true,
-      cause: error,
-    });
+    throw readFailure.cut(got, length, response.status, shown, error);
   }
-  if (got !== length)
-    throw new ApiError({
-      kind: "protocol",
-      message: `short answer: ${got} of ${length} bytes`,
-      status: response.status,
-      method: "GET",
-      path: shown,
-      retryable: true,
-    });
+  if (got !== length) throw readFailure.short(got, length, response.status, shown);
   return buffer.subarray(0, length);
 }

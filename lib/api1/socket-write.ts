@@ -6,22 +6,15 @@
 // only, the run's proxy settings, --timeout as the time without progress, errors as fetch's.
 import { answerError, type HttpClient } from "../http.ts";
 import { memoryBody, streamPost, type StreamPostAnswer } from "../socket-post.ts";
-import type { SocketPool } from "../socket-pool.ts";
+import type { OwnSockets } from "../socket-pool.ts";
 import { Watchdog } from "../watchdog.ts";
 
 /** Bytes of a write's body handed to the socket at a time (what a write holds beside its chunk). */
 export const WRITE_PIECE = 1024 * 1024;
 
-export interface SocketWrites {
-  /** The run's kept connections and proxy settings. */
-  sockets: SocketPool;
-  /** --timeout: the longest time without progress. */
-  timeoutMs: number;
-}
-
 export async function writePieceOnSocket(
   client: HttpClient,
-  writes: SocketWrites,
+  writes: OwnSockets,
   drive: string,
   offset: number,
   body: Uint8Array,

@@ -18,7 +18,8 @@ import type { Journal } from "../chunks/journal.ts";
 import type { ReadBack } from "../chunks/verify.ts";
 import { deleteDrive2, getDrive, initUpload } from "./drives.ts";
 import { openApi2Drive } from "./drive-source.ts";
-import { fileBody, imageBody, memoryBody, preconnect, streamPost, type StreamPostAnswer } from "../socket-post.ts";
+import { fileBody, imageBody, memoryBody, streamPost, type StreamPostAnswer } from "../socket-post.ts";
+import { preconnect } from "../wire.ts";
 import { waitForDrive } from "./wait.ts";
 import { Watchdog } from "../watchdog.ts";
 

@@ -11,7 +11,8 @@ import { ApiError, InputError, OperationError } from "../errors.ts";
 import { answerError, networkError, type HttpClient } from "../http.ts";
 import { formatRate, humanBytes } from "../size.ts";
 import { openApi2Drive } from "./drive-source.ts";
-import { fileBody, imageBody, streamPost, StreamPostError, type StreamPostAnswer } from "../socket-post.ts";
+import { fileBody, imageBody, streamPost, type StreamPostAnswer } from "../socket-post.ts";
+import { WireError } from "../wire.ts";
 import { Watchdog } from "../watchdog.ts";
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
@@ -113,7 +114,7 @@ export class Api2DirectDestination implements Destination {
       this.answer = answer;
     } catch (caught) {
       const error = body.failure() ?? watchdog.translate(caught, "POST", url.pathname);
-      if (!(error instanceof StreamPostError)) throw error;
+      if (!(error instanceof WireError)) throw error;
       throw networkError(error, url, "POST", url.pathname);
     } finally {
       watchdog.stop();

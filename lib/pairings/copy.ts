@@ -88,7 +88,7 @@ async function checkDestination(to: DriveCopy["to"], size: number, shown: string
 
 async function openSource(ctx: Context, connection: Connection, drive: string): Promise<Source> {
   return connection.config.api === 1
-    ? openApi1Drive(connection.client, drive)
+    ? openApi1Drive(connection.client, drive, connection)
     : openApi2Drive(connection, drive, ctx.log);
 }
 
@@ -209,7 +209,7 @@ async function copyFrom(
       destination = new Api1DriveDestination({
         ...common,
         client: to.connection.client,
-        socketWrites: { sockets: to.connection.sockets, timeoutMs: to.connection.timeoutMs },
+        socketWrites: to.connection,
         decoded: false,
         chunk,
         offset: 0,

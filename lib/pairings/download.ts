@@ -14,6 +14,7 @@ import type { Interrupt } from "../chunks/engine.ts";
 import type { Destination } from "../chunks/endpoints.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
 import { fetchedChunk, fixedWindow, windowFor } from "../chunks/window.ts";
+import { preconnect } from "../wire.ts";
 import { formatOfName, withSuffix } from "../formats/output-format.ts";
 import { SparseFileDestination } from "../formats/sparse-file.ts";
 import { downloadRecord } from "../formats/file-destination.ts";
@@ -49,13 +50,13 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
   // before anything is sent: an existing FILE is only replaced on request
   if (named !== undefined) await checkOutputPath(resolve(ctx.cwd, named), force);
   // the reads in flight get their connections while the API gives the drive's size (as many: the
-  // size's own may not be free again when they go)
-  (api === 1 ? connection.client : directClient(connection)).preconnect(
-    request.concurrency ?? (api === 1 ? API1_READS_IN_FLIGHT : API2_READS_IN_FLIGHT),
-  );
+  // size's own may not be free again when they go); API 1.0 reads go over the run's own sockets
+  if (api === 1)
+    preconnect(connection.client.url("drives/"), connection.sockets, request.concurrency ?? API1_READS_IN_FLIGHT);
+  else directClient(connection).preconnect(request.concurrency ?? API2_READS_IN_FLIGHT);
   const source =
     api === 1
-      ? await openApi1Drive(connection.client, drive)
+      ? await openApi1Drive(connection.client, drive, connection)
       : await openApi2RangedDrive(connection, drive, ctx.log, request.concurrency);
   try {
     const path = named !== undefined ? resolve(ctx.cwd, named) : await namedByServer(ctx, connection, request);
@@ -73,10 +74,13 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
     const chunk =
       request.chunk ??
       (oneStream && format === "raw" ? (Journal.load(journalFile)?.header.chunk ?? ONE_STREAM_CHUNK) : MAX_PIECE);
-    // each read in flight holds its chunk until it is written; API 2.0 in one stream: one at a time
+    // each read in flight holds its chunk until it is written (and through fetch, about as much
+    // again: API 2.0's ranged GETs); API 2.0 in one stream: one at a time
     const window = oneStream
       ? fixedWindow(1)
-      : windowFor(api === 1 ? API1_READS_IN_FLIGHT : API2_READS_IN_FLIGHT, fetchedChunk(chunk), request.concurrency);
+      : api === 1
+        ? windowFor(API1_READS_IN_FLIGHT, chunk, request.concurrency)
+        : windowFor(API2_READS_IN_FLIGHT, fetchedChunk(chunk), request.concurrency);
     const from = { shown: `drive ${drive}`, id: drive };
     const destination: Destination =
       format === "raw"

@@ -11,7 +11,7 @@ import { runTransfer } from "../chunks/driver.ts";
 import type { Destination } from "../chunks/endpoints.ts";
 import { fixedWindow, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import { journalIdentity, openUploadInput, STDIN_RESUME_WARNING } from "../formats/open.ts";
-import { preconnect } from "../socket-post.ts";
+import { preconnect } from "../wire.ts";
 import { WRITE_PIECE } from "../api1/socket-write.ts";
 import { API1_WRITES_IN_FLIGHT, Api1DriveDestination } from "../api1/drive-destination.ts";
 import { Api2DirectDestination } from "../api2/direct-destination.ts";
@@ -127,7 +127,7 @@ async function uploadToApi1(
   const destination = new Api1DriveDestination({
     ...driveTransfer(ctx, request, image),
     client: connection.client,
-    socketWrites: { sockets: connection.sockets, timeoutMs: connection.timeoutMs },
+    socketWrites: connection,
     decoded: image.format !== "raw",
     chunk: request.chunk,
     offset,

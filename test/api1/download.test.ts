@@ -11,6 +11,7 @@ import { run } from "../helpers.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { imageBytes, sameBytes as same } from "../images.ts";
 import { journalPath } from "../../lib/chunks/journal.ts";
+import { Front } from "../proxy-server.ts";
 
 const CHUNK = 64 * 1024;
 
@@ -226,3 +227,79 @@ test("a one-letter secret does not mangle the error line (masking is where a sec
     await shortStub.stop();
   }
 });
+
+/** Upload `bytes` as a new drive; its UUID. */
+async function driveOf(bytes: Uint8Array): Promise<string> {
+  const source = join(dir, "disk.img");
+  await Bun.write(source, bytes);
+  const up = await run(upload, [source, "-c", "64k"], { env: stub.env, cwd: dir });
+  expect(up.status).toBe(0);
+  return up.stdout.trim();
+}
+
+test("the reads go over a few kept connections of the run's own (one per read in flight), not one each; the file is the drive's bytes", async () => {
+  const bytes = imageBytes(40 * CHUNK + 1000, 91);
+  const drive = await driveOf(bytes);
+  const front = new Front(stub.port);
+  try {
+    const env = { ...stub.env, EHURI: `http://127.0.0.1:${front.port}/` };
+    const result = await run(download, [drive, "kept.img", "-c", "64k", "--concurrency", "3", "--verbose"], {
+      env,
+      cwd: dir,
+    });
+    expect(result.status).toBe(0);
+    expect(same(await fileBytes(join(dir, "kept.img")), bytes)).toBe(true);
+    expect(reads().length).toBe(41);
+    // the info's own connection (fetch's), and the reads' opened ahead and kept: a handful, not 41
+    expect(front.connections).toBeLessThanOrEqual(6);
+    // the reads are traced as any request, their credentials masked
+    expect(result.stderr).toMatch(
+      /> GET http:\/\/127\.0\.0\.1:\d+\/drives\/\S+\/read\/0\/65536\n {2}authorization: Basic \*\*\*\*/,
+    );
+    expect(result.stderr).not.toContain(Buffer.from(`${stub.user}:${stub.secret}`).toString("base64"));
+  } finally {
+    front.stop();
+  }
+});
+
+for (const [form, respond] of [
+  [
+    "chunked",
+    (body: Uint8Array) =>
+      new Response(
+        new ReadableStream({
+          pull(controller) {
+            controller.enqueue(body);
+            controller.close();
+          },
+        }),
+      ),
+  ],
+  [
+    "gzipped",
+    (body: Uint8Array) =>
+      new Response(Bun.gzipSync(body), {
+        headers: { "content-encoding": "gzip", "content-type": "application/octet-stream" },
+      }),
+  ],
+] as const) {
+  test(`a server that answers reads ${form}: that read is asked again through fetch, and so are the rest; the file is the drive's bytes`, async () => {
+    const bytes = imageBytes(6 * CHUNK + 77, 92);
+    const drive = await driveOf(bytes);
+    stub.handlers.push((request, path) => {
+      const read = /^\/drives\/[^/]+\/read\/(\d+)\/(\d+)$/.exec(path);
+      if (request.method !== "GET" || !read) return undefined;
+      const [offset, size] = [Number(read[1]), Number(read[2])];
+      return respond(stub.readDrive(drive, offset, Math.min(size, bytes.length - offset)));
+    });
+    const result = await run(download, [drive, "form.img", "-c", "64k", "--concurrency", "1", "--verbose"], {
+      env: stub.env,
+      cwd: dir,
+    });
+    expect(result.status).toBe(0);
+    expect(same(await fileBytes(join(dir, "form.img")), bytes)).toBe(true);
+    // the first read twice (its socket answer left unread), then each once through fetch
+    expect(reads().length).toBe(7 + 1);
+    expect(result.stderr.match(/this read and the next ones go through fetch/g)?.length).toBe(1);
+  });
+}

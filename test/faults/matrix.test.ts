@@ -299,7 +299,7 @@ const rows: Row[] = [
       },
       "1.0 download": {
         status: 1,
-        says: "GET \\S+ failed: timeout: no answer within 1 s",
+        says: "GET \\S+ failed: timeout: nothing moved for 1 s",
         left: JOURNAL_PART,
         rerun: "identical",
       },

@@ -1,0 +1,220 @@
+// One GET over a connection of the run's own (lib/wire.ts) whose body goes straight into the
+// caller's buffer as the socket delivers it. Through fetch a body comes in buffers of the runtime's
+// own, held until read and then left to the GC: a read in flight held its chunk about twice
+// (bench/RESULTS.md, "Figures the code relies on": fetchedChunk), and the transfer collected every
+// 16 MiB for the garbage. Here it holds its chunk once, and leaves none.
+//
+// Only a plain body of a stated length is read this way (a 2xx with Content-Length, no
+// Transfer-Encoding or Content-Encoding); a redirect, or a body in any other form, is left to the
+// caller to ask for again through fetch (`kind: "elsewhere"`), which handles them all.
+import {
+  abortError,
+  abortWith,
+  checkHeaders,
+  closedUnderUs,
+  MAX_ANSWER,
+  openWire,
+  parseAnswer,
+  parseHead,
+  release,
+  requestHead,
+  wireFor,
+  WireError,
+  writeAll,
+  type AnswerHead,
+  type Wire,
+  type WireOptions,
+} from "./wire.ts";
+
+export interface SocketGet extends WireOptions {
+  url: URL;
+  /** Sent as given (the caller masks them when tracing). */
+  headers: Record<string, string>;
+  /** Where the body goes: a body longer than this is not read (`length` tells). */
+  into: Uint8Array;
+  /** Called when a 2xx body begins to go into `into`, with the answer's status. */
+  onBody?(status: number): void;
+  /** Called as body bytes come: how many are in `into` so far. */
+  onProgress?(got: number): void;
+}
+
+interface Status {
+  status: number;
+  statusText: string;
+  headers: Headers;
+}
+
+export type SocketGetAnswer =
+  /** A 2xx body of `length` bytes (its Content-Length); when it fits, all of it is in `into`, else none. */
+  | (Status & { kind: "body"; length: number })
+  /** Any answer but a 2xx or 3xx, its body gathered (at most 1 MiB): an error to report. */
+  | (Status & { kind: "answer"; body: string })
+  /** A redirect, or a 2xx body not of a stated, plain length: not read; ask for it through fetch. */
+  | (Status & { kind: "elsewhere"; why: string });
+
+/** Heads are a few hundred bytes; more than this without the blank line that ends one is no answer. */
+const MAX_HEAD = 64 * 1024;
+
+/**
+ * Send one GET and read its answer (see SocketGetAnswer). A connection the server cut mid-body
+ * rejects with the network's error, after onProgress told how much came.
+ */
+export async function socketGet(options: SocketGet): Promise<SocketGetAnswer> {
+  if (options.signal?.aborted) throw abortError();
+  checkHeaders(options.headers);
+  const { wire, kept } = await wireFor(options.url, options);
+  try {
+    return await exchange(wire, options);
+  } catch (error) {
+    if (!kept || !closedUnderUs(wire, error, options.signal)) throw error;
+  }
+  // the server closed the kept connection as the GET went out: once more, on a new one
+  return await exchange(
+    await openWire(options.url, options.pool?.proxies.for(options.url), wire.key, options),
+    options,
+  );
+}
+
+/** One GET on `wire`; the connection goes back to the pool only when the answer was read whole. */
+async function exchange(wire: Wire, options: SocketGet): Promise<SocketGetAnswer> {
+  const keepAlive = options.pool?.keepAlive ?? false;
+  wire.begin();
+  const reading = new AnswerReading(options);
+  wire.reader = (data) => reading.take(data);
+  const stopAborting = abortWith(wire, options.signal);
+  try {
+    await writeAll(wire, requestHead(wire, "GET", options.url, options.headers, keepAlive));
+    await wire.waitFor(() => reading.answer !== undefined || wire.ended || wire.failure !== undefined);
+    const answer = reading.answer ?? reading.ended();
+    if (!answer) {
+      if (wire.failure) throw wire.failure;
+      throw new WireError(
+        reading.inBody ? "the connection ended mid-body" : "connection closed without an answer",
+        "ECONNRESET",
+      );
+    }
+    release(wire, options.pool, keepAlive && reading.whole, reading.head?.idleMs);
+    return answer;
+  } catch (error) {
+    wire.close();
+    throw error;
+  } finally {
+    stopAborting();
+    wire.reader = undefined;
+  }
+}
+
+/** What came of the answer so far: its head, then its body into the caller's buffer, or gathered. */
+class AnswerReading {
+  head?: AnswerHead;
+  answer?: SocketGetAnswer;
+  /** The answer ended at its own end, nothing after it: the connection can serve another request. */
+  whole = false;
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private mode: "head" | "into" | "gather" | "done" = "head";
+  private length = 0;
+  private got = 0;
+
+  constructor(private readonly options: SocketGet) {}
+
+  get inBody(): boolean {
+    return this.mode === "into";
+  }
+
+  /** Bytes off the socket (Bun reuses its buffer after the callback: they are copied now). */
+  take(data: Uint8Array): void {
+    if (this.mode === "into") this.into(data);
+    else if (this.mode === "done")
+      // more than the answer held: the connection is not reused
+      this.whole = false;
+    else {
+      this.pending.push(new Uint8Array(data));
+      this.pendingBytes += data.length;
+      if (this.mode === "gather") this.settleGathered(this.pendingBytes > MAX_ANSWER + MAX_HEAD);
+      else this.readHead();
+    }
+  }
+
+  /** The connection ended: what the answer was, if it is one without a stated end. */
+  ended(): SocketGetAnswer | undefined {
+    if (this.mode === "gather") this.settleGathered(true);
+    return this.answer;
+  }
+
+  private readHead(): void {
+    const raw = Buffer.concat(this.pending);
+    const head = parseHead(raw);
+    if (!head) {
+      if (raw.length > MAX_HEAD) throw new WireError(`malformed answer: no end of its head in ${MAX_HEAD} bytes`);
+      return;
+    }
+    this.head = head;
+    const { status, headers } = head;
+    if (status < 200 || status >= 400) {
+      // an error: its message gathered
+      this.mode = "gather";
+      this.pending = [raw];
+      this.settleGathered(false);
+      return;
+    }
+    const notPlain = status >= 300 ? "a redirect" : notPlainBody(headers);
+    if (notPlain) {
+      this.finish({ ...statusOf(head), kind: "elsewhere", why: notPlain });
+      return;
+    }
+    this.length = Number(headers.get("content-length"));
+    if (this.length > this.options.into.length) {
+      // longer than asked: none of it is read
+      this.finish({ ...statusOf(head), kind: "body", length: this.length });
+      return;
+    }
+    this.mode = "into";
+    this.pending = [];
+    this.options.onBody?.(status);
+    this.into(raw.subarray(head.bodyStart));
+  }
+
+  private into(bytes: Uint8Array): void {
+    const room = this.length - this.got;
+    const n = Math.min(room, bytes.length);
+    if (n > 0) {
+      this.options.into.set(n === bytes.length ? bytes : bytes.subarray(0, n), this.got);
+      this.got += n;
+      this.options.onProgress?.(this.got);
+    }
+    if (this.got < this.length) return;
+    this.whole = bytes.length === n && (this.head?.keepAlive ?? false);
+    this.mode = "done";
+    this.answer = { ...statusOf(this.head as AnswerHead), kind: "body", length: this.length };
+  }
+
+  private settleGathered(ended: boolean): void {
+    const raw = Buffer.concat(this.pending);
+    const parsed = parseAnswer(raw, ended);
+    if (!parsed) return;
+    this.mode = "done";
+    this.whole = parsed.framed && parsed.consumed === raw.length && parsed.keepAlive;
+    this.answer = { ...statusOf(parsed), kind: "answer", body: parsed.body };
+  }
+
+  private finish(answer: SocketGetAnswer): void {
+    this.mode = "done";
+    this.whole = false;
+    this.answer = answer;
+  }
+}
+
+/** Why a 2xx body cannot go straight into the buffer (undefined: it can, a plain one of a stated length). */
+function notPlainBody(headers: Headers): string | undefined {
+  const encoding = (headers.get("content-encoding") ?? "identity").toLowerCase();
+  const length = headers.get("content-length");
+  if (headers.has("transfer-encoding")) return `a body sent as ${headers.get("transfer-encoding")}`;
+  if (encoding !== "identity") return `a body in ${encoding}`;
+  if (length === null || !/^\d+$/.test(length)) return "a body of no stated length";
+  return undefined;
+}
+
+function statusOf(head: Status): Status {
+  return { status: head.status, statusText: head.statusText, headers: head.headers };
+}
