@@ -278,7 +278,7 @@ for (const [form, respond] of [
   [
     "gzipped",
     (body: Uint8Array) =>
-      new Response(Bun.gzipSync(body), {
+      new Response(Bun.gzipSync(new Uint8Array(body)), {
         headers: { "content-encoding": "gzip", "content-type": "application/octet-stream" },
       }),
   ],
