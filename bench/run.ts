@@ -10,11 +10,13 @@
 //   bun run bench --sweep                 also: --concurrency 4/8/16 and --compress never/always/auto
 //   bun run bench --rss                   also: peak RSS of a 4 GiB upload and download
 //   bun run bench --scripts DIR           drivekit's scripts from another checkout (a before/after)
+//   --store DIR, --out DIR                where the stub keeps its drives and the downloads go
+//                                         (default tmpfs: a disk must not decide the timing)
 //
 // The 10 MB/s download of 1 GiB (about 110 s a run for either tool, the link being the limit) is
 // left out unless --wan-download-1g.
 import { spawnSync } from "node:child_process";
-import { rmSync, statSync } from "node:fs";
+import { mkdirSync, rmSync, statSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -34,6 +36,8 @@ const { values } = parseArgs({
     "no-baseline": { type: "boolean", default: false },
     args: { type: "string", default: "", description: "extra arguments for drivekit's upload" },
     scripts: { type: "string", description: "the checkout whose scripts/ are timed (default: this one)" },
+    store: { type: "string", default: "/dev/shm/drivekit-bench-store" },
+    out: { type: "string", default: "/dev/shm/drivekit-bench-out" },
   },
 });
 
@@ -57,12 +61,18 @@ interface Stub {
   stop(): void;
 }
 
+/** The stub's drives and the downloads: on tmpfs by default (bench/RESULTS-speed.md, the 100 ms rows). */
+const STORE = values.store as string;
+const OUT = values.out as string;
+for (const dir of [STORE, OUT]) mkdirSync(dir, { recursive: true });
+
 async function startStub(latency: number, bandwidth: number): Promise<Stub> {
   const child = Bun.spawn(
     ["bun", join(ROOT, "bench/stub.ts"), "--latency", String(latency), "--bandwidth", String(bandwidth)],
     {
       stdout: "pipe",
       stderr: "inherit",
+      env: { ...process.env, TMPDIR: STORE },
     },
   );
   const reader = child.stdout.getReader();
@@ -207,14 +217,14 @@ async function matrix(): Promise<void> {
             record(base.up, m, await delta("written"));
           }
           if (skipDownload) continue;
-          const out = join(WORK, "out-drivekit.img");
+          const out = join(OUT, "out-drivekit.img");
           const down = await measure(download(up.stdout, out), stub.env);
           record(ours.down, down, await delta("read"));
           if (!sameFile(image, out)) ours.down.note = "MISMATCH";
           ours.down.note ??= `allocated ${mib(statSync(out).blocks * 512)} MiB (image ${mib(statSync(image).blocks * 512)} MiB)`;
           rmSync(out, { force: true });
           if (base && baseDrive) {
-            const baseOut = join(WORK, "out-baseline.img");
+            const baseOut = join(OUT, "out-baseline.img");
             const m = await measure(["bash", join(ROOT, "bench/baseline-download.sh"), baseDrive, baseOut], stub.env);
             record(base.down, m, await delta("read"));
             if (!sameFile(image, baseOut)) base.down.note = "MISMATCH";
@@ -291,7 +301,7 @@ async function sweep(): Promise<void> {
             await stub.reset();
             const up = await measure(upload(image), stub.env);
             const before = (await stub.stats()).read;
-            const out = join(WORK, "out-sweep.img");
+            const out = join(OUT, "out-sweep.img");
             const m = await measure([...download(up.stdout, out), "--concurrency", concurrency], stub.env);
             record(target, m, (await stub.stats()).read - before);
             rmSync(out, { force: true });
@@ -317,7 +327,7 @@ async function rss(): Promise<void> {
       (await stub.stats()).written,
     );
     const before = (await stub.stats()).read;
-    const out = join(WORK, "out-rss.img");
+    const out = join(OUT, "out-rss.img");
     const down = await measure(download(up.stdout, out), stub.env);
     const target = row({ link: "loopback", size: "4G (mix)", op: "download", tool: "drivekit" });
     record(target, down, (await stub.stats()).read - before);
@@ -333,7 +343,7 @@ async function rss(): Promise<void> {
 function report(): string {
   const lines = [
     `Machine: ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Bun ${Bun.version}, ${new Date().toISOString()}`,
-    `Runs per cell: ${runs} (median shown)${extra.length ? `; drivekit upload args: ${extra.join(" ")}` : ""}`,
+    `Runs per cell: ${runs} (median shown); stub drives in ${STORE}, downloads to ${OUT}${extra.length ? `; drivekit upload args: ${extra.join(" ")}` : ""}`,
     "",
     "| link | image | op | tool | median s | speed-up | MB on the wire | peak RSS MiB | CPU s | note |",
     "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",

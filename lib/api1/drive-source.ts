@@ -22,10 +22,9 @@ export function api1DriveSource(client: HttpClient, drive: string, size: number,
     sequential: false,
     remote: true,
     maxRead: MAX_PIECE,
-    // read through fetch, each answer's body comes in pieces the GC has to find
-    get gcEvery() {
-      return reads && !reads.fellBack ? undefined : GC_EVERY;
-    },
+    // each answer's body comes in pieces the GC has to find (over the run's sockets as through
+    // fetch: the runtime hands each piece it receives over in a buffer of its own)
+    gcEvery: GC_EVERY,
     async read(buffer, length, position, signal) {
       if (reads && (await reads.readInto(drive, position, length, buffer, signal))) return;
       await readInto(client, drive, position, length, buffer, signal);
