@@ -36,9 +36,10 @@ export interface StreamPost {
   size: number;
   /**
    * Fill `buffer` with the body bytes from `offset`; return how many (0 only at the end). A promise
-   * (a decoded image) is awaited; a raw file's fill stays synchronous, the fast path.
+   * (a decoded image) is awaited; a raw file's fill stays synchronous, the fast path. Not called
+   * when the body is given as `bytes`.
    */
-  fill(buffer: Uint8Array, offset: number, length: number): number | Promise<number>;
+  fill?(buffer: Uint8Array, offset: number, length: number): number | Promise<number>;
   /** Called after each piece the socket took. */
   onProgress?(sent: number): void;
   signal?: AbortSignal;
@@ -48,6 +49,11 @@ export interface StreamPost {
   pieceSize?: number;
   /** A buffer to fill the pieces into (its length is the piece size), so many POSTs can reuse one. */
   buffer?: Uint8Array;
+  /**
+   * The whole body, in memory (`size` bytes): sent from it directly, `fill` not called. It must not
+   * change until the POST settles (the socket takes each piece as it can, without a copy of its own).
+   */
+  bytes?: Uint8Array;
   /**
    * The run's connections: one kept open is reused, this one kept for the next POST, and the
    * run's proxy settings followed. Without it: a direct connection of its own, closed after.
@@ -163,12 +169,22 @@ async function exchange(wire: Wire, options: StreamPost): Promise<StreamPostAnsw
   let answer: ParsedAnswer | undefined;
   try {
     const head = requestHead(wire, "POST", url, { ...options.headers, "Content-Length": String(size) }, keepAlive);
-    if (await writeAll(wire, head)) {
+    if (options.bytes) {
+      // the body is in memory already: sent from where it is, a piece at a time, no copy
+      const piece = options.pieceSize ?? 1024 * 1024;
+      if (await writeAll(wire, head))
+        while (sent < size) {
+          const n = Math.min(piece, size - sent);
+          if (!(await writeAll(wire, options.bytes.subarray(sent, sent + n)))) break;
+          sent += n;
+          options.onProgress?.(sent);
+        }
+    } else if (await writeAll(wire, head)) {
       const buffer =
         options.buffer ?? new Uint8Array(Math.max(4096, Math.min(options.pieceSize ?? 1024 * 1024, size || 4096)));
       const piece = buffer.length;
       while (sent < size) {
-        const filled = options.fill(buffer, sent, Math.min(piece, size - sent));
+        const filled = options.fill?.(buffer, sent, Math.min(piece, size - sent)) ?? 0;
         const n = typeof filled === "number" ? filled : await filled;
         if (n <= 0) throw new WireError(`the body ended at ${sent} of ${size} bytes`);
         if (!(await writeAll(wire, n === piece ? buffer : buffer.subarray(0, n)))) break;

@@ -76,6 +76,25 @@ describe("streamPost over plain http", () => {
     }
   });
 
+  test("a body given as bytes is sent from them as it is (no fill), in pieces, exactly", async () => {
+    const bytes = pattern(5 * 1024 * 1024 + 17);
+    const seen: number[] = [];
+    const answer = await streamPost({
+      url: new URL(`http://127.0.0.1:${server.port}/`),
+      headers: {},
+      size: bytes.length,
+      bytes,
+      pieceSize: 1024 * 1024,
+      onProgress: (sent) => seen.push(sent),
+    });
+    expect(answer.sent).toBe(bytes.length);
+    expect(JSON.parse(answer.body)).toMatchObject({
+      length: bytes.length,
+      sha: new Bun.CryptoHasher("sha256").update(bytes).digest("hex"),
+    });
+    expect(seen).toEqual([1, 2, 3, 4, 5].map((n) => n * 1024 * 1024).concat(bytes.length));
+  });
+
   test("an early answer (the server did not read the body) is returned, not a network error", async () => {
     const answer = await streamPost({
       url: new URL(`http://127.0.0.1:${server.port}/early`),

@@ -8,7 +8,6 @@ import { journalOpened, resolveDriveTarget, type DriveTransfer } from "../chunks
 import type { Journal } from "../chunks/journal.ts";
 import type { ReadBack } from "../chunks/verify.ts";
 import type { WindowPolicy } from "../chunks/window.ts";
-import { BufferPool } from "../bytes.ts";
 import { ApiError, messageOf, OperationError } from "../errors.ts";
 import type { HttpClient } from "../http.ts";
 import { humanBytes } from "../size.ts";
@@ -17,7 +16,7 @@ import { CompressionPlan } from "./compression.ts";
 import { createDrive, destroyDrive, driveInfo, sizeOf, writePiece } from "./drives.ts";
 import { api1DriveSource } from "./drive-source.ts";
 import { probeLink } from "./probe.ts";
-import { WRITE_PIECE, writePieceOnSocket } from "./socket-write.ts";
+import { writePieceOnSocket } from "./socket-write.ts";
 import type { OwnSockets } from "../socket-pool.ts";
 
 /** Writes in flight at the start (the window grows from there on a far link): bench/RESULTS.md (enough to hide 100 ms per request, memory 8 x 4 MiB). */
@@ -87,7 +86,6 @@ export class Api1DriveDestination implements Destination {
   private wireBytes = 0;
   private readonly zeroBody = zeroBodies();
   /** The pieces the socket writes send their bodies through, one per write in flight. */
-  private readonly pieces = new BufferPool(WRITE_PIECE);
 
   constructor(private readonly options: Api1DriveOptions) {
     this.grid = evenGrid(options.source.size, options.chunk, options.offset);
@@ -161,12 +159,7 @@ export class Api1DriveDestination implements Destination {
     try {
       const { client, socketWrites } = this.options;
       if (socketWrites) {
-        const buffer = this.pieces.take();
-        try {
-          await writePieceOnSocket(client, socketWrites, this.drive, chunk.start, body, { gzipped, signal, buffer });
-        } finally {
-          this.pieces.give(buffer);
-        }
+        await writePieceOnSocket(client, socketWrites, this.drive, chunk.start, body, { gzipped, signal });
       } else {
         await writePiece(client, this.drive, chunk.start, body, { gzipped, signal });
       }

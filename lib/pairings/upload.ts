@@ -12,7 +12,6 @@ import type { Destination } from "../chunks/endpoints.ts";
 import { fixedWindow, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import { journalIdentity, openUploadInput, STDIN_RESUME_WARNING } from "../formats/open.ts";
 import { preconnect } from "../wire.ts";
-import { WRITE_PIECE } from "../api1/socket-write.ts";
 import { API1_WRITES_IN_FLIGHT, Api1DriveDestination } from "../api1/drive-destination.ts";
 import { Api2DirectDestination } from "../api2/direct-destination.ts";
 import { directClient } from "../connect.ts";
@@ -122,8 +121,10 @@ async function uploadToApi1(
   const offset = request.offset ?? 0;
   if (offset > image.size)
     throw new UsageError(`invalid --offset ${offset}: beyond the end of ${request.file} (${image.size} bytes)`);
-  // each write in flight holds its chunk and the piece its socket sends from (socket-write.ts)
-  const window = windowFor(API1_WRITES_IN_FLIGHT, request.chunk + WRITE_PIECE, request.concurrency);
+  // each write in flight holds its chunk, which its socket sends from (socket-write.ts); gzipped,
+  // its gzip too (--compress auto keeps 4 writes in flight then: Api1DriveDestination.lanes)
+  const perWrite = request.compress === "always" ? 2 * request.chunk : request.chunk;
+  const window = windowFor(API1_WRITES_IN_FLIGHT, perWrite, request.concurrency);
   const destination = new Api1DriveDestination({
     ...driveTransfer(ctx, request, image),
     client: connection.client,
