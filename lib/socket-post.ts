@@ -130,17 +130,6 @@ export interface PositionalReader {
   read(buffer: Uint8Array, length: number, position: number): Promise<void>;
 }
 
-/** A `fill` that copies the body from bytes in memory (a decoded chunk, sent again as it is on a retry). */
-export function memoryBody(data: Uint8Array): { fill: StreamPost["fill"]; failure: () => Error | undefined } {
-  return {
-    fill(buffer, offset, length) {
-      buffer.set(data.subarray(offset, offset + length));
-      return length;
-    },
-    failure: () => undefined,
-  };
-}
-
 /**
  * Send one POST with a streamed body of exactly `size` bytes and read the answer. An answer the
  * server gives early (401, 411, an error) is returned even if it cut the body short.

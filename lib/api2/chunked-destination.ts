@@ -18,7 +18,7 @@ import type { Journal } from "../chunks/journal.ts";
 import type { ReadBack } from "../chunks/verify.ts";
 import { deleteDrive2, getDrive, initUpload } from "./drives.ts";
 import { openApi2Drive } from "./drive-source.ts";
-import { fileBody, imageBody, memoryBody, streamPost, type StreamPostAnswer } from "../socket-post.ts";
+import { fileBody, imageBody, streamPost, type StreamPostAnswer } from "../socket-post.ts";
 import { preconnect } from "../wire.ts";
 import { waitForDrive } from "./wait.ts";
 import { Watchdog } from "../watchdog.ts";
@@ -291,8 +291,9 @@ export class Api2ChunkedDestination implements Destination {
       "content-length": String(length),
     });
     const watchdog = new Watchdog(connection.timeoutMs);
+    // a chunk the driver read is sent from its own bytes; else read as the socket takes it
     const body = chunk.bytes
-      ? memoryBody(chunk.bytes)
+      ? undefined
       : source.fd !== undefined
         ? fileBody(source.fd, this.options.shown, start)
         : imageBody(source, start);
@@ -305,6 +306,7 @@ export class Api2ChunkedDestination implements Destination {
         size: length,
         signal: AbortSignal.any([signal, watchdog.signal]),
         buffer,
+        bytes: chunk.bytes,
         // the run's connections (kept open between chunks) and proxy; a chunk may go to its link twice
         pool: connection.sockets,
         replayable: true,
@@ -315,11 +317,11 @@ export class Api2ChunkedDestination implements Destination {
                 buffer.fill(0, 0, want);
                 return want;
               }
-            : body.fill,
+            : body?.fill,
         onProgress: () => watchdog.touch(),
       });
     } catch (error) {
-      const readFailure = body.failure();
+      const readFailure = body?.failure();
       if (readFailure) throw readFailure;
       if (signal.aborted) throw error;
       throw watchdog.unanswered(error, "POST", url, "(upload link)");
@@ -327,7 +329,7 @@ export class Api2ChunkedDestination implements Destination {
       watchdog.stop();
       this.pieces.give(buffer);
     }
-    const readFailure = body.failure();
+    const readFailure = body?.failure();
     if (readFailure) throw readFailure;
     this.client.trace(`< ${answer.status} ${answer.statusText}`, Object.fromEntries(answer.headers));
     if (answer.status >= 200 && answer.status < 300) {

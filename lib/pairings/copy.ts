@@ -189,6 +189,9 @@ async function copyFrom(
   const { from, to } = request;
   const { read: drive, known, shown } = source;
   const opened = await openSource(ctx, from.connection, drive);
+  // a drive's chunks are read whole before they are sent, from the chunk itself: an API 1.0 read
+  // (over the run's sockets) holds it once, an API 2.0 ranged GET (through fetch) about twice
+  const heldPerChunk = (chunk: number) => (from.connection.config.api === 1 ? chunk : fetchedChunk(chunk));
   const current = async () => (await describeDrive({ connection: from.connection, drive })).size;
   const watched = sizeWatched(opened, shown, current);
   try {
@@ -204,8 +207,7 @@ async function copyFrom(
     let window: WindowPolicy;
     if (to.connection.config.api === 1) {
       const chunk = request.chunk ?? MAX_PIECE;
-      // a drive's chunks are read whole before they are written
-      window = windowFor(API1_WRITES_IN_FLIGHT, fetchedChunk(chunk), request.concurrency);
+      window = windowFor(API1_WRITES_IN_FLIGHT, heldPerChunk(chunk), request.concurrency);
       destination = new Api1DriveDestination({
         ...common,
         client: to.connection.client,
@@ -225,8 +227,7 @@ async function copyFrom(
       // chunks six at a time from an API 2.0 drive took 212 MiB: bench/RESULTS-speed.md)
       const chunk = request.chunk ?? DRIVE_TO_API2_CHUNK;
       const initial = Math.max(1, Math.round((API1_READS_IN_FLIGHT * MAX_PIECE) / chunk));
-      // a drive's chunks are read whole (through fetch) before they are sent
-      window = windowFor(initial, fetchedChunk(chunk), request.concurrency);
+      window = windowFor(initial, heldPerChunk(chunk), request.concurrency);
       destination = new Api2ChunkedDestination({
         ...common,
         connection: to.connection,
