@@ -8,17 +8,13 @@
 // Transfer-Encoding or Content-Encoding); a redirect, or a body in any other form, is left to the
 // caller to ask for again through fetch (`kind: "elsewhere"`), which handles them all.
 import {
-  abortError,
   abortWith,
-  checkHeaders,
-  closedUnderUs,
+  onWire,
   MAX_ANSWER,
-  openWire,
   parseAnswer,
   parseHead,
   release,
   requestHead,
-  wireFor,
   WireError,
   writeAll,
   type AnswerHead,
@@ -59,20 +55,9 @@ const MAX_HEAD = 64 * 1024;
  * Send one GET and read its answer (see SocketGetAnswer). A connection the server cut mid-body
  * rejects with the network's error, after onProgress told how much came.
  */
-export async function socketGet(options: SocketGet): Promise<SocketGetAnswer> {
-  if (options.signal?.aborted) throw abortError();
-  checkHeaders(options.headers);
-  const { wire, kept } = await wireFor(options.url, options);
-  try {
-    return await exchange(wire, options);
-  } catch (error) {
-    if (!kept || !closedUnderUs(wire, error, options.signal)) throw error;
-  }
-  // the server closed the kept connection as the GET went out: once more, on a new one
-  return await exchange(
-    await openWire(options.url, options.pool?.proxies.for(options.url), wire.key, options),
-    options,
-  );
+export function socketGet(options: SocketGet): Promise<SocketGetAnswer> {
+  // a GET may go twice
+  return onWire(options.url, options.headers, { ...options, replayable: true }, (wire) => exchange(wire, options));
 }
 
 /** One GET on `wire`; the connection goes back to the pool only when the answer was read whole. */

@@ -1,5 +1,5 @@
-// The connections a run keeps open between its streamed POSTs (lib/socket-post.ts), by where
-// they lead: on a long link each new connection costs its TCP and TLS handshakes (and a proxy's
+// The connections a run keeps open between its requests of its own (lib/wire.ts: the streamed POSTs,
+// the GETs into a buffer), by where they lead: on a long link each new connection costs its TCP and TLS handshakes (and a proxy's
 // CONNECT), so a chunked upload reuses them instead of opening one per chunk. A connection comes
 // back here only after an answer read whole; one found closed is dropped. The pool belongs to one
 // run (lib/connect.ts makes it, the script closes it): nothing here is shared between runs.

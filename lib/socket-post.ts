@@ -13,15 +13,11 @@ import { OperationError } from "./errors.ts";
 import { proxyError } from "./proxy.ts";
 import type { SocketPool } from "./socket-pool.ts";
 import {
-  abortError,
   abortWith,
-  checkHeaders,
-  closedUnderUs,
-  openWire,
+  onWire,
   parseAnswer,
   release,
   requestHead,
-  wireFor,
   WireError,
   writeAll,
   type ParsedAnswer,
@@ -134,18 +130,8 @@ export interface PositionalReader {
  * Send one POST with a streamed body of exactly `size` bytes and read the answer. An answer the
  * server gives early (401, 411, an error) is returned even if it cut the body short.
  */
-export async function streamPost(options: StreamPost): Promise<StreamPostAnswer> {
-  if (options.signal?.aborted) throw abortError();
-  checkHeaders(options.headers);
-  const { wire, kept } = await wireFor(options.url, options);
-  try {
-    return await exchange(wire, options);
-  } catch (error) {
-    if (!kept || !options.replayable || !closedUnderUs(wire, error, options.signal)) throw error;
-  }
-  // the server closed the kept connection as this POST went out: once more, on a new one
-  const fresh = await openWire(options.url, options.pool?.proxies.for(options.url), wire.key, options);
-  return await exchange(fresh, options);
+export function streamPost(options: StreamPost): Promise<StreamPostAnswer> {
+  return onWire(options.url, options.headers, options, (wire) => exchange(wire, options));
 }
 
 /** One POST on `wire`; the connection goes back to the pool only when the answer allows it. */

@@ -402,23 +402,31 @@ async function tunnel(wire: Wire, proxy: ProxyServer, host: string, port: number
 }
 
 /**
- * A connection for a request to `url`: one the pool kept (`kept` true: the server may have closed it
- * meanwhile), or a new one.
+ * Run one request (`exchange`) to `url` with `headers` on a connection the pool kept, or a new one.
+ * When it fails on a kept one before any byte of answer came (the server closed it as the request
+ * went out), and sending it twice does no harm (`replayable`), it runs once more on a new connection.
+ * Headers are checked before any connection is taken.
  */
-export async function wireFor(url: URL, options: WireOptions): Promise<{ wire: Wire; kept: boolean }> {
+export async function onWire<T>(
+  url: URL,
+  headers: Record<string, string>,
+  options: WireOptions & { replayable?: boolean },
+  exchange: (wire: Wire) => Promise<T>,
+): Promise<T> {
+  if (options.signal?.aborted) throw abortError();
+  checkHeaders(headers);
   const proxy = options.pool?.proxies.for(url);
   const key = wireKey(url, proxy, options.ca);
   const kept = options.pool?.take(key) as Wire | undefined;
-  if (kept) return { wire: kept, kept: true };
-  return { wire: await openWire(url, proxy, key, options), kept: false };
-}
-
-/**
- * A request that failed on a kept connection before any byte of answer came (the server closed it
- * as the request went out): worth sending once more on a new one, where sending it twice does no harm.
- */
-export function closedUnderUs(wire: Wire, error: unknown, signal: AbortSignal | undefined): boolean {
-  return wire.receivedBytes === 0 && error instanceof WireError && error.code !== undefined && !signal?.aborted;
+  if (!kept) return await exchange(await openWire(url, proxy, key, options));
+  try {
+    return await exchange(kept);
+  } catch (error) {
+    // a connection failure (it has a code), not a body that ended or a garbled answer
+    const unanswered = kept.receivedBytes === 0 && error instanceof WireError && error.code !== undefined;
+    if (!options.replayable || !unanswered || options.signal?.aborted) throw error;
+  }
+  return await exchange(await openWire(url, proxy, key, options));
 }
 
 /** A header that could end the head early or inject another: refused before anything is sent. */

@@ -2,6 +2,7 @@
 // length (drives.ts readFailure), several in flight; the driver retries a read that may pass. The
 // reads go over the run's own sockets when given them (socket-read.ts), else through fetch.
 import type { Source } from "../chunks/endpoints.ts";
+import { NEAR_LINK_MS } from "../chunks/window.ts";
 import type { HttpClient } from "../http.ts";
 import type { OwnSockets } from "../socket-pool.ts";
 import { GC_EVERY } from "../chunks/engine.ts";
@@ -14,14 +15,20 @@ import { SocketReads } from "./socket-read.ts";
  */
 export const API1_READS_IN_FLIGHT = 6;
 
+export interface Api1Drive extends Source {
+  /** Its reads go over the run's own sockets: each holds its chunk once (through fetch, about twice). */
+  readonly overSockets: boolean;
+}
+
 /** Drive `drive` of `size` bytes (its info's size) as a source; its reads over `sockets` when given. */
-export function api1DriveSource(client: HttpClient, drive: string, size: number, sockets?: OwnSockets): Source {
+export function api1DriveSource(client: HttpClient, drive: string, size: number, sockets?: OwnSockets): Api1Drive {
   const reads = sockets ? new SocketReads(client, sockets) : undefined;
-  const source: Source = {
+  const source: Api1Drive = {
     size,
     sequential: false,
     remote: true,
     maxRead: MAX_PIECE,
+    overSockets: reads !== undefined,
     // each answer's body comes in pieces the GC has to find (over the run's sockets as through
     // fetch: the runtime hands each piece it receives over in a buffer of its own)
     gcEvery: GC_EVERY,
@@ -35,7 +42,16 @@ export function api1DriveSource(client: HttpClient, drive: string, size: number,
   return source;
 }
 
-/** Drive `drive` as a source, its size from its info; its reads over `sockets` when given. */
-export async function openApi1Drive(client: HttpClient, drive: string, sockets?: OwnSockets): Promise<Source> {
-  return api1DriveSource(client, drive, sizeOf(await driveInfo(client, drive), drive), sockets);
+/**
+ * Drive `drive` as a source, its size from its info. Its reads go over `sockets` when the server is
+ * far (the info took NEAR_LINK_MS or more): there the bytes in flight are the speed, and a read over
+ * a socket holds half what one through fetch does. On a near link the process is the bottleneck, and
+ * reads through fetch cost it less system time and memory (the runtime receives a socket's bytes in
+ * larger buffers of its own: bench/RESULTS-speed.md).
+ */
+export async function openApi1Drive(client: HttpClient, drive: string, sockets?: OwnSockets): Promise<Api1Drive> {
+  const asked = performance.now();
+  const info = await driveInfo(client, drive);
+  const far = performance.now() - asked >= NEAR_LINK_MS;
+  return api1DriveSource(client, drive, sizeOf(info, drive), far ? sockets : undefined);
 }

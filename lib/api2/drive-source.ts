@@ -13,6 +13,7 @@ import { directClient, type Connection } from "../connect.ts";
 import { bodyReader, readBody, type BodyReader } from "../body.ts";
 import { GC_EVERY } from "../chunks/engine.ts";
 import type { Source } from "../chunks/endpoints.ts";
+import { NEAR_LINK_MS } from "../chunks/window.ts";
 import { ApiError, messageOf, OperationError } from "../errors.ts";
 import type { HttpClient, RequestOptions } from "../http.ts";
 import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
@@ -406,15 +407,6 @@ export type Api2RangedDrive = Source & {
   readonly oneStream: boolean;
   resumesAt(at: number, signal?: AbortSignal): Promise<boolean>;
 };
-
-/**
- * Below this many ms for the first API call (a new connection, most of it the runtime's first
- * request: well under this on loopback) the server is near (the same machine, a LAN): one stream
- * moves a drive as fast as the machine can write it, and cheaper than ranged GETs at once
- * (bench/RESULTS-speed.md); a far one (a round trip of 50 ms or more, its handshakes) takes ranged
- * GETs in parallel.
- */
-export const NEAR_LINK_MS = 50;
 
 /**
  * Drive `drive` as a source read in ranged GETs, several at once; or in one stream on a near link

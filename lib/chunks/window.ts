@@ -31,13 +31,24 @@ export const WINDOW_MEMORY = 48 * 1024 * 1024;
 export const MAX_WINDOW = 64;
 
 /**
- * What a request in flight holds when its chunk goes through fetch (an API 1.0 read or write, an
- * API 2.0 ranged GET): the chunk in the driver's buffer, and about as much again in the runtime
- * (the body it copies or gathers), as peak RSS per request in flight shows (bench/RESULTS-speed.md).
+ * What a request in flight holds when its chunk goes through fetch (an API 2.0 ranged GET): the
+ * chunk in the driver's buffer, and about as much again in the runtime (the body it copies or
+ * gathers), as peak RSS per request in flight shows (bench/RESULTS-speed.md). The API 1.0 reads and
+ * writes go over the run's own sockets and hold their chunk once.
  */
 export function fetchedChunk(chunk: number): number {
   return 2 * chunk;
 }
+
+/**
+ * Below this many ms for a transfer's first API call (a new connection, most of it the runtime's
+ * first request: well under this on loopback) the server is near (the same machine, a LAN): the
+ * process, not the link, is the bottleneck, so a download takes its cheapest way (an API 2.0 drive
+ * in one stream; API 1.0 reads through fetch); a far one (a round trip of 50 ms or more, its
+ * handshakes) takes the way that keeps the most in flight (ranged GETs; API 1.0 reads over the run's
+ * own sockets). Figures: bench/RESULTS-speed.md.
+ */
+export const NEAR_LINK_MS = 50;
 
 /** --concurrency N: N requests in flight, whatever the link shows. */
 export function fixedWindow(requests: number): WindowPolicy {

@@ -86,7 +86,11 @@ async function checkDestination(to: DriveCopy["to"], size: number, shown: string
   });
 }
 
-async function openSource(ctx: Context, connection: Connection, drive: string): Promise<Source> {
+async function openSource(
+  ctx: Context,
+  connection: Connection,
+  drive: string,
+): Promise<Source & { overSockets?: boolean }> {
   return connection.config.api === 1
     ? openApi1Drive(connection.client, drive, connection)
     : openApi2Drive(connection, drive, ctx.log);
@@ -189,9 +193,9 @@ async function copyFrom(
   const { from, to } = request;
   const { read: drive, known, shown } = source;
   const opened = await openSource(ctx, from.connection, drive);
-  // a drive's chunks are read whole before they are sent, from the chunk itself: an API 1.0 read
-  // (over the run's sockets) holds it once, an API 2.0 ranged GET (through fetch) about twice
-  const heldPerChunk = (chunk: number) => (from.connection.config.api === 1 ? chunk : fetchedChunk(chunk));
+  // a drive's chunks are read whole before they are sent, from the chunk itself: a read over the
+  // run's sockets (an API 1.0 drive far away) holds it once, one through fetch about twice
+  const heldPerChunk = (chunk: number) => (opened.overSockets ? chunk : fetchedChunk(chunk));
   const current = async () => (await describeDrive({ connection: from.connection, drive })).size;
   const watched = sizeWatched(opened, shown, current);
   try {

@@ -1,6 +1,6 @@
 // API 1.0 chunked download against the stub: exact bytes, sparse output, short answers, retries,
 // resume from FILE.part, never overwriting FILE without --force. Small chunks (-c 64k) keep it quick.
-import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -228,78 +228,105 @@ test("a one-letter secret does not mangle the error line (masking is where a sec
   }
 });
 
-/** Upload `bytes` as a new drive; its UUID. */
-async function driveOf(bytes: Uint8Array): Promise<string> {
+/** Upload `bytes` as a new drive of `on`; its UUID. */
+async function driveOf(bytes: Uint8Array, on: DriveStub = stub): Promise<string> {
   const source = join(dir, "disk.img");
   await Bun.write(source, bytes);
-  const up = await run(upload, [source, "-c", "64k"], { env: stub.env, cwd: dir });
+  const up = await run(upload, [source, "-c", "64k"], { env: on.env, cwd: dir });
   expect(up.status).toBe(0);
   return up.stdout.trim();
 }
 
-test("the reads go over a few kept connections of the run's own (one per read in flight), not one each; the file is the drive's bytes", async () => {
-  const bytes = imageBytes(40 * CHUNK + 1000, 91);
+/** The reads of `on` that came over the run's own sockets (fetch sends a User-Agent; they send none). */
+const overSockets = (on: DriveStub) =>
+  on.requests.filter((r) => r.method === "GET" && /\/read\//.test(r.path) && !r.headers["user-agent"]);
+
+test("a near server (loopback): the reads go through fetch, the cheaper way there", async () => {
+  const bytes = imageBytes(8 * CHUNK, 90);
   const drive = await driveOf(bytes);
-  const front = new Front(stub.port);
-  try {
-    const env = { ...stub.env, EHURI: `http://127.0.0.1:${front.port}/` };
-    const result = await run(download, [drive, "kept.img", "-c", "64k", "--concurrency", "3", "--verbose"], {
-      env,
-      cwd: dir,
-    });
-    expect(result.status).toBe(0);
-    expect(same(await fileBytes(join(dir, "kept.img")), bytes)).toBe(true);
-    expect(reads().length).toBe(41);
-    // the info's own connection (fetch's), and the reads' opened ahead and kept: a handful, not 41
-    expect(front.connections).toBeLessThanOrEqual(6);
-    // the reads are traced as any request, their credentials masked
-    expect(result.stderr).toMatch(
-      /> GET http:\/\/127\.0\.0\.1:\d+\/drives\/\S+\/read\/0\/65536\n {2}authorization: Basic \*\*\*\*/,
-    );
-    expect(result.stderr).not.toContain(Buffer.from(`${stub.user}:${stub.secret}`).toString("base64"));
-  } finally {
-    front.stop();
-  }
+  const result = await run(download, [drive, "near.img", "-c", "64k"], { env: stub.env, cwd: dir });
+  expect(result.status).toBe(0);
+  expect(same(await fileBytes(join(dir, "near.img")), bytes)).toBe(true);
+  expect(reads().length).toBe(8);
+  expect(overSockets(stub)).toEqual([]);
 });
 
-for (const [form, respond] of [
-  [
-    "chunked",
-    (body: Uint8Array) =>
-      new Response(
-        new ReadableStream({
-          pull(controller) {
-            controller.enqueue(body);
-            controller.close();
-          },
-        }),
-      ),
-  ],
-  [
-    "gzipped",
-    (body: Uint8Array) =>
-      new Response(Bun.gzipSync(new Uint8Array(body)), {
-        headers: { "content-encoding": "gzip", "content-type": "application/octet-stream" },
-      }),
-  ],
-] as const) {
-  test(`a server that answers reads ${form}: that read is asked again through fetch, and so are the rest; the file is the drive's bytes`, async () => {
-    const bytes = imageBytes(6 * CHUNK + 77, 92);
-    const drive = await driveOf(bytes);
-    stub.handlers.push((request, path) => {
-      const read = /^\/drives\/[^/]+\/read\/(\d+)\/(\d+)$/.exec(path);
-      if (request.method !== "GET" || !read) return undefined;
-      const [offset, size] = [Number(read[1]), Number(read[2])];
-      return respond(stub.readDrive(drive, offset, Math.min(size, bytes.length - offset)));
-    });
-    const result = await run(download, [drive, "form.img", "-c", "64k", "--concurrency", "1", "--verbose"], {
-      env: stub.env,
-      cwd: dir,
-    });
-    expect(result.status).toBe(0);
-    expect(same(await fileBytes(join(dir, "form.img")), bytes)).toBe(true);
-    // the first read twice (its socket answer left unread), then each once through fetch
-    expect(reads().length).toBe(7 + 1);
-    expect(result.stderr.match(/this read and the next ones go through fetch/g)?.length).toBe(1);
+describe("a far server (its first answer 60 ms away)", () => {
+  let far: DriveStub;
+  beforeAll(async () => {
+    far = await startStub({ rttMs: 60 });
   });
-}
+  afterAll(async () => {
+    await far.stop();
+  });
+  beforeEach(() => far.reset());
+
+  test("the reads go over a few kept connections of the run's own (one per read in flight), not one each; the file is the drive's bytes", async () => {
+    const bytes = imageBytes(20 * CHUNK + 1000, 91);
+    const drive = await driveOf(bytes, far);
+    const front = new Front(far.port);
+    try {
+      const env = { ...far.env, EHURI: `http://127.0.0.1:${front.port}/` };
+      const result = await run(download, [drive, "kept.img", "-c", "64k", "--concurrency", "3", "--verbose"], {
+        env,
+        cwd: dir,
+      });
+      expect(result.status).toBe(0);
+      expect(same(await fileBytes(join(dir, "kept.img")), bytes)).toBe(true);
+      expect(overSockets(far)).toHaveLength(21);
+      // the info's own connection (fetch's), and the reads' opened ahead and kept: a handful, not 21
+      expect(front.connections).toBeLessThanOrEqual(6);
+      // the reads are traced as any request, their credentials masked
+      expect(result.stderr).toMatch(
+        /> GET http:\/\/127\.0\.0\.1:\d+\/drives\/\S+\/read\/0\/65536\n {2}authorization: Basic \*\*\*\*/,
+      );
+      expect(result.stderr).not.toContain(Buffer.from(`${far.user}:${far.secret}`).toString("base64"));
+    } finally {
+      front.stop();
+    }
+  });
+
+  for (const [form, respond] of [
+    [
+      "chunked",
+      (body: Uint8Array) =>
+        new Response(
+          new ReadableStream({
+            pull(controller) {
+              controller.enqueue(body);
+              controller.close();
+            },
+          }),
+        ),
+    ],
+    [
+      "gzipped",
+      (body: Uint8Array) =>
+        new Response(Bun.gzipSync(new Uint8Array(body)), {
+          headers: { "content-encoding": "gzip", "content-type": "application/octet-stream" },
+        }),
+    ],
+  ] as const) {
+    test(`reads answered ${form}: that read is asked again through fetch, and so are the rest; the file is the drive's bytes`, async () => {
+      const bytes = imageBytes(6 * CHUNK + 77, 92);
+      const drive = await driveOf(bytes, far);
+      far.handlers.push((request, path) => {
+        const read = /^\/drives\/[^/]+\/read\/(\d+)\/(\d+)$/.exec(path);
+        if (request.method !== "GET" || !read) return undefined;
+        const [offset, size] = [Number(read[1]), Number(read[2])];
+        return respond(far.readDrive(drive, offset, Math.min(size, bytes.length - offset)));
+      });
+      const result = await run(download, [drive, "form.img", "-c", "64k", "--concurrency", "1", "--verbose"], {
+        env: far.env,
+        cwd: dir,
+      });
+      expect(result.status).toBe(0);
+      expect(same(await fileBytes(join(dir, "form.img")), bytes)).toBe(true);
+      // the first read twice (over a socket, its answer left unread; then through fetch), the rest through fetch
+      const all = far.requests.filter((r) => r.method === "GET" && /\/read\//.test(r.path));
+      expect(all).toHaveLength(7 + 1);
+      expect(overSockets(far).map((r) => r.path)).toEqual([all[0]?.path as string]);
+      expect(result.stderr.match(/this read and the next ones go through fetch/g)?.length).toBe(1);
+    });
+  }
+});

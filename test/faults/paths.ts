@@ -12,6 +12,7 @@ import { api2Error, elasticError } from "../../emulator/errors.ts";
 import { imageBytes } from "../images.ts";
 import type { RunResult } from "../helpers.ts";
 import type { Emulator, Hold } from "./support.ts";
+import { NEAR_LINK_MS } from "../../lib/chunks/window.ts";
 
 export const CHUNK = 64 * 1024;
 /** 40 chunks and a tail off the chunk grid: big enough to stop in the middle, small enough to be quick. */
@@ -20,6 +21,7 @@ export const SIZE = 40 * CHUNK + 1000;
 export type PathName =
   | "1.0 upload"
   | "1.0 download"
+  | "1.0 download, far"
   | "2.0 chunked upload"
   | "2.0 direct upload"
   | "2.0 download"
@@ -29,6 +31,7 @@ export type PathName =
 export const PATH_NAMES: readonly PathName[] = [
   "1.0 upload",
   "1.0 download",
+  "1.0 download, far",
   "2.0 chunked upload",
   "2.0 direct upload",
   "2.0 download",
@@ -143,6 +146,28 @@ export function transferPaths(emulator: Emulator): TransferPath[] {
       body: read1,
       env: () => stub.env,
       prepare: (dir, seed) => {
+        const transfer = drive(dir, seed);
+        transfer.argv.push("-c", "64k", "--concurrency", "2");
+        return transfer;
+      },
+      result: (transfer) => fileBytes(transfer),
+      chunksDone: () => offsets("GET", read1.path, 200),
+      hold: intercept(read1),
+      error: error1,
+    },
+    {
+      name: "1.0 download, far",
+      api: 1,
+      script: "download",
+      command: download,
+      chunked: true,
+      chunks: Math.ceil(SIZE / CHUNK),
+      data: read1,
+      body: read1,
+      env: () => stub.env,
+      prepare: (dir, seed) => {
+        // the drive's info answers late, as from a far server: the reads go over the run's own sockets
+        stub.fault({ method: "GET", path: /^\/drives\/[0-9a-f-]{36}\/info$/, action: { delayMs: NEAR_LINK_MS + 10 } });
         const transfer = drive(dir, seed);
         transfer.argv.push("-c", "64k", "--concurrency", "2");
         return transfer;
