@@ -19,8 +19,13 @@ import { probeLink } from "./probe.ts";
 import { writePieceOnSocket } from "./socket-write.ts";
 import type { OwnSockets } from "../socket-pool.ts";
 
-/** Writes in flight at the start (the window grows from there on a far link): bench/RESULTS.md (enough to hide 100 ms per request, memory 8 x 4 MiB). */
-export const API1_WRITES_IN_FLIGHT = 8;
+/**
+ * Writes in flight at the start: as many as WINDOW_MEMORY holds of 4 MiB chunks (a write holds its
+ * chunk once), which on a shaped link fill it in fewer waves than 8 growing to 12 did (WAN model:
+ * 3.54 s against 3.72 s; bench/RESULTS-speed.md) and on loopback cost nothing more (same time and
+ * peak RSS).
+ */
+export const API1_WRITES_IN_FLIGHT = 12;
 
 /** Writes in flight once `--compress auto` has chosen gzip (a slow link). */
 const GZIP_LANES = 4;

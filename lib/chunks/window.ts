@@ -50,6 +50,11 @@ export function fetchedChunk(chunk: number): number {
  */
 export const NEAR_LINK_MS = 50;
 
+/** `wanted` requests in flight at the start, or fewer where each holds `bytesPerRequest` and WINDOW_MEMORY allows fewer. */
+export function startWithin(wanted: number, bytesPerRequest: number): number {
+  return Math.max(1, Math.min(wanted, Math.floor(WINDOW_MEMORY / Math.max(1, bytesPerRequest))));
+}
+
 /** --concurrency N: N requests in flight, whatever the link shows. */
 export function fixedWindow(requests: number): WindowPolicy {
   const n = Math.max(1, Math.floor(requests));

@@ -17,7 +17,7 @@ import { runTransfer } from "../chunks/driver.ts";
 import type { Interrupt } from "../chunks/engine.ts";
 import type { Destination, Source } from "../chunks/endpoints.ts";
 import { journalPath } from "../chunks/journal.ts";
-import { fetchedChunk, windowFor, type WindowPolicy } from "../chunks/window.ts";
+import { fetchedChunk, startWithin, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import { MAX_PIECE } from "../api1/drives.ts";
 import { API1_READS_IN_FLIGHT, openApi1Drive } from "../api1/drive-source.ts";
 import { API1_WRITES_IN_FLIGHT, Api1DriveDestination, checkRoom } from "../api1/drive-destination.ts";
@@ -211,7 +211,8 @@ async function copyFrom(
     let window: WindowPolicy;
     if (to.connection.config.api === 1) {
       const chunk = request.chunk ?? MAX_PIECE;
-      window = windowFor(API1_WRITES_IN_FLIGHT, heldPerChunk(chunk), request.concurrency);
+      const held = heldPerChunk(chunk);
+      window = windowFor(startWithin(API1_WRITES_IN_FLIGHT, held), held, request.concurrency);
       destination = new Api1DriveDestination({
         ...common,
         client: to.connection.client,

@@ -5,7 +5,14 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Clocks, fixedWindow, TransferWindow, windowFor, type WindowPolicy } from "../../lib/chunks/window.ts";
+import {
+  type Clocks,
+  fixedWindow,
+  startWithin,
+  TransferWindow,
+  windowFor,
+  type WindowPolicy,
+} from "../../lib/chunks/window.ts";
 import download from "../../scripts/download.ts";
 import upload from "../../scripts/upload.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
@@ -132,6 +139,12 @@ describe("the policy", () => {
     expect(windowFor(4, 16 * 1024 * 1024, undefined, 48 * 1024 * 1024).max).toBe(4);
     expect(windowFor(4, 1024, undefined, 48 * 1024 * 1024).max).toBe(64);
     expect(windowFor(4, 1024, 2)).toEqual(fixedWindow(2));
+  });
+
+  test("a start within memory: what is wanted, or fewer where each request holds more", () => {
+    expect(startWithin(12, 4 * 1024 * 1024)).toBe(12);
+    expect(startWithin(12, 8 * 1024 * 1024)).toBe(6);
+    expect(startWithin(12, 64 * 1024 * 1024)).toBe(1);
   });
 });
 
