@@ -27,10 +27,13 @@ import { describeDrive } from "./access.ts";
 import { fromSnapshot } from "./consistent.ts";
 
 /**
- * API 2.0 ranged GETs in flight at the start on a far link, as the 1.0 download's reads: the window
- * grows from there while the link carries more (bench/RESULTS-speed.md).
+ * API 2.0 ranged GETs in flight at the start (a far link; a near one reads in one stream): 8 of 4
+ * MiB, a little over what WINDOW_MEMORY holds through fetch (6), as the window's start may be. On the
+ * WAN model 6 fill the link but in more waves, each starting with a round trip in which nothing
+ * moves: 3.84 s against 3.69 s for 96 MiB, at 88 against 104 MiB peak RSS (12: 3.70 s, 130 MiB;
+ * bench/RESULTS-speed.md).
  */
-export const API2_READS_IN_FLIGHT = 6;
+export const API2_READS_IN_FLIGHT = 8;
 
 /**
  * Bytes per chunk (without -c) of a raw API 2.0 download read in one stream: each piece read from the
