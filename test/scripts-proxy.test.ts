@@ -123,6 +123,10 @@ describe("spawned scripts through a CONNECT proxy, to a name only the proxy reso
     expect(down.status).toBe(0);
     expect(copyHolds("copy.img", image.bytes)).toBe(true);
     expectTunnelled();
+    // through a proxy the reads go over the run's own tunnels (fetch's would carry a User-Agent)
+    const reads = emulator.stub.requests.filter((r) => r.method === "GET" && /\/read\//.test(r.path));
+    expect(reads.length).toBeGreaterThan(0);
+    expect(reads.filter((r) => r.headers["user-agent"])).toEqual([]);
   });
 
   test("2.0 chunked upload: 40 chunks over a few kept connections (far fewer than chunks)", async () => {
