@@ -43,7 +43,8 @@ export class SocketReads {
     const url = client.url(path);
     const headers = client.authorizationFor(url);
     const proxy = own.sockets.proxies.for(url);
-    client.trace(`> GET ${url.href}${proxy ? ` (through the proxy ${proxy.shown})` : ""}`, headers);
+    // reads go one way or the other (drive-source.ts): --verbose says which
+    client.trace(`> GET ${url.href} (own connection${proxy ? `, through the proxy ${proxy.shown}` : ""})`, headers);
     const watchdog = new Watchdog(own.timeoutMs);
     let got = 0;
     let bodyStatus: number | undefined;

@@ -278,7 +278,7 @@ describe("a far server (its first answer 60 ms away)", () => {
       expect(front.connections).toBeLessThanOrEqual(6);
       // the reads are traced as any request, their credentials masked
       expect(result.stderr).toMatch(
-        /> GET http:\/\/127\.0\.0\.1:\d+\/drives\/\S+\/read\/0\/65536\n {2}authorization: Basic \*\*\*\*/,
+        /> GET http:\/\/127\.0\.0\.1:\d+\/drives\/\S+\/read\/0\/65536 \(own connection\)\n {2}authorization: Basic \*\*\*\*/,
       );
       expect(result.stderr).not.toContain(Buffer.from(`${far.user}:${far.secret}`).toString("base64"));
     } finally {

@@ -73,6 +73,30 @@ test("API 1.0: upload in chunks, download, the same bytes", async () => {
   expect(await downloadSha(drive, "copy-1.img", 1)).toBe(imageSha);
 });
 
+test("API 1.0 from a far server (60 ms a round trip): the reads over drivekit's own TLS connections, the same bytes", async () => {
+  const far = await startEmulator(["--tls", "--quiet", "--rtt", "60"]);
+  try {
+    const { EHURI, EHAUTH, NODE_EXTRA_CA_CERTS } = far.env;
+    const env = {
+      EHURI: EHURI as string,
+      EHAUTH: EHAUTH as string,
+      NODE_EXTRA_CA_CERTS: NODE_EXTRA_CA_CERTS as string,
+    };
+    const up = await spawnScript("upload", ["--quiet", "-c", "1M", image], { env, cwd: work });
+    expect(up.status).toBe(0);
+    const down = await spawnScript("download", ["--verbose", "-c", "1M", up.stdout.trim(), "far-1.img"], {
+      env,
+      cwd: work,
+    });
+    expect(down.status).toBe(0);
+    expect(sha(await Bun.file(join(work, "far-1.img")).bytes())).toBe(imageSha);
+    // every read (of 6) went over drivekit's own connections
+    expect(down.stderr.match(/> GET https:\/\/\S+\/read\/\S+ \(own connection\)/g)).toHaveLength(6);
+  } finally {
+    await far.stop();
+  }
+});
+
 test("API 2.0: chunked upload through one-time links, download from the second origin, the same bytes", async () => {
   const drive = await script("upload", ["--quiet", image, "-n", "tls 2.0", "-c", "1M"], 2);
   expect(drive).toMatch(UUID_LINE);
