@@ -54,7 +54,11 @@ export function api1DriveSource(client: HttpClient, drive: string, size: number,
 export async function openApi1Drive(client: HttpClient, drive: string, sockets?: OwnSockets): Promise<Api1Drive> {
   const asked = performance.now();
   const info = await driveInfo(client, drive);
-  const far = performance.now() - asked >= NEAR_LINK_MS;
-  const viaSockets = far || client.proxied(`drives/${drive}/read/0/0`);
+  const viaSockets = readsOverSockets(performance.now() - asked, client.proxied(`drives/${drive}/read/0/0`));
   return api1DriveSource(client, drive, sizeOf(info, drive), viaSockets ? sockets : undefined);
+}
+
+/** The rule above: a drive whose info took `infoMs` (through a proxy or not) is read over the run's sockets. */
+export function readsOverSockets(infoMs: number, proxied: boolean): boolean {
+  return infoMs >= NEAR_LINK_MS || proxied;
 }

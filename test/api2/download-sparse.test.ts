@@ -69,7 +69,8 @@ beforeAll(() => {
 
 describe("sparse output", () => {
   for (const [how, flags] of [
-    ["in one stream", []],
+    // one stream as on a near link, by flag: a loaded machine may take the emulator for a far server
+    ["in one stream", ["--concurrency", "1"]],
     ["in ranged GETs", ["--concurrency", "3", "-c", "1M"]],
   ] as const)
     test(`a mostly-zero drive round trips byte-identical, ${how}, its zero blocks left as holes`, async () => {
@@ -197,9 +198,12 @@ describe("resume", () => {
 
     api2.originHook = undefined;
     api2.originRequests.length = 0;
-    const second = await run(download, [drive, "cut.raw", "-c", "1M"], { env: api2.env, cwd: out });
+    const second = await run(download, [drive, "cut.raw", "-c", "1M", "--concurrency", "1"], {
+      env: api2.env,
+      cwd: out,
+    });
     expect(second.status).toBe(0);
-    // the rest (in one stream: the server is near) from where the kept chunks end
+    // the rest (in one stream, as from a near server) from where the kept chunks end
     expect(api2.originRequests.map((r) => [r.headers.range, r.status])).toEqual([[`bytes=${cut}-`, 206]]);
     const path = join(out, "cut.raw");
     expect(same(path, CONTENT)).toBe(true);
