@@ -114,6 +114,27 @@ export function transferPaths(emulator: Emulator): TransferPath[] {
   const download2 = { method: "GET", path: /^\/api\/2\.0\/drives\/[0-9a-f-]{36}\/download\/$/ };
   const origin2 = { method: "GET", path: /^\/download\// };
 
+  const download1: TransferPath = {
+    name: "1.0 download",
+    api: 1,
+    script: "download",
+    command: download,
+    chunked: true,
+    chunks: Math.ceil(SIZE / CHUNK),
+    data: read1,
+    body: read1,
+    env: () => stub.env,
+    prepare: (dir, seed) => {
+      const transfer = drive(dir, seed);
+      transfer.argv.push("-c", "64k", "--concurrency", "2");
+      return transfer;
+    },
+    result: (transfer) => fileBytes(transfer),
+    chunksDone: () => offsets("GET", read1.path, 200),
+    hold: intercept(read1),
+    error: error1,
+  };
+
   return [
     {
       name: "1.0 upload",
@@ -135,47 +156,15 @@ export function transferPaths(emulator: Emulator): TransferPath[] {
       hold: intercept(write1),
       error: error1,
     },
+    download1,
     {
-      name: "1.0 download",
-      api: 1,
-      script: "download",
-      command: download,
-      chunked: true,
-      chunks: Math.ceil(SIZE / CHUNK),
-      data: read1,
-      body: read1,
-      env: () => stub.env,
-      prepare: (dir, seed) => {
-        const transfer = drive(dir, seed);
-        transfer.argv.push("-c", "64k", "--concurrency", "2");
-        return transfer;
-      },
-      result: (transfer) => fileBytes(transfer),
-      chunksDone: () => offsets("GET", read1.path, 200),
-      hold: intercept(read1),
-      error: error1,
-    },
-    {
+      ...download1,
       name: "1.0 download, far",
-      api: 1,
-      script: "download",
-      command: download,
-      chunked: true,
-      chunks: Math.ceil(SIZE / CHUNK),
-      data: read1,
-      body: read1,
-      env: () => stub.env,
       prepare: (dir, seed) => {
         // the drive's info answers late, as from a far server: the reads go over the run's own sockets
         stub.fault({ method: "GET", path: /^\/drives\/[0-9a-f-]{36}\/info$/, action: { delayMs: NEAR_LINK_MS + 10 } });
-        const transfer = drive(dir, seed);
-        transfer.argv.push("-c", "64k", "--concurrency", "2");
-        return transfer;
+        return download1.prepare(dir, seed);
       },
-      result: (transfer) => fileBytes(transfer),
-      chunksDone: () => offsets("GET", read1.path, 200),
-      hold: intercept(read1),
-      error: error1,
     },
     {
       name: "2.0 chunked upload",
