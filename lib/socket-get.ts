@@ -1,8 +1,9 @@
 // One GET over a connection of the run's own (lib/wire.ts) whose body goes straight into the
 // caller's buffer as the socket delivers it. Through fetch a body comes in buffers of the runtime's
 // own, held until read and then left to the GC: a read in flight held its chunk about twice
-// (bench/RESULTS.md, "Figures the code relies on": fetchedChunk), and the transfer collected every
-// 16 MiB for the garbage. Here it holds its chunk once, and leaves none.
+// (bench/RESULTS.md, "Figures the code relies on": fetchedChunk). Here it holds its chunk once. The
+// runtime still hands each piece it receives over in a buffer of its own, garbage the GC has to find
+// (bench/RESULTS-speed.md, the runs by hand).
 //
 // Only a plain body of a stated length is read this way (a 2xx with Content-Length, no
 // Transfer-Encoding or Content-Encoding); a redirect, or a body in any other form, is left to the
@@ -57,7 +58,9 @@ const MAX_HEAD = 64 * 1024;
  */
 export function socketGet(options: SocketGet): Promise<SocketGetAnswer> {
   // a GET may go twice
-  return onWire(options.url, options.headers, { ...options, replayable: true }, (wire) => exchange(wire, options));
+  return onWire(options.url, options.headers, { ...options, replayable: true, method: "GET" }, (wire) =>
+    exchange(wire, options),
+  );
 }
 
 /** One GET on `wire`; the connection goes back to the pool only when the answer was read whole. */

@@ -306,6 +306,8 @@ export interface WireOptions {
   ca?: string;
   /** Without it: a direct connection of its own, closed after. */
   pool?: SocketPool;
+  /** The request's method, to name it when the proxy cannot be reached (default POST). */
+  method?: string;
 }
 
 /** Where a connection leads, as the pool files it: the proxy, the server, the trusted CA. */
@@ -345,7 +347,8 @@ export async function openWire(
       const failure = new WireError(messageOf(error), (error as { code?: string }).code);
       if (!proxy) throw failure;
       const unreachable = describeNetworkError(failure, new URL(proxyUrl(proxy)));
-      throw proxyError(proxy, { unreachable }, { method: https ? "CONNECT" : "POST", path: url.host, cause: failure });
+      const method = https ? "CONNECT" : (options.method ?? "POST");
+      throw proxyError(proxy, { unreachable }, { method, path: url.host, cause: failure });
     }
     options.pool?.noteOpened();
     if (options.signal?.aborted) throw abortError();

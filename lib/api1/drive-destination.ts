@@ -41,7 +41,7 @@ const NEAR_LINK_MS = 20;
 
 export interface Api1DriveOptions extends DriveTransfer {
   client: HttpClient;
-  /** The writes (and --verify's reads) go through the run's sockets (socket-write.ts: a write holds its chunk once); else through fetch. */
+  /** The writes go through the run's sockets (socket-write.ts: a write holds its chunk once); else through fetch. */
   socketWrites?: OwnSockets;
   /** Reading the source is work of its own (qcow2, gzip, zstd): fewer writes in flight on a near link. */
   decoded: boolean;
@@ -90,7 +90,6 @@ export class Api1DriveDestination implements Destination {
   private opened?: Opened;
   private wireBytes = 0;
   private readonly zeroBody = zeroBodies();
-  /** The pieces the socket writes send their bodies through, one per write in flight. */
 
   constructor(private readonly options: Api1DriveOptions) {
     this.grid = evenGrid(options.source.size, options.chunk, options.offset);
@@ -257,7 +256,7 @@ export class Api1DriveDestination implements Destination {
   /** The drive, to be read back by --verify. */
   async readBack(): Promise<ReadBack> {
     return {
-      source: api1DriveSource(this.options.client, this.drive, this.driveSize, this.options.socketWrites),
+      source: api1DriveSource(this.options.client, this.drive, this.driveSize),
       shown: `drive ${this.drive}`,
       against: this.options.shown,
       zerosPast: false,

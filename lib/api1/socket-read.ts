@@ -1,11 +1,11 @@
 // One API 1.0 read (`GET drives/UUID/read/OFFSET/SIZE`) through a socket of the run's pool rather
 // than fetch, its body going straight into the chunk's buffer (lib/socket-get.ts): a read in flight
 // holds its chunk once, not twice, so the window keeps twice as many in the same memory (on a far
-// link the bytes in flight per round trip are the speed), and no garbage is left to collect. The
-// same request otherwise: Basic auth to the API's origin only, the run's proxy settings, --timeout
-// as the time without progress, the same errors as a read through fetch (drives.ts readFailure). An
-// answer it does not read itself (a redirect, a compressed or chunked body) is asked for again
-// through fetch (drives.ts readInto), and so is every later read of the run.
+// link the bytes in flight per round trip are the speed). The same request otherwise: Basic auth to
+// the API's origin only, the run's proxy settings, --timeout as the time without progress, the same
+// errors as a read through fetch (drives.ts readFailure). An answer it does not read itself (a
+// redirect, a compressed or chunked body) is asked for again through fetch (drives.ts readInto), and
+// so is every later read of the run.
 import { ApiError } from "../errors.ts";
 import { answerError, type HttpClient } from "../http.ts";
 import { proxyError } from "../proxy.ts";
