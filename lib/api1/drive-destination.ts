@@ -21,9 +21,8 @@ import type { OwnSockets } from "../socket-pool.ts";
 
 /**
  * Writes in flight at the start: as many as WINDOW_MEMORY holds of 4 MiB chunks (a write holds its
- * chunk once), which on a shaped link fill it in fewer waves than 8 growing to 12 did (WAN model:
- * 3.54 s against 3.72 s; bench/RESULTS-speed.md) and on loopback cost nothing more (same time and
- * peak RSS).
+ * chunk once), which fill a shaped link in fewer waves than a smaller start growing to them, and on
+ * loopback cost nothing more (bench/RESULTS-speed.md, "Figures the code relies on").
  */
 export const API1_WRITES_IN_FLIGHT = 12;
 

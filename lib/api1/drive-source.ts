@@ -46,10 +46,9 @@ export function api1DriveSource(client: HttpClient, drive: string, size: number,
  * Drive `drive` as a source, its size from its info. Its reads go over `sockets` when the server is
  * far (the info took NEAR_LINK_MS or more): there the bytes in flight are the speed, and a read over
  * a socket holds half what one through fetch does. Through a proxy too: fetch's reads through a
- * tunnel held more (256 MiB through bench/proxy.ts: 143-159 MiB peak RSS, over sockets 116-140).
- * On a near link without a proxy the process is the bottleneck, and reads through fetch cost it less
- * system time and memory (the runtime receives a socket's bytes in larger buffers of its own).
- * Figures: bench/RESULTS-speed.md.
+ * tunnel held more memory. On a near link without a proxy the process is the bottleneck, and reads
+ * through fetch cost it less system time and memory (the runtime receives a socket's bytes in larger
+ * buffers of its own). Figures: bench/RESULTS-speed.md, "Figures the code relies on".
  */
 export async function openApi1Drive(client: HttpClient, drive: string, sockets?: OwnSockets): Promise<Api1Drive> {
   const asked = performance.now();

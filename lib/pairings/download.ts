@@ -27,11 +27,10 @@ import { describeDrive } from "./access.ts";
 import { fromSnapshot } from "./consistent.ts";
 
 /**
- * API 2.0 ranged GETs in flight at the start (a far link; a near one reads in one stream): 8 of 4
- * MiB, a little over what WINDOW_MEMORY holds through fetch (6), as the window's start may be. On the
- * WAN model 6 fill the link but in more waves, each starting with a round trip in which nothing
- * moves: 3.84 s against 3.69 s for 96 MiB, at 88 against 104 MiB peak RSS (12: 3.70 s, 130 MiB;
- * bench/RESULTS-speed.md).
+ * API 2.0 ranged GETs in flight at the start (a far link; a near one reads in one stream): a little
+ * over what WINDOW_MEMORY holds of 4 MiB chunks through fetch, as the window's start may be. Fewer
+ * fill a shaped link too, but in more waves, each starting with a round trip in which nothing moves
+ * (bench/RESULTS-speed.md, "Figures the code relies on").
  */
 export const API2_READS_IN_FLIGHT = 8;
 
@@ -53,7 +52,8 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
   // before anything is sent: an existing FILE is only replaced on request
   if (named !== undefined) await checkOutputPath(resolve(ctx.cwd, named), force);
   // the reads in flight get their connections while the API gives the drive's size (as many: the
-  // size's own may not be free again when they go); API 1.0 reads go over the run's own sockets
+  // size's own may not be free again when they go); API 1.0 reads from a far server go over the
+  // run's own sockets (a near one's through fetch open their connections at no cost)
   if (api === 1)
     preconnect(connection.client.url("drives/"), connection.sockets, request.concurrency ?? API1_READS_IN_FLIGHT);
   else directClient(connection).preconnect(request.concurrency ?? API2_READS_IN_FLIGHT);
