@@ -258,12 +258,35 @@ describe("spawned scripts through a CONNECT proxy, to a name only the proxy reso
       expect(again.status).toBe(0);
       expect(driveHolds(again, image.bytes)).toBe(true);
       expect(again.stderr).toContain(`(through the proxy http://127.0.0.1:${guarded.port})`);
+      // an API 1.0 drive read back over the run's own tunnels, traced with the proxy's name only
+      const up1 = await spawnScript("upload", ["--api", "1", image.path, "-c", "64k"], { env, cwd: dir });
+      expect(up1.status).toBe(0);
+      const down1 = await spawnScript(
+        "download",
+        ["--api", "1", up1.stdout.trim(), "guarded.img", "-c", "64k", "--verbose"],
+        {
+          env,
+          cwd: dir,
+        },
+      );
+      expect(down1.status).toBe(0);
+      expect(copyHolds("guarded.img", image.bytes)).toBe(true);
+      expect(down1.stderr).toContain(`(own connection, through the proxy http://127.0.0.1:${guarded.port})`);
       const wrong = await spawnScript("list", ["--api", "2", "--verbose"], {
         env: remoteEnv({ HTTPS_PROXY: guarded.url(`${PROXY_USER}:not-${PROXY_PASSWORD}`) }),
       });
       expect(wrong.status).toBe(1);
       expect(errorLines(wrong).errors[0]).toContain("answered 407");
-      for (const text of [stopped.stdout, stopped.stderr, again.stdout, again.stderr, wrong.stderr, ...journals]) {
+      for (const text of [
+        stopped.stdout,
+        stopped.stderr,
+        again.stdout,
+        again.stderr,
+        down1.stdout,
+        down1.stderr,
+        wrong.stderr,
+        ...journals,
+      ]) {
         expect(text).not.toContain(PROXY_PASSWORD);
         expect(text).not.toContain(basic);
       }
