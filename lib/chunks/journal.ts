@@ -27,13 +27,45 @@ export function journalPath(dir: string, identity: string, kind = "journal"): st
   return join(dir, `.drivekit-${kind}-${hash}`);
 }
 
-export class Journal {
+/**
+ * A record file lines are appended to, each written synchronously so that a crash right after
+ * cannot lose it; opened (0600, for appending) at the first line or by open(). The resume journals
+ * and a fleet's record of finished drives are kept this way.
+ */
+export class AppendLog {
   private fd: number | undefined;
+  constructor(readonly path: string) {}
+
+  open(): void {
+    this.fd ??= openSync(this.path, "a", 0o600);
+  }
+
+  append(line: string): void {
+    this.open();
+    writeSync(this.fd as number, `${line}\n`);
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  /** The record has no more use. */
+  remove(): void {
+    this.close();
+    rmSync(this.path, { force: true });
+  }
+}
+
+export class Journal {
+  private readonly log: AppendLog;
   private constructor(
     readonly path: string,
     readonly header: JournalHeader,
     readonly done: Set<number>,
-  ) {}
+  ) {
+    this.log = new AppendLog(path);
+  }
 
   /** The journal at `path`, or undefined when there is none or it cannot be read. */
   static load(path: string): Journal | undefined {
@@ -89,18 +121,15 @@ export class Journal {
   markDone(index: number): void {
     if (this.done.has(index)) return;
     this.done.add(index);
-    this.fd ??= openSync(this.path, "a", 0o600);
-    writeSync(this.fd, `${index}\n`);
+    this.log.append(String(index));
   }
 
   close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
+    this.log.close();
   }
 
   /** The transfer is complete: the journal has no more use. */
   remove(): void {
-    this.close();
-    rmSync(this.path, { force: true });
+    this.log.remove();
   }
 }

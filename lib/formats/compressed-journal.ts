@@ -3,20 +3,11 @@
 // its size, format, piece size), then one line per durable point, "DRIVE_BYTES PART_LENGTH". A
 // rerun cuts the .part back to the last point and reads the drive on from there. A torn last line
 // (a crash mid-write) is ignored; a raw download's journal never matches (another kind).
-import {
-  closeSync,
-  ftruncateSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { messageOf, OperationError } from "../errors.ts";
 import type { CompressedFormat } from "./output-format.ts";
 import type { ResumePoint } from "./compressed-output.ts";
+import { AppendLog } from "../chunks/journal.ts";
 
 /** What a compressed .part holds: which drive, into which output, how. */
 export interface CompressedDownload {
@@ -96,8 +87,10 @@ export function resumePointOf(
 }
 
 export class CompressedJournal {
-  private fd: number | undefined;
-  private constructor(readonly path: string) {}
+  private readonly log: AppendLog;
+  private constructor(readonly path: string) {
+    this.log = new AppendLog(path);
+  }
 
   /**
    * Open FILE.part for this run: cut back to `point` (a resume) or emptied, and a new journal
@@ -135,18 +128,15 @@ export class CompressedJournal {
 
   /** A durable point; synchronous, so that a crash right after cannot lose it. */
   record(point: ResumePoint): void {
-    this.fd ??= openSync(this.path, "a", 0o600);
-    writeSync(this.fd, `${point.driveBytes} ${point.partLength}\n`);
+    this.log.append(`${point.driveBytes} ${point.partLength}`);
   }
 
   close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
+    this.log.close();
   }
 
   /** The download is complete: the journal has no more use. */
   remove(): void {
-    this.close();
-    rmSync(this.path, { force: true });
+    this.log.remove();
   }
 }

@@ -5,12 +5,13 @@
 // recorded in this folder (`.drivekit-fleet-HASH`, one line per drive, appended as each ends), so a
 // rerun skips it and goes on with the rest, each unfinished transfer resuming from its own journal.
 // The record is removed once every drive of the run is done.
-import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Context } from "../context.ts";
 import { InterruptedError, messageOf, OperationError, UsageError } from "../errors.ts";
 import { isUuid } from "../uuid.ts";
 import { abortOnInterrupt, type Interrupt } from "../chunks/engine.ts";
+import { AppendLog } from "../chunks/journal.ts";
 import { journalPath } from "../chunks/journal.ts";
 import { RunLock } from "../chunks/lock.ts";
 
@@ -157,7 +158,8 @@ interface Finished {
 /** The record of what finished, one JSON line per drive appended as it ends (a torn last line is ignored). */
 class FleetRecord {
   readonly done = new Map<string, Finished>();
-  private fd?: number;
+  /** Open from start(): before it, what finishes is known in memory only. */
+  private log?: AppendLog;
 
   constructor(readonly path: string) {
     if (!existsSync(path)) return;
@@ -174,17 +176,17 @@ class FleetRecord {
   }
 
   start(): void {
-    this.fd = openSync(this.path, "a", 0o600);
+    this.log = new AppendLog(this.path);
+    this.log.open();
   }
 
   add(entry: Finished): void {
     this.done.set(entry.source, entry);
-    if (this.fd !== undefined) writeSync(this.fd, `${JSON.stringify(entry)}\n`);
+    this.log?.append(JSON.stringify(entry));
   }
 
   close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
+    this.log?.close();
   }
 
   remove(): void {
