@@ -297,7 +297,8 @@ export class Api2ChunkedDestination implements Destination {
       : source.fd !== undefined
         ? fileBody(source.fd, this.options.shown, start)
         : imageBody(source, start);
-    const buffer = this.pieces.take();
+    // a piece buffer only where the body is read into one
+    const buffer = chunk.bytes ? undefined : this.pieces.take();
     let answer: StreamPostAnswer;
     try {
       answer = await streamPost({
@@ -327,7 +328,7 @@ export class Api2ChunkedDestination implements Destination {
       throw watchdog.unanswered(error, "POST", url, "(upload link)");
     } finally {
       watchdog.stop();
-      this.pieces.give(buffer);
+      if (buffer) this.pieces.give(buffer);
     }
     const readFailure = body?.failure();
     if (readFailure) throw readFailure;
