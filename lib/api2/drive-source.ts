@@ -18,6 +18,7 @@ import { ApiError, messageOf, OperationError } from "../errors.ts";
 import type { HttpClient, RequestOptions } from "../http.ts";
 import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { DownloadLinks } from "./download-links.ts";
+import { EarlyGets, EndWatch } from "./early-gets.ts";
 import { getDrive } from "./drives.ts";
 import { NO_TOTAL_LIMIT, Watchdog } from "../watchdog.ts";
 
@@ -55,6 +56,11 @@ export function bodyFailure(error: unknown, watchdog: Watchdog): unknown {
     path: "download",
     cause: translated,
   });
+}
+
+/** The Range header for `length` bytes from `position`. */
+function rangeOf(position: number, length: number): string {
+  return `bytes=${position}-${position + length - 1}`;
 }
 
 /** The API path a drive is downloaded from (the direct host's; it may redirect). */
@@ -293,6 +299,10 @@ class RangedDrive implements Source {
   /** Ranged reads under way, and the end of the furthest one asked for (what is left to ask for). */
   private inFlight = 0;
   private furthest = 0;
+  /** GETs asked a round trip before their reads (early-gets.ts). */
+  private readonly early = new EarlyGets();
+  /** The shortest time a ranged GET's answer took to come, in ms: the link's round trip. */
+  private roundTrip = Number.POSITIVE_INFINITY;
 
   constructor(
     private readonly download: DriveDownload,
@@ -326,19 +336,8 @@ class RangedDrive implements Source {
   }
 
   private async rangedGet(bytes: Uint8Array, position: number, signal?: AbortSignal): Promise<void> {
-    const watchdog = new Watchdog(this.download.timeoutMs);
     const last = position + bytes.length - 1;
-    this.furthest = Math.max(this.furthest, last + 1);
-    // the reads still to come, if each is as long as this one
-    const left = Math.ceil((this.size - this.furthest) / bytes.length);
-    const at = this.links?.take(this.inFlight, left);
-    let response: Response;
-    try {
-      response = await this.download.request(`bytes=${position}-${last}`, watchdog, signal, at);
-    } catch (error) {
-      watchdog.stop();
-      throw watchdog.translate(error, "GET", this.download.client.url(this.download.path).pathname);
-    }
+    const { response, watchdog } = await this.answer(position, bytes.length, signal);
     const range = response.status === 206 ? parseContentRange(response.headers.get("content-range")) : undefined;
     if (!range || range.start !== position || range.end !== last)
       return this.rangeIgnored(response, watchdog, bytes, position, signal);
@@ -347,7 +346,11 @@ class RangedDrive implements Source {
       const announced = contentLength(response);
       if (announced !== undefined && announced !== bytes.length)
         await this.download.refuse(response, `answered bytes ${position}-${last} with ${announced} bytes`);
-      const { got, more } = await readBody(response, bytes, () => watchdog.touch());
+      const end = new EndWatch(bytes.length);
+      const { got, more } = await readBody(response, bytes, (got) => {
+        watchdog.touch();
+        if (end.endsWithin(got, performance.now(), this.roundTrip)) this.askEarly(bytes.length, signal);
+      });
       if (more)
         await this.download.refuse(response, `sent more than the ${bytes.length} bytes asked at byte ${position}`);
       if (got !== bytes.length) throw this.download.cut(position + got);
@@ -356,6 +359,72 @@ class RangedDrive implements Source {
     } finally {
       watchdog.stop();
     }
+  }
+
+  /**
+   * The answer for `length` bytes from `position`: the GET asked early for them if there is one (a
+   * fresh GET should it have failed), else a new one. Its watchdog bounds the time without progress.
+   */
+  private async answer(
+    position: number,
+    length: number,
+    signal?: AbortSignal,
+  ): Promise<{ response: Response; watchdog: Watchdog }> {
+    const early = this.early.take(position, length);
+    if (early) {
+      const stop = () => early.controller.abort();
+      signal?.addEventListener("abort", stop, { once: true });
+      try {
+        return { response: await early.response, watchdog: early.watchdog };
+      } catch {
+        early.watchdog.stop();
+        if (signal?.aborted) throw signal.reason;
+      } finally {
+        signal?.removeEventListener("abort", stop);
+      }
+    }
+    const watchdog = new Watchdog(this.download.timeoutMs);
+    this.furthest = Math.max(this.furthest, position + length);
+    try {
+      return { response: await this.timedGet(position, length, watchdog, signal), watchdog };
+    } catch (error) {
+      watchdog.stop();
+      throw watchdog.translate(error, "GET", this.download.client.url(this.download.path).pathname);
+    }
+  }
+
+  /** The ranged GET's answer (its head); the time it took counts toward the link's round trip. */
+  private async timedGet(
+    position: number,
+    length: number,
+    watchdog: Watchdog,
+    signal?: AbortSignal,
+  ): Promise<Response> {
+    const asked = performance.now();
+    const response = await this.download.request(rangeOf(position, length), watchdog, signal, this.link(length));
+    this.roundTrip = Math.min(this.roundTrip, performance.now() - asked);
+    return response;
+  }
+
+  /** A download link asked for ahead, if one is ready; `length`: the reads still to come are as long. */
+  private link(length: number): URL | undefined {
+    return this.links?.take(this.inFlight + this.early.size, Math.ceil((this.size - this.furthest) / length));
+  }
+
+  /** Ask now for the `length` bytes after the furthest asked (a read in flight is nearly done). */
+  private askEarly(length: number, signal?: AbortSignal): void {
+    const position = this.furthest;
+    if (position >= this.size || this.rangesIgnored || this.early.size >= this.inFlight) return;
+    const bytes = Math.min(length, this.size - position);
+    this.furthest = position + bytes;
+    const watchdog = new Watchdog(this.download.timeoutMs);
+    const controller = new AbortController();
+    const cancel = signal ? AbortSignal.any([signal, controller.signal]) : controller.signal;
+    const response = this.timedGet(position, bytes, watchdog, cancel);
+    this.log.debug(`drive ${this.download.drive}: ${rangeOf(position, bytes)} asked a round trip before its read`);
+    // taken by the read of that range, or dropped: a failure here is the read's to meet (it asks afresh)
+    response.catch(() => undefined);
+    this.early.add(position, { length: bytes, response, watchdog, controller });
   }
 
   /** A ranged GET answered with the whole drive (or another range): the one GET in order from now on, from 0 again. */
@@ -369,6 +438,7 @@ class RangedDrive implements Source {
     if (!this.rangesIgnored) {
       this.rangesIgnored = true;
       this.links?.stop();
+      this.early.clear();
       this.log.info(
         `the server does not answer drive ${this.download.drive} in ranges (${response.status}): reading it in one stream, starting again from 0`,
       );
@@ -398,6 +468,7 @@ class RangedDrive implements Source {
 
   async close(): Promise<void> {
     this.links?.stop();
+    this.early.clear();
     this.stream.drop();
   }
 }
