@@ -2,7 +2,7 @@
 // length (drives.ts readFailure), several in flight; the driver retries a read that may pass. The
 // reads go over the run's own sockets when given them (socket-read.ts), else through fetch.
 import type { Source } from "../chunks/endpoints.ts";
-import { NEAR_LINK_MS } from "../chunks/window.ts";
+import { fetchedChunk, NEAR_LINK_MS, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import type { HttpClient } from "../http.ts";
 import type { OwnSockets } from "../socket-pool.ts";
 import { GC_EVERY } from "../chunks/engine.ts";
@@ -14,6 +14,14 @@ import { SocketReads } from "./socket-read.ts";
  * a 4 GiB download may (bench/RESULTS.md, "Download concurrency 6").
  */
 export const API1_READS_IN_FLIGHT = 6;
+
+/**
+ * What reads through fetch (a near link) may hold: 5 reads of 4 MiB, each holding its chunk about
+ * twice. With what the runtime holds of its own, 6 of them took a 4 GiB download past 128 MiB of
+ * peak RSS where 5 stay under it, as fast: the process is the bottleneck there
+ * (bench/RESULTS-speed.md, "Figures the code relies on").
+ */
+const FETCHED_READS_MEMORY = 5 * fetchedChunk(MAX_PIECE);
 
 export interface Api1Drive extends Source {
   /** Its reads go over the run's own sockets: each holds its chunk once (through fetch, about twice). */
@@ -55,6 +63,17 @@ export async function openApi1Drive(client: HttpClient, drive: string, sockets?:
   const info = await driveInfo(client, drive);
   const viaSockets = readsOverSockets(performance.now() - asked, client.proxied(`drives/${drive}/read/0/0`));
   return api1DriveSource(client, drive, sizeOf(info, drive), viaSockets ? sockets : undefined);
+}
+
+/**
+ * The reads' window for `chunk`-byte reads (`concurrency`: fixed): from API1_READS_IN_FLIGHT, up to
+ * what memory holds (through fetch, FETCHED_READS_MEMORY).
+ */
+export function api1ReadWindow(source: Api1Drive, chunk: number, concurrency?: number): WindowPolicy {
+  if (source.overSockets) return windowFor(API1_READS_IN_FLIGHT, chunk, concurrency);
+  const held = fetchedChunk(chunk);
+  const initial = Math.max(1, Math.min(API1_READS_IN_FLIGHT, Math.floor(FETCHED_READS_MEMORY / held)));
+  return windowFor(initial, held, concurrency, FETCHED_READS_MEMORY);
 }
 
 /** The rule above: a drive whose info took `infoMs` (through a proxy or not) is read over the run's sockets. */

@@ -20,7 +20,7 @@ import { SparseFileDestination } from "../formats/sparse-file.ts";
 import { downloadRecord } from "../formats/file-destination.ts";
 import { CompressedFileDestination } from "../formats/compressed-file.ts";
 import { MAX_PIECE } from "../api1/drives.ts";
-import { API1_READS_IN_FLIGHT, openApi1Drive, type Api1Drive } from "../api1/drive-source.ts";
+import { API1_READS_IN_FLIGHT, api1ReadWindow, openApi1Drive, type Api1Drive } from "../api1/drive-source.ts";
 import { openApi2RangedDrive, type Api2RangedDrive } from "../api2/drive-source.ts";
 import { serverFileName } from "../api2/file-name.ts";
 import { describeDrive } from "./access.ts";
@@ -82,11 +82,7 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
     const window = oneStream
       ? fixedWindow(1)
       : api === 1
-        ? windowFor(
-            API1_READS_IN_FLIGHT,
-            (source as Api1Drive).overSockets ? chunk : fetchedChunk(chunk),
-            request.concurrency,
-          )
+        ? api1ReadWindow(source as Api1Drive, chunk, request.concurrency)
         : windowFor(API2_READS_IN_FLIGHT, fetchedChunk(chunk), request.concurrency);
     const from = { shown: `drive ${drive}`, id: drive };
     const destination: Destination =

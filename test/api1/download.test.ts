@@ -12,8 +12,8 @@ import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { imageBytes, sameBytes as same } from "../images.ts";
 import { journalPath } from "../../lib/chunks/journal.ts";
 import { Front } from "../proxy-server.ts";
-import { readsOverSockets } from "../../lib/api1/drive-source.ts";
-import { NEAR_LINK_MS } from "../../lib/chunks/window.ts";
+import { api1ReadWindow, readsOverSockets, type Api1Drive } from "../../lib/api1/drive-source.ts";
+import { MAX_WINDOW, NEAR_LINK_MS } from "../../lib/chunks/window.ts";
 
 const CHUNK = 64 * 1024;
 
@@ -249,6 +249,15 @@ test("the reads go through fetch from a near server, over the run's sockets from
   expect(readsOverSockets(NEAR_LINK_MS - 1, false)).toBe(false);
   expect(readsOverSockets(NEAR_LINK_MS, false)).toBe(true);
   expect(readsOverSockets(2, true)).toBe(true);
+});
+
+test("the reads' window: through fetch 5 reads of 4 MiB at most, smaller ones up to the same memory; over sockets from 6 to 12; --concurrency fixes it", () => {
+  const drive = (overSockets: boolean) => ({ overSockets }) as Api1Drive;
+  const MIB = 1024 * 1024;
+  expect(api1ReadWindow(drive(false), 4 * MIB)).toEqual({ initial: 5, min: 1, max: 5, fixed: false });
+  expect(api1ReadWindow(drive(false), CHUNK)).toEqual({ initial: 6, min: 1, max: MAX_WINDOW, fixed: false });
+  expect(api1ReadWindow(drive(true), 4 * MIB)).toEqual({ initial: 6, min: 1, max: 12, fixed: false });
+  expect(api1ReadWindow(drive(false), 4 * MIB, 8)).toEqual({ initial: 8, min: 8, max: 8, fixed: true });
 });
 
 describe("a far server (its first answer 60 ms away)", () => {
