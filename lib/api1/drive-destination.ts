@@ -7,13 +7,13 @@ import { evenGrid, type Grid } from "../chunks/grid.ts";
 import { journalOpened, resolveDriveTarget, type DriveTransfer } from "../chunks/drive-target.ts";
 import type { Journal } from "../chunks/journal.ts";
 import type { ReadBack } from "../chunks/verify.ts";
-import type { WindowPolicy } from "../chunks/window.ts";
+import { startWithin, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import { ApiError, messageOf, OperationError } from "../errors.ts";
 import type { HttpClient } from "../http.ts";
 import { humanBytes } from "../size.ts";
 import type { CompressMode } from "../transfer.ts";
 import { CompressionPlan } from "./compression.ts";
-import { createDrive, destroyDrive, driveInfo, sizeOf, writePiece } from "./drives.ts";
+import { createDrive, destroyDrive, driveInfo, MAX_PIECE, sizeOf, writePiece } from "./drives.ts";
 import { api1DriveSource } from "./drive-source.ts";
 import { probeLink } from "./probe.ts";
 import { writePieceOnSocket } from "./socket-write.ts";
@@ -25,6 +25,23 @@ import type { OwnSockets } from "../socket-pool.ts";
  * loopback cost nothing more (bench/RESULTS-speed.md, "Figures the code relies on").
  */
 export const API1_WRITES_IN_FLIGHT = 12;
+
+/**
+ * What writes in flight may hold, more than WINDOW_MEMORY: a raw write holds its chunk and nothing
+ * more (its socket sends from it), so the window may grow past its start of 12 to 16 (a far link
+ * where the process waits), and the upload stays under 128 MiB of peak RSS
+ * (bench/RESULTS-speed.md, "Figures the code relies on").
+ */
+export const API1_WRITES_MEMORY = 16 * MAX_PIECE;
+
+/**
+ * The writes' window when each holds `perWrite` bytes (its chunk; gzipped, its gzip too): from
+ * API1_WRITES_IN_FLIGHT, or fewer where WINDOW_MEMORY holds fewer, up to what API1_WRITES_MEMORY
+ * holds; `concurrency` fixes it.
+ */
+export function api1WriteWindow(perWrite: number, concurrency?: number): WindowPolicy {
+  return windowFor(startWithin(API1_WRITES_IN_FLIGHT, perWrite), perWrite, concurrency, API1_WRITES_MEMORY);
+}
 
 /** Writes in flight once `--compress auto` has chosen gzip (a slow link). */
 const GZIP_LANES = 4;

@@ -24,7 +24,8 @@ export interface WindowPolicy {
 /**
  * Bytes the requests in flight may hold at most, whatever the link: with what the runtime holds of
  * its own and the garbage a transfer leaves between collections, peak RSS stays under 128 MiB
- * (bench/RESULTS-speed.md).
+ * (bench/RESULTS-speed.md). A path whose requests hold less beside their chunks passes its own
+ * (API 1.0 writes: API1_WRITES_MEMORY).
  */
 export const WINDOW_MEMORY = 48 * 1024 * 1024;
 /** The most requests in flight the window ever grows to (--concurrency's own limit). */

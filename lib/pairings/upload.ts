@@ -9,10 +9,10 @@ import { checkOffset, type UploadRequest } from "../transfer.ts";
 import type { ImageSource } from "../chunks/image.ts";
 import { runTransfer } from "../chunks/driver.ts";
 import type { Destination } from "../chunks/endpoints.ts";
-import { fixedWindow, startWithin, windowFor, type WindowPolicy } from "../chunks/window.ts";
+import { fixedWindow, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import { journalIdentity, openUploadInput, STDIN_RESUME_WARNING } from "../formats/open.ts";
 import { preconnect } from "../wire.ts";
-import { API1_WRITES_IN_FLIGHT, Api1DriveDestination } from "../api1/drive-destination.ts";
+import { api1WriteWindow, Api1DriveDestination } from "../api1/drive-destination.ts";
 import { Api2DirectDestination } from "../api2/direct-destination.ts";
 import { directClient } from "../connect.ts";
 import {
@@ -124,7 +124,7 @@ async function uploadToApi1(
   // each write in flight holds its chunk, which its socket sends from (socket-write.ts); gzipped,
   // its gzip too (--compress auto keeps 4 writes in flight then: Api1DriveDestination.lanes)
   const perWrite = request.compress === "always" ? 2 * request.chunk : request.chunk;
-  const window = windowFor(startWithin(API1_WRITES_IN_FLIGHT, perWrite), perWrite, request.concurrency);
+  const window = api1WriteWindow(perWrite, request.concurrency);
   const destination = new Api1DriveDestination({
     ...driveTransfer(ctx, request, image),
     client: connection.client,

@@ -13,6 +13,7 @@ import {
   windowFor,
   type WindowPolicy,
 } from "../../lib/chunks/window.ts";
+import { api1WriteWindow } from "../../lib/api1/drive-destination.ts";
 import download from "../../scripts/download.ts";
 import upload from "../../scripts/upload.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
@@ -145,6 +146,12 @@ describe("the policy", () => {
     expect(startWithin(12, 4 * 1024 * 1024)).toBe(12);
     expect(startWithin(12, 8 * 1024 * 1024)).toBe(6);
     expect(startWithin(12, 64 * 1024 * 1024)).toBe(1);
+  });
+
+  test("API 1.0 writes: 12 of 4 MiB at the start, growing to 16 (a write holds its chunk once); gzipped (twice as much each) 6 up to 8", () => {
+    expect(api1WriteWindow(CHUNK)).toEqual({ initial: 12, min: 1, max: 16, fixed: false });
+    expect(api1WriteWindow(2 * CHUNK)).toEqual({ initial: 6, min: 1, max: 8, fixed: false });
+    expect(api1WriteWindow(CHUNK, 3)).toEqual(fixedWindow(3));
   });
 });
 
