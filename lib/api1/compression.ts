@@ -104,6 +104,8 @@ export class CompressionPlan {
     private readonly slots: number,
     /** Told each decision and its figures (shown with --verbose). */
     private readonly trace: (text: string) => void = () => undefined,
+    /** Requests in flight while gzipping (the destination runs fewer then: Api1DriveDestination.lanes). */
+    private readonly gzipSlots = slots,
   ) {
     this.current = mode === "never" ? 0 : mode === "always" ? ALWAYS_LEVEL : START_LEVEL;
   }
@@ -230,14 +232,18 @@ export class CompressionPlan {
 
   /**
    * Image bytes per second each level would move: the smaller of what the compressors can feed
-   * and what the link carries, where each of the `slots` requests costs the fixed
-   * latency plus its compressed bytes over its share of the link bandwidth.
+   * and what the link carries, where each of the requests in flight at that level (`slots`, raw;
+   * `gzipSlots`, gzipped) costs the fixed latency plus its compressed bytes over its share of the
+   * link bandwidth. On a far link fewer in flight move less: gzip with 4 where raw has 12 loses at
+   * 100 ms a round trip on a link of several hundred MB/s, which a model counting 12 for both
+   * found the other way round (bench/RESULTS-speed.md).
    */
   predict(level: Level, linkBytesPerSecond: number, chunk: number): number {
     const latency = Number.isFinite(this.latencyMs) ? this.latencyMs / 1000 : 0;
     const wire = chunk * this.ratioOf(level);
-    const seconds = latency + (this.slots * wire) / linkBytesPerSecond;
-    const send = seconds > 0 ? (this.slots * chunk) / seconds : Infinity;
+    const slots = level === 0 ? this.slots : Math.min(this.slots, this.gzipSlots);
+    const seconds = latency + (slots * wire) / linkBytesPerSecond;
+    const send = seconds > 0 ? (slots * chunk) / seconds : Infinity;
     return Math.min(send, this.speedOf(level) * GZIP_PARALLEL);
   }
 

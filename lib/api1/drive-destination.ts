@@ -109,7 +109,12 @@ export class Api1DriveDestination implements Destination {
 
   constructor(private readonly options: Api1DriveOptions) {
     this.grid = evenGrid(options.source.size, options.chunk, options.offset);
-    this.plan = new CompressionPlan(options.compress, options.window.initial, (text) => options.ctx.log.debug(text));
+    this.plan = new CompressionPlan(
+      options.compress,
+      options.window.initial,
+      (text) => options.ctx.log.debug(text),
+      options.window.fixed ? options.window.initial : GZIP_LANES,
+    );
   }
 
   /** A request without a body (info, create) times the link's fixed cost per request. */

@@ -48,3 +48,23 @@ test("data that one level cannot shrink is not expected to shrink at another (ra
     for (const level of [1, 9] as const)
       expect(plan.predict(level, link, CHUNK)).toBeLessThanOrEqual(plan.predict(0, link, CHUNK));
 });
+
+test("the model counts each level at the requests it runs with: gzip at its 4 lanes, raw at 12; at 100 ms a round trip a 300 MB/s link is raw's, a 32 MB/s one gzip's", () => {
+  const levels = [0, 1, 6, 9] as const;
+  const bestOf = (plan: CompressionPlan, link: number) =>
+    levels.reduce((a, b) => (plan.predict(b, link, CHUNK) > plan.predict(a, link, CHUNK) ? b : a));
+  const plan = new CompressionPlan("auto", 12, undefined, 4);
+  plan.noteLatency(100);
+  expect(bestOf(plan, 300e6)).toBe(0);
+  expect(bestOf(plan, 32e6)).toBe(6);
+  expect(bestOf(plan, 10e6)).toBe(6);
+  // counting 12 gzipped requests in flight, which the upload never runs, took gzip for the faster link
+  const twelve = new CompressionPlan("auto", 12);
+  twelve.noteLatency(100);
+  expect(bestOf(twelve, 300e6)).toBe(1);
+  // a near link: the number in flight hardly matters, the choices are the same
+  const near = new CompressionPlan("auto", 12, undefined, 4);
+  near.noteLatency(1);
+  expect(bestOf(near, 10e6)).toBe(6);
+  expect(bestOf(near, 1e9)).toBe(0);
+});
