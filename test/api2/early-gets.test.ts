@@ -1,9 +1,10 @@
 // Ranged GETs asked a round trip before their reads (lib/api2/early-gets.ts): when a read counts as
 // nearly done (with numbers), which early GET a read takes and which are dropped, then ranged
-// downloads from a far emulator: each range asked once, the file identical; an early GET that
+// downloads from a far emulator: each range asked once, the file identical; a GET cut mid-body,
+// retried; Ctrl-C with GETs asked ahead, and the rerun going on from the journal; an early GET that
 // fails is asked afresh by its read.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,7 +13,7 @@ import { type EarlyGet, EarlyGets, EndWatch } from "../../lib/api2/early-gets.ts
 import { Watchdog } from "../../lib/watchdog.ts";
 import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { installApi2, type Api2Stub } from "../../emulator/api2.ts";
-import { run } from "../helpers.ts";
+import { run, startScript } from "../helpers.ts";
 import { randomBytes } from "./direct-emulator.ts";
 
 describe("EndWatch", () => {
@@ -116,6 +117,78 @@ describe("from a far emulator (40 ms a round trip, 4 MB/s a connection)", () => 
     const asked = ranges();
     expect(asked).toHaveLength(CHUNKS);
     expect(new Set(asked).size).toBe(CHUNKS);
+  });
+
+  test("a GET past the first wave cut mid-body: that read is retried, the file identical", async () => {
+    api2.originRequests.length = 0;
+    stub.faults.push({
+      path: /^\/download\/[0-9a-f-]+$/,
+      every: 5,
+      times: 1,
+      action: { reset: true, afterBytes: 100_000 },
+    });
+    try {
+      const result = await run(download, [drive, "cut.raw", "-c", "256k", "--concurrency", "3"], {
+        env: api2.env,
+        cwd: dir,
+      });
+      expect(result.status).toBe(0);
+      expect(Buffer.from(readFileSync(join(dir, "cut.raw"))).equals(Buffer.from(content))).toBe(true);
+      expect(stub.faults[0]?.acted).toBe(1);
+      expect(ranges()).toHaveLength(CHUNKS);
+    } finally {
+      stub.faults.length = 0;
+    }
+  });
+
+  test("Ctrl-C while GETs are asked ahead: exit 130, nothing under the final name; the rerun asks only for what did not come", async () => {
+    api2.originRequests.length = 0;
+    // the seventh GET at the origin is held until the run is stopped: it is asked once the fourth
+    // read is under way, which began when the first ended, so the first three came whole
+    let seventh!: () => void;
+    const arrived = new Promise<void>((resolve) => {
+      seventh = resolve;
+    });
+    let stopped!: () => void;
+    const held = new Promise<void>((resolve) => {
+      stopped = resolve;
+    });
+    let seen = 0;
+    api2.originHook = async () => {
+      if (++seen !== 7) return undefined;
+      seventh();
+      await held;
+      return new Response("gone\n", { status: 503 });
+    };
+    try {
+      const child = startScript("download", [drive, "stopped.raw", "-c", "256k", "--concurrency", "3"], {
+        env: api2.env,
+        cwd: dir,
+      });
+      await arrived;
+      child.kill("SIGINT");
+      const first = await child.finished;
+      stopped();
+      expect(first.status).toBe(130);
+      expect(first.stderr).toMatch(/interrupted \(SIGINT\)/);
+      expect(existsSync(join(dir, "stopped.raw"))).toBe(false);
+      expect(existsSync(join(dir, "stopped.raw.part"))).toBe(true);
+      api2.originHook = undefined;
+      api2.originRequests.length = 0;
+      const again = await run(download, [drive, "stopped.raw", "-c", "256k", "--concurrency", "3"], {
+        env: api2.env,
+        cwd: dir,
+      });
+      expect(again.status).toBe(0);
+      expect(Buffer.from(readFileSync(join(dir, "stopped.raw"))).equals(Buffer.from(content))).toBe(true);
+      // the rerun went on from the journal: the first three ranges were not asked for again
+      const rerun = ranges();
+      expect(rerun.length).toBeLessThanOrEqual(CHUNKS - 3);
+      for (let i = 0; i < 3; i++) expect(rerun).not.toContain(`bytes=${i * CHUNK}-${(i + 1) * CHUNK - 1}`);
+    } finally {
+      stopped();
+      api2.originHook = undefined;
+    }
   });
 
   test("a GET of a range past the first reads that fails once (asked early or not): the file identical, each range answered once", async () => {
