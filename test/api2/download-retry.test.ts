@@ -114,13 +114,15 @@ test("a server that stops honouring Range (a 200 for a ranged GET): the rest is 
   expect({ status: result.status, stderr: result.stderr }).toMatchObject({ status: 0 });
   expect(result.stderr).toContain("starting again from 0");
   // two chunks in ranges, then the whole drive in one answer (two, if the next ranged GET was under way) that serves the rest;
-  // which two chunks is the order their GETs reached the server in (the second chunk's may come after the third's)
+  // which two chunks is the order their GETs reached the server in (the second chunk's may come after the third's). Should
+  // the later chunk's whole-drive answer be read first (a GET asked a round trip ahead may come back first), the
+  // earlier chunk's read, now behind the stream, asks once more from 0
   const starts = originStarts();
   const inRanges = starts.slice(0, 2);
   expect(inRanges.map(([, status]) => status)).toEqual([206, 206]);
   expect(new Set(inRanges.map(([start]) => start)).size).toBe(2);
   expect(inRanges.every(([start]) => (start as number) % MiB === 0 && (start as number) < 4 * MiB)).toBe(true);
-  expect(starts.length).toBeLessThanOrEqual(4);
+  expect(starts.length).toBeLessThanOrEqual(5);
   expect(starts.slice(2).every(([, status]) => status === 200)).toBe(true);
   expect(sameBytes(new Uint8Array(readFileSync(join(dir, "norange.img"))), drive.bytes)).toBe(true);
   expect(readdirSync(dir)).toEqual(["norange.img"]);
