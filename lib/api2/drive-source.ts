@@ -6,8 +6,9 @@
 //   ignores Range sends the drive from 0 again and the bytes before N are dropped.
 // - openApi2RangedDrive: reads at any offset, each its own GET of `Range: bytes=A-B`, as many in
 //   flight as the run's window (a far link holds each connection to a share of it); the driver
-//   retries a read that may pass. A server that ignores Range (a 200, or another range than asked)
-//   is read through one GET in order from then on, from 0 again.
+//   retries a read that may pass; a read nearly done asks for the next range a round trip ahead
+//   (early-gets.ts). A server that ignores Range (a 200, or another range than asked) is read
+//   through one GET in order from then on, from 0 again.
 import type { ConsolaInstance } from "consola";
 import { directClient, type Connection } from "../connect.ts";
 import { bodyReader, readBody, type BodyReader } from "../body.ts";

@@ -1,9 +1,10 @@
 // Ranged GETs asked for a round trip before their reads. On a far link the GETs in flight share the
 // link evenly, so those that started together end together, and each next one waits a round trip
-// for its first byte: the whole link idle once a wave. So a read that is nearly done (less left to
-// come than its own answer's head took) asks at once for the range after the furthest one asked;
-// when the driver then reads that range, it takes the answer already under way. Meanwhile only the
-// runtime's buffers hold what arrives of it (about a round trip's worth), no chunk buffer.
+// for its first byte: the whole link idle once a wave. So a read that is nearly done (what is left
+// of it, at its second half's pace, takes no longer than the link's round trip: the shortest time an
+// answer's head took) asks at once for the range after the furthest one asked; when the driver then
+// reads that range, it takes the answer already under way. Meanwhile only the runtime's buffers
+// hold what arrives of it (about a round trip's worth), no chunk buffer.
 import type { Watchdog } from "../watchdog.ts";
 
 export interface EarlyGet {
