@@ -36,15 +36,20 @@ export const API1_WRITES_MEMORY = 16 * MAX_PIECE;
 
 /**
  * The writes' window when each holds `perWrite` bytes (its chunk; gzipped, its gzip too): from
- * API1_WRITES_IN_FLIGHT, or fewer where WINDOW_MEMORY holds fewer, up to what API1_WRITES_MEMORY
- * holds; `concurrency` fixes it.
+ * API1_WRITES_IN_FLIGHT, or fewer where WINDOW_MEMORY holds fewer, up to what `memory` holds
+ * (API1_WRITES_MEMORY: an upload's writes); `concurrency` fixes it.
  */
-export function api1WriteWindow(perWrite: number, concurrency?: number): WindowPolicy {
-  return windowFor(startWithin(API1_WRITES_IN_FLIGHT, perWrite), perWrite, concurrency, API1_WRITES_MEMORY);
+export function api1WriteWindow(perWrite: number, concurrency?: number, memory = API1_WRITES_MEMORY): WindowPolicy {
+  return windowFor(startWithin(API1_WRITES_IN_FLIGHT, perWrite), perWrite, concurrency, memory);
 }
 
 /** Writes in flight once `--compress auto` has chosen gzip (a slow link). */
 const GZIP_LANES = 4;
+
+/** The writes in flight while gzipping: GZIP_LANES within the window (`--concurrency`: its number). */
+function gzipLanes(window: WindowPolicy): number {
+  return window.fixed ? window.initial : Math.min(window.max, GZIP_LANES);
+}
 
 /**
  * Writes in flight for a decoded image (qcow2, gzip, zstd) over a near link: reading the image is
@@ -113,7 +118,7 @@ export class Api1DriveDestination implements Destination {
       options.compress,
       options.window.initial,
       (text) => options.ctx.log.debug(text),
-      options.window.fixed ? options.window.initial : GZIP_LANES,
+      gzipLanes(options.window),
     );
   }
 
@@ -207,8 +212,7 @@ export class Api1DriveDestination implements Destination {
   lanes(): number {
     const { window, compress, decoded } = this.options;
     if (window.fixed) return window.initial;
-    let wanted = window.max;
-    if (compress === "auto" && this.plan.level !== 0) wanted = Math.min(wanted, GZIP_LANES);
+    let wanted = compress === "auto" && this.plan.level !== 0 ? gzipLanes(window) : window.max;
     if (decoded && this.plan.latency < NEAR_LINK_MS) wanted = Math.min(wanted, DECODED_LANES);
     return wanted;
   }

@@ -17,10 +17,10 @@ import { runTransfer } from "../chunks/driver.ts";
 import type { Interrupt } from "../chunks/engine.ts";
 import type { Destination, Source } from "../chunks/endpoints.ts";
 import { journalPath } from "../chunks/journal.ts";
-import { fetchedChunk, startWithin, windowFor, type WindowPolicy } from "../chunks/window.ts";
+import { fetchedChunk, windowFor, WINDOW_MEMORY, type WindowPolicy } from "../chunks/window.ts";
 import { MAX_PIECE } from "../api1/drives.ts";
 import { API1_READS_IN_FLIGHT, openApi1Drive } from "../api1/drive-source.ts";
-import { API1_WRITES_IN_FLIGHT, Api1DriveDestination, checkRoom } from "../api1/drive-destination.ts";
+import { api1WriteWindow, Api1DriveDestination, checkRoom } from "../api1/drive-destination.ts";
 import { openApi2Drive } from "../api2/drive-source.ts";
 import { Api2ChunkedDestination, checkUploading } from "../api2/chunked-destination.ts";
 import { checkAccess, describeDrive, onSide } from "./access.ts";
@@ -211,8 +211,8 @@ async function copyFrom(
     let window: WindowPolicy;
     if (to.connection.config.api === 1) {
       const chunk = request.chunk ?? MAX_PIECE;
-      const held = heldPerChunk(chunk);
-      window = windowFor(startWithin(API1_WRITES_IN_FLIGHT, held), held, request.concurrency);
+      // within WINDOW_MEMORY, where a copy's peak RSS was measured (bench/RESULTS-copy.md), not an upload's budget
+      window = api1WriteWindow(heldPerChunk(chunk), request.concurrency, WINDOW_MEMORY);
       destination = new Api1DriveDestination({
         ...common,
         client: to.connection.client,
