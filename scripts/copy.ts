@@ -131,10 +131,6 @@ const command = defineCommand({
       valueHint: "SIZE",
     },
     ...transferArgs,
-    concurrency: {
-      ...transferArgs.concurrency,
-      description: "Chunks in flight at once (default chosen by benchmark for the destination's API)",
-    },
     ...fleetArgs,
     ...apiArgs,
     ...connectionArgs,

@@ -110,10 +110,6 @@ const command = defineCommand({
       default: true,
     },
     ...transferArgs,
-    concurrency: {
-      ...transferArgs.concurrency,
-      description: "Chunks in flight at once (default chosen by benchmark for each API)",
-    },
     ...apiArgs,
     ...connectionArgs,
     ...jsonArgs,
