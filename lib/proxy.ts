@@ -7,7 +7,8 @@
 // proxy passed explicitly); every fetch here gets our decision instead (`proxy: false`, or the proxy
 // with `respectNoProxy: false`), so a run with its own environment (a test's) and the upload
 // sockets, which fetch does not carry, go the same way.
-import net from "node:net";
+import type { BlockList } from "node:net";
+import { nodeNet } from "./builtins.ts";
 import { isLoopbackHost, type Env } from "./config.ts";
 import { ApiError, UsageError } from "./errors.ts";
 
@@ -78,7 +79,7 @@ interface Bypass {
   /** A host name and the names under it; undefined for an address entry. */
   name?: string;
   /** An address or a CIDR range. */
-  addresses?: net.BlockList;
+  addresses?: BlockList;
   port?: number;
 }
 
@@ -104,9 +105,9 @@ export function parseNoProxy(value: string): { all: boolean; entries: Bypass[] }
       port = withPort[2] ? Number(withPort[2]) : undefined;
     }
     const [address = "", prefix] = host.split("/");
-    const family = net.isIP(address);
+    const family = nodeNet().isIP(address);
     if (family) {
-      const addresses = new net.BlockList();
+      const addresses = new (nodeNet().BlockList)();
       const type = family === 4 ? "ipv4" : "ipv6";
       const bits = prefix === undefined ? undefined : Number(prefix);
       if (bits !== undefined && Number.isInteger(bits) && bits >= 0 && bits <= (family === 4 ? 32 : 128))
@@ -176,7 +177,7 @@ export class ProxyRoutes {
       .replace(/\.$/, "")
       .toLowerCase();
     const port = Number(target.port || defaultPort(target.protocol));
-    const family = net.isIP(host);
+    const family = nodeNet().isIP(host);
     return this.bypass.entries.some((entry) => {
       if (entry.port !== undefined && entry.port !== port) return false;
       if (entry.addresses) return family !== 0 && entry.addresses.check(host, family === 4 ? "ipv4" : "ipv6");
@@ -198,7 +199,7 @@ export function fetchProxyOption(proxy: ProxyServer | undefined): Bun.FetchProxy
 
 /** The proxy's URL without credentials (they go in a header). */
 export function proxyUrl(proxy: ProxyServer): string {
-  const host = net.isIP(proxy.hostname) === 6 ? `[${proxy.hostname}]` : proxy.hostname;
+  const host = nodeNet().isIP(proxy.hostname) === 6 ? `[${proxy.hostname}]` : proxy.hostname;
   return `http://${host}:${proxy.port}`;
 }
 

@@ -8,8 +8,7 @@
 // server allows it, and goes the way the run's proxy settings say: to an https server through the
 // proxy's CONNECT tunnel, TLS inside it checked for the server's name; to an http one as an
 // absolute-form request.
-import net from "node:net";
-import tls from "node:tls";
+import { nodeNet, nodeTls } from "./builtins.ts";
 import type { Socket, SocketHandler } from "bun";
 import { messageOf } from "./errors.ts";
 import { describeNetworkError } from "./http.ts";
@@ -329,8 +328,8 @@ export async function openWire(
     // explicit: with a bare `{}` Bun 1.4.5 never calls handshake (measured), with `true` it does
     rejectUnauthorized: true,
     // SNI is for names only; an IP literal is checked against the certificate's IP entries
-    serverName: net.isIP(host) ? undefined : host,
-    ...(options.ca ? { ca: [...tls.rootCertificates, options.ca] } : {}),
+    serverName: nodeNet().isIP(host) ? undefined : host,
+    ...(options.ca ? { ca: [...nodeTls().rootCertificates, options.ca] } : {}),
   };
   const wire = new Wire(key, proxy, proxy !== undefined && !https);
   const stopAborting = abortWith(wire, options.signal);
@@ -377,7 +376,7 @@ export async function openWire(
 
 /** Ask the proxy for a tunnel to `host:port`; anything but a 2xx is the proxy's refusal, named. */
 async function tunnel(wire: Wire, proxy: ProxyServer, host: string, port: number): Promise<void> {
-  const authority = `${net.isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+  const authority = `${nodeNet().isIP(host) === 6 ? `[${host}]` : host}:${port}`;
   const request = { method: "CONNECT", path: authority };
   const head = [`CONNECT ${authority} HTTP/1.1`, `Host: ${authority}`];
   if (proxy.authorization) head.push(`Proxy-Authorization: ${proxy.authorization}`);

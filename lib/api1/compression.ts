@@ -4,8 +4,8 @@
 // kind of machine), level 6 on a ~10 MB/s WAN link (level 1 sent more bytes there than the link
 // could afford, level 9 cost too much CPU: bench/RESULTS.md, "Figures the code relies on"). A chunk
 // that gzip cannot shrink enough (already-compressed data) goes raw whatever the level.
-import { promisify } from "node:util";
-import zlib from "node:zlib";
+import type { ZlibOptions } from "node:zlib";
+import { nodeZlib } from "../builtins.ts";
 import type { CompressMode } from "../transfer.ts";
 
 /** 0 means raw. */
@@ -47,8 +47,6 @@ interface Packed {
   ms: number;
 }
 
-const gzipAsync = promisify(zlib.gzip) as (data: Uint8Array, options: zlib.ZlibOptions) => Promise<Uint8Array>;
-
 /**
  * node:zlib's callback gzip runs on the thread pool: the event loop stays free (a 4 MiB level 6
  * chunk through Bun.gzipSync blocks its caller long enough to stall every request in flight and
@@ -58,7 +56,10 @@ const gzipAsync = promisify(zlib.gzip) as (data: Uint8Array, options: zlib.ZlibO
  */
 async function gzipOffThread(data: Uint8Array, level: number): Promise<Packed> {
   const started = performance.now();
-  const out = await gzipAsync(data, { level });
+  const options: ZlibOptions = { level };
+  const out = await new Promise<Uint8Array>((resolve, reject) =>
+    nodeZlib().gzip(data, options, (error, gzipped) => (error ? reject(error) : resolve(gzipped))),
+  );
   return { out, ms: performance.now() - started };
 }
 

@@ -1,6 +1,6 @@
 // Running a command: strict argument checks, one-line errors, exit statuses (0 done, 1 failed,
 // 2 wrong call), and the stdout/stderr/env a command uses, so tests can run commands in-process.
-import { createConsola, type ConsolaInstance } from "consola";
+import { createConsola, type ConsolaInstance } from "consola/core";
 import { runCommand, type ArgsDef, type CommandDef } from "citty";
 import { basename } from "node:path";
 import { exitStatusOf, UsageError } from "../errors.ts";

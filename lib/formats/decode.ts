@@ -3,8 +3,8 @@
 // reader. Nothing is held beyond the decoder's own buffers: the input is read only as fast as the
 // output is taken (backpressure), so a 100 GiB image costs the same memory as a 1 GiB one.
 import { createReadStream } from "node:fs";
-import { createGunzip, createZstdDecompress } from "node:zlib";
 import type { Transform } from "node:stream";
+import { nodeZlib } from "../builtins.ts";
 import { InputError, OperationError, UsageError } from "../errors.ts";
 import { ZstdFrames } from "./zstd-frames.ts";
 
@@ -73,7 +73,8 @@ export function decode(input: AsyncIterable<Uint8Array>, encoding: Encoding, sho
   }
   // one 1 MiB POST piece decoded ahead while the socket takes the last one
   const options = { chunkSize: DECODED_PIECE, readableHighWaterMark: READ_AHEAD };
-  const decoder: Transform = encoding === "gzip" ? createGunzip(options) : createZstdDecompress(options);
+  const decoder: Transform =
+    encoding === "gzip" ? nodeZlib().createGunzip(options) : nodeZlib().createZstdDecompress(options);
   const frames = encoding === "zstd" ? new ZstdFrames(shown) : undefined;
   let closed = false;
   /** Resolves when the decoder takes more input, or is gone. */

@@ -3,8 +3,8 @@
 // once: Bun.zstdCompress and node:zlib's callback gzip compress pieces in parallel on both cores,
 // with no pause of the event loop; Bun.gzipSync is faster per piece but blocks it, and node:zlib's
 // zstdCompress ran one piece at a time (bench/RESULTS-formats.md, "Figures the code relies on").
-import { gzip } from "node:zlib";
 import { isAllZero } from "../bytes.ts";
+import { nodeZlib } from "../builtins.ts";
 import type { CompressedFormat } from "./output-format.ts";
 
 /**
@@ -44,7 +44,7 @@ function withChecksum(frame: Uint8Array, content: Uint8Array): Uint8Array[] {
 function compress(format: CompressedFormat, bytes: Uint8Array, level: number): Promise<Uint8Array[]> {
   if (format === "zstd") return Bun.zstdCompress(bytes, { level }).then((frame) => withChecksum(frame, bytes));
   return new Promise((resolve, reject) =>
-    gzip(bytes, { level }, (error, member) => (error ? reject(error) : resolve([member]))),
+    nodeZlib().gzip(bytes, { level }, (error, member) => (error ? reject(error) : resolve([member]))),
   );
 }
 

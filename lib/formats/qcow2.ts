@@ -3,8 +3,8 @@
 // and unallocated or zero clusters read as zeros without touching the file.
 import { readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
-import { constants, inflateRawSync } from "node:zlib";
 import { statImage, type ImageSource } from "../chunks/image.ts";
+import { nodeZlib } from "../builtins.ts";
 import { InputError, OperationError, UsageError } from "../errors.ts";
 import { readQcow2Header, type Qcow2Header, type ReadAt } from "./qcow2-header.ts";
 import { HOLE, NORMAL, Qcow2Tables, type Cluster } from "./qcow2-tables.ts";
@@ -213,8 +213,9 @@ export function inflateCluster(stored: Uint8Array, clusterSize: number): Uint8Ar
   try {
     return Bun.inflateSync(stored as Uint8Array<ArrayBuffer>);
   } catch {
-    return inflateRawSync(stored, {
-      finishFlush: constants.Z_SYNC_FLUSH,
+    const zlib = nodeZlib();
+    return zlib.inflateRawSync(stored, {
+      finishFlush: zlib.constants.Z_SYNC_FLUSH,
       maxOutputLength: clusterSize,
       chunkSize: clusterSize,
     });
