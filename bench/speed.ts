@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // Benchmark: every transfer path against the physical limit it meets, issue 16's rows.
 //
-//   bun bench/speed.ts --scenario wan|loopback|proxy|wan-proxy|rss [--runs 5] [--size 96M] [--image random|ext4|mix]
+//   bun bench/speed.ts --scenario wan|loopback|proxy|wan-proxy|rss|rss-far|rss-proxy [--runs 5] [--size 96M] [--image random|ext4|mix]
 //                      [--clients u1,d1,u2,d2,curl-get] [--before DIR] [--out DIR] [--proxy URL]
 //
 // - wan: the emulator's WAN model (--rtt 50 --connect-cost 150 --bandwidth 32000000
@@ -15,6 +15,9 @@
 //   and without the proxy (on loopback the proxy's own CPU competes with both ends for the 2 cores;
 //   here the link decides, as where users have a proxy).
 // - rss: one run of each path on a 4 GiB generated image (bench/images.ts mix), peak RSS.
+// - rss-far: the same from a far server over https (50 ms a round trip, no bandwidth limit: the
+//   windows grow to what memory allows, and each connection has its TLS).
+// - rss-proxy: the same over https, each path with and without the proxy.
 //
 // Clients: u1, d1 (API 1.0 upload, download), u2 (2.0 chunked upload), direct (2.0 --direct), d2
 // (2.0 download), curl-post, curl-get; each with -before (the same from --before DIR, e.g. a checkout
@@ -87,6 +90,18 @@ const SCENARIOS: Record<string, Scenario> = {
     link: 32_000_000,
   },
   rss: { emulator: [], size: "4G", image: "mix", clients: ["u1", "d1", "u2", "direct", "d2"] },
+  "rss-far": {
+    emulator: ["--tls", "--rtt", "50"],
+    size: "4G",
+    image: "mix",
+    clients: ["u1", "d1", "u2", "direct", "d2"],
+  },
+  "rss-proxy": {
+    emulator: ["--tls"],
+    size: "4G",
+    image: "mix",
+    clients: ["u1", "u1-proxy", "d1", "d1-proxy", "u2", "u2-proxy", "direct", "direct-proxy", "d2", "d2-proxy"],
+  },
 };
 
 const scenario = SCENARIOS[values.scenario as string];
@@ -119,7 +134,7 @@ function makeImage(): string {
 /** Uploads read the image from tmpfs (a copy made once for the run), not from a disk whose cache the flushes empty. */
 const image = (() => {
   const made = makeImage();
-  if (values.scenario === "rss") return made;
+  if (values.scenario?.startsWith("rss")) return made;
   const copy = join(store, "image.raw");
   spawnSync("cp", [made, copy]);
   return copy;

@@ -14,7 +14,10 @@ import download from "../scripts/download.ts";
 import list from "../scripts/list.ts";
 import create from "../scripts/create.ts";
 import copy from "../scripts/copy.ts";
-import { PROXIED_SPAN } from "../lib/api2/drive-source.ts";
+import { openApi2RangedDrive, PROXIED_SPAN, SPANS_GC_EVERY } from "../lib/api2/drive-source.ts";
+import { GC_EVERY } from "../lib/chunks/engine.ts";
+import { connect } from "../lib/connect.ts";
+import type { Context } from "../lib/context.ts";
 import { isAllZero } from "../lib/bytes.ts";
 import { imageBytes, sameBytes } from "./images.ts";
 import { run, spawnScript, type RunResult } from "./helpers.ts";
@@ -375,6 +378,32 @@ describe("in-process runs over plain http on loopback, through HTTP_PROXY", () =
       expect(sameBytes(emulator.stub.readDrive(copied.stdout.trim(), 0, size), bytes)).toBe(true);
     });
     expect(asked()).toEqual(spans);
+  });
+
+  test("a drive read in spans asks for a full collection every SPANS_GC_EVERY (each span's answer is garbage once read); one GET through a pipe never", async () => {
+    const drive = emulator.stub.addDrive(PROXIED_SPAN + 1, {}, imageBytes(PROXIED_SPAN + 1, 5)).uuid;
+    const ctx = (env: Record<string, string | undefined>): Context => ({
+      log: { debug() {}, info() {}, warn() {} } as unknown as Context["log"],
+      verbose: false,
+      cwd: dir,
+      env,
+      addSecret() {},
+      progress: () => ({ update() {}, finish() {} }),
+    });
+    const gcEvery = async (env: Record<string, string | undefined>, concurrency: number) => {
+      const connection = await connect({}, ctx(env));
+      try {
+        const source = await openApi2RangedDrive(connection, drive, ctx(env).log, concurrency);
+        await source.close();
+        return source.gcEvery;
+      } finally {
+        connection.close();
+      }
+    };
+    const proxied = { ...emulator.api2.env, HTTP_PROXY: proxy.url() };
+    expect(await gcEvery(proxied, 1)).toBe(SPANS_GC_EVERY);
+    expect(await gcEvery(emulator.api2.env, 1)).toBe(Number.POSITIVE_INFINITY);
+    expect(await gcEvery(proxied, 2)).toBe(GC_EVERY);
   });
 
   test("NO_PROXY (and no_proxy) naming the server: the proxy sees nothing", async () => {

@@ -77,6 +77,14 @@ export function downloadPath(drive: string): string {
  */
 export const PROXIED_SPAN = 8 * 1024 * 1024;
 
+/**
+ * Bytes between full collections for a drive read in spans: each span's answer, once read, is
+ * garbage the GC does not count as pressure (4 GiB through a proxy over https peaked at 134-141 MiB
+ * without; every 32 MiB 113 MiB, 3% slower; every 16 MiB 104 MiB, 20% slower: bench/RESULTS-speed.md,
+ * "Figures the code relies on").
+ */
+export const SPANS_GC_EVERY = 32 * 1024 * 1024;
+
 /** What every GET of one drive shares: the request, the size every answer must announce, the stall bound. */
 class DriveDownload {
   readonly path: string;
@@ -316,9 +324,10 @@ class RangedDrive implements Source {
     this.stream = new DriveStream(download, policy, log, true);
   }
 
-  /** Ranged answers leave their pieces for the GC; the one stream's pipe leaves none. */
+  /** Ranged answers leave their pieces for the GC; the one stream's pipe leaves none, but its spans' answers do. */
   get gcEvery(): number {
-    return this.oneStream || this.rangesIgnored ? Number.POSITIVE_INFINITY : GC_EVERY;
+    if (!this.oneStream && !this.rangesIgnored) return GC_EVERY;
+    return this.download.span === undefined ? Number.POSITIVE_INFINITY : SPANS_GC_EVERY;
   }
 
   read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void> {
