@@ -7,7 +7,7 @@ import { BufferPool, isAllZero } from "../bytes.ts";
 import { InputError, InterruptedError, messageOf, OperationError } from "../errors.ts";
 import { isBusy, logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { humanBytes } from "../size.ts";
-import { abortOnInterrupt, GC_EVERY, type Interrupt, runLimited, Turns } from "./engine.ts";
+import { abortOnInterrupt, GC_EVERY, GcPacing, type Interrupt, runLimited, Turns } from "./engine.ts";
 import type { Chunk, Destination, Opened, RunStats, Source } from "./endpoints.ts";
 import type { Grid } from "./grid.ts";
 import { journalPath } from "./journal.ts";
@@ -126,9 +126,8 @@ async function runChunks(ctx: Context, run: TransferRun, opened: Opened, stats: 
   const total = run.source.size;
   let done = stats.before;
   let moving = 0;
-  let sinceGc = 0;
   // the source's garbage (the pieces of a drive's answers) and the destination's (its requests, its compression)
-  const gcEvery = () => Math.min(run.source.gcEvery ?? Number.POSITIVE_INFINITY, dest.gcEvery ?? GC_EVERY);
+  const gc = new GcPacing(() => Math.min(run.source.gcEvery ?? Number.POSITIVE_INFINITY, dest.gcEvery ?? GC_EVERY));
   const progress = ctx.progress({ label: run.label, total, quiet: run.quiet });
   const { controller, interrupted, remove } = abortOnInterrupt(run.stop);
   const signal = controller.signal;
@@ -157,11 +156,8 @@ async function runChunks(ctx: Context, run: TransferRun, opened: Opened, stats: 
       moving -= moved;
     }
     done += covered;
-    sinceGc += covered;
-    if (sinceGc >= gcEvery()) {
-      sinceGc = 0;
-      Bun.gc(true);
-    }
+    const collection = gc.moved(covered);
+    if (collection) Bun.gc(collection === "full");
     progress.update(done, dest.note?.(stats));
   };
   try {

@@ -1,5 +1,5 @@
-import { expect, test } from "bun:test";
-import { runLimited } from "../../lib/chunks/engine.ts";
+import { describe, expect, test } from "bun:test";
+import { GcPacing, runLimited } from "../../lib/chunks/engine.ts";
 
 /**
  * Tasks that each wait until the test lets the oldest finish (`next()`), so the test sees how many
@@ -78,4 +78,38 @@ test("runLimited starts more tasks when more lanes are wanted, never above its l
   expect(held.done.toSorted((a, b) => a - b)).toEqual(items);
   expect(Math.max(...peaks.slice(0, 5))).toBe(2);
   expect(peak).toBe(6);
+});
+
+describe("GcPacing", () => {
+  const MiB = 1024 * 1024;
+
+  test("a full collection every fullEvery bytes, a young one every youngEvery between, counted from the last of either", () => {
+    const pacing = new GcPacing(() => 16 * MiB, 4 * MiB);
+    const asked = Array.from({ length: 10 }, () => pacing.moved(2 * MiB));
+    expect(asked).toEqual([
+      undefined,
+      "young",
+      undefined,
+      "young",
+      undefined,
+      "young",
+      undefined,
+      "full",
+      undefined,
+      "young",
+    ]);
+  });
+
+  test("none where nothing is left for the GC (fullEvery infinite); the figure is read at each step", () => {
+    let every = Number.POSITIVE_INFINITY;
+    const pacing = new GcPacing(() => every, 4 * MiB);
+    expect([pacing.moved(8 * MiB), pacing.moved(8 * MiB)]).toEqual([undefined, undefined]);
+    // a source that changes its way mid-run (a drive read in spans from then on): the bytes moved
+    // before count toward its first full collection
+    every = 32 * MiB;
+    expect(pacing.moved(4 * MiB)).toBe("young");
+    expect(pacing.moved(4 * MiB)).toBe("young");
+    expect(pacing.moved(8 * MiB)).toBe("full");
+    expect(pacing.moved(4 * MiB)).toBe("young");
+  });
 });
