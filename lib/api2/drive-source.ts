@@ -79,9 +79,9 @@ export const PROXIED_SPAN = 8 * 1024 * 1024;
 
 /**
  * Bytes between full collections for a drive read in spans: each span's answer, once read, is
- * garbage the GC does not count as pressure (4 GiB through a proxy over https peaked at 134-141 MiB
- * without; every 32 MiB 113 MiB, 3% slower; every 16 MiB 104 MiB, 20% slower: bench/RESULTS-speed.md,
- * "Figures the code relies on").
+ * garbage the GC does not count as pressure (4 GiB through a proxy over https: 138-147 MiB peak RSS
+ * without, 113-116 every 32 MiB in the same time, 104 every 16 MiB but 20% slower:
+ * bench/RESULTS-speed.md, "Figures the code relies on").
  */
 export const SPANS_GC_EVERY = 32 * 1024 * 1024;
 

@@ -140,41 +140,42 @@ export function onInterrupt(stop: (signal: string) => void): () => void {
 export const GC_EVERY = 16 * 1024 * 1024;
 
 /**
- * A young-generation collection every this many bytes, between the full ones: the pieces a socket
- * or fetch hands over die young, and collected this soon their memory is reused while it is still
- * resident instead of growing the heap (4 GiB from a far server over sockets: peak RSS 114-123 MiB
- * against 132-133, as fast; through a proxy 116-117 against 128-129; loopback the same time:
- * bench/RESULTS-speed.md, "Figures the code relies on").
+ * Between the full collections, one asked for without waiting every this many bytes
+ * (`Bun.gc(false)`: the call returns at once, 0.01 ms against 3 ms for a full one, and the runtime
+ * collects as the transfer goes on). The pieces a socket or fetch hands over are then freed sooner:
+ * 4 GiB from a far server over sockets peaked at 114-123 MiB against 132-133, as fast; through a
+ * proxy 116-117 against 128-129; on loopback the same time (bench/RESULTS-speed.md, "Figures the
+ * code relies on").
  */
-export const YOUNG_GC_EVERY = 4 * 1024 * 1024;
+export const ASYNC_GC_EVERY = 4 * 1024 * 1024;
 
 /**
  * Which collection a transfer asks for as its bytes move: a full one every `fullEvery()` bytes (the
- * source's and destination's figure, read each time: a source may change its way mid-run), a
- * young one every `youngEvery` between; none where nothing is left for the GC (`fullEvery()`
+ * source's and destination's figure, read each time: a source may change its way mid-run), one
+ * without waiting every `asyncEvery` between; none where nothing is left for the GC (`fullEvery()`
  * infinite).
  */
 export class GcPacing {
   private sinceFull = 0;
-  private sinceYoung = 0;
+  private sinceAsync = 0;
 
   constructor(
     private readonly fullEvery: () => number,
-    private readonly youngEvery = YOUNG_GC_EVERY,
+    private readonly asyncEvery = ASYNC_GC_EVERY,
   ) {}
 
   /** `bytes` more moved: the collection due now, if any. */
-  moved(bytes: number): "full" | "young" | undefined {
+  moved(bytes: number): "full" | "async" | undefined {
     this.sinceFull += bytes;
-    this.sinceYoung += bytes;
+    this.sinceAsync += bytes;
     const every = this.fullEvery();
     if (this.sinceFull >= every) {
       this.sinceFull = 0;
-      this.sinceYoung = 0;
+      this.sinceAsync = 0;
       return "full";
     }
-    if (!Number.isFinite(every) || this.sinceYoung < this.youngEvery) return undefined;
-    this.sinceYoung = 0;
-    return "young";
+    if (!Number.isFinite(every) || this.sinceAsync < this.asyncEvery) return undefined;
+    this.sinceAsync = 0;
+    return "async";
   }
 }

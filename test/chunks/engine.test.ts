@@ -83,20 +83,20 @@ test("runLimited starts more tasks when more lanes are wanted, never above its l
 describe("GcPacing", () => {
   const MiB = 1024 * 1024;
 
-  test("a full collection every fullEvery bytes, a young one every youngEvery between, counted from the last of either", () => {
+  test("a full collection every fullEvery bytes, one without waiting every asyncEvery between, counted from the last of either", () => {
     const pacing = new GcPacing(() => 16 * MiB, 4 * MiB);
     const asked = Array.from({ length: 10 }, () => pacing.moved(2 * MiB));
     expect(asked).toEqual([
       undefined,
-      "young",
+      "async",
       undefined,
-      "young",
+      "async",
       undefined,
-      "young",
+      "async",
       undefined,
       "full",
       undefined,
-      "young",
+      "async",
     ]);
   });
 
@@ -107,9 +107,9 @@ describe("GcPacing", () => {
     // a source that changes its way mid-run (a drive read in spans from then on): the bytes moved
     // before count toward its first full collection
     every = 32 * MiB;
-    expect(pacing.moved(4 * MiB)).toBe("young");
-    expect(pacing.moved(4 * MiB)).toBe("young");
+    expect(pacing.moved(4 * MiB)).toBe("async");
+    expect(pacing.moved(4 * MiB)).toBe("async");
     expect(pacing.moved(8 * MiB)).toBe("full");
-    expect(pacing.moved(4 * MiB)).toBe("young");
+    expect(pacing.moved(4 * MiB)).toBe("async");
   });
 });
