@@ -164,6 +164,15 @@ class DriveStream {
     private readonly viaPipe = false,
   ) {}
 
+  /**
+   * Bytes between full collections: through its JS stream each piece of an answer is garbage; through
+   * the pipe none is, but a span's answer is once read.
+   */
+  get gcEvery(): number {
+    if (!this.viaPipe) return GC_EVERY;
+    return this.download.span === undefined ? Number.POSITIVE_INFINITY : SPANS_GC_EVERY;
+  }
+
   /** The next byte of the open answer, if there is one: a read from there goes on with it. */
   get next(): number | undefined {
     return this.body ? this.position : undefined;
@@ -283,8 +292,7 @@ export async function openApi2Drive(connection: Connection, drive: string, log: 
       size,
       sequential: true,
       remote: true,
-      // the answer's pieces go through its JS stream
-      gcEvery: GC_EVERY,
+      gcEvery: stream.gcEvery,
       read: (buffer, length, position, signal) => stream.read(buffer, length, position, signal),
       reopen: async () => open(),
       close: async () => stream.drop(),
@@ -324,10 +332,9 @@ class RangedDrive implements Source {
     this.stream = new DriveStream(download, policy, log, true);
   }
 
-  /** Ranged answers leave their pieces for the GC; the one stream's pipe leaves none, but its spans' answers do. */
+  /** Ranged answers leave their pieces for the GC; the one stream, what its way of reading leaves. */
   get gcEvery(): number {
-    if (!this.oneStream && !this.rangesIgnored) return GC_EVERY;
-    return this.download.span === undefined ? Number.POSITIVE_INFINITY : SPANS_GC_EVERY;
+    return this.oneStream || this.rangesIgnored ? this.stream.gcEvery : GC_EVERY;
   }
 
   read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void> {
