@@ -2,6 +2,7 @@
 import type { CommandDef } from "citty";
 import { execute, type Io } from "../lib/cli/runner.ts";
 import { DEFAULT_RETRY, type RetryPolicy } from "../lib/retry.ts";
+import type { Context } from "../lib/context.ts";
 
 export interface RunResult {
   status: number;
@@ -106,4 +107,20 @@ export const FIXTURES = `${ROOT}test/fixtures/api1/`;
 
 export function fixture(name: string): Promise<string> {
   return Bun.file(`${FIXTURES}${name}`).text();
+}
+
+/** A Context for calling lib code directly (no command around it): logs dropped, no progress shown. */
+export function quietContext(
+  env: Record<string, string | undefined>,
+  options: { cwd?: string; retry?: Readonly<RetryPolicy> } = {},
+): Context {
+  return {
+    log: { debug() {}, info() {}, warn() {} } as unknown as Context["log"],
+    verbose: false,
+    cwd: options.cwd ?? "/",
+    env,
+    addSecret() {},
+    progress: () => ({ update() {}, finish() {} }),
+    retry: options.retry,
+  };
 }

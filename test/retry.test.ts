@@ -5,6 +5,7 @@ import { ApiError } from "../lib/errors.ts";
 import { DEFAULT_RETRY, withRetry } from "../lib/retry.ts";
 import { connect } from "../lib/connect.ts";
 import type { Context } from "../lib/context.ts";
+import { quietContext } from "./helpers.ts";
 
 const passing = () => new ApiError({ kind: "network", message: "reset", method: "GET", path: "/x", retryable: true });
 
@@ -43,15 +44,8 @@ test("a final error is not retried whatever the policy", async () => {
 });
 
 test("the connection carries the run's policy: the caller's, else DEFAULT_RETRY", async () => {
-  const ctx = (retry?: Context["retry"]): Context => ({
-    log: { debug() {}, info() {}, warn() {} } as unknown as Context["log"],
-    verbose: false,
-    cwd: "/",
-    env: { EHURI: "http://127.0.0.1:9/", EHAUTH: "user:secret" },
-    addSecret() {},
-    progress: () => ({ update() {}, finish() {} }),
-    retry,
-  });
+  const ctx = (retry?: Context["retry"]) =>
+    quietContext({ EHURI: "http://127.0.0.1:9/", EHAUTH: "user:secret" }, { retry });
   const fast = { attempts: 2, baseMs: 1, capMs: 5 };
   expect((await connect({}, ctx(fast))).retry).toEqual(fast);
   expect((await connect({}, ctx())).retry).toBe(DEFAULT_RETRY);

@@ -17,10 +17,9 @@ import copy from "../scripts/copy.ts";
 import { openApi2RangedDrive, PROXIED_SPAN, SPANS_GC_EVERY } from "../lib/api2/drive-source.ts";
 import { GC_EVERY } from "../lib/chunks/engine.ts";
 import { connect } from "../lib/connect.ts";
-import type { Context } from "../lib/context.ts";
 import { isAllZero } from "../lib/bytes.ts";
 import { imageBytes, sameBytes } from "./images.ts";
-import { run, spawnScript, type RunResult } from "./helpers.ts";
+import { quietContext, run, spawnScript, type RunResult } from "./helpers.ts";
 import { makeCertificates, type Certificates } from "./certificates.ts";
 import { Front, TestProxy } from "./proxy-server.ts";
 import { Emulator, errorLines } from "./faults/support.ts";
@@ -382,18 +381,11 @@ describe("in-process runs over plain http on loopback, through HTTP_PROXY", () =
 
   test("a drive read in spans asks for a full collection every SPANS_GC_EVERY (each span's answer is garbage once read); one GET through a pipe never", async () => {
     const drive = emulator.stub.addDrive(PROXIED_SPAN + 1, {}, imageBytes(PROXIED_SPAN + 1, 5)).uuid;
-    const ctx = (env: Record<string, string | undefined>): Context => ({
-      log: { debug() {}, info() {}, warn() {} } as unknown as Context["log"],
-      verbose: false,
-      cwd: dir,
-      env,
-      addSecret() {},
-      progress: () => ({ update() {}, finish() {} }),
-    });
     const gcEvery = async (env: Record<string, string | undefined>, concurrency: number) => {
-      const connection = await connect({}, ctx(env));
+      const ctx = quietContext(env, { cwd: dir });
+      const connection = await connect({}, ctx);
       try {
-        const source = await openApi2RangedDrive(connection, drive, ctx(env).log, concurrency);
+        const source = await openApi2RangedDrive(connection, drive, ctx.log, concurrency);
         await source.close();
         return source.gcEvery;
       } finally {
