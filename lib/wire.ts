@@ -324,13 +324,14 @@ export async function openWire(
   const https = url.protocol === "https:";
   const host = url.hostname.replace(/^\[|\]$/g, "");
   const port = Number(url.port || (https ? 443 : 80));
-  const tlsOptions = {
+  // made only for https: node:net and node:tls load on first use, and a plain connection needs neither
+  const tlsOptions = () => ({
     // explicit: with a bare `{}` Bun 1.4.5 never calls handshake (measured), with `true` it does
     rejectUnauthorized: true,
     // SNI is for names only; an IP literal is checked against the certificate's IP entries
     serverName: nodeNet().isIP(host) ? undefined : host,
     ...(options.ca ? { ca: [...nodeTls().rootCertificates, options.ca] } : {}),
-  };
+  });
   const wire = new Wire(key, proxy, proxy !== undefined && !https);
   const stopAborting = abortWith(wire, options.signal);
   try {
@@ -339,7 +340,7 @@ export async function openWire(
         hostname: proxy?.hostname ?? host,
         port: proxy?.port ?? port,
         data: wire,
-        tls: https && !proxy ? tlsOptions : undefined,
+        tls: https && !proxy ? tlsOptions() : undefined,
         socket: HANDLERS,
       });
     } catch (error) {
@@ -355,7 +356,7 @@ export async function openWire(
       await tunnel(wire, proxy, host, port);
       const [, secure] = (wire.socket as Socket<Wire>).upgradeTLS<Wire>({
         data: wire,
-        tls: tlsOptions,
+        tls: tlsOptions(),
         socket: HANDLERS,
       });
       wire.socket = secure;
