@@ -53,7 +53,11 @@ const MAX_REDIRECTS = 5;
 const MAX_PRECONNECT = 16;
 
 /** A redirect target may be followed: within MAX_REDIRECTS hops, and https (plain http to loopback only). */
-function checkRedirectTarget(next: URL, hop: number, answer: { status?: number; method: string; path: string }): URL {
+export function checkRedirectTarget(
+  next: URL,
+  hop: number,
+  answer: { status?: number; method: string; path: string },
+): URL {
   if (hop >= MAX_REDIRECTS)
     throw new ApiError({ kind: "protocol", message: `more than ${MAX_REDIRECTS} redirects`, ...answer });
   if (next.protocol !== "https:" && !(next.protocol === "http:" && isLoopbackHost(next.hostname)))

@@ -3,7 +3,7 @@
 // the answer ended cleanly. A raw TCP server writes the answers byte for byte.
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
-import { socketGet, type SocketGetAnswer } from "../lib/socket-get.ts";
+import { HeldBody, HOLD_AHEAD, socketGet, type SocketGetAnswer } from "../lib/socket-get.ts";
 import { SocketPool } from "../lib/socket-pool.ts";
 
 interface Reply {
@@ -17,6 +17,8 @@ interface Reply {
 const replies = new Map<string, (request: string) => Reply>();
 let connections = 0;
 let requests: string[] = [];
+/** Called when the server's side of a connection closes. */
+let onServerClose: (() => void) | undefined;
 let server: TCPSocketListener<{ pending: string }>;
 
 function plain(body: Uint8Array, extra = ""): Uint8Array {
@@ -38,6 +40,9 @@ beforeAll(() => {
       open(socket) {
         connections++;
         socket.data = { pending: "" };
+      },
+      close() {
+        onServerClose?.();
       },
       data(socket: Socket<{ pending: string }>, data) {
         socket.data.pending += data.toString("latin1");
@@ -64,6 +69,7 @@ beforeAll(() => {
 
 afterAll(() => server.stop(true));
 afterEach(() => {
+  onServerClose = undefined;
   replies.clear();
   connections = 0;
   requests = [];
@@ -213,4 +219,111 @@ test("a header holding a line break is refused before any connection opens", asy
   const failed = socketGet({ url: url("/a"), headers: { "x-evil": "a\r\nInjected: yes" }, into: new Uint8Array(8) });
   await expect(failed).rejects.toThrow(/line break/);
   expect(connections).toBe(0);
+});
+
+test("HeldBody keeps what comes before the buffer in order (copies), and pauses once when the limit waits", () => {
+  let pauses = 0;
+  const held = new HeldBody(10, () => pauses++);
+  const piece = new Uint8Array([1, 2, 3, 4, 5, 6]);
+  held.hold(piece);
+  // the socket's buffer is reused after the callback: what was held must not change with it
+  piece.fill(9);
+  held.hold(new Uint8Array(0));
+  expect(pauses).toBe(0);
+  held.hold(new Uint8Array([7, 8, 9, 10]));
+  expect({ bytes: held.bytes, paused: held.paused, pauses }).toEqual({ bytes: 10, paused: true, pauses: 1 });
+  // pieces already on their way still come after the pause, and are kept
+  held.hold(new Uint8Array([11]));
+  expect(pauses).toBe(1);
+  expect([...Buffer.concat(held.release())]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+  expect(held.bytes).toBe(0);
+  expect(held.release()).toEqual([]);
+});
+
+test("a GET asked before its buffer: the whole answer held while the server closes, then read into the buffer when it comes", async () => {
+  const body = pattern(70_000, 10);
+  replies.set("/early", () => ({ bytes: plain(body), close: true }));
+  const closed = new Promise<void>((resolve) => {
+    onServerClose = resolve;
+  });
+  let give!: (buffer: Uint8Array) => void;
+  const buffer = new Promise<Uint8Array>((resolve) => {
+    give = resolve;
+  });
+  let status: number | undefined;
+  const answer = socketGet({
+    url: url("/early"),
+    headers: {},
+    into: { length: body.length, buffer },
+    onBody: (s) => {
+      status = s;
+    },
+  });
+  await closed;
+  const into = new Uint8Array(body.length + 10);
+  give(into);
+  expect(await answer).toMatchObject({ kind: "body", status: 200, length: body.length });
+  expect(status).toBe(200);
+  expect(Buffer.from(into.subarray(0, body.length)).equals(Buffer.from(body))).toBe(true);
+  // only the length asked for is the buffer's: nothing past it is touched
+  expect(into.subarray(body.length).every((byte) => byte === 0)).toBe(true);
+});
+
+test("a GET asked before its buffer, far longer than what is held: paused once HOLD_AHEAD bytes wait, the body whole once the buffer comes", async () => {
+  const SIZE = 8 * HOLD_AHEAD;
+  const body = pattern(SIZE, 11);
+  // writes as the socket takes them (again on drain)
+  const pump = (socket: Socket<{ at: number }>) => {
+    // bounded: each turn writes more of the body, or stops when the socket takes no more
+    while (socket.data.at < SIZE) {
+      socket.data.at += Math.max(0, socket.write(body.subarray(socket.data.at)));
+      if (socket.data.at < SIZE) return;
+    }
+  };
+  const streaming = Bun.listen<{ at: number }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(socket) {
+        socket.data = { at: 0 };
+      },
+      data(socket) {
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${SIZE}\r\n\r\n`);
+        pump(socket);
+      },
+      drain: pump,
+    },
+  });
+  try {
+    let give!: (buffer: Uint8Array) => void;
+    const buffer = new Promise<Uint8Array>((resolve) => {
+      give = resolve;
+    });
+    let paused!: (bytes: number) => void;
+    const pausedAt = new Promise<number>((resolve) => {
+      paused = resolve;
+    });
+    let progress = 0;
+    const answer = socketGet({
+      url: new URL(`http://127.0.0.1:${streaming.port}/big`),
+      headers: {},
+      into: { length: SIZE, buffer },
+      onProgress: (got) => {
+        progress = got;
+      },
+      onHeld: (bytes, isPaused) => {
+        if (isPaused) paused(bytes);
+      },
+    });
+    expect(await pausedAt).toBeGreaterThanOrEqual(HOLD_AHEAD);
+    // nothing went anywhere but the held pieces before the buffer came
+    expect(progress).toBe(0);
+    const into = new Uint8Array(SIZE);
+    give(into);
+    expect(await answer).toMatchObject({ kind: "body", length: SIZE });
+    expect(progress).toBe(SIZE);
+    expect(Buffer.from(into).equals(Buffer.from(body))).toBe(true);
+  } finally {
+    streaming.stop(true);
+  }
 });

@@ -4,14 +4,15 @@
 //   failure that may pass (a reset, a stall past --timeout, a 5xx) asks again with
 //   `Range: bytes=N-` from where that read began, under the connection's retry policy; a server that
 //   ignores Range sends the drive from 0 again and the bytes before N are dropped.
-// - openApi2RangedDrive: reads at any offset, each its own GET of `Range: bytes=A-B`, as many in
-//   flight as the run's window (a far link holds each connection to a share of it); the driver
-//   retries a read that may pass; a read nearly done asks for the next range a round trip ahead
-//   (early-gets.ts). A server that ignores Range (a 200, or another range than asked) is read
-//   through one GET in order from then on, from 0 again.
+// - openApi2RangedDrive: reads at any offset, each its own GET of `Range: bytes=A-B` over the run's
+//   sockets, straight into its chunk (socket-ranges.ts), as many in flight as the run's window (a
+//   far link holds each connection to a share of it); the driver retries a read that may pass; a
+//   read nearly done asks for the next range a round trip ahead (early-gets.ts). A server that
+//   ignores Range (a 200, or another range than asked) is read through one GET in order from then
+//   on, from 0 again; one that sends ranges chunked or compressed, through that GET too.
 import type { ConsolaInstance } from "consola";
 import { directClient, type Connection } from "../connect.ts";
-import { bodyReader, readBody, type BodyReader } from "../body.ts";
+import { bodyReader, type BodyReader } from "../body.ts";
 import { GC_EVERY } from "../chunks/engine.ts";
 import type { Source } from "../chunks/endpoints.ts";
 import { NEAR_LINK_MS } from "../chunks/window.ts";
@@ -20,24 +21,11 @@ import type { HttpClient, RequestOptions } from "../http.ts";
 import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { DownloadLinks } from "./download-links.ts";
 import { EarlyGets, EndWatch } from "./early-gets.ts";
+import { contentLength, parseContentRange } from "./content-range.ts";
+import { SocketRanges, type RangeAnswer } from "./socket-ranges.ts";
+import type { LaterBuffer } from "../socket-get.ts";
 import { getDrive } from "./drives.ts";
 import { NO_TOTAL_LIMIT, Watchdog } from "../watchdog.ts";
-
-/** `bytes START-END/TOTAL` of a 206 answer. */
-export function parseContentRange(header: string | null): { start: number; end: number; total: number } | undefined {
-  const match = /^\s*bytes\s+(\d+)-(\d+)\/(\d+)\s*$/i.exec(header ?? "");
-  if (!match) return undefined;
-  const [start, end, total] = [Number(match[1]), Number(match[2]), Number(match[3])];
-  if (!Number.isSafeInteger(total) || start > end || end >= total) return undefined;
-  return { start, end, total };
-}
-
-export function contentLength(response: Response): number | undefined {
-  const text = response.headers.get("content-length");
-  if (text === null || !/^\d+$/.test(text.trim())) return undefined;
-  const value = Number(text);
-  return Number.isSafeInteger(value) ? value : undefined;
-}
 
 /**
  * What a failure while a body arrives means: the watchdog's abort is a timeout; a broken
@@ -57,11 +45,6 @@ export function bodyFailure(error: unknown, watchdog: Watchdog): unknown {
     path: "download",
     cause: translated,
   });
-}
-
-/** The Range header for `length` bytes from `position`. */
-function rangeOf(position: number, length: number): string {
-  return `bytes=${position}-${position + length - 1}`;
 }
 
 /** The API path a drive is downloaded from (the direct host's; it may redirect). */
@@ -194,13 +177,6 @@ class DriveStream {
     return result;
   }
 
-  /** Go on with an answer already received (a ranged GET the server answered with the whole drive). */
-  async adopt(response: Response, from: number, watchdog: Watchdog): Promise<void> {
-    this.drop();
-    this.watchdog = watchdog;
-    await this.accept(response, from);
-  }
-
   private async serve(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void> {
     if (position < this.position) this.drop();
     try {
@@ -302,17 +278,18 @@ export async function openApi2Drive(connection: Connection, drive: string, log: 
 }
 
 /**
- * Reads at any offset, each one ranged GET, several at once; or (`oneStream`: a near link, where one
- * connection is all the link there is) one GET read in order through a pipe. Once the server shows
- * it ignores Range, every read goes through that one GET.
+ * Reads at any offset, each one ranged GET over the run's sockets (socket-ranges.ts), several at
+ * once; or (`oneStream`: a near link, where one connection is all the link there is) one GET read in
+ * order through a pipe. Once the server shows it ignores Range, or sends ranges in a form only fetch
+ * reads, every read goes through that one GET.
  */
 class RangedDrive implements Source {
   readonly sequential = false;
   readonly remote = true;
   readonly size: number;
-  /** The one GET read in order (a near link's reads, or all of them once Range proved ignored). */
+  /** The one GET read in order (a near link's reads, or all of them once ranges proved unusable). */
   private readonly stream: DriveStream;
-  private rangesIgnored = false;
+  private inStream = false;
   /** Ranged reads under way, and the end of the furthest one asked for (what is left to ask for). */
   private inFlight = 0;
   private furthest = 0;
@@ -323,6 +300,7 @@ class RangedDrive implements Source {
 
   constructor(
     private readonly download: DriveDownload,
+    private readonly ranges: SocketRanges,
     private readonly log: ConsolaInstance,
     policy: Readonly<RetryPolicy>,
     readonly oneStream: boolean,
@@ -334,93 +312,86 @@ class RangedDrive implements Source {
 
   /** Ranged answers leave their pieces for the GC; the one stream, what its way of reading leaves. */
   get gcEvery(): number {
-    return this.oneStream || this.rangesIgnored ? this.stream.gcEvery : GC_EVERY;
+    return this.oneStream || this.inStream ? this.stream.gcEvery : GC_EVERY;
   }
 
   read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void> {
-    if (this.oneStream || this.rangesIgnored) return this.stream.read(buffer, length, position, signal, false);
+    if (this.oneStream || this.inStream) return this.stream.read(buffer, length, position, signal, false);
     return this.ranged(buffer.subarray(0, length), position, signal);
   }
 
   /** One ranged GET for `bytes`, from `position`. */
   private async ranged(bytes: Uint8Array, position: number, signal?: AbortSignal): Promise<void> {
     this.inFlight++;
+    let answer: RangeAnswer;
     try {
-      await this.rangedGet(bytes, position, signal);
+      answer = await this.answer(bytes, position, signal);
     } finally {
       this.inFlight--;
     }
+    if (answer.kind !== "read") return this.toOneStream(answer, bytes, position, signal);
   }
 
-  private async rangedGet(bytes: Uint8Array, position: number, signal?: AbortSignal): Promise<void> {
-    const last = position + bytes.length - 1;
-    const { response, watchdog } = await this.answer(position, bytes.length, signal);
-    const range = response.status === 206 ? parseContentRange(response.headers.get("content-range")) : undefined;
-    if (!range || range.start !== position || range.end !== last)
-      return this.rangeIgnored(response, watchdog, bytes, position, signal);
+  /**
+   * The range into `bytes`: through the GET asked early for it if there is one (a fresh GET should
+   * that have failed before any of its body came), else a new one.
+   */
+  private async answer(bytes: Uint8Array, position: number, signal?: AbortSignal): Promise<RangeAnswer> {
+    const early = this.early.take(position, bytes.length);
+    if (early) {
+      const stop = () => early.controller.abort();
+      signal?.addEventListener("abort", stop, { once: true });
+      try {
+        return await early.take(bytes);
+      } catch (error) {
+        if (signal?.aborted || early.got() > 0) throw error;
+      } finally {
+        signal?.removeEventListener("abort", stop);
+        early.watchdog.stop();
+      }
+    }
+    const watchdog = new Watchdog(this.download.timeoutMs);
+    this.furthest = Math.max(this.furthest, position + bytes.length);
     try {
-      if (range.total !== this.size) await this.download.refuse(response, `announced ${range.total} bytes`);
-      const announced = contentLength(response);
-      if (announced !== undefined && announced !== bytes.length)
-        await this.download.refuse(response, `answered bytes ${position}-${last} with ${announced} bytes`);
-      const end = new EndWatch(bytes.length);
-      const { got, more } = await readBody(response, bytes, (got) => {
-        watchdog.touch();
-        if (end.endsWithin(got, performance.now(), this.roundTrip)) this.askEarly(bytes.length, signal);
-      });
-      if (more)
-        await this.download.refuse(response, `sent more than the ${bytes.length} bytes asked at byte ${position}`);
-      if (got !== bytes.length) throw this.download.cut(position + got);
-    } catch (error) {
-      throw bodyFailure(error, watchdog);
+      return await this.get(position, bytes.length, bytes, watchdog, signal, () => signal).answer;
     } finally {
       watchdog.stop();
     }
   }
 
   /**
-   * The answer for `length` bytes from `position`: the GET asked early for them if there is one (a
-   * fresh GET should it have failed), else a new one. Its watchdog bounds the time without progress.
+   * A ranged GET into `into` (a buffer, or one to come: asked early); the time to its head counts
+   * toward the link's round trip, and as it nears its end it asks for the next range (for the read
+   * `readSignal` gives, once there is one).
    */
-  private async answer(
+  private get(
     position: number,
     length: number,
-    signal?: AbortSignal,
-  ): Promise<{ response: Response; watchdog: Watchdog }> {
-    const early = this.early.take(position, length);
-    if (early) {
-      const stop = () => early.controller.abort();
-      signal?.addEventListener("abort", stop, { once: true });
-      try {
-        return { response: await early.response, watchdog: early.watchdog };
-      } catch {
-        early.watchdog.stop();
-        if (signal?.aborted) throw signal.reason;
-      } finally {
-        signal?.removeEventListener("abort", stop);
-      }
-    }
-    const watchdog = new Watchdog(this.download.timeoutMs);
-    this.furthest = Math.max(this.furthest, position + length);
-    try {
-      return { response: await this.timedGet(position, length, watchdog, signal), watchdog };
-    } catch (error) {
-      watchdog.stop();
-      throw watchdog.translate(error, "GET", this.download.client.url(this.download.path).pathname);
-    }
-  }
-
-  /** The ranged GET's answer (its head); the time it took counts toward the link's round trip. */
-  private async timedGet(
-    position: number,
-    length: number,
+    into: Uint8Array | LaterBuffer,
     watchdog: Watchdog,
-    signal?: AbortSignal,
-  ): Promise<Response> {
+    signal: AbortSignal | undefined,
+    readSignal: () => AbortSignal | undefined,
+  ): { answer: Promise<RangeAnswer>; got: () => number } {
     const asked = performance.now();
-    const response = await this.download.request(rangeOf(position, length), watchdog, signal, this.link(length));
-    this.roundTrip = Math.min(this.roundTrip, performance.now() - asked);
-    return response;
+    const end = new EndWatch(length);
+    let got = 0;
+    const answer = this.ranges.get({
+      position,
+      length,
+      into,
+      watchdog,
+      signal: signal ? AbortSignal.any([signal, watchdog.signal]) : watchdog.signal,
+      link: this.link(length),
+      onHead: () => {
+        this.roundTrip = Math.min(this.roundTrip, performance.now() - asked);
+      },
+      onProgress: (sofar) => {
+        got = sofar;
+        watchdog.touch();
+        if (end.endsWithin(sofar, performance.now(), this.roundTrip)) this.askEarly(length, readSignal());
+      },
+    });
+    return { answer, got: () => got };
   }
 
   /** A download link asked for ahead, if one is ready; `length`: the reads still to come are as long. */
@@ -431,42 +402,55 @@ class RangedDrive implements Source {
   /** Ask now for the `length` bytes after the furthest asked (a read in flight is nearly done). */
   private askEarly(length: number, signal?: AbortSignal): void {
     const position = this.furthest;
-    if (position >= this.size || this.rangesIgnored || this.early.size >= this.inFlight) return;
+    if (position >= this.size || this.inStream || this.early.size >= this.inFlight) return;
     const bytes = Math.min(length, this.size - position);
     this.furthest = position + bytes;
     const watchdog = new Watchdog(this.download.timeoutMs);
     const controller = new AbortController();
     const cancel = signal ? AbortSignal.any([signal, controller.signal]) : controller.signal;
-    const response = this.timedGet(position, bytes, watchdog, cancel);
-    this.log.debug(`drive ${this.download.drive}: ${rangeOf(position, bytes)} asked a round trip before its read`);
-    // taken by the read of that range, or dropped: a failure here is the read's to meet (it asks afresh)
-    response.catch(() => undefined);
-    this.early.add(position, { length: bytes, response, watchdog, controller });
+    let give!: (buffer: Uint8Array) => void;
+    const buffer = new Promise<Uint8Array>((resolve) => {
+      give = resolve;
+    });
+    const get = this.get(position, bytes, { length: bytes, buffer }, watchdog, cancel, () => signal);
+    this.log.debug(
+      `drive ${this.download.drive}: bytes=${position}-${position + bytes - 1} asked a round trip before its read`,
+    );
+    // taken by the read of that range, or dropped: a failure before its body is the read's to meet (it asks afresh)
+    get.answer.catch(() => undefined);
+    this.early.add(position, {
+      length: bytes,
+      take: (into) => {
+        give(into);
+        return get.answer;
+      },
+      got: get.got,
+      watchdog,
+      controller,
+    });
   }
 
-  /** A ranged GET answered with the whole drive (or another range): the one GET in order from now on, from 0 again. */
-  private async rangeIgnored(
-    response: Response,
-    watchdog: Watchdog,
+  /**
+   * The server did not answer a range as asked (it sent the whole drive, or another range) or sent
+   * it in a form only fetch reads: the one GET in order from now on.
+   */
+  private toOneStream(
+    answer: Exclude<RangeAnswer, { kind: "read" }>,
     bytes: Uint8Array,
     position: number,
     signal?: AbortSignal,
   ): Promise<void> {
-    if (!this.rangesIgnored) {
-      this.rangesIgnored = true;
+    if (!this.inStream) {
+      this.inStream = true;
       this.links?.stop();
       this.early.clear();
+      const drive = this.download.drive;
       this.log.info(
-        `the server does not answer drive ${this.download.drive} in ranges (${response.status}): reading it in one stream, starting again from 0`,
+        answer.kind === "ignored"
+          ? `the server does not answer drive ${drive} in ranges (${answer.status}): reading it in one stream, starting again from 0`
+          : `the server sends drive ${drive}'s ranges as ${answer.why}: reading it in one stream`,
       );
-      if (response.status === 200) {
-        // the whole drive from 0: what this read needs is in it
-        await this.stream.adopt(response, 0, watchdog);
-        return this.stream.read(bytes, bytes.length, position, signal, false);
-      }
     }
-    await response.body?.cancel().catch(() => undefined);
-    watchdog.stop();
     return this.stream.read(bytes, bytes.length, position, signal, false);
   }
 
@@ -514,5 +498,7 @@ export async function openApi2RangedDrive(
   const oneStream = concurrency === undefined ? near : concurrency === 1;
   // asked for from the first ranged read on (never before the run holds its lock)
   const links = oneStream ? undefined : new DownloadLinks(client, downloadPath(drive));
-  return new RangedDrive(download, log, connection.retry, oneStream, links);
+  const own = { sockets: connection.sockets, timeoutMs: connection.timeoutMs };
+  const ranges = new SocketRanges(client, own, downloadPath(drive), drive, size);
+  return new RangedDrive(download, ranges, log, connection.retry, oneStream, links);
 }

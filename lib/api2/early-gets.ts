@@ -3,16 +3,21 @@
 // for its first byte: the whole link idle once a wave. So a read that is nearly done (what is left
 // of it, at its second half's pace, takes no longer than the link's round trip: the shortest time an
 // answer's head took) asks at once for the range after the furthest one asked; when the driver then
-// reads that range, it takes the answer already under way. Meanwhile only the runtime's buffers
-// hold what arrives of it (about a round trip's worth), no chunk buffer.
+// reads that range, it hands the GET its buffer and the answer goes on into it. Meanwhile what
+// arrives of it is held, a round trip's worth at most before the connection pauses
+// (lib/socket-get.ts HOLD_AHEAD), no chunk buffer.
 import type { Watchdog } from "../watchdog.ts";
+import type { RangeAnswer } from "./socket-ranges.ts";
 
 export interface EarlyGet {
   readonly length: number;
-  readonly response: Promise<Response>;
+  /** Hand the GET its read's buffer: the answer goes into it; resolves when it is whole. */
+  take(buffer: Uint8Array): Promise<RangeAnswer>;
+  /** Bytes of the answer in the read's buffer so far (a failure before any: the read asks afresh). */
+  got(): number;
   /** Bounds the time without progress from the ask on; the read that takes the GET goes on with it. */
   readonly watchdog: Watchdog;
-  /** Cancels the GET (nobody took it). */
+  /** Cancels the GET (nobody took it, or its read was stopped). */
   readonly controller: AbortController;
 }
 
@@ -79,10 +84,4 @@ export class EarlyGets {
 function drop(get: EarlyGet): void {
   get.controller.abort();
   get.watchdog.stop();
-  get.response
-    .then(
-      (response) => response.body?.cancel(),
-      () => undefined,
-    )
-    .catch(() => undefined);
 }

@@ -13,7 +13,7 @@ import { runTransfer } from "../chunks/driver.ts";
 import type { Interrupt } from "../chunks/engine.ts";
 import type { Destination } from "../chunks/endpoints.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
-import { fetchedChunk, fixedWindow, windowFor } from "../chunks/window.ts";
+import { fixedWindow, windowFor } from "../chunks/window.ts";
 import { preconnect } from "../wire.ts";
 import { formatOfName, withSuffix } from "../formats/output-format.ts";
 import { SparseFileDestination } from "../formats/sparse-file.ts";
@@ -27,8 +27,7 @@ import { describeDrive } from "./access.ts";
 import { fromSnapshot } from "./consistent.ts";
 
 /**
- * API 2.0 ranged GETs in flight at the start (a far link; a near one reads in one stream): a little
- * over what WINDOW_MEMORY holds of 4 MiB chunks through fetch, as the window's start may be. Fewer
+ * API 2.0 ranged GETs in flight at the start (a far link; a near one reads in one stream). Fewer
  * fill a shaped link too, but in more waves, each starting with a round trip in which nothing moves
  * (bench/RESULTS-speed.md, "Figures the code relies on").
  */
@@ -77,13 +76,14 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
     const chunk =
       request.chunk ??
       (oneStream && format === "raw" ? (Journal.load(journalFile)?.header.chunk ?? ONE_STREAM_CHUNK) : MAX_PIECE);
-    // each read in flight holds its chunk until it is written (and through fetch, about as much
-    // again: API 2.0's ranged GETs); API 2.0 in one stream: one at a time
+    // each read in flight holds its chunk until it is written (the API 2.0 ranged GETs, over the
+    // run's sockets, once; a GET asked ahead of its read at most socket-get.ts HOLD_AHEAD more);
+    // API 2.0 in one stream: one at a time
     const window = oneStream
       ? fixedWindow(1)
       : api === 1
         ? api1ReadWindow(source as Api1Drive, chunk, request.concurrency)
-        : windowFor(API2_READS_IN_FLIGHT, fetchedChunk(chunk), request.concurrency);
+        : windowFor(API2_READS_IN_FLIGHT, chunk, request.concurrency);
     const from = { shown: `drive ${drive}`, id: drive };
     const destination: Destination =
       format === "raw"

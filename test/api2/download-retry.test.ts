@@ -85,7 +85,9 @@ test("a raw download cut twice mid-body completes in one run, identical, each cu
   for (const [start] of starts) expect((start as number) % MiB).toBe(0);
   expect(new Set(starts.map(([start]) => start)).size).toBe(6);
   expect(
-    result.stderr.match(/read at \d+ failed \(GET download failed: network: .*\); retry 1 in \d+\.\d s/g),
+    result.stderr.match(
+      /read at \d+ failed \(GET \/api\/2\.0\/drives\/[0-9a-f-]+\/download\/ failed: network: the answer ended at byte \d+ of \d+\); retry 1 in \d+\.\d s/g,
+    ),
   ).toHaveLength(2);
   expect(result.stderr).not.toMatch(/error/);
 });
@@ -113,16 +115,16 @@ test("a server that stops honouring Range (a 200 for a ranged GET): the rest is 
   const result = await downloadIn([drive.uuid, "norange.img", "-c", "1M", "--concurrency", "2"]);
   expect({ status: result.status, stderr: result.stderr }).toMatchObject({ status: 0 });
   expect(result.stderr).toContain("starting again from 0");
-  // two chunks in ranges, then the whole drive in one answer (two, if the next ranged GET was under way) that serves the rest;
-  // which two chunks is the order their GETs reached the server in (the second chunk's may come after the third's). Should
-  // the later chunk's whole-drive answer be read first (a GET asked a round trip ahead may come back first), the
-  // earlier chunk's read, now behind the stream, asks once more from 0
+  // two chunks in ranges, then 200s: the ranged GET answered with the whole drive (two, if the next one was under way;
+  // their bodies are not read, their connections closed), then the one stream's GET from 0 that serves the rest; which
+  // two chunks is the order their GETs reached the server in (the second chunk's may come after the third's). Should the
+  // stream serve the later chunk's read first, the earlier chunk's read, now behind the stream, asks once more from 0
   const starts = originStarts();
   const inRanges = starts.slice(0, 2);
   expect(inRanges.map(([, status]) => status)).toEqual([206, 206]);
   expect(new Set(inRanges.map(([start]) => start)).size).toBe(2);
   expect(inRanges.every(([start]) => (start as number) % MiB === 0 && (start as number) < 4 * MiB)).toBe(true);
-  expect(starts.length).toBeLessThanOrEqual(5);
+  expect(starts.length).toBeLessThanOrEqual(6);
   expect(starts.slice(2).every(([, status]) => status === 200)).toBe(true);
   expect(sameBytes(new Uint8Array(readFileSync(join(dir, "norange.img"))), drive.bytes)).toBe(true);
   expect(readdirSync(dir)).toEqual(["norange.img"]);

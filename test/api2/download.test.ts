@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "
 import { join } from "node:path";
 import download from "../../scripts/download.ts";
 import { run } from "../helpers.ts";
-import { parseContentRange } from "../../lib/api2/drive-source.ts";
+import { parseContentRange } from "../../lib/api2/content-range.ts";
 import { errorLines, journaled, ONE_ATTEMPT } from "../faults/support.ts";
 import { sameBytes } from "../images.ts";
 import {

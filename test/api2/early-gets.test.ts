@@ -48,7 +48,8 @@ describe("EarlyGets", () => {
     const controller = new AbortController();
     return {
       length,
-      response: Promise.resolve(new Response("x")),
+      take: async () => ({ kind: "read" }),
+      got: () => 0,
       watchdog: new Watchdog(60_000),
       controller,
     };

@@ -126,7 +126,7 @@ test("2.0 download: a ranged answer whose body ends short of its Content-Length 
   expectOneLine(
     result,
     new RegExp(
-      `^download: error: download of drive ${UUID} stopped at .* of 2\\.5 MiB: GET download failed: network: .*; out\\.img\\.part is kept: rerun the same command in \\S+ to resume$`,
+      `^download: error: download of drive ${UUID} stopped at .* of 2\\.5 MiB: GET /api/2\\.0/drives/${UUID}/download/ failed: network: the answer ended at byte \\d+ of 2622440; out\\.img\\.part is kept: rerun the same command in \\S+ to resume$`,
     ),
     transfer,
   );
