@@ -22,6 +22,7 @@ import { CompressedFileDestination } from "../formats/compressed-file.ts";
 import { MAX_PIECE } from "../api1/drives.ts";
 import { API1_READS_IN_FLIGHT, api1ReadWindow, openApi1Drive, type Api1Drive } from "../api1/drive-source.ts";
 import { openApi2RangedDrive, type Api2RangedDrive } from "../api2/drive-source.ts";
+import { heldPerRange } from "../api2/socket-ranges.ts";
 import { serverFileName } from "../api2/file-name.ts";
 import { describeDrive } from "./access.ts";
 import { fromSnapshot } from "./consistent.ts";
@@ -76,14 +77,13 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
     const chunk =
       request.chunk ??
       (oneStream && format === "raw" ? (Journal.load(journalFile)?.header.chunk ?? ONE_STREAM_CHUNK) : MAX_PIECE);
-    // each read in flight holds its chunk until it is written (the API 2.0 ranged GETs, over the
-    // run's sockets, once; a GET asked ahead of its read at most socket-get.ts HOLD_AHEAD more);
-    // API 2.0 in one stream: one at a time
+    // each read in flight holds its chunk until it is written (an API 2.0 ranged GET, and what the
+    // GET asked ahead of the next read holds: heldPerRange); API 2.0 in one stream: one at a time
     const window = oneStream
       ? fixedWindow(1)
       : api === 1
         ? api1ReadWindow(source as Api1Drive, chunk, request.concurrency)
-        : windowFor(API2_READS_IN_FLIGHT, chunk, request.concurrency);
+        : windowFor(API2_READS_IN_FLIGHT, heldPerRange(chunk), request.concurrency);
     const from = { shown: `drive ${drive}`, id: drive };
     const destination: Destination =
       format === "raw"
