@@ -159,6 +159,18 @@ describe("spawned scripts through a CONNECT proxy, to a name only the proxy reso
     // the origin's GET went through the proxy too
     expect(proxy.forwarded - forwarded).toBe(emulator.api2.originRequests.length);
     expect(emulator.api2.originRequests.length).toBeGreaterThan(0);
+    // in ranged GETs (over the run's own connections) as well, each through the proxy
+    const origin = emulator.api2.originRequests.length;
+    const ranged = await spawnScript(
+      "download",
+      ["--api", "2", up.stdout.trim(), "ranged.img", "-c", "64k", "--concurrency", "2"],
+      { env, cwd: dir },
+    );
+    expect([ranged.status, ranged.stderr]).toEqual([0, expect.stringContaining("downloaded")]);
+    expect(copyHolds("ranged.img", image.bytes)).toBe(true);
+    const rangedGets = emulator.api2.originRequests.slice(origin);
+    expect(rangedGets.filter((request) => request.status === 206).length).toBeGreaterThanOrEqual(40);
+    expect(proxy.forwarded - forwarded).toBe(emulator.api2.originRequests.length);
     expectTunnelled();
   });
 

@@ -1,6 +1,6 @@
 // API 2.0 download retried within the run against the emulator: a ranged answer cut short (raw or
 // .zst) is asked for again and the run ends identical; a server that stops honouring Range is read
-// in one stream from 0; final errors (missing, auth) are not retried; the tries are bounded by the
+// in one stream from 0, one that sends its ranges chunked in one stream too; final errors (missing, auth) are not retried; the tries are bounded by the
 // retry policy, what came whole is kept for a rerun; Ctrl-C between attempts still ends the run at once.
 import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -128,6 +128,39 @@ test("a server that stops honouring Range (a 200 for a ranged GET): the rest is 
   expect(starts.slice(2).every(([, status]) => status === 200)).toBe(true);
   expect(sameBytes(new Uint8Array(readFileSync(join(dir, "norange.img"))), drive.bytes)).toBe(true);
   expect(readdirSync(dir)).toEqual(["norange.img"]);
+});
+
+test("a server that sends its ranges chunked (no Content-Length): the drive is read in one stream instead, identical", async () => {
+  const drive = driveOf(4 * MiB + 99, 4);
+  // a 206 of the range asked, its body a stream: Bun.serve sends it chunked, a form the run's own
+  // sockets leave to fetch
+  api2.originHook = (request, d) => {
+    const range = /^bytes=(\d+)-(\d+)$/.exec(request.headers.get("range") ?? "");
+    if (!range) return undefined;
+    const [start, end] = [Number(range[1]), Math.min(Number(range[2]), drive.bytes.length - 1)];
+    const bytes = stub.readDrive(d.uuid, start, end - start + 1);
+    return new Response(
+      new ReadableStream({
+        start(controller) {
+          controller.enqueue(bytes);
+          controller.close();
+        },
+      }),
+      { status: 206, headers: { "content-range": `bytes ${start}-${end}/${drive.bytes.length}` } },
+    );
+  };
+  const result = await downloadIn([drive.uuid, "chunked.img", "-c", "1M", "--concurrency", "2"]);
+  expect({ status: result.status, stderr: result.stderr }).toMatchObject({ status: 0 });
+  expect(result.stderr).toContain("ranges as a body sent as chunked: reading it in one stream");
+  expect(sameBytes(new Uint8Array(readFileSync(join(dir, "chunked.img"))), drive.bytes)).toBe(true);
+  expect(readdirSync(dir)).toEqual(["chunked.img"]);
+  // the two ranged GETs answered chunked (not read), then the stream's GET (from 0: the first read's
+  // byte; once more, from where it stands, should a later read have been served first)
+  const asked = api2.originRequests.map((request) => request.headers.range ?? "");
+  expect(asked.slice(0, 2).every((range) => /^bytes=\d+-\d+$/.test(range))).toBe(true);
+  expect(asked.slice(2).every((range) => /^(bytes=\d+-)?$/.test(range))).toBe(true);
+  expect(asked.length).toBeGreaterThanOrEqual(3);
+  expect(asked.length).toBeLessThanOrEqual(4);
 });
 
 for (const [label, env] of [
