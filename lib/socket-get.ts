@@ -94,10 +94,13 @@ async function exchange(wire: Wire, options: SocketGet): Promise<SocketGetAnswer
   if (!(options.into instanceof Uint8Array))
     options.into.buffer.then(
       (buffer) => {
+        if (reading.over) return;
         reading.attach(buffer);
         wire.poke();
       },
       (error) => {
+        // the wire may serve another request by then
+        if (reading.over) return;
         wire.failure ??= error;
         wire.poke();
       },
@@ -124,6 +127,8 @@ async function exchange(wire: Wire, options: SocketGet): Promise<SocketGetAnswer
   } finally {
     stopAborting();
     wire.reader = undefined;
+    // a buffer that comes after the exchange ended gets nothing of it
+    reading.over = true;
   }
 }
 
@@ -163,6 +168,8 @@ class AnswerReading {
   answer?: SocketGetAnswer;
   /** The answer ended at its own end, nothing after it: the connection can serve another request. */
   whole = false;
+  /** The exchange ended (answered or failed): nothing more goes into a buffer. */
+  over = false;
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
   private mode: "head" | "hold" | "into" | "gather" | "done" = "head";
