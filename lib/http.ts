@@ -24,11 +24,6 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Statuses that are not errors (default: any 2xx). */
   ok?: (status: number) => boolean;
-  /**
-   * Where a GET of `path` was redirected before (redirectOf): the request goes there at once, one
-   * round trip fewer, checked as any redirect target (credentials only if it is `path`'s origin).
-   */
-  at?: URL;
   /** A redirect is not followed: its target (checked) is handed here and the 3xx answer returned, its body dropped. */
   stopAt?: (target: URL) => void;
 }
@@ -260,8 +255,7 @@ export class HttpClient {
   async request(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
     const started = this.url(path);
     const shownPath = started.pathname + started.search;
-    if (options.at) checkRedirectTarget(options.at, 0, { method, path: shownPath });
-    let url = options.at ?? started;
+    let url = started;
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_SECONDS * 1000;
     const signals = [AbortSignal.timeout(timeoutMs)];
     if (options.signal) signals.push(options.signal);

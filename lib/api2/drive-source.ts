@@ -17,7 +17,7 @@ import { GC_EVERY } from "../chunks/engine.ts";
 import type { Source } from "../chunks/endpoints.ts";
 import { NEAR_LINK_MS } from "../chunks/window.ts";
 import { ApiError, messageOf, OperationError } from "../errors.ts";
-import type { HttpClient, RequestOptions } from "../http.ts";
+import type { HttpClient } from "../http.ts";
 import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { DownloadLinks } from "./download-links.ts";
 import { EarlyGets, EndWatch } from "./early-gets.ts";
@@ -84,26 +84,14 @@ class DriveDownload {
     if (client.proxied(this.path)) this.span = PROXIED_SPAN;
   }
 
-  /**
-   * The GET (`range` as asked, none: the whole drive), with --timeout bounding the time without
-   * progress. `at`: a download link asked for ahead, tried first; should it fail (expired, gone), the
-   * redirect is followed afresh.
-   */
-  async request(range: string | undefined, watchdog: Watchdog, signal?: AbortSignal, at?: URL): Promise<Response> {
-    const options: RequestOptions & { signal: AbortSignal } = {
+  /** The GET (`range` as asked, none: the whole drive), with --timeout bounding the time without progress. */
+  request(range: string | undefined, watchdog: Watchdog, signal?: AbortSignal): Promise<Response> {
+    return this.client.request("GET", this.path, {
       // identity: the byte count must match Content-Length (and a Range its offsets)
       headers: range ? { range, "accept-encoding": "identity" } : { "accept-encoding": "identity" },
       timeoutMs: NO_TOTAL_LIMIT,
       signal: signal ? AbortSignal.any([signal, watchdog.signal]) : watchdog.signal,
-    };
-    if (at) {
-      try {
-        return await this.client.request("GET", this.path, { ...options, at });
-      } catch (error) {
-        if (options.signal.aborted) throw error;
-      }
-    }
-    return this.client.request("GET", this.path, options);
+    });
   }
 
   /** The answer announced something that is not this drive: final, nothing of it is used. */
