@@ -6,8 +6,8 @@
 // (bench/RESULTS-speed.md, the runs by hand).
 //
 // A GET may be asked before the buffer it goes into exists (a read a round trip ahead: lib/api2/
-// early-gets.ts): what of its body comes before then is held in the runtime's pieces, the connection
-// paused once HOLD_AHEAD bytes wait, so the server's bytes wait in the network, not in memory.
+// early-gets.ts): what of its body comes before then is held (copies of the socket's pieces), the
+// connection paused once HOLD_AHEAD bytes wait, so the rest waits in the network, not in memory.
 //
 // Only a plain body of a stated length is read this way (a 2xx with Content-Length, no
 // Transfer-Encoding or Content-Encoding); a redirect, or a body in any other form, is left to the
@@ -69,7 +69,7 @@ const MAX_HEAD = 64 * 1024;
 /**
  * Body bytes held for a buffer still to come before the connection is paused: about what a far link
  * brings a connection in a round trip (8 MB/s over 50 ms is 400 KB), so a GET asked a round trip
- * ahead is rarely paused, while 8 of them on an unshaped link hold 8 MiB, not their whole ranges.
+ * ahead is rarely paused, while on an unshaped link each holds about that much, not its whole range.
  */
 export const HOLD_AHEAD = 1024 * 1024;
 
