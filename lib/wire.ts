@@ -18,6 +18,14 @@ import type { Reusable, SocketPool } from "./socket-pool.ts";
 /** The most of an answer's body gathered (an upload answer is a UUID, an error a message). */
 export const MAX_ANSWER = 1024 * 1024;
 
+/**
+ * What a connection through a proxy holds beside the body it receives, while one comes: through
+ * bench/proxy.ts's tunnels the runtime's memory outside the JS heap grew by 1.2-1.8 MiB per download
+ * connection against the same without it (4 GiB from a far server over https, 6 to 12 reads in
+ * flight: bench/RESULTS-speed.md, "Figures the code relies on"); sending costs no more than direct.
+ */
+export const PROXIED_RECEIVE = 2 * 1024 * 1024;
+
 /** A network failure with the code fetch would give (ECONNREFUSED, ECONNRESET...). */
 export class WireError extends Error {
   constructor(

@@ -18,6 +18,8 @@ import { openApi2RangedDrive, PROXIED_SPAN, SPANS_GC_EVERY } from "../lib/api2/d
 import { GC_EVERY } from "../lib/chunks/engine.ts";
 import { connect } from "../lib/connect.ts";
 import { isAllZero } from "../lib/bytes.ts";
+import { HOLD_AHEAD } from "../lib/socket-get.ts";
+import { PROXIED_RECEIVE } from "../lib/wire.ts";
 import { imageBytes, sameBytes } from "./images.ts";
 import { quietContext, run, spawnScript, type RunResult } from "./helpers.ts";
 import { makeCertificates, type Certificates } from "./certificates.ts";
@@ -408,6 +410,24 @@ describe("in-process runs over plain http on loopback, through HTTP_PROXY", () =
     expect(await gcEvery(proxied, 1)).toBe(SPANS_GC_EVERY);
     expect(await gcEvery(emulator.api2.env, 1)).toBe(Number.POSITIVE_INFINITY);
     expect(await gcEvery(proxied, 2)).toBe(GC_EVERY);
+  });
+
+  test("a ranged 2.0 read in flight counts its chunk, what the GET asked ahead holds, and through a proxy what its connection holds", async () => {
+    const MiB = 1024 * 1024;
+    const drive = emulator.stub.addDrive(65536, {}, imageBytes(65536, 6)).uuid;
+    const held = async (env: Record<string, string | undefined>) => {
+      const ctx = quietContext(env, { cwd: dir });
+      const connection = await connect({}, ctx);
+      try {
+        const source = await openApi2RangedDrive(connection, drive, ctx.log, 2);
+        await source.close();
+        return source.heldPerRead(4 * MiB);
+      } finally {
+        connection.close();
+      }
+    };
+    expect(await held(emulator.api2.env)).toBe(4 * MiB + HOLD_AHEAD);
+    expect(await held({ ...emulator.api2.env, HTTP_PROXY: proxy.url() })).toBe(4 * MiB + HOLD_AHEAD + PROXIED_RECEIVE);
   });
 
   test("NO_PROXY (and no_proxy) naming the server: the proxy sees nothing", async () => {

@@ -2,9 +2,10 @@
 // length (drives.ts readFailure), several in flight; the driver retries a read that may pass. The
 // reads go over the run's own sockets when given them (socket-read.ts), else through fetch.
 import type { Source } from "../chunks/endpoints.ts";
-import { fetchedChunk, NEAR_LINK_MS, windowFor, type WindowPolicy } from "../chunks/window.ts";
+import { fetchedChunk, NEAR_LINK_MS, startWithin, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import type { HttpClient } from "../http.ts";
 import type { OwnSockets } from "../socket-pool.ts";
+import { PROXIED_RECEIVE } from "../wire.ts";
 import { GC_EVERY } from "../chunks/engine.ts";
 import { driveInfo, MAX_PIECE, readInto, sizeOf } from "./drives.ts";
 import { SocketReads } from "./socket-read.ts";
@@ -26,17 +27,21 @@ const FETCHED_READS_MEMORY = 5 * fetchedChunk(MAX_PIECE);
 export interface Api1Drive extends Source {
   /** Its reads go over the run's own sockets: each holds its chunk once (through fetch, about twice). */
   readonly overSockets: boolean;
+  /** What a read of `chunk` bytes in flight holds: its chunk (and PROXIED_RECEIVE through a proxy), or about twice through fetch. */
+  heldPerRead(chunk: number): number;
 }
 
 /** Drive `drive` of `size` bytes (its info's size) as a source; its reads over `sockets` when given. */
 export function api1DriveSource(client: HttpClient, drive: string, size: number, sockets?: OwnSockets): Api1Drive {
   const reads = sockets ? new SocketReads(client, sockets) : undefined;
+  const proxied = sockets?.sockets.proxies.for(client.url(`drives/${drive}/read/0/0`)) !== undefined;
   const source: Api1Drive = {
     size,
     sequential: false,
     remote: true,
     maxRead: MAX_PIECE,
     overSockets: reads !== undefined,
+    heldPerRead: (chunk) => (reads ? chunk + (proxied ? PROXIED_RECEIVE : 0) : fetchedChunk(chunk)),
     // each answer's body comes in pieces the GC has to find (over the run's sockets as through
     // fetch: the runtime hands each piece it receives over in a buffer of its own)
     gcEvery: GC_EVERY,
@@ -70,8 +75,8 @@ export async function openApi1Drive(client: HttpClient, drive: string, sockets?:
  * what memory holds (through fetch, FETCHED_READS_MEMORY).
  */
 export function api1ReadWindow(source: Api1Drive, chunk: number, concurrency?: number): WindowPolicy {
-  if (source.overSockets) return windowFor(API1_READS_IN_FLIGHT, chunk, concurrency);
-  const held = fetchedChunk(chunk);
+  const held = source.heldPerRead(chunk);
+  if (source.overSockets) return windowFor(startWithin(API1_READS_IN_FLIGHT, held), held, concurrency);
   const initial = Math.max(1, Math.min(API1_READS_IN_FLIGHT, Math.floor(FETCHED_READS_MEMORY / held)));
   return windowFor(initial, held, concurrency, FETCHED_READS_MEMORY);
 }

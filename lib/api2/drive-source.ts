@@ -23,7 +23,8 @@ import { DownloadLinks } from "./download-links.ts";
 import { EarlyGets, EndWatch } from "./early-gets.ts";
 import { contentLength, parseContentRange } from "./content-range.ts";
 import { SocketRanges, type RangeAnswer } from "./socket-ranges.ts";
-import type { LaterBuffer } from "../socket-get.ts";
+import { HOLD_AHEAD, type LaterBuffer } from "../socket-get.ts";
+import { PROXIED_RECEIVE } from "../wire.ts";
 import { getDrive } from "./drives.ts";
 import { NO_TOTAL_LIMIT, Watchdog } from "../watchdog.ts";
 
@@ -303,6 +304,17 @@ class RangedDrive implements Source {
     return this.oneStream || this.inStream ? this.stream.gcEvery : GC_EVERY;
   }
 
+  /**
+   * What a ranged read of `chunk` bytes in flight holds at most: its chunk, what the GET asked ahead
+   * for the next read holds before that read's buffer comes (HOLD_AHEAD), and through a proxy what
+   * the connection holds beside them (PROXIED_RECEIVE; 4 GiB from a far server over https, 4 MiB chunks:
+   * 109-115 MiB peak RSS with 8 in flight, 112-120 with 9, 115-125 with 10, 122-130 with 12:
+   * bench/RESULTS-speed.md, "Figures the code relies on").
+   */
+  heldPerRead(chunk: number): number {
+    return chunk + HOLD_AHEAD + (this.ranges.proxied ? PROXIED_RECEIVE : 0);
+  }
+
   read(buffer: Uint8Array, length: number, position: number, signal?: AbortSignal): Promise<void> {
     if (this.oneStream || this.inStream) return this.stream.read(buffer, length, position, signal, false);
     return this.ranged(buffer.subarray(0, length), position, signal);
@@ -465,6 +477,8 @@ class RangedDrive implements Source {
 export type Api2RangedDrive = Source & {
   /** Read in one stream (a near link, or one request in flight asked for), not in ranged GETs. */
   readonly oneStream: boolean;
+  /** What a ranged read of `chunk` bytes in flight holds at most. */
+  heldPerRead(chunk: number): number;
   resumesAt(at: number, signal?: AbortSignal): Promise<boolean>;
 };
 

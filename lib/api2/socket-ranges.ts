@@ -12,7 +12,7 @@
 import { ApiError, OperationError } from "../errors.ts";
 import { answerError, checkRedirectTarget, type HttpClient } from "../http.ts";
 import { proxyError } from "../proxy.ts";
-import { HOLD_AHEAD, socketGet, type LaterBuffer, type SocketGetAnswer } from "../socket-get.ts";
+import { socketGet, type LaterBuffer, type SocketGetAnswer } from "../socket-get.ts";
 import type { OwnSockets } from "../socket-pool.ts";
 import { NO_TOTAL_LIMIT, type Watchdog } from "../watchdog.ts";
 import { parseContentRange } from "./content-range.ts";
@@ -42,16 +42,6 @@ export interface RangeGet {
   onProgress?(got: number): void;
 }
 
-/**
- * What a ranged read in flight holds at most: its chunk, and what the GET asked ahead for the next
- * range holds before that read's buffer comes (4 GiB from a far server over https, 4 MiB chunks:
- * 109-115 MiB peak RSS with 8 in flight, 112-120 with 9, 115-125 with 10, 122-130 with 12:
- * bench/RESULTS-speed.md, "Figures the code relies on").
- */
-export function heldPerRange(chunk: number): number {
-  return chunk + HOLD_AHEAD;
-}
-
 /** One drive's ranged GETs over the run's sockets. */
 export class SocketRanges {
   /** The download path answered itself (no redirect): it is asked directly from then on. */
@@ -67,6 +57,11 @@ export class SocketRanges {
     private readonly size: number,
   ) {
     this.shown = client.url(path).pathname;
+  }
+
+  /** The GETs go through a proxy (the download path's route: its links' is not known ahead). */
+  get proxied(): boolean {
+    return this.own.sockets.proxies.for(this.client.url(this.path)) !== undefined;
   }
 
   /** GET `length` bytes from `position`: to the link if given (a fresh redirect should it fail), else a fresh one. */

@@ -90,7 +90,7 @@ async function openSource(
   ctx: Context,
   connection: Connection,
   drive: string,
-): Promise<Source & { overSockets?: boolean }> {
+): Promise<Source & { heldPerRead?(chunk: number): number }> {
   return connection.config.api === 1
     ? openApi1Drive(connection.client, drive, connection)
     : openApi2Drive(connection, drive, ctx.log);
@@ -194,8 +194,9 @@ async function copyFrom(
   const { read: drive, known, shown } = source;
   const opened = await openSource(ctx, from.connection, drive);
   // a drive's chunks are read whole before they are sent, from the chunk itself: a read over the
-  // run's sockets (an API 1.0 drive far away) holds it once, one through fetch about twice
-  const heldPerChunk = (chunk: number) => (opened.overSockets ? chunk : fetchedChunk(chunk));
+  // run's sockets (an API 1.0 drive far away) holds it once (and more through a proxy's tunnel), one
+  // through fetch about twice
+  const heldPerChunk = (chunk: number) => opened.heldPerRead?.(chunk) ?? fetchedChunk(chunk);
   const current = async () => (await describeDrive({ connection: from.connection, drive })).size;
   const watched = sizeWatched(opened, shown, current);
   try {

@@ -13,7 +13,7 @@ import { runTransfer } from "../chunks/driver.ts";
 import type { Interrupt } from "../chunks/engine.ts";
 import type { Destination } from "../chunks/endpoints.ts";
 import { Journal, journalPath } from "../chunks/journal.ts";
-import { fixedWindow, windowFor } from "../chunks/window.ts";
+import { fixedWindow, startWithin, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import { preconnect } from "../wire.ts";
 import { formatOfName, withSuffix } from "../formats/output-format.ts";
 import { SparseFileDestination } from "../formats/sparse-file.ts";
@@ -22,7 +22,6 @@ import { CompressedFileDestination } from "../formats/compressed-file.ts";
 import { MAX_PIECE } from "../api1/drives.ts";
 import { API1_READS_IN_FLIGHT, api1ReadWindow, openApi1Drive, type Api1Drive } from "../api1/drive-source.ts";
 import { openApi2RangedDrive, type Api2RangedDrive } from "../api2/drive-source.ts";
-import { heldPerRange } from "../api2/socket-ranges.ts";
 import { serverFileName } from "../api2/file-name.ts";
 import { describeDrive } from "./access.ts";
 import { fromSnapshot } from "./consistent.ts";
@@ -33,6 +32,12 @@ import { fromSnapshot } from "./consistent.ts";
  * (bench/RESULTS-speed.md, "Figures the code relies on").
  */
 export const API2_READS_IN_FLIGHT = 8;
+
+/** The ranged GETs' window: from API2_READS_IN_FLIGHT (fewer where each holds more), up to what memory holds. */
+function api2ReadWindow(source: Api2RangedDrive, chunk: number, concurrency?: number): WindowPolicy {
+  const held = source.heldPerRead(chunk);
+  return windowFor(startWithin(API2_READS_IN_FLIGHT, held), held, concurrency);
+}
 
 /**
  * Bytes per chunk (without -c) of a raw API 2.0 download read in one stream: each piece read from the
@@ -77,13 +82,13 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
     const chunk =
       request.chunk ??
       (oneStream && format === "raw" ? (Journal.load(journalFile)?.header.chunk ?? ONE_STREAM_CHUNK) : MAX_PIECE);
-    // each read in flight holds its chunk until it is written (an API 2.0 ranged GET, and what the
-    // GET asked ahead of the next read holds: heldPerRange); API 2.0 in one stream: one at a time
+    // each read in flight holds its chunk until it is written, and some more (heldPerRead); API 2.0
+    // in one stream: one at a time
     const window = oneStream
       ? fixedWindow(1)
       : api === 1
         ? api1ReadWindow(source as Api1Drive, chunk, request.concurrency)
-        : windowFor(API2_READS_IN_FLIGHT, heldPerRange(chunk), request.concurrency);
+        : api2ReadWindow(source as Api2RangedDrive, chunk, request.concurrency);
     const from = { shown: `drive ${drive}`, id: drive };
     const destination: Destination =
       format === "raw"

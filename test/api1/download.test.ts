@@ -12,7 +12,11 @@ import { startStub, type DriveStub } from "../../emulator/server.ts";
 import { imageBytes, sameBytes as same } from "../images.ts";
 import { journalPath } from "../../lib/chunks/journal.ts";
 import { Front } from "../proxy-server.ts";
-import { api1ReadWindow, readsOverSockets, type Api1Drive } from "../../lib/api1/drive-source.ts";
+import { api1DriveSource, api1ReadWindow, readsOverSockets } from "../../lib/api1/drive-source.ts";
+import { HttpClient } from "../../lib/http.ts";
+import { ProxyRoutes } from "../../lib/proxy.ts";
+import { SocketPool } from "../../lib/socket-pool.ts";
+import { PROXIED_RECEIVE } from "../../lib/wire.ts";
 import { MAX_WINDOW, NEAR_LINK_MS } from "../../lib/chunks/window.ts";
 
 const CHUNK = 64 * 1024;
@@ -251,13 +255,22 @@ test("the reads go through fetch from a near server, over the run's sockets from
   expect(readsOverSockets(2, true)).toBe(true);
 });
 
-test("the reads' window: through fetch 5 reads of 4 MiB at most, smaller ones up to the same memory; over sockets from 6 to 12; --concurrency fixes it", () => {
-  const drive = (overSockets: boolean) => ({ overSockets }) as Api1Drive;
+test("the reads' window: through fetch 5 reads of 4 MiB at most, smaller ones up to the same memory; over sockets from 6 to 12, to 8 through a proxy; --concurrency fixes it", () => {
+  const client = new HttpClient(new URL("https://api.example.test/"), { credentials: { user: "u", secret: "s" } });
+  const own = (env: Record<string, string>) => ({
+    sockets: new SocketPool({ proxies: new ProxyRoutes(env) }),
+    timeoutMs: 1000,
+  });
+  const byFetch = api1DriveSource(client, "d", 1 << 30);
+  const direct = api1DriveSource(client, "d", 1 << 30, own({}));
+  const proxied = api1DriveSource(client, "d", 1 << 30, own({ HTTPS_PROXY: "http://proxy.example.test:3128" }));
   const MIB = 1024 * 1024;
-  expect(api1ReadWindow(drive(false), 4 * MIB)).toEqual({ initial: 5, min: 1, max: 5, fixed: false });
-  expect(api1ReadWindow(drive(false), CHUNK)).toEqual({ initial: 6, min: 1, max: MAX_WINDOW, fixed: false });
-  expect(api1ReadWindow(drive(true), 4 * MIB)).toEqual({ initial: 6, min: 1, max: 12, fixed: false });
-  expect(api1ReadWindow(drive(false), 4 * MIB, 8)).toEqual({ initial: 8, min: 8, max: 8, fixed: true });
+  expect(api1ReadWindow(byFetch, 4 * MIB)).toEqual({ initial: 5, min: 1, max: 5, fixed: false });
+  expect(api1ReadWindow(byFetch, CHUNK)).toEqual({ initial: 6, min: 1, max: MAX_WINDOW, fixed: false });
+  expect(api1ReadWindow(direct, 4 * MIB)).toEqual({ initial: 6, min: 1, max: 12, fixed: false });
+  expect(proxied.heldPerRead(4 * MIB)).toBe(4 * MIB + PROXIED_RECEIVE);
+  expect(api1ReadWindow(proxied, 4 * MIB)).toEqual({ initial: 6, min: 1, max: 8, fixed: false });
+  expect(api1ReadWindow(byFetch, 4 * MIB, 8)).toEqual({ initial: 8, min: 8, max: 8, fixed: true });
 });
 
 describe("a far server (its first answer 60 ms away)", () => {
