@@ -2,7 +2,14 @@
 // length (drives.ts readFailure), several in flight; the driver retries a read that may pass. The
 // reads go over the run's own sockets when given them (socket-read.ts), else through fetch.
 import type { Source } from "../chunks/endpoints.ts";
-import { fetchedChunk, NEAR_LINK_MS, startWithin, windowFor, type WindowPolicy } from "../chunks/window.ts";
+import {
+  fetchedChunk,
+  NEAR_LINK_MS,
+  startWithin,
+  WINDOW_MEMORY,
+  windowFor,
+  type WindowPolicy,
+} from "../chunks/window.ts";
 import type { HttpClient } from "../http.ts";
 import type { OwnSockets } from "../socket-pool.ts";
 import { PROXIED_RECEIVE } from "../wire.ts";
@@ -27,6 +34,8 @@ const FETCHED_READS_MEMORY = 5 * fetchedChunk(MAX_PIECE);
 export interface Api1Drive extends Source {
   /** Its reads go over the run's own sockets: each holds its chunk once (through fetch, about twice). */
   readonly overSockets: boolean;
+  /** Its reads go over the run's own sockets through a proxy. */
+  readonly proxied: boolean;
   /** What a read of `chunk` bytes in flight holds: its chunk (and PROXIED_RECEIVE through a proxy), or about twice through fetch. */
   heldPerRead(chunk: number): number;
 }
@@ -34,13 +43,15 @@ export interface Api1Drive extends Source {
 /** Drive `drive` of `size` bytes (its info's size) as a source; its reads over `sockets` when given. */
 export function api1DriveSource(client: HttpClient, drive: string, size: number, sockets?: OwnSockets): Api1Drive {
   const reads = sockets ? new SocketReads(client, sockets) : undefined;
-  const proxied = sockets?.sockets.proxies.for(client.url(`drives/${drive}/read/0/0`)) !== undefined;
+  const proxied =
+    reads !== undefined && sockets?.sockets.proxies.for(client.url(`drives/${drive}/read/0/0`)) !== undefined;
   const source: Api1Drive = {
     size,
     sequential: false,
     remote: true,
     maxRead: MAX_PIECE,
     overSockets: reads !== undefined,
+    proxied,
     heldPerRead: (chunk) => (reads ? chunk + (proxied ? PROXIED_RECEIVE : 0) : fetchedChunk(chunk)),
     // each answer's body comes in pieces the GC has to find (over the run's sockets as through
     // fetch: the runtime hands each piece it receives over in a buffer of its own)
@@ -76,7 +87,11 @@ export async function openApi1Drive(client: HttpClient, drive: string, sockets?:
  */
 export function api1ReadWindow(source: Api1Drive, chunk: number, concurrency?: number): WindowPolicy {
   const held = source.heldPerRead(chunk);
-  if (source.overSockets) return windowFor(startWithin(API1_READS_IN_FLIGHT, held), held, concurrency);
+  // through a proxy, where memory allows fewer reads (8 of 4 MiB), they start at that: from 6 the
+  // window went to 8 and back to 6 on the WAN model, 3.73 s against 3.59 s for 8 throughout
+  // (bench/RESULTS-speed.md, "Figures the code relies on")
+  const start = source.proxied ? Math.floor(WINDOW_MEMORY / held) : API1_READS_IN_FLIGHT;
+  if (source.overSockets) return windowFor(startWithin(start, held), held, concurrency);
   const initial = Math.max(1, Math.min(API1_READS_IN_FLIGHT, Math.floor(FETCHED_READS_MEMORY / held)));
   return windowFor(initial, held, concurrency, FETCHED_READS_MEMORY);
 }
