@@ -34,7 +34,7 @@ import { NO_TOTAL_LIMIT, Watchdog } from "../watchdog.ts";
  * network error; both may pass. A local file's failure (ENOSPC names its system call `write`) and
  * our own checks (OperationError) are final.
  */
-export function bodyFailure(error: unknown, watchdog: Watchdog): unknown {
+function bodyFailure(error: unknown, watchdog: Watchdog): unknown {
   const translated = watchdog.translate(error, "GET", "download");
   if (translated instanceof OperationError || !(translated instanceof Error)) return translated;
   const { code, syscall } = translated as { code?: unknown; syscall?: unknown };
