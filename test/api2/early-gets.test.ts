@@ -105,13 +105,13 @@ describe("from a far emulator (40 ms a round trip, 4 MB/s a connection)", () => 
   });
 
   const ranges = () => api2.originRequests.filter((r) => r.status === 206).map((r) => r.headers.range);
+  /** A download of the drive into `file` in 256k ranged GETs, three at a time. */
+  const downloadRanged = (file: string, ...extra: string[]) =>
+    run(download, [drive, file, "-c", "256k", "--concurrency", "3", ...extra], { env: api2.env, cwd: dir });
 
   test("reads nearly done ask for the next ranges ahead; each range is asked once, the file identical", async () => {
     api2.originRequests.length = 0;
-    const result = await run(download, [drive, "early.raw", "-c", "256k", "--concurrency", "3", "--verbose"], {
-      env: api2.env,
-      cwd: dir,
-    });
+    const result = await downloadRanged("early.raw", "--verbose");
     expect(result.status).toBe(0);
     expect(Buffer.from(readFileSync(join(dir, "early.raw"))).equals(Buffer.from(content))).toBe(true);
     expect(result.stderr).toMatch(/bytes=\d+-\d+ asked a round trip before its read/);
@@ -129,10 +129,7 @@ describe("from a far emulator (40 ms a round trip, 4 MB/s a connection)", () => 
       action: { reset: true, afterBytes: 100_000 },
     });
     try {
-      const result = await run(download, [drive, "cut.raw", "-c", "256k", "--concurrency", "3"], {
-        env: api2.env,
-        cwd: dir,
-      });
+      const result = await downloadRanged("cut.raw");
       expect(result.status).toBe(0);
       expect(Buffer.from(readFileSync(join(dir, "cut.raw"))).equals(Buffer.from(content))).toBe(true);
       expect(stub.faults[0]?.acted).toBe(1);
@@ -176,10 +173,7 @@ describe("from a far emulator (40 ms a round trip, 4 MB/s a connection)", () => 
       expect(existsSync(join(dir, "stopped.raw.part"))).toBe(true);
       api2.originHook = undefined;
       api2.originRequests.length = 0;
-      const again = await run(download, [drive, "stopped.raw", "-c", "256k", "--concurrency", "3"], {
-        env: api2.env,
-        cwd: dir,
-      });
+      const again = await downloadRanged("stopped.raw");
       expect(again.status).toBe(0);
       expect(Buffer.from(readFileSync(join(dir, "stopped.raw"))).equals(Buffer.from(content))).toBe(true);
       // the rerun went on from the journal: the first three ranges were not asked for again
@@ -205,10 +199,7 @@ describe("from a far emulator (40 ms a round trip, 4 MB/s a connection)", () => 
       return new Response("busy\n", { status: 503 });
     };
     try {
-      const result = await run(download, [drive, "again.raw", "-c", "256k", "--concurrency", "3"], {
-        env: api2.env,
-        cwd: dir,
-      });
+      const result = await downloadRanged("again.raw");
       expect(result.status).toBe(0);
       expect(Buffer.from(readFileSync(join(dir, "again.raw"))).equals(Buffer.from(content))).toBe(true);
       expect(failed.size).toBe(CHUNKS - 3);
