@@ -2,14 +2,7 @@
 // length (drives.ts readFailure), several in flight; the driver retries a read that may pass. The
 // reads go over the run's own sockets when given them (socket-read.ts), else through fetch.
 import type { Source } from "../chunks/endpoints.ts";
-import {
-  fetchedChunk,
-  NEAR_LINK_MS,
-  startWithin,
-  WINDOW_MEMORY,
-  windowFor,
-  type WindowPolicy,
-} from "../chunks/window.ts";
+import { fetchedChunk, startWithin, WINDOW_MEMORY, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import type { HttpClient } from "../http.ts";
 import type { OwnSockets } from "../socket-pool.ts";
 import { PROXIED_RECEIVE } from "../wire.ts";
@@ -24,8 +17,8 @@ import { SocketReads } from "./socket-read.ts";
 export const API1_READS_IN_FLIGHT = 6;
 
 /**
- * What reads through fetch (a near link) may hold: 5 reads of 4 MiB, each holding its chunk about
- * twice. With what the runtime holds of its own, 6 of them took a 4 GiB download past 128 MiB of
+ * What reads through fetch (a source given no sockets: an upload's --verify read-back) may hold: 5
+ * reads of 4 MiB, each holding its chunk about twice. With what the runtime holds of its own, 6 of them took a 4 GiB download past 128 MiB of
  * peak RSS where 5 stay under it, as fast: the process is the bottleneck there
  * (bench/RESULTS-speed.md, "Figures the code relies on").
  */
@@ -67,18 +60,15 @@ export function api1DriveSource(client: HttpClient, drive: string, size: number,
 }
 
 /**
- * Drive `drive` as a source, its size from its info. Its reads go over `sockets` when the server is
- * far (the info took NEAR_LINK_MS or more): there the bytes in flight are the speed, and a read over
- * a socket holds half what one through fetch does. Through a proxy too: fetch's reads through a
- * tunnel held more memory. On a near link without a proxy the process is the bottleneck, and reads
- * through fetch cost it less system time and memory (the runtime receives a socket's bytes in larger
- * buffers of its own). Figures: bench/RESULTS-speed.md, "Figures the code relies on".
+ * Drive `drive` as a source, its size from its info; its reads over `sockets` when given, near
+ * server or far: each body goes straight into its chunk's buffer, where fetch holds a copy of its
+ * own and hands the body over in fresh pieces. On loopback, 1 GiB: as fast as through fetch with a
+ * fifth less CPU and 90-96 MiB peak RSS against 112-120 (bench/RESULTS-speed.md, "Figures the code
+ * relies on"). From a far server the bytes in flight are the speed, and each read holds half.
  */
 export async function openApi1Drive(client: HttpClient, drive: string, sockets?: OwnSockets): Promise<Api1Drive> {
-  const asked = performance.now();
   const info = await driveInfo(client, drive);
-  const viaSockets = readsOverSockets(performance.now() - asked, client.proxied(`drives/${drive}/read/0/0`));
-  return api1DriveSource(client, drive, sizeOf(info, drive), viaSockets ? sockets : undefined);
+  return api1DriveSource(client, drive, sizeOf(info, drive), sockets);
 }
 
 /**
@@ -94,9 +84,4 @@ export function api1ReadWindow(source: Api1Drive, chunk: number, concurrency?: n
   if (source.overSockets) return windowFor(startWithin(start, held), held, concurrency);
   const initial = Math.max(1, Math.min(API1_READS_IN_FLIGHT, Math.floor(FETCHED_READS_MEMORY / held)));
   return windowFor(initial, held, concurrency, FETCHED_READS_MEMORY);
-}
-
-/** The rule above: a drive whose info took `infoMs` (through a proxy or not) is read over the run's sockets. */
-export function readsOverSockets(infoMs: number, proxied: boolean): boolean {
-  return infoMs >= NEAR_LINK_MS || proxied;
 }

@@ -150,10 +150,28 @@ export const GC_EVERY = 16 * 1024 * 1024;
 export const ASYNC_GC_EVERY = 4 * 1024 * 1024;
 
 /**
+ * The process's resident memory below which a full collection that is due waits: the garbage it
+ * would free cannot take the process near 128 MiB before the next one is due, and each costs the
+ * run CPU (the heap marked, the freed pages faulted in again). The API 1.0 download on loopback,
+ * 1 GiB: 1.18-1.21 s against 1.41-1.48 s with one every 16 MiB, 100-108 MiB peak RSS
+ * (bench/RESULTS-speed.md, "Figures the code relies on").
+ */
+export const FULL_GC_ABOVE_RSS = 96 * 1024 * 1024;
+
+/** The process's memory as GcPacing reads it: its resident bytes now, and the least worth a full collection. */
+export interface GcMemory {
+  rss: () => number;
+  fullAbove: number;
+}
+
+const PROCESS_MEMORY: GcMemory = { rss: () => process.memoryUsage.rss(), fullAbove: FULL_GC_ABOVE_RSS };
+
+/**
  * Which collection a transfer asks for as its bytes move: a full one every `fullEvery()` bytes (the
- * source's and destination's figure, read each time: a source may change its way mid-run), one
- * without waiting every `asyncEvery` between; none where nothing is left for the GC (`fullEvery()`
- * infinite).
+ * source's and destination's figure, read each time: a source may change its way mid-run) once the
+ * process holds `memory.fullAbove` bytes or more (below, it waits, and is asked again as each chunk
+ * ends), one without waiting every `asyncEvery` between; none where nothing is left for the GC
+ * (`fullEvery()` infinite).
  */
 export class GcPacing {
   private sinceFull = 0;
@@ -162,6 +180,7 @@ export class GcPacing {
   constructor(
     private readonly fullEvery: () => number,
     private readonly asyncEvery = ASYNC_GC_EVERY,
+    private readonly memory: GcMemory = PROCESS_MEMORY,
   ) {}
 
   /** `bytes` more moved: the collection due now, if any. */
@@ -169,7 +188,7 @@ export class GcPacing {
     this.sinceFull += bytes;
     this.sinceAsync += bytes;
     const every = this.fullEvery();
-    if (this.sinceFull >= every) {
+    if (this.sinceFull >= every && this.memory.rss() >= this.memory.fullAbove) {
       this.sinceFull = 0;
       this.sinceAsync = 0;
       return "full";

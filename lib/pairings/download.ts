@@ -57,8 +57,7 @@ export async function downloadDrive(ctx: Context, connection: Connection, reques
   // before anything is sent: an existing FILE is only replaced on request
   if (named !== undefined) await checkOutputPath(resolve(ctx.cwd, named), force);
   // the reads in flight get their connections while the API gives the drive's size (as many: the
-  // size's own may not be free again when they go); API 1.0 reads from a far server go over the
-  // run's own sockets (a near one's through fetch open their connections at no cost)
+  // size's own may not be free again when they go); API 1.0 reads go over the run's own sockets
   if (api === 1)
     preconnect(connection.client.url("drives/"), connection.sockets, request.concurrency ?? API1_READS_IN_FLIGHT);
   else directClient(connection).preconnect(request.concurrency ?? API2_READS_IN_FLIGHT);

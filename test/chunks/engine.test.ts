@@ -82,9 +82,11 @@ test("runLimited starts more tasks when more lanes are wanted, never above its l
 
 describe("GcPacing", () => {
   const MiB = 1024 * 1024;
+  /** A process holding more than a full collection waits for. */
+  const held = { rss: () => 200 * MiB, fullAbove: 96 * MiB };
 
   test("a full collection every fullEvery bytes, one without waiting every asyncEvery between, counted from the last of either", () => {
-    const pacing = new GcPacing(() => 16 * MiB, 4 * MiB);
+    const pacing = new GcPacing(() => 16 * MiB, 4 * MiB, held);
     const asked = Array.from({ length: 10 }, () => pacing.moved(2 * MiB));
     expect(asked).toEqual([
       undefined,
@@ -102,7 +104,7 @@ describe("GcPacing", () => {
 
   test("none where nothing is left for the GC (fullEvery infinite); the figure is read at each step", () => {
     let every = Number.POSITIVE_INFINITY;
-    const pacing = new GcPacing(() => every, 4 * MiB);
+    const pacing = new GcPacing(() => every, 4 * MiB, held);
     expect([pacing.moved(8 * MiB), pacing.moved(8 * MiB)]).toEqual([undefined, undefined]);
     // a source that changes its way mid-run (a drive read in spans from then on): the bytes moved
     // before count toward its first full collection
@@ -111,5 +113,16 @@ describe("GcPacing", () => {
     expect(pacing.moved(4 * MiB)).toBe("async");
     expect(pacing.moved(8 * MiB)).toBe("full");
     expect(pacing.moved(4 * MiB)).toBe("async");
+  });
+
+  test("a full collection that is due waits while the process holds less than fullAbove, asked again at each step; the next is counted from it", () => {
+    let rss = 60 * MiB;
+    const pacing = new GcPacing(() => 16 * MiB, 4 * MiB, { rss: () => rss, fullAbove: 96 * MiB });
+    const step = () => pacing.moved(4 * MiB);
+    // 16 MiB moved, the process small: only the collections without waiting
+    expect([step(), step(), step(), step(), step()]).toEqual(["async", "async", "async", "async", "async"]);
+    rss = 100 * MiB;
+    expect(step()).toBe("full");
+    expect([step(), step(), step(), step()]).toEqual(["async", "async", "async", "full"]);
   });
 });

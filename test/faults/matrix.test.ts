@@ -301,9 +301,7 @@ const rows: Row[] = [
       },
       "1.0 download": {
         status: 1,
-        // through fetch from a near server; over sockets (nothing moved) if a loaded machine made its
-        // first answer look far (lib/api1/drive-source.ts readsOverSockets)
-        says: "GET \\S+ failed: timeout: (no answer within|nothing moved for) 1 s",
+        says: "GET \\S+ failed: timeout: nothing moved for 1 s",
         left: JOURNAL_PART,
         rerun: "identical",
       },
