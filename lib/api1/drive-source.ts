@@ -63,7 +63,7 @@ export function api1DriveSource(client: HttpClient, drive: string, size: number,
  * Drive `drive` as a source, its size from its info; its reads over `sockets` when given, near
  * server or far: each body goes straight into its chunk's buffer, where fetch holds a copy of its
  * own and hands the body over in fresh pieces. On loopback, 1 GiB: as fast as through fetch with a
- * fifth less CPU and 90-96 MiB peak RSS against 112-120 (bench/RESULTS-speed.md, "Figures the code
+ * fifth less CPU and 87-96 MiB peak RSS against 110-116 (bench/RESULTS-speed.md, "Figures the code
  * relies on"). From a far server the bytes in flight are the speed, and each read holds half.
  */
 export async function openApi1Drive(client: HttpClient, drive: string, sockets?: OwnSockets): Promise<Api1Drive> {

@@ -153,7 +153,7 @@ export const ASYNC_GC_EVERY = 4 * 1024 * 1024;
  * The process's resident memory below which a full collection that is due waits: the garbage it
  * would free cannot take the process near 128 MiB before the next one is due, and each costs the
  * run CPU (the heap marked, the freed pages faulted in again). The API 1.0 download on loopback,
- * 1 GiB: 1.18-1.21 s against 1.41-1.48 s with one every 16 MiB, 100-108 MiB peak RSS
+ * 1 GiB: 1.18-1.21 s against 1.41-1.48 s with one every 16 MiB, 98-106 MiB peak RSS
  * (bench/RESULTS-speed.md, "Figures the code relies on").
  */
 export const FULL_GC_ABOVE_RSS = 96 * 1024 * 1024;
