@@ -7,7 +7,7 @@ import { evenGrid, type Grid } from "../chunks/grid.ts";
 import { journalOpened, resolveDriveTarget, type DriveTransfer } from "../chunks/drive-target.ts";
 import type { Journal } from "../chunks/journal.ts";
 import type { ReadBack } from "../chunks/verify.ts";
-import { startWithin, windowFor, type WindowPolicy } from "../chunks/window.ts";
+import { windowFor, type WindowPolicy } from "../chunks/window.ts";
 import { ApiError, messageOf, OperationError } from "../errors.ts";
 import type { HttpClient } from "../http.ts";
 import { humanBytes } from "../size.ts";
@@ -20,27 +20,28 @@ import { writePieceOnSocket } from "./socket-write.ts";
 import type { OwnSockets } from "../socket-pool.ts";
 
 /**
- * Writes in flight at the start: as many as WINDOW_MEMORY holds of 4 MiB chunks (a write holds its
- * chunk once), which fill a shaped link in fewer waves than a smaller start growing to them, and on
- * loopback cost nothing more (bench/RESULTS-speed.md, "Figures the code relies on").
+ * Writes in flight at the start, where memory holds them (an upload's 16 of 4 MiB): a far link is
+ * filled in the fewest waves (at 100 ms a round trip, 12 growing to 16 took 0.75-0.76 s where 16
+ * took 0.72-0.74), and the window may shrink from there (bench/RESULTS-speed.md, "Figures the code
+ * relies on").
  */
-export const API1_WRITES_IN_FLIGHT = 12;
+export const API1_WRITES_IN_FLIGHT = 16;
 
 /**
  * What writes in flight may hold, more than WINDOW_MEMORY: a raw write holds its chunk and nothing
- * more (its socket sends from it), so the window may grow past its start of 12 to 16 (a far link
- * where the process waits), and the upload stays under 128 MiB of peak RSS
- * (bench/RESULTS-speed.md, "Figures the code relies on").
+ * more (its socket sends from it), so an upload's window holds 16 of 4 MiB, and the upload stays
+ * under 128 MiB of peak RSS (bench/RESULTS-speed.md, "Figures the code relies on").
  */
 export const API1_WRITES_MEMORY = 16 * MAX_PIECE;
 
 /**
  * The writes' window when each holds `perWrite` bytes (its chunk; gzipped, its gzip too): from
- * API1_WRITES_IN_FLIGHT, or fewer where WINDOW_MEMORY holds fewer, up to what `memory` holds
- * (API1_WRITES_MEMORY: an upload's writes); `concurrency` fixes it.
+ * API1_WRITES_IN_FLIGHT, or fewer where `memory` holds fewer, up to what `memory` holds
+ * (API1_WRITES_MEMORY: an upload's writes; a copy's, WINDOW_MEMORY); `concurrency` fixes it.
  */
 export function api1WriteWindow(perWrite: number, concurrency?: number, memory = API1_WRITES_MEMORY): WindowPolicy {
-  return windowFor(startWithin(API1_WRITES_IN_FLIGHT, perWrite), perWrite, concurrency, memory);
+  const start = Math.max(1, Math.min(API1_WRITES_IN_FLIGHT, Math.floor(memory / Math.max(1, perWrite))));
+  return windowFor(start, perWrite, concurrency, memory);
 }
 
 /** Writes in flight once `--compress auto` has chosen gzip (a slow link). */

@@ -10,6 +10,7 @@ import {
   fixedWindow,
   startWithin,
   TransferWindow,
+  WINDOW_MEMORY,
   windowFor,
   type WindowPolicy,
 } from "../../lib/chunks/window.ts";
@@ -148,9 +149,11 @@ describe("the policy", () => {
     expect(startWithin(12, 64 * 1024 * 1024)).toBe(1);
   });
 
-  test("API 1.0 writes: 12 of 4 MiB at the start, growing to 16 (a write holds its chunk once); gzipped (twice as much each) 6 up to 8", () => {
-    expect(api1WriteWindow(CHUNK)).toEqual({ initial: 12, min: 1, max: 16, fixed: false });
-    expect(api1WriteWindow(2 * CHUNK)).toEqual({ initial: 6, min: 1, max: 8, fixed: false });
+  test("API 1.0 writes: all that memory holds at the start, 16 of 4 MiB (a write holds its chunk once), gzipped (twice as much each) 8; a copy's 12; smaller chunks 16", () => {
+    expect(api1WriteWindow(CHUNK)).toEqual({ initial: 16, min: 1, max: 16, fixed: false });
+    expect(api1WriteWindow(2 * CHUNK)).toEqual({ initial: 8, min: 1, max: 8, fixed: false });
+    expect(api1WriteWindow(CHUNK, undefined, WINDOW_MEMORY)).toEqual({ initial: 12, min: 1, max: 12, fixed: false });
+    expect(api1WriteWindow(64 * 1024).initial).toBe(16);
     expect(api1WriteWindow(CHUNK, 3)).toEqual(fixedWindow(3));
   });
 });
