@@ -21,9 +21,8 @@ import type { OwnSockets } from "../socket-pool.ts";
 
 /**
  * Writes in flight at the start, where memory holds them (an upload's 16 of 4 MiB): a far link is
- * filled in the fewest waves (at 100 ms a round trip, 12 growing to 16 took 0.75-0.76 s where 16
- * took 0.72-0.74), and the window may shrink from there (bench/RESULTS-speed.md, "Figures the code
- * relies on").
+ * filled in the fewest waves (at 100 ms a round trip, 256 MiB: 0.74 s against 0.77 s for 12 growing
+ * to 16), and the window may shrink from there (bench/RESULTS-speed.md, "Figures the code relies on").
  */
 export const API1_WRITES_IN_FLIGHT = 16;
 
