@@ -18,9 +18,9 @@ export const API1_READS_IN_FLIGHT = 6;
 
 /**
  * What reads through fetch (a source given no sockets: an upload's --verify read-back) may hold: 5
- * reads of 4 MiB, each holding its chunk about twice. With what the runtime holds of its own, 6 of them took a 4 GiB download past 128 MiB of
- * peak RSS where 5 stay under it, as fast: the process is the bottleneck there
- * (bench/RESULTS-speed.md, "Figures the code relies on").
+ * reads of 4 MiB, each holding its chunk about twice. With what the runtime holds of its own, 6 of
+ * them took a 4 GiB download past 128 MiB of peak RSS where 5 stay under it, as fast: the process
+ * is the bottleneck there (bench/RESULTS-speed.md, "Figures the code relies on").
  */
 const FETCHED_READS_MEMORY = 5 * fetchedChunk(MAX_PIECE);
 

@@ -39,8 +39,7 @@ interface Row {
   fault: string;
   /** Bring the fault about on `path` and run the transfer: the run the cell describes. */
   provoke(path: TransferPath, transfer: Transfer): Promise<RunResult>;
-  /** "1.0 download, far" (its reads over the run's sockets) as "1.0 download" where not given. */
-  cells: Record<Exclude<PathName, "1.0 download, far">, Cell> & { "1.0 download, far"?: Cell };
+  cells: Record<PathName, Cell>;
   /** The run was killed: its lock stays behind, for the rerun to take over. */
   killed?: boolean;
   /** Why the row cannot run here (no tmpfs), printed when skipped. */
@@ -127,7 +126,6 @@ function line(path: PathName, reason: string, plain = false): RegExp {
   const lines: Record<PathName, string> = {
     "1.0 upload": `upload: error: upload to drive ${UUID} stopped at .* of .*: ${reason}; to resume, rerun the same command in \\S+ \\(journal \\.drivekit-journal-\\w+\\), or run: upload\\.ts -d ${UUID} -o \\d+ \\S+`,
     "1.0 download": `download: error: download of drive ${UUID} stopped at .* of .*: ${reason}; out\\.img\\.part is kept: rerun the same command in \\S+ to resume`,
-    "1.0 download, far": `download: error: download of drive ${UUID} stopped at .* of .*: ${reason}; out\\.img\\.part is kept: rerun the same command in \\S+ to resume`,
     "2.0 chunked upload": `upload: error: upload to drive ${UUID} stopped at .* of .*: ${reason}; to resume, rerun the same command in \\S+ \\(journal \\.drivekit-journal-\\w+\\), or run: upload\\.ts --api 2 -d ${UUID} -c 65536 \\S+`,
     "2.0 direct upload": `upload: error: upload of \\S+ (failed|stopped) after .* of .*: ${reason}; not retried \\(a new attempt would create another drive\\); the server may have created a partial drive: check your drive list`,
     "2.0 download": `download: error: download of drive ${UUID} stopped at .* of .*: ${reason}; out\\.img\\.part is kept: rerun the same command in \\S+ to resume`,
@@ -300,12 +298,6 @@ const rows: Row[] = [
         rerun: "identical",
       },
       "1.0 download": {
-        status: 1,
-        says: "GET \\S+ failed: timeout: nothing moved for 1 s",
-        left: JOURNAL_PART,
-        rerun: "identical",
-      },
-      "1.0 download, far": {
         status: 1,
         says: "GET \\S+ failed: timeout: nothing moved for 1 s",
         left: JOURNAL_PART,
@@ -560,7 +552,7 @@ async function check(row: Row, path: TransferPath, outcome: Outcome): Promise<vo
   beforeRerun.length = 0;
   const transfer = path.prepare(dir, ++seed);
   const first = await row.provoke(path, transfer);
-  if (path.name === "1.0 download, far") {
+  if (path.name === "1.0 download") {
     // its reads began over the run's own sockets (fetch's carry a User-Agent); the emulator's mid-body
     // faults answer with a redirect to a raw socket, which the socket reads leave to fetch
     const reads = emulator.stub.requests.filter((r) => r.method === "GET" && /\/read\//.test(r.path));
@@ -626,9 +618,7 @@ for (const row of rows) {
   if (skip) console.log(`skipped "${row.fault}": ${skip}`);
   describe(row.fault, () => {
     for (const name of PATH_NAMES) {
-      const cell =
-        (name === "1.0 download, far" ? row.cells[name] : undefined) ??
-        row.cells[name === "1.0 download, far" ? "1.0 download" : name];
+      const cell = row.cells[name];
       if ("notApplicable" in cell) {
         test.skip(`${name}: not applicable (${cell.notApplicable})`, () => {});
         continue;

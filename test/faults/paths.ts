@@ -12,7 +12,6 @@ import { api2Error, elasticError } from "../../emulator/errors.ts";
 import { imageBytes } from "../images.ts";
 import type { RunResult } from "../helpers.ts";
 import type { Emulator, Hold } from "./support.ts";
-import { NEAR_LINK_MS } from "../../lib/chunks/window.ts";
 
 export const CHUNK = 64 * 1024;
 /** 40 chunks and a tail off the chunk grid: big enough to stop in the middle, small enough to be quick. */
@@ -21,7 +20,6 @@ export const SIZE = 40 * CHUNK + 1000;
 export type PathName =
   | "1.0 upload"
   | "1.0 download"
-  | "1.0 download, far"
   | "2.0 chunked upload"
   | "2.0 direct upload"
   | "2.0 download"
@@ -31,7 +29,6 @@ export type PathName =
 export const PATH_NAMES: readonly PathName[] = [
   "1.0 upload",
   "1.0 download",
-  "1.0 download, far",
   "2.0 chunked upload",
   "2.0 direct upload",
   "2.0 download",
@@ -157,15 +154,6 @@ export function transferPaths(emulator: Emulator): TransferPath[] {
       error: error1,
     },
     download1,
-    {
-      ...download1,
-      name: "1.0 download, far",
-      prepare: (dir, seed) => {
-        // the drive's info answers late, as from a far server: the reads go over the run's own sockets
-        stub.fault({ method: "GET", path: /^\/drives\/[0-9a-f-]{36}\/info$/, action: { delayMs: NEAR_LINK_MS + 10 } });
-        return download1.prepare(dir, seed);
-      },
-    },
     {
       name: "2.0 chunked upload",
       api: 2,
