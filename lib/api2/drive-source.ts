@@ -21,7 +21,7 @@ import type { HttpClient } from "../http.ts";
 import { logRetry, withRetry, type RetryPolicy } from "../retry.ts";
 import { DownloadLinks } from "./download-links.ts";
 import { EarlyGets, EndWatch } from "./early-gets.ts";
-import { contentLength, parseContentRange } from "./content-range.ts";
+import { contentLength, cutAnswer, parseContentRange, refusedAnswer } from "./content-range.ts";
 import { SocketRanges, type RangeAnswer } from "./socket-ranges.ts";
 import { HOLD_AHEAD, type LaterBuffer } from "../socket-get.ts";
 import { PROXIED_RECEIVE } from "../wire.ts";
@@ -98,17 +98,12 @@ class DriveDownload {
   /** The answer announced something that is not this drive: final, nothing of it is used. */
   async refuse(response: Response, said: string): Promise<never> {
     await response.body?.cancel().catch(() => undefined);
-    throw new OperationError(`the server ${said} for drive ${this.drive}, which holds ${this.size} bytes: refusing it`);
+    throw refusedAnswer(this.drive, this.size, said);
   }
 
   /** A body that ended (cleanly) before the bytes asked: a cut like any other, which may pass. */
   cut(at: number): ApiError {
-    return new ApiError({
-      kind: "network",
-      message: `the answer ended at byte ${at} of ${this.size}`,
-      method: "GET",
-      path: this.client.url(this.path).pathname,
-    });
+    return cutAnswer(at, this.size, this.client.url(this.path).pathname);
   }
 }
 

@@ -9,13 +9,13 @@
 // Basic auth to the API's origin only; redirects checked as http.ts checks them; the run's proxy
 // settings; --timeout as the time without progress. A 2xx in a form it does not read itself (a
 // chunked or compressed body) is handed back for the caller to read another way.
-import { ApiError, OperationError } from "../errors.ts";
+import { ApiError } from "../errors.ts";
 import { answerError, checkRedirectTarget, type HttpClient } from "../http.ts";
 import { proxyError } from "../proxy.ts";
 import { socketGet, type LaterBuffer, type SocketGetAnswer } from "../socket-get.ts";
 import type { OwnSockets } from "../socket-pool.ts";
 import { NO_TOTAL_LIMIT, type Watchdog } from "../watchdog.ts";
-import { parseContentRange } from "./content-range.ts";
+import { cutAnswer, parseContentRange, refusedAnswer } from "./content-range.ts";
 
 export type RangeAnswer =
   /** The range, whole, is in the buffer. */
@@ -152,7 +152,8 @@ export class SocketRanges {
       if (signal.aborted && !watchdog.stalled) throw error;
       const failure = watchdog.unanswered(error, "GET", url, this.shown);
       // a body under way when the connection failed: where it stopped is told
-      if (inBody && failure instanceof ApiError && failure.kind === "network") throw this.cut(position + got, error);
+      if (inBody && failure instanceof ApiError && failure.kind === "network")
+        throw cutAnswer(position + got, this.size, this.shown, error);
       throw inBody ? failure : new LinkFailed(failure);
     }
   }
@@ -163,27 +164,10 @@ export class SocketRanges {
     const last = position + length - 1;
     const range = answer.status === 206 ? parseContentRange(answer.headers.get("content-range")) : undefined;
     if (!range || range.start !== position || range.end !== last) return { kind: "ignored", status: answer.status };
-    if (range.total !== this.size) throw this.refusal(`announced ${range.total} bytes`);
-    if (answer.length !== length) throw this.refusal(`answered bytes ${position}-${last} with ${answer.length} bytes`);
+    if (range.total !== this.size) throw refusedAnswer(this.drive, this.size, `announced ${range.total} bytes`);
+    if (answer.length !== length)
+      throw refusedAnswer(this.drive, this.size, `answered bytes ${position}-${last} with ${answer.length} bytes`);
     return { kind: "read" };
-  }
-
-  /** The answer announced something that is not this drive: final, nothing of it is used. */
-  private refusal(said: string): OperationError {
-    return new OperationError(
-      `the server ${said} for drive ${this.drive}, which holds ${this.size} bytes: refusing it`,
-    );
-  }
-
-  /** A body cut by the network: worth another try. */
-  private cut(at: number, cause: unknown): ApiError {
-    return new ApiError({
-      kind: "network",
-      message: `the answer ended at byte ${at} of ${this.size}`,
-      method: "GET",
-      path: this.shown,
-      cause,
-    });
   }
 }
 
