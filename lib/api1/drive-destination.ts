@@ -7,7 +7,7 @@ import { evenGrid, type Grid } from "../chunks/grid.ts";
 import { journalOpened, resolveDriveTarget, type DriveTransfer } from "../chunks/drive-target.ts";
 import type { Journal } from "../chunks/journal.ts";
 import type { ReadBack } from "../chunks/verify.ts";
-import { windowFor, type WindowPolicy } from "../chunks/window.ts";
+import { startWithin, windowFor, type WindowPolicy } from "../chunks/window.ts";
 import { ApiError, messageOf, OperationError } from "../errors.ts";
 import type { HttpClient } from "../http.ts";
 import { humanBytes } from "../size.ts";
@@ -39,8 +39,7 @@ export const API1_WRITES_MEMORY = 16 * MAX_PIECE;
  * (API1_WRITES_MEMORY: an upload's writes; a copy's, WINDOW_MEMORY); `concurrency` fixes it.
  */
 export function api1WriteWindow(perWrite: number, concurrency?: number, memory = API1_WRITES_MEMORY): WindowPolicy {
-  const start = Math.max(1, Math.min(API1_WRITES_IN_FLIGHT, Math.floor(memory / Math.max(1, perWrite))));
-  return windowFor(start, perWrite, concurrency, memory);
+  return windowFor(startWithin(API1_WRITES_IN_FLIGHT, perWrite, memory), perWrite, concurrency, memory);
 }
 
 /** Writes in flight once `--compress auto` has chosen gzip (a slow link). */

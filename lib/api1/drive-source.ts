@@ -82,6 +82,10 @@ export function api1ReadWindow(source: Api1Drive, chunk: number, concurrency?: n
   // (bench/RESULTS-speed.md, "Figures the code relies on")
   const start = source.proxied ? Math.floor(WINDOW_MEMORY / held) : API1_READS_IN_FLIGHT;
   if (source.overSockets) return windowFor(startWithin(start, held), held, concurrency);
-  const initial = Math.max(1, Math.min(API1_READS_IN_FLIGHT, Math.floor(FETCHED_READS_MEMORY / held)));
-  return windowFor(initial, held, concurrency, FETCHED_READS_MEMORY);
+  return windowFor(
+    startWithin(API1_READS_IN_FLIGHT, held, FETCHED_READS_MEMORY),
+    held,
+    concurrency,
+    FETCHED_READS_MEMORY,
+  );
 }

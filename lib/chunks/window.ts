@@ -52,9 +52,9 @@ export function fetchedChunk(chunk: number): number {
  */
 export const NEAR_LINK_MS = 50;
 
-/** `wanted` requests in flight at the start, or fewer where each holds `bytesPerRequest` and WINDOW_MEMORY allows fewer. */
-export function startWithin(wanted: number, bytesPerRequest: number): number {
-  return Math.max(1, Math.min(wanted, Math.floor(WINDOW_MEMORY / Math.max(1, bytesPerRequest))));
+/** `wanted` requests in flight at the start, or fewer where each holds `bytesPerRequest` and `memory` allows fewer. */
+export function startWithin(wanted: number, bytesPerRequest: number, memory = WINDOW_MEMORY): number {
+  return Math.max(1, Math.min(wanted, Math.floor(memory / Math.max(1, bytesPerRequest))));
 }
 
 /** --concurrency N: N requests in flight, whatever the link shows. */

@@ -147,6 +147,8 @@ describe("the policy", () => {
     expect(startWithin(12, 4 * 1024 * 1024)).toBe(12);
     expect(startWithin(12, 8 * 1024 * 1024)).toBe(6);
     expect(startWithin(12, 64 * 1024 * 1024)).toBe(1);
+    // within other memory than WINDOW_MEMORY (an upload's writes: 64 MiB)
+    expect(startWithin(16, 8 * 1024 * 1024, 64 * 1024 * 1024)).toBe(8);
   });
 
   test("API 1.0 writes: all that memory holds at the start, 16 of 4 MiB (a write holds its chunk once), gzipped (twice as much each) 8; a copy's 12; smaller chunks 16", () => {
