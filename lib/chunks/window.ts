@@ -32,11 +32,11 @@ export const WINDOW_MEMORY = 48 * 1024 * 1024;
 export const MAX_WINDOW = 64;
 
 /**
- * What a request in flight holds when its chunk goes through fetch (an API 1.0 read from a near
- * server, a copy's): the chunk in the driver's buffer, and about as much again in the runtime (the
- * body it copies or gathers), as peak RSS per request in flight shows (bench/RESULTS-speed.md). The
- * requests over the run's own sockets (API 1.0 reads and writes from afar, API 2.0 ranged GETs)
- * hold their chunk once.
+ * What a request in flight holds when its chunk goes through fetch (an API 1.0 read given no
+ * sockets, a 2.0 drive's one stream in a copy): the chunk in the driver's buffer, and about as much
+ * again in the runtime (the body it copies or gathers), as peak RSS per request in flight shows
+ * (bench/RESULTS-speed.md). The requests over the run's own sockets (API 1.0 reads and writes, API
+ * 2.0 ranged GETs) hold their chunk once.
  */
 export function fetchedChunk(chunk: number): number {
   return 2 * chunk;

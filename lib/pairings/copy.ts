@@ -194,7 +194,7 @@ async function copyFrom(
   const { read: drive, known, shown } = source;
   const opened = await openSource(ctx, from.connection, drive);
   // a drive's chunks are read whole before they are sent, from the chunk itself: a read over the
-  // run's sockets (an API 1.0 drive far away) holds it once (and more through a proxy's tunnel), one
+  // run's sockets (an API 1.0 drive's) holds it once (and more through a proxy's tunnel), one
   // through fetch about twice
   const heldPerChunk = (chunk: number) => opened.heldPerRead?.(chunk) ?? fetchedChunk(chunk);
   const current = async () => (await describeDrive({ connection: from.connection, drive })).size;

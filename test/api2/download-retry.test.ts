@@ -1,7 +1,8 @@
 // API 2.0 download retried within the run against the emulator: a ranged answer cut short (raw or
 // .zst) is asked for again and the run ends identical; a server that stops honouring Range is read
-// in one stream from 0, one that sends its ranges chunked in one stream too; final errors (missing, auth) are not retried; the tries are bounded by the
-// retry policy, what came whole is kept for a rerun; Ctrl-C between attempts still ends the run at once.
+// in one stream from 0, one that sends its ranges chunked in one stream too; final errors (missing,
+// auth) are not retried; the tries are bounded by the retry policy, what came whole is kept for a
+// rerun; Ctrl-C between attempts still ends the run at once.
 import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
