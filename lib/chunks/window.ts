@@ -45,10 +45,10 @@ export function fetchedChunk(chunk: number): number {
 /**
  * Below this many ms for a transfer's first API call (a new connection, most of it the runtime's
  * first request: well under this on loopback) the server is near (the same machine, a LAN): the
- * process, not the link, is the bottleneck, so a download takes its cheapest way (an API 2.0 drive
- * in one stream; API 1.0 reads through fetch); a far one (a round trip of 50 ms or more, its
- * handshakes) takes the way that keeps the most in flight (ranged GETs; API 1.0 reads over the run's
- * own sockets). Figures: bench/RESULTS-speed.md.
+ * process, not the link, is the bottleneck, so an API 2.0 download takes its cheapest way (one
+ * stream); a far one (a round trip of 50 ms or more, its handshakes) takes the way that keeps the
+ * most in flight (ranged GETs). API 1.0 reads go over the run's own sockets either way.
+ * Figures: bench/RESULTS-speed.md.
  */
 export const NEAR_LINK_MS = 50;
 
